@@ -1,0 +1,339 @@
+"""The asyncio edge of the iSCSI target: sockets, command tasks, timers, shutdown.
+
+Each accepted connection gets a ``TargetConnection`` core and an ``asyncio.Protocol`` that
+feeds it bytes and writes what it returns with one ``writelines`` per batch. Each delivered
+SCSI command runs as one task owned by its connection; the connection cancels and awaits
+its tasks when it ends, so no task outlives its owner. Output is bounded by the CmdSN window
+(the core closes it while commands are outstanding), and reading pauses while the socket's
+write buffer is above its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+from sanstack.aio.task_management import TMF_WAIT_SECONDS, run_task_management
+from sanstack.iscsi.target_connection import (
+    CommandReady,
+    ConnectionClosed,
+    ConnectionSettings,
+    LoginSucceeded,
+    TargetConnection,
+    TaskManagementRequested,
+)
+from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
+from sanstack.target.logical_unit import LogicalUnit, TaskAborted
+from sanstack.target.login_policy import TargetLoginDriver
+from sanstack.target.registry import TargetRegistry
+from sanstack.target.unknown_lun import execute_without_lun
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class _Listener:
+    target_names: tuple[str, ...]
+    tpgt: int
+    server: asyncio.Server
+
+
+class TargetServer:
+    """Serves every target of a ``TargetRegistry`` on their portals."""
+
+    def __init__(self, registry: TargetRegistry, settings: ConnectionSettings | None = None):
+        self.registry = registry
+        self.settings = settings or ConnectionSettings()
+        self._listeners: list[_Listener] = []
+        self.connections: set[ConnectionHandler] = set()
+        self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Own a background task until it ends; ``stop`` awaits whatever is left."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def connections_of(self, target_name: str) -> list[ConnectionHandler]:
+        return [h for h in self.connections if h.target_name == target_name]
+
+    def close_sessions_later(self, target_name: str) -> None:
+        """Close every session of a target once the current callbacks have run."""
+        for handler in self.connections_of(target_name):
+            self.keep(asyncio.get_running_loop().create_task(handler.close("target reset")))
+
+    @property
+    def portals(self) -> list[tuple[str, int, int]]:
+        """(host, port, tpgt) of every listening socket, with the ports actually bound."""
+        out = []
+        for listener in self._listeners:
+            for sock in listener.server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append((host, port, listener.tpgt))
+        return out
+
+    async def start(self) -> None:
+        """Listen on every portal; a port of 0 is replaced by the port the kernel chose."""
+        loop = asyncio.get_running_loop()
+        for target in self.registry.targets.values():
+            for group in target.portal_groups:
+                for index, portal in enumerate(group.portals):
+                    tpgt = group.tag
+                    server = await loop.create_server(
+                        lambda tpgt=tpgt: ConnectionHandler(self, tpgt),  # type: ignore[misc]
+                        portal.host,
+                        portal.port,
+                        reuse_address=True,
+                    )
+                    if portal.port == 0:
+                        port = server.sockets[0].getsockname()[1]
+                        group.portals[index] = type(portal)(portal.host, port)
+                    self._listeners.append(_Listener((target.name,), tpgt, server))
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop listening, let in-flight commands finish within ``grace``, then close all."""
+        self._closing = True
+        for listener in self._listeners:
+            listener.server.close()
+        for listener in self._listeners:
+            await listener.server.wait_closed()
+        self._listeners.clear()
+        for handler in list(self.connections):
+            handler.request_logout(int(grace))
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(h.busy for h in self.connections):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.gather(
+            *(h.close("target shutting down") for h in list(self.connections)),
+            return_exceptions=True,
+        )
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=TMF_WAIT_SECONDS)
+        await self.registry.close()
+
+
+class ConnectionHandler(asyncio.Protocol):
+    """One TCP connection: the glue between the socket and a ``TargetConnection`` core."""
+
+    def __init__(self, server: TargetServer, tpgt: int) -> None:
+        self.server = server
+        self.tpgt = tpgt
+        self.loop = asyncio.get_running_loop()
+        self.core: TargetConnection | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.target_name: str | None = None
+        self.nexus: Nexus | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = asyncio.Event()
+        self._paused = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = str(transport.get_extra_info("peername"))
+        if self.server._closing:
+            self.transport.abort()
+            return
+        self.server.connections.add(self)
+        login = TargetLoginDriver(self.server.registry, self.tpgt)
+        settings = self.server.settings
+        self.core = TargetConnection(
+            login,
+            ConnectionSettings(
+                command_window=settings.command_window,
+                login_timeout=settings.login_timeout,
+                nop_in_interval=settings.nop_in_interval,
+                nop_in_timeout=settings.nop_in_timeout,
+                relative_target_port_id=self.tpgt,
+            ),
+            self.loop.time(),
+            send_targets=lambda value, initiator: self.server.registry.send_targets(
+                value, initiator, self.target_name
+            ),
+        )
+        self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        if self.core is not None:
+            self.core.receive_data(data, self.loop.time())
+            self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.core is not None:
+            self.core.connection_lost()
+            self._pump()
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        # Stop taking new commands while the peer is not reading what we send.
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- driving the core ------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        core = self.core
+        transport = self.transport
+        if core is None or transport is None:
+            return
+        while True:
+            parts = core.data_to_send()
+            if parts and not transport.is_closing():
+                transport.writelines(parts)
+            event = core.next_event()
+            if event is None:
+                break
+            if isinstance(event, CommandReady):
+                self._start_command(event.itt, event.command)
+            elif isinstance(event, TaskManagementRequested):
+                self._spawn_tmf(event)
+            elif isinstance(event, LoginSucceeded):
+                self._on_login(event)
+            elif isinstance(event, ConnectionClosed):
+                log.info("%s: connection closed: %s", self.peer, event.reason)
+                parts = core.data_to_send()
+                if parts and not transport.is_closing():
+                    transport.writelines(parts)
+                transport.close()
+                self._teardown()
+                return
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        core = self.core
+        if core is None:
+            return
+        when = core.get_timer()
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.core is not None:
+            self.core.handle_timer(self.loop.time())
+            self._pump()
+
+    def _on_login(self, event: LoginSucceeded) -> None:
+        self.target_name = event.target_name
+        self.nexus = event.nexus
+        if event.nexus is not None:
+            self.server.registry.session_started(event.nexus, self)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _start_command(self, itt: int, command: ScsiCommand) -> None:
+        target = self.server.registry.targets.get(self.target_name or "")
+        lu = target.luns.get(command.lun) if target is not None else None
+        task = self.loop.create_task(self._run_command(itt, lu, command))
+        self._tasks[itt] = task
+        task.add_done_callback(lambda t, itt=itt: self._tasks.pop(itt, None))  # type: ignore[misc]
+
+    async def _run_command(self, itt: int, lu: LogicalUnit | None, command: ScsiCommand) -> None:
+        try:
+            if lu is None:
+                target = self.server.registry.targets.get(self.target_name or "")
+                result: ScsiResult = await execute_without_lun(target, command)
+            else:
+                result = await lu.execute(command)
+        except TaskAborted as aborted:
+            if self.core is not None:
+                self.core.abort_command(itt, report_status=aborted.report_status)
+                self._pump()
+            return
+        if self.core is not None:
+            self.core.complete_command(itt, result)
+            self._pump()
+
+    # -- task management -------------------------------------------------------------------
+
+    def _spawn_tmf(self, event: TaskManagementRequested) -> None:
+        task = self.loop.create_task(self._run_tmf(event))
+        # Task management has its own ITT, distinct from every command's.
+        self._tasks[event.itt | 0x1_0000_0000] = task
+        task.add_done_callback(lambda t: self._tasks.pop(event.itt | 0x1_0000_0000, None))
+
+    async def _run_tmf(self, event: TaskManagementRequested) -> None:
+        response = await run_task_management(self.server, self, event)
+        if self.core is not None:
+            self.core.complete_task_management(event.itt, response)
+            self._pump()
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def reinstated(self) -> None:
+        """A new login took over this session's I_T nexus (RFC 7143 §6.3.5)."""
+        self.server.keep(self.loop.create_task(self.close("session reinstated")))
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def request_logout(self, seconds: int) -> None:
+        if self.core is not None:
+            self.core.request_logout(seconds)
+            self._pump()
+
+    async def close(self, reason: str) -> None:
+        """Close from our side and wait (bounded) until every task of this connection ended."""
+        if self.core is not None:
+            self.core.close(reason)
+            self._pump()
+        if self.transport is not None:
+            self.transport.close()
+        self._teardown()
+        try:
+            await asyncio.wait_for(self._closed.wait(), TMF_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("%s: tasks did not end within %ss", self.peer, TMF_WAIT_SECONDS)
+
+    def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.core is None and self._closed.is_set():
+            return
+        self.core = None
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if self.nexus is not None:
+            self.server.registry.session_ended(self.nexus, self)
+            self.nexus = None
+        self.server.connections.discard(self)
+        if not tasks:
+            self._closed.set()
+            return
+        waiter = self.loop.create_task(_await_all(tasks))
+        waiter.add_done_callback(lambda _t: self._closed.set())
+        self.server.keep(waiter)
+
+    def command_tasks(self) -> dict[int, asyncio.Task[None]]:
+        return self._tasks
+
+
+async def _await_all(tasks: list[asyncio.Task[None]]) -> None:
+    done, pending = await asyncio.wait(tasks, timeout=TMF_WAIT_SECONDS)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("command task failed", exc_info=task.exception())
+    if pending:
+        log.warning("%d command tasks did not finish after cancellation", len(pending))

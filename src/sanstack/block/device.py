@@ -1,0 +1,139 @@
+"""The one block-device interface every sanstack layer implements.
+
+Layers stack like device-mapper targets: a file or memory backstore at the bottom,
+then (later) ``MultipathDevice`` and ``SnapshotVolume``. The iSCSI target serves any
+``BlockDevice`` as a LUN, so everything that reaches a LUN goes through these methods.
+
+Errors a device raises are the ``BlockDeviceError`` subclasses below; the SCSI layer maps
+each to its sense data (a medium error is a medium error on every transport).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import IntEnum
+
+from sanstack.errors import SanstackError
+
+
+class BlockDeviceError(SanstackError):
+    """Base of the errors a block device reports for one I/O."""
+
+
+class MediumError(BlockDeviceError):
+    """The data could not be read or written (SCSI MEDIUM ERROR)."""
+
+
+class DeviceNotReady(BlockDeviceError):
+    """The device cannot serve I/O now (SCSI NOT READY); the caller may retry later."""
+
+
+class SpaceExhausted(BlockDeviceError):
+    """A thin device ran out of space for a write (SBC-4 SPACE ALLOCATION FAILED)."""
+
+
+class DeviceReadOnly(BlockDeviceError):
+    """A write was sent to a read-only device (SCSI DATA PROTECT / WRITE PROTECTED)."""
+
+
+class ProvisioningStatus(IntEnum):
+    """SBC-4 §5.8.2 table 'PROVISIONING STATUS field' of the GET LBA STATUS descriptor."""
+
+    MAPPED = 0x0
+    DEALLOCATED = 0x1
+    ANCHORED = 0x2
+
+
+@dataclass(frozen=True, slots=True)
+class LBAExtent:
+    """A run of logical blocks sharing one provisioning status."""
+
+    lba: int
+    count: int
+    status: ProvisioningStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """What makes a device the same device across paths, restarts and failovers.
+
+    ``naa`` feeds the NAA designator of VPD page 0x83 (a multipath initiator groups paths by
+    it, never by name); ``unit_serial`` feeds VPD page 0x80 and the T10 vendor designator.
+    """
+
+    naa: bytes
+    unit_serial: str
+
+    def __post_init__(self) -> None:
+        if len(self.naa) != 8 or self.naa[0] >> 4 != 0x3:
+            raise ValueError("naa must be an 8-byte NAA 3h (locally assigned) designator")
+        if not self.unit_serial or len(self.unit_serial) > 32 or not self.unit_serial.isascii():
+            raise ValueError("unit_serial must be 1..32 ASCII characters")
+
+    @classmethod
+    def from_seed(cls, seed: str) -> DeviceIdentity:
+        """Derive a stable identity from a seed (a path, a volume UUID, a config name).
+
+        sanstack owns no IEEE company id, so it uses NAA 3h, "locally assigned" (SPC-4
+        §7.8.6.6.2), whose 60 bits are ours to choose: the top of SHA-256 of the seed.
+        """
+        digest = hashlib.sha256(seed.encode()).digest()
+        naa = bytes([0x30 | (digest[0] & 0x0F)]) + digest[1:8]
+        return cls(naa=naa, unit_serial=digest[8:24].hex())
+
+
+class BlockDevice(ABC):
+    """An asynchronous block device of ``num_blocks`` blocks of ``block_size`` bytes.
+
+    Contract for implementations:
+
+    * ``read``/``write`` take whole blocks; the caller has checked the range. ``read`` may
+      return a ``memoryview`` or ``bytes`` of exactly ``count * block_size`` bytes.
+    * A write is durable only after ``flush`` returns (a volatile write cache), unless the
+      device says ``write_cache`` is False.
+    * ``unmap`` deallocates; later reads of those blocks return zeroes.
+    * ``close`` is idempotent; I/O issued after it fails with ``DeviceNotReady``.
+    """
+
+    block_size: int
+    num_blocks: int
+    identity: DeviceIdentity
+    read_only: bool = False
+    thin_provisioned: bool = False
+    write_cache: bool = True
+
+    @abstractmethod
+    async def read(self, lba: int, count: int) -> bytes | memoryview: ...
+
+    @abstractmethod
+    async def write(self, lba: int, data: bytes | memoryview) -> None: ...
+
+    @abstractmethod
+    async def flush(self) -> None: ...
+
+    async def unmap(self, lba: int, count: int) -> None:
+        """Deallocate blocks; the default writes zeroes, which reads back the same."""
+        chunk = 256
+        while count > 0:
+            n = min(chunk, count)
+            await self.write(lba, bytes(n * self.block_size))
+            lba += n
+            count -= n
+
+    async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
+        """Provisioning status from ``lba`` on: at least one extent, at most ``max_count`` blocks."""
+        count = min(max_count, self.num_blocks - lba)
+        return [LBAExtent(lba, count, ProvisioningStatus.MAPPED)]
+
+    def health(self) -> str | None:
+        """None when the device can serve I/O, else a one-line reason (TEST UNIT READY)."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - a device with nothing to release may keep it
+        """Release resources; the default has none."""
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.num_blocks * self.block_size

@@ -1,0 +1,848 @@
+"""The target side of one iSCSI connection, sans-IO (RFC 7143).
+
+Theory of operation. The edge feeds received bytes to ``receive_data(data, now)``, then
+sends ``data_to_send()`` to the socket and acts on ``next_event()``: ``LoginSucceeded``
+(register the session), ``CommandReady`` (run the ``ScsiCommand`` on its logical unit and
+call ``complete_command``), ``TaskManagementRequested`` (act on the logical units and call
+``complete_task_management``) and ``ConnectionClosed`` (flush, then close the socket). Time
+enters as ``now``; ``get_timer()`` says when ``handle_timer(now)`` is due (aioquic's contract).
+
+The core owns every iSCSI rule: the phase table below (which PDU is legal when), the
+CmdSN window (§4.2.2.1, ordered delivery, flow control through MaxCmdSN), R2T and Data-Out
+sequencing (``target_tasks``), Data-In segmentation with phase-collapsed status, residuals
+(§11.4.5), NOP-In pings, text requests (SendTargets, §7), logout and rejects (§11.17).
+sanstack runs ErrorRecoveryLevel 0 with one connection per session, so session state
+lives here too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Protocol
+
+from sanstack.errors import RemoteProtocolError
+from sanstack.iscsi import pdu as p
+from sanstack.iscsi.target_tasks import RESERVED_TAG, DataOutError, WriteTask
+from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
+from sanstack.scsi.constants import Status, TaskAttribute
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_REQUEST = 64 * 1024
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSucceeded:
+    """The connection reached the full feature phase."""
+
+    initiator_name: str
+    isid: int
+    tsih: int
+    target_name: str
+    discovery: bool
+    nexus: Nexus | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReady:
+    """A SCSI command is in CmdSN order and has all its Data-Out: run it."""
+
+    itt: int
+    command: ScsiCommand
+
+
+@dataclass(frozen=True, slots=True)
+class TaskManagementRequested:
+    """RFC 7143 §11.5: the edge acts on logical units, then calls ``complete_task_management``."""
+
+    itt: int
+    function: p.TaskManagementFunction
+    lun: int
+    referenced_task_tag: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection is over; send what is queued, then close the transport."""
+
+    reason: str
+
+
+Event = LoginSucceeded | CommandReady | TaskManagementRequested | ConnectionClosed
+
+
+# -- the login seam ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    """What a completed login settled (RFC 7143 §6, §13)."""
+
+    initiator_name: str
+    target_name: str
+    isid: int
+    tsih: int
+    discovery: bool
+    tpgt: int
+    header_digest: bool
+    data_digest: bool
+    max_recv_data_segment_length: int
+    max_xmit_data_segment_length: int
+    max_burst_length: int
+    first_burst_length: int
+    initial_r2t: bool
+    immediate_data: bool
+    max_outstanding_r2t: int
+
+
+class LoginDriver(Protocol):
+    """Runs the login phase: one response per request; ``outcome`` is set once it succeeds."""
+
+    outcome: LoginOutcome | None
+    failed: bool
+
+    def handle(self, request: p.LoginRequest) -> p.LoginResponse: ...
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Target-side limits of one connection."""
+
+    command_window: int = 128
+    login_timeout: float = 15.0
+    nop_in_interval: float | None = 5.0
+    nop_in_timeout: float = 15.0
+    relative_target_port_id: int = 1
+
+
+class Phase(Enum):
+    LOGIN = auto()
+    FULL_FEATURE = auto()
+    CLOSED = auto()
+
+
+# Which initiator PDUs each phase accepts; a PDU missing here is a protocol error
+# (RFC 7143 §6.3: only Login PDUs before the full feature phase).
+_ACCEPTS: dict[Phase, frozenset[type]] = {
+    Phase.LOGIN: frozenset({p.LoginRequest}),
+    Phase.FULL_FEATURE: frozenset(
+        {
+            p.SCSICommand,
+            p.DataOut,
+            p.NopOut,
+            p.TaskManagementRequest,
+            p.TextRequest,
+            p.LogoutRequest,
+        }
+    ),
+    Phase.CLOSED: frozenset(),
+}
+
+
+def sn_gt(a: int, b: int) -> bool:
+    """RFC 1982 serial-number comparison a > b for 32-bit sequence numbers (RFC 7143 §4.2.2.1)."""
+    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    """A command delivered to the SCSI layer and not yet answered."""
+
+    lun_field: int
+    read: bool
+    write: bool
+    expected_length: int
+
+
+class TargetConnection:
+    """Sans-IO target connection; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        login: LoginDriver,
+        settings: ConnectionSettings,
+        now: float,
+        *,
+        send_targets: Callable[[str, str], bytes] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.phase = Phase.LOGIN
+        self._login = login
+        self._send_targets = send_targets
+        self._reader = p.PDUReader(max_data_segment_length=8192)
+        self._out: list[bytes | memoryview] = []
+        self._events: deque[Event] = deque()
+        self.outcome: LoginOutcome | None = None
+        self.nexus: Nexus | None = None
+        self._header_digest = False
+        self._data_digest = False
+        self.stat_sn = 0
+        self.exp_cmd_sn = 0
+        self.max_cmd_sn = 0
+        self._pending_by_sn: dict[int, p.PDU] = {}
+        self._writes: dict[int, WriteTask] = {}
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._next_ttt = 1
+        self._text_buffer = bytearray()
+        self._text_continuation: tuple[int, bytes] | None = None
+        self._logout_itt: int | None = None
+        self._login_deadline: float | None = now + settings.login_timeout
+        self._last_activity = now
+        self._ping_deadline: float | None = None
+        self._ping_ttt = 0
+
+    # -- public API ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self._last_activity = now
+        self._ping_deadline = None
+        self._reader.feed(data)
+        while not self.closed:
+            try:
+                pdu = self._reader.next_pdu()
+            except p.DataDigestError as exc:
+                self._reject(p.RejectReason.DATA_DIGEST_ERROR, exc.header)
+                continue
+            except p.PDUFormatError as exc:
+                if exc.reject_reason == p.RejectReason.COMMAND_NOT_SUPPORTED and (
+                    self.phase is Phase.FULL_FEATURE
+                ):
+                    self._reject(exc.reject_reason, exc.header)
+                    continue
+                self._close(f"malformed PDU: {exc}")
+                return
+            except RemoteProtocolError as exc:
+                self._close(f"protocol error: {exc}")
+                return
+            if pdu is None:
+                return
+            self._dispatch(pdu, now)
+
+    def connection_lost(self) -> None:
+        """The transport went away: nothing more will be sent or received."""
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED
+            self._events.append(ConnectionClosed("connection lost"))
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        if self.phase is Phase.LOGIN:
+            return self._login_deadline
+        if self.phase is not Phase.FULL_FEATURE:
+            return None
+        if self._ping_deadline is not None:
+            return self._ping_deadline
+        if self.settings.nop_in_interval is None:
+            return None
+        return self._last_activity + self.settings.nop_in_interval
+
+    def handle_timer(self, now: float) -> None:
+        if self.phase is Phase.LOGIN:
+            if self._login_deadline is not None and now >= self._login_deadline:
+                self._close("login timed out")
+            return
+        if self.phase is not Phase.FULL_FEATURE:
+            return
+        if self._ping_deadline is not None:
+            if now >= self._ping_deadline:
+                self._close("initiator did not answer NOP-In")
+            return
+        interval = self.settings.nop_in_interval
+        if interval is not None and now >= self._last_activity + interval:
+            self._ping_ttt = self._take_ttt()
+            self._send(
+                p.NopIn(
+                    itt=RESERVED_TAG,
+                    ttt=self._ping_ttt,
+                    stat_sn=self.stat_sn,
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                )
+            )
+            self._ping_deadline = now + self.settings.nop_in_timeout
+
+    def complete_command(self, itt: int, result: ScsiResult) -> None:
+        """Send the Data-In and status of a command that ``CommandReady`` delivered."""
+        task = self._outstanding.pop(itt, None)
+        if task is None or self.phase is not Phase.FULL_FEATURE:
+            return
+        data = result.data if task.read else b""
+        length = len(data)
+        overflow = underflow = False
+        residual = 0
+        used = result.data_out_used if task.write and result.data_out_used is not None else length
+        if task.read or task.write or used:
+            if used > task.expected_length:
+                overflow, residual = True, used - task.expected_length
+            elif used < task.expected_length:
+                underflow, residual = True, task.expected_length - used
+        if length > task.expected_length:
+            data = memoryview(data)[: task.expected_length]
+        good = result.status == Status.GOOD and not result.sense
+        if data:
+            self._send_data_in(
+                itt=itt,
+                lun_field=task.lun_field,
+                data=data,
+                result=result,
+                overflow=overflow,
+                underflow=underflow,
+                residual=residual,
+            )
+            if good:
+                self._maybe_finish_logout()
+                return
+        self._send(
+            p.SCSIResponse(
+                itt=itt,
+                status=int(result.status),
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+                residual_overflow=overflow,
+                residual_underflow=underflow,
+                residual_count=residual,
+                sense=result.sense,
+            )
+        )
+        self._maybe_finish_logout()
+
+    def abort_command(self, itt: int, *, report_status: bool) -> None:
+        """A delivered command was aborted by task management (SAM-5 §5.6, TAS)."""
+        if itt not in self._outstanding:
+            return
+        if report_status:
+            self.complete_command(itt, ScsiResult(status=Status.TASK_ABORTED))
+        else:
+            del self._outstanding[itt]
+            self._maybe_finish_logout()
+
+    def drop_undelivered(self, lun_field: int | None) -> None:
+        """Forget write tasks still collecting data (a LUN or target reset aborted them)."""
+        for itt in [i for i, w in self._writes.items() if lun_field in (None, w.lun)]:
+            del self._writes[itt]
+
+    def complete_task_management(self, itt: int, response: p.TaskManagementResponseCode) -> None:
+        self._send(
+            p.TaskManagementResponse(
+                itt=itt,
+                response=response,
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+            )
+        )
+
+    def request_logout(self, seconds: int) -> None:
+        """Ask the initiator to log out within ``seconds`` (RFC 7143 §11.9.1, AsyncEvent 1)."""
+        if self.phase is Phase.FULL_FEATURE:
+            self._send(
+                p.AsyncMessage(
+                    async_event=p.AsyncEvent.LOGOUT_REQUEST,
+                    lun=0,
+                    stat_sn=self._take_stat_sn(),
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                    parameter3=seconds,
+                )
+            )
+
+    def close(self, reason: str) -> None:
+        """Close from the target side (shutdown, portal down, session reinstated)."""
+        self._close(reason)
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def outstanding_commands(self) -> int:
+        return len(self._outstanding) + len(self._writes)
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _dispatch(self, pdu: p.PDU, now: float) -> None:
+        if type(pdu) not in _ACCEPTS[self.phase]:
+            if self.phase is Phase.LOGIN:
+                self._close(f"{type(pdu).__name__} during login")
+            else:
+                self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+            return
+        if isinstance(pdu, p.LoginRequest):
+            self._on_login(pdu)
+        elif isinstance(pdu, p.DataOut):
+            self._on_data_out(pdu)
+        elif isinstance(pdu, _ORDERED_PDUS):
+            self._order(pdu, pdu.immediate, pdu.cmd_sn)
+
+    def _order(self, pdu: p.PDU, immediate: bool, cmd_sn: int) -> None:
+        """Deliver in CmdSN order; hold early ones inside the window; drop the rest (§4.2.2.1)."""
+        if immediate:
+            self._process(pdu)
+            return
+        if cmd_sn != self.exp_cmd_sn:
+            if sn_gt(cmd_sn, self.exp_cmd_sn) and not sn_gt(cmd_sn, self.max_cmd_sn):
+                self._pending_by_sn.setdefault(cmd_sn, pdu)
+            else:
+                log.debug("dropping PDU with CmdSN %d outside the window", cmd_sn)
+            return
+        self.exp_cmd_sn = (self.exp_cmd_sn + 1) & 0xFFFFFFFF
+        self._process(pdu)
+        while self.exp_cmd_sn in self._pending_by_sn and self.phase is Phase.FULL_FEATURE:
+            nxt = self._pending_by_sn.pop(self.exp_cmd_sn)
+            self.exp_cmd_sn = (self.exp_cmd_sn + 1) & 0xFFFFFFFF
+            self._process(nxt)
+
+    def _process(self, pdu: p.PDU) -> None:
+        if isinstance(pdu, p.SCSICommand):
+            self._on_scsi_command(pdu)
+        elif isinstance(pdu, p.NopOut):
+            self._on_nop_out(pdu)
+        elif isinstance(pdu, p.TaskManagementRequest):
+            self._on_task_management(pdu)
+        elif isinstance(pdu, p.TextRequest):
+            self._on_text(pdu)
+        elif isinstance(pdu, p.LogoutRequest):
+            self._on_logout(pdu)
+
+    # -- login -----------------------------------------------------------------------------
+
+    def _on_login(self, request: p.LoginRequest) -> None:
+        response = self._login.handle(request)
+        outcome = self._login.outcome
+        if outcome is not None:
+            self.stat_sn = response.stat_sn
+            self.exp_cmd_sn = request.cmd_sn
+        self._send(response)
+        if self._login.failed:
+            self._close("login failed")
+            return
+        if outcome is None:
+            return
+        self.outcome = outcome
+        self.phase = Phase.FULL_FEATURE
+        self._login_deadline = None
+        self.stat_sn = (response.stat_sn + 1) & 0xFFFFFFFF
+        self.max_cmd_sn = response.max_cmd_sn
+        # Digests and segment limits change only after the final login response (§13.12).
+        self._header_digest = outcome.header_digest
+        self._data_digest = outcome.data_digest
+        self._reader.set_digests(outcome.header_digest, outcome.data_digest)
+        self._reader.set_max_data_segment_length(outcome.max_recv_data_segment_length)
+        if not outcome.discovery:
+            self.nexus = Nexus(
+                outcome.initiator_name,
+                outcome.isid,
+                outcome.target_name,
+                outcome.tpgt,
+                self.settings.relative_target_port_id,
+            )
+        self._events.append(
+            LoginSucceeded(
+                outcome.initiator_name,
+                outcome.isid,
+                outcome.tsih,
+                outcome.target_name,
+                outcome.discovery,
+                self.nexus,
+            )
+        )
+
+    # -- SCSI commands and Data-Out --------------------------------------------------------
+
+    def _on_scsi_command(self, cmd: p.SCSICommand) -> None:
+        outcome = self.outcome
+        assert outcome is not None
+        if self.nexus is None:
+            self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+            return
+        if cmd.itt in self._outstanding or cmd.itt in self._writes:
+            self._reject(p.RejectReason.TASK_IN_PROGRESS, cmd.encode()[:48])
+            return
+        if cmd.bidi_read_expected_length is not None or (cmd.read and cmd.write):
+            self._reject(p.RejectReason.COMMAND_NOT_SUPPORTED, cmd.encode()[:48])
+            return
+        edtl = cmd.expected_data_transfer_length
+        attribute = _TASK_ATTRIBUTES.get(cmd.attr, TaskAttribute.SIMPLE)
+        if cmd.write and edtl > 0:
+            if cmd.data and not outcome.immediate_data:
+                self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+                return
+            unsolicited = len(cmd.data)
+            if not outcome.initial_r2t and not cmd.final:
+                unsolicited = min(outcome.first_burst_length, edtl)
+            task = WriteTask(
+                itt=cmd.itt,
+                lun=cmd.lun,
+                cdb=cmd.cdb,
+                cmd_sn=cmd.cmd_sn,
+                attribute=attribute,
+                expected_length=edtl,
+                unsolicited_limit=unsolicited,
+            )
+            try:
+                task.add_immediate(cmd.data)
+            except DataOutError:
+                self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+                return
+            if not task.complete:
+                self._writes[cmd.itt] = task
+                self._solicit(task)
+                return
+            data_out: bytes | memoryview = task.buffer()
+        else:
+            data_out = b""
+        self._deliver(
+            itt=cmd.itt,
+            lun_field=cmd.lun,
+            cdb=cmd.cdb,
+            attribute=attribute,
+            read=cmd.read,
+            write=cmd.write,
+            edtl=edtl,
+            data_out=data_out,
+        )
+
+    def _deliver(
+        self,
+        *,
+        itt: int,
+        lun_field: int,
+        cdb: bytes,
+        attribute: TaskAttribute,
+        read: bool,
+        write: bool,
+        edtl: int,
+        data_out: bytes | memoryview,
+    ) -> None:
+        assert self.nexus is not None
+        self._outstanding[itt] = _Outstanding(lun_field, read, write, edtl)
+        command = ScsiCommand(
+            nexus=self.nexus,
+            lun=p.decode_lun(lun_field),
+            cdb=cdb,
+            tag=itt,
+            attribute=attribute,
+            data_out=data_out,
+            data_in_length=edtl if read else 0,
+        )
+        self._events.append(CommandReady(itt, command))
+
+    def _solicit(self, task: WriteTask) -> None:
+        outcome = self.outcome
+        assert outcome is not None
+        for r2t in task.next_r2ts(
+            outcome.max_burst_length, outcome.max_outstanding_r2t, self._next_ttt
+        ):
+            self._next_ttt = (r2t.ttt + 1) & 0x7FFFFFFF or 1
+            self._send(
+                p.R2T(
+                    itt=task.itt,
+                    ttt=r2t.ttt,
+                    lun=task.lun,
+                    stat_sn=self.stat_sn,
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                    r2t_sn=r2t.r2t_sn,
+                    buffer_offset=r2t.buffer_offset,
+                    desired_data_transfer_length=r2t.length,
+                )
+            )
+
+    def _on_data_out(self, pdu: p.DataOut) -> None:
+        task = self._writes.get(pdu.itt)
+        if task is None:
+            self._reject(p.RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
+            return
+        try:
+            task.add_data_out(pdu.ttt, pdu.data_sn, pdu.buffer_offset, pdu.data)
+        except DataOutError as exc:
+            log.info("ITT %#x: %s", pdu.itt, exc)
+            self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+            return
+        if task.complete:
+            del self._writes[pdu.itt]
+            self._deliver(
+                itt=task.itt,
+                lun_field=task.lun,
+                cdb=task.cdb,
+                attribute=task.attribute,
+                read=False,
+                write=True,
+                edtl=task.expected_length,
+                data_out=task.buffer(),
+            )
+        elif pdu.final and pdu.ttt != RESERVED_TAG:
+            self._solicit(task)
+
+    def _send_data_in(
+        self,
+        *,
+        itt: int,
+        lun_field: int,
+        data: bytes | memoryview,
+        result: ScsiResult,
+        overflow: bool,
+        underflow: bool,
+        residual: int,
+    ) -> None:
+        outcome = self.outcome
+        assert outcome is not None
+        segment = outcome.max_xmit_data_segment_length
+        burst = outcome.max_burst_length
+        view = memoryview(data)
+        total = len(view)
+        collapse = result.status == Status.GOOD and not result.sense
+        offset = 0
+        data_sn = 0
+        while offset < total:
+            # A Data-In sequence ends (F bit) at every MaxBurstLength boundary (§13.14).
+            in_burst = offset % burst
+            n = min(segment, total - offset, burst - in_burst)
+            last = offset + n >= total
+            status_here = last and collapse
+            self._send(
+                p.DataIn(
+                    itt=itt,
+                    lun=lun_field if not status_here else 0,
+                    stat_sn=self._take_stat_sn() if status_here else 0,
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                    data_sn=data_sn,
+                    buffer_offset=offset,
+                    residual_count=residual if status_here else 0,
+                    final=last or (in_burst + n) >= burst,
+                    residual_overflow=overflow and status_here,
+                    residual_underflow=underflow and status_here,
+                    status_present=status_here,
+                    status=0,
+                    data=view[offset : offset + n],
+                )
+            )
+            offset += n
+            data_sn += 1
+
+    # -- other PDUs --------------------------------------------------------------------------
+
+    def _on_nop_out(self, pdu: p.NopOut) -> None:
+        if pdu.itt == RESERVED_TAG:
+            if pdu.ttt == self._ping_ttt:
+                self._ping_deadline = None
+            return
+        self._send(
+            p.NopIn(
+                itt=pdu.itt,
+                ttt=RESERVED_TAG,
+                lun=pdu.lun,
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+                data=pdu.data,
+            )
+        )
+
+    def _on_task_management(self, pdu: p.TaskManagementRequest) -> None:
+        fn = pdu.function
+        code = p.TaskManagementResponseCode
+        if self.nexus is None:
+            self.complete_task_management(pdu.itt, code.FUNCTION_REJECTED)
+            return
+        if fn == p.TaskManagementFunction.ABORT_TASK:
+            ref = pdu.referenced_task_tag
+            if self._writes.pop(ref, None) is not None:
+                self.complete_task_management(pdu.itt, code.FUNCTION_COMPLETE)
+                return
+            if ref not in self._outstanding:
+                # §11.5.1: a task the target never received counts as aborted if its CmdSN is
+                # still ahead of us; otherwise it is gone and does not exist.
+                pending = sn_gt(pdu.ref_cmd_sn, self.exp_cmd_sn) or (
+                    pdu.ref_cmd_sn == self.exp_cmd_sn
+                )
+                self._pending_by_sn.pop(pdu.ref_cmd_sn, None)
+                self.complete_task_management(
+                    pdu.itt, code.FUNCTION_COMPLETE if pending else code.TASK_DOES_NOT_EXIST
+                )
+                return
+        elif fn in (
+            p.TaskManagementFunction.ABORT_TASK_SET,
+            p.TaskManagementFunction.CLEAR_TASK_SET,
+            p.TaskManagementFunction.LOGICAL_UNIT_RESET,
+        ):
+            self.drop_undelivered(pdu.lun)
+        elif fn in (
+            p.TaskManagementFunction.TARGET_WARM_RESET,
+            p.TaskManagementFunction.TARGET_COLD_RESET,
+        ):
+            self.drop_undelivered(None)
+        elif fn == p.TaskManagementFunction.TASK_REASSIGN:
+            self.complete_task_management(pdu.itt, code.TASK_ALLEGIANCE_REASSIGNMENT_NOT_SUPPORTED)
+            return
+        else:
+            self.complete_task_management(pdu.itt, code.FUNCTION_NOT_SUPPORTED)
+            return
+        self._events.append(
+            TaskManagementRequested(pdu.itt, fn, p.decode_lun(pdu.lun), pdu.referenced_task_tag)
+        )
+
+    def _on_text(self, pdu: p.TextRequest) -> None:
+        outcome = self.outcome
+        assert outcome is not None
+        if pdu.ttt != RESERVED_TAG:
+            cont = self._text_continuation
+            if cont is None or cont[0] != pdu.ttt:
+                self._reject(p.RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
+                return
+            self._text_continuation = None
+            self._send_text(pdu.itt, cont[1])
+            return
+        self._text_buffer += pdu.data
+        if len(self._text_buffer) > MAX_TEXT_REQUEST:
+            self._text_buffer.clear()
+            self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+            return
+        if pdu.cont:
+            self._send(
+                p.TextResponse(
+                    itt=pdu.itt,
+                    ttt=self._take_ttt(),
+                    stat_sn=self._take_stat_sn(),
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                    final=False,
+                )
+            )
+            return
+        text = bytes(self._text_buffer)
+        self._text_buffer.clear()
+        answer = bytearray()
+        for item in text.split(b"\x00"):
+            if not item:
+                continue
+            key, sep, value = item.decode("utf-8", "replace").partition("=")
+            if key == "SendTargets" and sep and self._send_targets is not None:
+                answer += self._send_targets(value, outcome.initiator_name)
+            elif sep:
+                answer += f"{key}=NotUnderstood\x00".encode()
+        self._send_text(pdu.itt, bytes(answer))
+
+    def _send_text(self, itt: int, payload: bytes) -> None:
+        limit = self.outcome.max_xmit_data_segment_length if self.outcome else 8192
+        more = len(payload) > limit
+        ttt = self._take_ttt() if more else RESERVED_TAG
+        if more:
+            self._text_continuation = (ttt, payload[limit:])
+        self._send(
+            p.TextResponse(
+                itt=itt,
+                ttt=ttt,
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+                final=not more,
+                cont=more,
+                data=payload[:limit],
+            )
+        )
+
+    def _on_logout(self, pdu: p.LogoutRequest) -> None:
+        if pdu.reason == p.LogoutReason.REMOVE_CONNECTION_FOR_RECOVERY:
+            self._send(
+                p.LogoutResponse(
+                    itt=pdu.itt,
+                    response=p.LogoutResponseCode.RECOVERY_NOT_SUPPORTED,
+                    stat_sn=self._take_stat_sn(),
+                    exp_cmd_sn=self.exp_cmd_sn,
+                    max_cmd_sn=self._window_end(),
+                )
+            )
+            return
+        self._logout_itt = pdu.itt
+        self._writes.clear()
+        self._maybe_finish_logout()
+
+    def _maybe_finish_logout(self) -> None:
+        """Answer a pending logout once no delivered command is left to answer."""
+        if self._logout_itt is None or self._outstanding:
+            return
+        self._send(
+            p.LogoutResponse(
+                itt=self._logout_itt,
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+            )
+        )
+        self._logout_itt = None
+        self._close("logout")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _reject(self, reason: p.RejectReason, header: bytes) -> None:
+        self._send(
+            p.Reject(
+                reason=reason,
+                stat_sn=self._take_stat_sn(),
+                exp_cmd_sn=self.exp_cmd_sn,
+                max_cmd_sn=self._window_end(),
+                data_sn_r2t_sn=0,
+                data=header[:48],
+            )
+        )
+
+    def _send(self, pdu: p.PDU) -> None:
+        self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
+
+    def _take_stat_sn(self) -> int:
+        sn = self.stat_sn
+        self.stat_sn = (sn + 1) & 0xFFFFFFFF
+        return sn
+
+    def _take_ttt(self) -> int:
+        ttt = self._next_ttt
+        self._next_ttt = (ttt + 1) & 0x7FFFFFFF or 1
+        return ttt
+
+    def _window_end(self) -> int:
+        """MaxCmdSN: the window closes as commands wait, and never moves back (§4.2.2.1)."""
+        busy = len(self._outstanding) + len(self._writes) + len(self._pending_by_sn)
+        free = max(self.settings.command_window - busy, 0)
+        candidate = (self.exp_cmd_sn + free - 1) & 0xFFFFFFFF
+        if sn_gt(candidate, self.max_cmd_sn):
+            self.max_cmd_sn = candidate
+        return self.max_cmd_sn
+
+    def _close(self, reason: str) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        log.debug("closing connection: %s", reason)
+        self.phase = Phase.CLOSED
+        self._events.append(ConnectionClosed(reason))
+
+
+_ORDERED_PDUS = (p.SCSICommand, p.NopOut, p.TaskManagementRequest, p.TextRequest, p.LogoutRequest)
+
+_TASK_ATTRIBUTES: dict[int, TaskAttribute] = {
+    p.TaskAttribute.UNTAGGED: TaskAttribute.SIMPLE,
+    p.TaskAttribute.SIMPLE: TaskAttribute.SIMPLE,
+    p.TaskAttribute.ORDERED: TaskAttribute.ORDERED,
+    p.TaskAttribute.HEAD_OF_QUEUE: TaskAttribute.HEAD_OF_QUEUE,
+    p.TaskAttribute.ACA: TaskAttribute.ACA,
+}

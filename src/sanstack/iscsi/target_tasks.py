@@ -1,0 +1,114 @@
+"""Per-task Data-Out collection for the target (RFC 7143 §4.2.4, §11.8, §11.9).
+
+A write-type command's data arrives in up to three parts: immediate data in the command PDU,
+an unsolicited Data-Out sequence (when InitialR2T=No) up to FirstBurstLength, and solicited
+sequences, one per R2T, each at most MaxBurstLength. sanstack negotiates DataPDUInOrder=Yes
+and DataSequenceInOrder=Yes, so every PDU must continue exactly where the previous one ended;
+anything else is the initiator's protocol error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sanstack.errors import RemoteProtocolError
+from sanstack.scsi.constants import TaskAttribute
+
+RESERVED_TAG = 0xFFFFFFFF
+
+
+class DataOutError(RemoteProtocolError):
+    """A Data-Out PDU does not fit the task it names."""
+
+
+@dataclass(slots=True)
+class PendingR2T:
+    ttt: int
+    r2t_sn: int
+    buffer_offset: int
+    length: int
+    received: int = 0
+    next_data_sn: int = 0
+
+
+@dataclass(slots=True)
+class WriteTask:
+    """A write command whose Data-Out buffer is still being filled."""
+
+    itt: int
+    lun: int
+    cdb: bytes
+    cmd_sn: int
+    attribute: TaskAttribute
+    expected_length: int
+    # Immediate plus unsolicited Data-Out end here; R2Ts solicit the rest (RFC 7143 §13.11).
+    unsolicited_limit: int
+    chunks: list[bytes | memoryview] = field(default_factory=list)
+    received: int = 0
+    next_r2t_offset: int = 0
+    r2t_sn: int = 0
+    unsolicited_data_sn: int = 0
+    r2ts: dict[int, PendingR2T] = field(default_factory=dict)
+    delivered: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.expected_length
+
+    def buffer(self) -> bytes | memoryview:
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return b"".join(self.chunks)
+
+    def add_immediate(self, data: bytes) -> None:
+        """Take the command PDU's immediate data; R2Ts start after the unsolicited part."""
+        if len(data) > self.unsolicited_limit:
+            raise DataOutError("immediate data exceeds FirstBurstLength")
+        if data:
+            self.chunks.append(data)
+            self.received = len(data)
+        self.next_r2t_offset = self.unsolicited_limit
+
+    def add_data_out(self, ttt: int, data_sn: int, buffer_offset: int, data: bytes) -> None:
+        """Account one Data-Out PDU; raises ``DataOutError`` if it breaks the sequence rules."""
+        if buffer_offset != self.received:
+            raise DataOutError(f"Data-Out buffer offset {buffer_offset}, expected {self.received}")
+        if ttt == RESERVED_TAG:
+            if data_sn != self.unsolicited_data_sn:
+                raise DataOutError(
+                    f"unsolicited DataSN {data_sn}, expected {self.unsolicited_data_sn}"
+                )
+            if buffer_offset + len(data) > self.unsolicited_limit:
+                raise DataOutError("unsolicited data exceeds FirstBurstLength")
+            self.unsolicited_data_sn += 1
+        else:
+            r2t = self.r2ts.get(ttt)
+            if r2t is None:
+                raise DataOutError(f"Data-Out names unknown target transfer tag {ttt:#x}")
+            if data_sn != r2t.next_data_sn:
+                raise DataOutError(f"DataSN {data_sn}, expected {r2t.next_data_sn}")
+            if r2t.received + len(data) > r2t.length:
+                raise DataOutError("Data-Out exceeds the R2T's desired data transfer length")
+            r2t.next_data_sn += 1
+            r2t.received += len(data)
+            if r2t.received == r2t.length:
+                del self.r2ts[ttt]
+        if self.received + len(data) > self.expected_length:
+            raise DataOutError("Data-Out exceeds the expected data transfer length")
+        if data:
+            self.chunks.append(data)
+            self.received += len(data)
+
+    def next_r2ts(self, max_burst: int, max_outstanding: int, next_ttt: int) -> list[PendingR2T]:
+        """R2Ts to send now so at most ``max_outstanding`` are open (RFC 7143 §11.9)."""
+        out: list[PendingR2T] = []
+        ttt = next_ttt
+        while len(self.r2ts) < max_outstanding and self.next_r2t_offset < self.expected_length:
+            length = min(max_burst, self.expected_length - self.next_r2t_offset)
+            r2t = PendingR2T(ttt, self.r2t_sn, self.next_r2t_offset, length)
+            self.r2ts[ttt] = r2t
+            self.r2t_sn += 1
+            self.next_r2t_offset += length
+            out.append(r2t)
+            ttt = (ttt + 1) & 0x7FFFFFFF
+        return out

@@ -1,0 +1,18 @@
+"""The device server's command table: SPC-4 commands plus SBC-4 commands."""
+
+from __future__ import annotations
+
+from sanstack.scsi.command import CommandSpec
+
+
+def command_table() -> dict[tuple[int, int | None], CommandSpec]:
+    """Every served command keyed by (opcode, service action or None)."""
+    from sanstack.scsi import sbc, spc
+
+    table: dict[tuple[int, int | None], CommandSpec] = {}
+    for spec in (*spc.COMMANDS, *sbc.COMMANDS):
+        key = (spec.opcode, spec.service_action)
+        if key in table:
+            raise RuntimeError(f"command {spec.name} is defined twice")
+        table[key] = spec
+    return table

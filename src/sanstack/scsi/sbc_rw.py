@@ -1,0 +1,299 @@
+"""SBC-4 data transfer commands: READ, WRITE, WRITE AND VERIFY, VERIFY, ORWRITE and
+COMPARE AND WRITE.
+
+READ is the benchmarked path: it unpacks the CDB with a precompiled ``struct.Struct``,
+folds every rejection into one condition, and hands the device's buffer to the transport
+without copying. Every command that changes blocks holds ``lu.lock_range`` over them, so a
+COMPARE AND WRITE (which holds it across read-compare-write) is atomic against all writers;
+reads take no lock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sanstack.scsi.cdb import (
+    CDB6,
+    CDB10,
+    CDB12,
+    CDB16,
+    FUA,
+    LBA6_MSB_MASK,
+    PROTECT_MASK,
+    PROTECT_SHIFT,
+    SIX_BYTE_MAX_BLOCKS,
+    CompareAndWriteCDB,
+    ReadWriteCDB,
+)
+from sanstack.scsi.command import ScsiCommand, ScsiResult
+from sanstack.scsi.limits import MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BLOCKS
+from sanstack.scsi.sbc_common import (
+    BYTCHK_BIT,
+    COMPARE_CHUNK_BYTES,
+    check_lba_range,
+    check_protect,
+    check_ready,
+    check_transfer_length,
+    check_writable,
+    data_out_mismatch,
+    first_mismatch,
+    flush_if_needed,
+    miscompare,
+    whole_blocks_of_data_out,
+)
+from sanstack.scsi.sense import invalid_field_in_cdb
+
+if TYPE_CHECKING:
+    from sanstack.target.logical_unit import LogicalUnit
+
+
+class Bytchk:
+    """SBC-4 §5.37.2 table 'BYTCHK field' (VERIFY; WRITE AND VERIFY defines 0 and 1 only)."""
+
+    NO_COMPARE = 0
+    COMPARE = 1
+    COMPARE_ONE_BLOCK = 3
+
+
+# -- READ --------------------------------------------------------------------------------
+
+
+def _read_rejected(lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length: int) -> None:
+    """The slow half of a READ: raise the error the fast check saw, in SBC-4 order."""
+    check_protect(flags >> PROTECT_SHIFT)
+    check_transfer_length(count, cdb_length)
+    check_ready(lu)
+    check_lba_range(lu, lba, count)
+
+
+async def _read(lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length: int) -> ScsiResult:
+    device = lu.device
+    if (
+        flags & PROTECT_MASK
+        or lu.stopped
+        or count > MAX_TRANSFER_BLOCKS
+        or lba + count > device.num_blocks
+        or not count
+    ):
+        _read_rejected(lu, lba, count, flags, cdb_length)
+        return ScsiResult()  # a zero TRANSFER LENGTH reads nothing and is no error (§5.15)
+    return ScsiResult(data=await device.read(lba, count))
+
+
+async def read_6(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, msb, low, count, _ = CDB6.unpack_from(cmd.cdb)
+    lba = (msb & LBA6_MSB_MASK) << 16 | low
+    return await _read(lu, lba, count or SIX_BYTE_MAX_BLOCKS, 0, 6)
+
+
+async def read_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, _, count, _ = CDB10.unpack_from(cmd.cdb)
+    return await _read(lu, lba, count, flags, 10)
+
+
+async def read_12(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, count, _, _ = CDB12.unpack_from(cmd.cdb)
+    return await _read(lu, lba, count, flags, 12)
+
+
+async def read_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, count, _, _ = CDB16.unpack_from(cmd.cdb)
+    return await _read(lu, lba, count, flags, 16)
+
+
+# -- WRITE -------------------------------------------------------------------------------
+
+
+def _check_write(lu: LogicalUnit, lba: int, count: int, protect: int, cdb_length: int) -> None:
+    check_protect(protect)
+    check_transfer_length(count, cdb_length)
+    check_ready(lu)
+    check_lba_range(lu, lba, count)
+    check_writable(lu)
+
+
+async def _write(
+    lu: LogicalUnit, cmd: ScsiCommand, lba: int, count: int, *, flags: int, cdb_length: int
+) -> ScsiResult:
+    _check_write(lu, lba, count, flags >> PROTECT_SHIFT, cdb_length)
+    device = lu.device
+    block_size = device.block_size
+    need = count * block_size
+    data = whole_blocks_of_data_out(cmd.data_out, need, block_size)
+    if data is None:
+        return data_out_mismatch(need)
+    blocks = len(data) // block_size
+    if blocks:
+        async with lu.lock_range(lba, blocks):
+            await device.write(lba, data)
+        await flush_if_needed(lu, bool(flags & FUA))
+    return ScsiResult(data_out_used=need)
+
+
+async def write_6(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, msb, low, count, _ = CDB6.unpack_from(cmd.cdb)
+    lba = (msb & LBA6_MSB_MASK) << 16 | low
+    return await _write(lu, cmd, lba, count or SIX_BYTE_MAX_BLOCKS, flags=0, cdb_length=6)
+
+
+async def write_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, _, count, _ = CDB10.unpack_from(cmd.cdb)
+    return await _write(lu, cmd, lba, count, flags=flags, cdb_length=10)
+
+
+async def write_12(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, count, _, _ = CDB12.unpack_from(cmd.cdb)
+    return await _write(lu, cmd, lba, count, flags=flags, cdb_length=12)
+
+
+async def write_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _, flags, lba, count, _, _ = CDB16.unpack_from(cmd.cdb)
+    return await _write(lu, cmd, lba, count, flags=flags, cdb_length=16)
+
+
+# -- WRITE AND VERIFY, VERIFY ------------------------------------------------------------
+
+
+async def write_and_verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """WRITE AND VERIFY(10/12/16), SBC-4 §5.45-5.47.
+
+    The blocks are written, made durable (the verification is of the medium, not a cache)
+    and read back under the range lock; BYTCHK=1 also compares them with the Data-Out.
+    """
+    c = ReadWriteCDB.decode(cmd.cdb)
+    if c.bytchk > Bytchk.COMPARE:
+        raise invalid_field_in_cdb(1, BYTCHK_BIT)
+    _check_write(lu, c.lba, c.transfer_length, c.protect, c.cdb_length)
+    device = lu.device
+    block_size = device.block_size
+    need = c.transfer_length * block_size
+    data = whole_blocks_of_data_out(cmd.data_out, need, block_size)
+    if data is None:
+        return data_out_mismatch(need)
+    blocks = len(data) // block_size
+    if blocks:
+        async with lu.lock_range(c.lba, blocks):
+            await device.write(c.lba, data)
+            if device.write_cache:
+                await device.flush()
+            stored = await device.read(c.lba, blocks)
+            if c.bytchk == Bytchk.COMPARE:
+                offset = first_mismatch(data, stored)
+                if offset is not None:
+                    return miscompare(offset, need)
+    return ScsiResult(data_out_used=need)
+
+
+async def verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """VERIFY(10/12/16), SBC-4 §5.37-5.39.
+
+    BYTCHK=0 reads the range (a medium error surfaces as one); BYTCHK=1 compares it with the
+    Data-Out buffer; BYTCHK=3 compares every block with the single Data-Out block. A
+    miscompare reports the offset of the first differing byte from the start of the range
+    in INFORMATION (for BYTCHK=1 that is also the offset into the Data-Out buffer).
+    """
+    c = ReadWriteCDB.decode(cmd.cdb)
+    check_protect(c.protect)
+    if c.bytchk not in (Bytchk.NO_COMPARE, Bytchk.COMPARE, Bytchk.COMPARE_ONE_BLOCK):
+        raise invalid_field_in_cdb(1, BYTCHK_BIT)
+    check_transfer_length(c.transfer_length, c.cdb_length)
+    check_ready(lu)
+    check_lba_range(lu, c.lba, c.transfer_length)
+    block_size = lu.device.block_size
+    count = c.transfer_length
+    step = max(1, COMPARE_CHUNK_BYTES // block_size)
+    if c.bytchk == Bytchk.NO_COMPARE:
+        for done in range(0, count, step):
+            await lu.device.read(c.lba + done, min(step, count - done))
+        return ScsiResult(data_out_used=0)
+    if c.bytchk == Bytchk.COMPARE:
+        need = count * block_size
+        expected = whole_blocks_of_data_out(cmd.data_out, need, block_size)
+        if expected is None:
+            return data_out_mismatch(need)
+        count = len(expected) // block_size
+        repeat = False
+    else:
+        need = block_size if count else 0
+        if len(cmd.data_out) < need:
+            return data_out_mismatch(need)
+        # One slice of the block repeated serves as the expected data of every chunk.
+        expected = memoryview(bytes(memoryview(cmd.data_out)[:need]) * min(step, count))
+        repeat = True
+    for done in range(0, count, step):
+        n = min(step, count - done)
+        stored = await lu.device.read(c.lba + done, n)
+        start = 0 if repeat else done * block_size
+        offset = first_mismatch(expected[start : start + n * block_size], stored)
+        if offset is not None:
+            return miscompare(done * block_size + offset, need)
+    return ScsiResult(data_out_used=need)
+
+
+# -- ORWRITE, COMPARE AND WRITE ----------------------------------------------------------
+
+
+def _or_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bytes:
+    """Bitwise OR of two equal-length buffers, a slice at a time to bound integer sizes."""
+    left = memoryview(a).cast("B")
+    right = memoryview(b).cast("B")
+    out = bytearray()
+    for start in range(0, len(left), COMPARE_CHUNK_BYTES):
+        x = left[start : start + COMPARE_CHUNK_BYTES]
+        y = right[start : start + COMPARE_CHUNK_BYTES]
+        merged = int.from_bytes(x, "big") | int.from_bytes(y, "big")
+        out += merged.to_bytes(len(x), "big")
+    return bytes(out)
+
+
+async def orwrite_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """ORWRITE(16), SBC-4 §5.11: each block becomes (stored OR Data-Out), atomically."""
+    c = ReadWriteCDB.decode(cmd.cdb)
+    _check_write(lu, c.lba, c.transfer_length, c.protect, c.cdb_length)
+    device = lu.device
+    block_size = device.block_size
+    need = c.transfer_length * block_size
+    data = whole_blocks_of_data_out(cmd.data_out, need, block_size)
+    if data is None:
+        return data_out_mismatch(need)
+    blocks = len(data) // block_size
+    if blocks:
+        async with lu.lock_range(c.lba, blocks):
+            stored = await device.read(c.lba, blocks)
+            await device.write(c.lba, _or_bytes(stored, data))
+        await flush_if_needed(lu, c.fua)
+    return ScsiResult(data_out_used=need)
+
+
+async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """COMPARE AND WRITE, SBC-4 §5.3.
+
+    The Data-Out buffer must be exactly the verify blocks then the write blocks (libiscsi
+    CompareAndWrite.InvalidDataOutSize). Under the range lock the stored blocks are compared
+    with the verify half; on a miscompare nothing is written and INFORMATION holds the
+    offset of the first differing byte.
+    """
+    c = CompareAndWriteCDB.decode(cmd.cdb)
+    check_protect(c.protect)
+    if c.number_of_blocks > MAX_COMPARE_AND_WRITE_BLOCKS:
+        raise invalid_field_in_cdb(CompareAndWriteCDB.NUMBER_OF_BLOCKS_BYTE)
+    check_ready(lu)
+    check_lba_range(lu, c.lba, c.number_of_blocks)
+    check_writable(lu)
+    device = lu.device
+    count = c.number_of_blocks
+    half = count * device.block_size
+    need = 2 * half
+    if len(cmd.data_out) != need:
+        return data_out_mismatch(need)
+    if not count:
+        return ScsiResult(data_out_used=0)
+    view = memoryview(cmd.data_out)
+    async with lu.lock_range(c.lba, count):
+        stored = await device.read(c.lba, count)
+        offset = first_mismatch(view[:half], stored)
+        if offset is not None:
+            return miscompare(offset, need)
+        await device.write(c.lba, view[half:])
+    await flush_if_needed(lu, c.fua)
+    return ScsiResult(data_out_used=need)

@@ -1,0 +1,262 @@
+"""Target configuration: a TOML file, or the quick form of ``sanstack target serve``.
+
+Every value is checked here, before anything listens, and a bad one raises ``ConfigError``
+naming its field (``target[0].lun[3].size``) and the problem in one line.
+
+File format::
+
+    [[target]]
+    name = "iqn.2026-11.org.sanstack:disk"
+    alias = "disks"                          # optional
+    initiators = ["iqn.1993-08.org.debian:01:node1"]   # optional ACL; absent = everyone
+    chap = { user = "u", secret = "s3cret-s3cret" }    # optional; mutual_user/_secret too
+
+    [[target.portal_group]]
+    tag = 1
+    portals = ["127.0.0.1:3260"]
+
+    [[target.lun]]
+    number = 0                               # optional; default: next free
+    backstore = "file"                       # "file" or "memory"
+    path = "/var/lib/sanstack/lun0.img"      # file only; created sparse if missing
+    size = "1G"                              # needed to create a file, or for memory
+    block_size = 512                         # optional
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sanstack.errors import ConfigError
+from sanstack.iscsi.chap import ChapCredentials
+from sanstack.target.target import Portal
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_IQN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
+BLOCK_SIZES = (512, 1024, 2048, 4096)
+
+
+def parse_size(text: str | int, field_name: str) -> int:
+    """``64M``, ``1G``, ``512K``, ``1.5G`` or a byte count; binary units."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        match = _SIZE.match(str(text))
+        if match is None:
+            raise ConfigError(field_name, f"{text!r} is not a size (use e.g. 64M or 1G)")
+        value = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if value <= 0:
+        raise ConfigError(field_name, f"size {text!r} must be positive")
+    return value
+
+
+def check_name(name: object, field_name: str) -> str:
+    """An iSCSI name (RFC 7143 §4.2.7): iqn., eui. or naa. form, at most 223 bytes."""
+    if not isinstance(name, str) or not _IQN.match(name) or len(name.encode()) > 223:
+        raise ConfigError(field_name, f"{name!r} is not an iSCSI name (iqn.YYYY-MM.domain:id)")
+    return name.lower()
+
+
+@dataclass(slots=True)
+class LunSpec:
+    number: int
+    backstore: str
+    path: Path | None
+    size: int | None
+    block_size: int = 512
+    read_only: bool = False
+
+
+@dataclass(slots=True)
+class PortalGroupSpec:
+    tag: int
+    portals: list[Portal]
+
+
+@dataclass(slots=True)
+class TargetSpec:
+    name: str
+    portal_groups: list[PortalGroupSpec]
+    luns: list[LunSpec] = field(default_factory=list)
+    alias: str = ""
+    initiators: frozenset[str] | None = None
+    chap: ChapCredentials | None = None
+
+
+def parse_lun_argument(text: str, number: int, field_name: str) -> LunSpec:
+    """The quick form's ``--lun FILE:SIZE`` (or ``--lun FILE`` for an existing file)."""
+    path_text, sep, size_text = text.rpartition(":")
+    if not sep:
+        path_text, size_text = text, ""
+    if not path_text:
+        raise ConfigError(field_name, f"{text!r} has no file name (use FILE:SIZE)")
+    if path_text.startswith("memory") and path_text in ("memory", "mem"):
+        if not size_text:
+            raise ConfigError(field_name, "a memory LUN needs a size (memory:64M)")
+        return LunSpec(number, "memory", None, parse_size(size_text, field_name))
+    size = parse_size(size_text, field_name) if size_text else None
+    if size is not None and size % 512:
+        raise ConfigError(field_name, f"size {size} is not a multiple of 512 bytes")
+    path = Path(path_text)
+    if size is None and not path.exists():
+        raise ConfigError(field_name, f"{path} does not exist and no size was given (FILE:SIZE)")
+    return LunSpec(number, "file", path, size)
+
+
+def quick_target(name: str, portals: list[str], luns: list[str]) -> TargetSpec:
+    """The quick form: each portal in its own portal group (TPGT 1, 2, ...), LUNs from 0."""
+    target_name = check_name(name, "--iqn")
+    if not portals:
+        raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
+    groups = [
+        PortalGroupSpec(i + 1, [Portal.parse(text, field_name=f"--portal {text}")])
+        for i, text in enumerate(portals)
+    ]
+    lun_specs = [parse_lun_argument(text, i, f"--lun {text}") for i, text in enumerate(luns)]
+    return TargetSpec(target_name, groups, lun_specs)
+
+
+def load_config(path: Path) -> list[TargetSpec]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read: {exc}") from None
+    return parse_config(raw)
+
+
+def parse_config(raw: dict[str, Any]) -> list[TargetSpec]:
+    _no_unknown(raw, {"target"}, "")
+    targets = raw.get("target")
+    if not isinstance(targets, list) or not targets:
+        raise ConfigError("target", "at least one [[target]] table is needed")
+    specs = [_parse_target(t, f"target[{i}]") for i, t in enumerate(targets)]
+    names = [s.name for s in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("target", f"{name} is defined twice")
+    return specs
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
+    for key in table:
+        if key not in known:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
+
+
+def _table(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(where, "must be a table")
+    return value
+
+
+def _int(value: object, where: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(where, f"{value!r} is not an integer in {low}..{high}")
+    return value
+
+
+def _parse_target(value: object, where: str) -> TargetSpec:
+    table = _table(value, where)
+    _no_unknown(table, {"name", "alias", "initiators", "chap", "portal_group", "lun"}, where)
+    name = check_name(table.get("name"), f"{where}.name")
+    alias = table.get("alias", "")
+    if not isinstance(alias, str):
+        raise ConfigError(f"{where}.alias", "must be a string")
+    initiators: frozenset[str] | None = None
+    if "initiators" in table:
+        names = table["initiators"]
+        if not isinstance(names, list):
+            raise ConfigError(f"{where}.initiators", "must be a list of initiator names")
+        initiators = frozenset(
+            check_name(n, f"{where}.initiators[{i}]") for i, n in enumerate(names)
+        )
+    chap = _parse_chap(table["chap"], f"{where}.chap") if "chap" in table else None
+    groups_raw = table.get("portal_group")
+    if not isinstance(groups_raw, list) or not groups_raw:
+        raise ConfigError(f"{where}.portal_group", "at least one [[target.portal_group]] needed")
+    groups = [_parse_group(g, f"{where}.portal_group[{i}]") for i, g in enumerate(groups_raw)]
+    tags = [g.tag for g in groups]
+    if len(set(tags)) != len(tags):
+        raise ConfigError(f"{where}.portal_group", "two portal groups share a tag")
+    luns_raw = table.get("lun", [])
+    if not isinstance(luns_raw, list):
+        raise ConfigError(f"{where}.lun", "must be an array of tables ([[target.lun]])")
+    luns: list[LunSpec] = []
+    used: set[int] = set()
+    for i, lun in enumerate(luns_raw):
+        spec = _parse_lun(lun, f"{where}.lun[{i}]", used)
+        used.add(spec.number)
+        luns.append(spec)
+    return TargetSpec(name, groups, luns, alias, initiators, chap)
+
+
+def _parse_chap(value: object, where: str) -> ChapCredentials:
+    table = _table(value, where)
+    _no_unknown(table, {"user", "secret", "mutual_user", "mutual_secret"}, where)
+    for key in ("user", "secret"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise ConfigError(f"{where}.{key}", "is required and must be a non-empty string")
+    mutual = (table.get("mutual_user"), table.get("mutual_secret"))
+    if (mutual[0] is None) != (mutual[1] is None):
+        raise ConfigError(f"{where}.mutual_secret", "mutual_user and mutual_secret go together")
+    if mutual[1] is not None and mutual[1] == table["secret"]:
+        raise ConfigError(f"{where}.mutual_secret", "must differ from secret (RFC 7143 §12.1.3)")
+    return ChapCredentials(table["user"], table["secret"], mutual[0], mutual[1])
+
+
+def _parse_group(value: object, where: str) -> PortalGroupSpec:
+    table = _table(value, where)
+    _no_unknown(table, {"tag", "portals"}, where)
+    tag = _int(table.get("tag"), f"{where}.tag", 1, 0xFFFF)
+    portals = table.get("portals")
+    if not isinstance(portals, list) or not portals:
+        raise ConfigError(f"{where}.portals", "must list at least one HOST:PORT")
+    parsed = []
+    for i, text in enumerate(portals):
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}.portals[{i}]", "must be a string HOST:PORT")
+        parsed.append(Portal.parse(text, field_name=f"{where}.portals[{i}]"))
+    return PortalGroupSpec(tag, parsed)
+
+
+def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
+    table = _table(value, where)
+    _no_unknown(table, {"number", "backstore", "path", "size", "block_size", "read_only"}, where)
+    number = table.get("number")
+    if number is None:
+        number = next(n for n in range(len(used) + 1) if n not in used)
+    number = _int(number, f"{where}.number", 0, 16383)
+    if number in used:
+        raise ConfigError(f"{where}.number", f"LUN {number} is defined twice")
+    backstore = table.get("backstore", "file")
+    if backstore not in ("file", "memory"):
+        raise ConfigError(f"{where}.backstore", f"{backstore!r} is not 'file' or 'memory'")
+    size = parse_size(table["size"], f"{where}.size") if "size" in table else None
+    block_size = table.get("block_size", 512)
+    if block_size not in BLOCK_SIZES:
+        raise ConfigError(f"{where}.block_size", f"{block_size!r} is not one of {BLOCK_SIZES}")
+    read_only = table.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise ConfigError(f"{where}.read_only", "must be true or false")
+    path: Path | None = None
+    if backstore == "file":
+        if not isinstance(table.get("path"), str):
+            raise ConfigError(f"{where}.path", "a file LUN needs a path")
+        path = Path(table["path"])
+        if size is None and not path.exists():
+            raise ConfigError(f"{where}.size", f"{path} does not exist, so a size is needed")
+    elif size is None:
+        raise ConfigError(f"{where}.size", "a memory LUN needs a size")
+    if size is not None and size % block_size:
+        raise ConfigError(f"{where}.size", f"{size} is not a multiple of block_size {block_size}")
+    return LunSpec(number, backstore, path, size, block_size, read_only)

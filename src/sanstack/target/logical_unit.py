@@ -1,0 +1,302 @@
+"""The SCSI device server of one logical unit: dispatch, unit attentions, task management.
+
+Theory of operation. A transport hands ``LogicalUnit.execute`` one ``ScsiCommand`` at a time
+per task; many run concurrently. ``execute`` applies the checks SAM-5 and SPC-4 order before
+any command runs (unit attention, reservations), finds the command in the table built from
+``sanstack.scsi.spc.COMMANDS`` and ``sanstack.scsi.sbc.COMMANDS``, and turns every failure
+into status and sense: a ``CheckCondition``, a block-device error, or (a bug) any other
+exception, which is logged and reported as HARDWARE ERROR / INTERNAL TARGET FAILURE. The
+daemon never dies of a command.
+
+Task management aborts running commands by cancelling the asyncio task that awaits
+``execute``; ``execute`` turns that cancellation into ``TaskAborted`` so the transport knows
+to send nothing (or TASK ABORTED status when ``TaskAborted.report_status`` is set, SAM-5
+§5.6 with TAS=1), while any other cancellation (a session teardown) propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sanstack.block.device import (
+    BlockDevice,
+    DeviceNotReady,
+    DeviceReadOnly,
+    MediumError,
+    SpaceExhausted,
+)
+from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand, ScsiResult
+from sanstack.scsi.constants import ASC, SenseKey, Status
+from sanstack.scsi.mode import ModeParameters
+from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
+
+log = logging.getLogger(__name__)
+
+# A nexus never needs more than a handful of distinct unit attentions queued; SPC-4 §4.5.5
+# lets a device server drop the older ones when it runs out of room.
+MAX_UNIT_ATTENTIONS_PER_NEXUS = 8
+
+
+class TaskAborted(Exception):
+    """The command was aborted by task management; the transport sends no normal response."""
+
+    def __init__(self, report_status: bool) -> None:
+        super().__init__("task aborted")
+        self.report_status = report_status
+
+
+@dataclass(slots=True)
+class _RunningTask:
+    nexus: Nexus
+    tag: int
+    task: asyncio.Task[object] | None
+    aborted: bool = False
+    report_status: bool = False
+
+
+@dataclass(slots=True)
+class TargetInfo:
+    """What a logical unit knows of the target that serves it."""
+
+    target_name: str
+    lun_numbers: Callable[[], list[int]]
+    active_nexuses: Callable[[], Iterable[Nexus]]
+    port_group_id: Callable[[Nexus], int] = field(default=lambda nexus: nexus.tpgt)
+    vendor: str = "SANSTACK"
+    product: str = "VIRTUAL-DISK"
+    revision: str = "0001"
+
+
+class LogicalUnit:
+    """A LUN: a block device plus the SCSI state SPC-4 and SBC-4 keep per logical unit."""
+
+    def __init__(self, lun: int, device: BlockDevice, target: TargetInfo) -> None:
+        from sanstack.scsi.commands import command_table
+
+        self.lun = lun
+        self.device = device
+        self.target = target
+        self.mode = ModeParameters(wce=device.write_cache)
+        self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
+        self._unit_attentions: dict[Nexus, deque[ASC]] = {}
+        self.scsi2_reservation: Nexus | None = None
+        self.prevent_removal: set[Nexus] = set()
+        self.stopped = False
+        self._running: dict[tuple[Nexus, int], _RunningTask] = {}
+        self._locked_ranges: list[tuple[int, int, asyncio.Future[None]]] = []
+
+    # -- command execution ---------------------------------------------------------------
+
+    def find_command(self, cdb: bytes) -> CommandSpec | None:
+        opcode = cdb[0]
+        spec = self.commands.get((opcode, None))
+        if spec is None and len(cdb) > 1:
+            spec = self.commands.get((opcode, cdb[1] & 0x1F))
+        return spec
+
+    async def execute(self, cmd: ScsiCommand) -> ScsiResult:
+        """Run one command to its result; raises ``TaskAborted`` if task management ended it."""
+        key = (cmd.nexus, cmd.tag)
+        running = _RunningTask(cmd.nexus, cmd.tag, asyncio.current_task())
+        self._running[key] = running
+        try:
+            return await self._execute(cmd)
+        except asyncio.CancelledError:
+            if running.aborted and running.task is not None:
+                running.task.uncancel()
+                raise TaskAborted(running.report_status) from None
+            raise
+        finally:
+            if self._running.get(key) is running:
+                del self._running[key]
+
+    async def _execute(self, cmd: ScsiCommand) -> ScsiResult:
+        cdb = cmd.cdb
+        if not cdb:
+            return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
+        spec = self.find_command(cdb)
+        if spec is None or not spec.allowed_with_unit_attention:
+            ua = self.pop_unit_attention(cmd.nexus)
+            if ua is not None:
+                return check_condition(SenseKey.UNIT_ATTENTION, ua)
+        if spec is None:
+            if (cdb[0], None) not in self.commands and any(op == cdb[0] for op, _ in self.commands):
+                # The opcode exists with other service actions: point at the SA field.
+                return ScsiResult(
+                    status=Status.CHECK_CONDITION, sense=invalid_field_in_cdb(1, 4).sense
+                )
+            return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
+        if len(cdb) < spec.cdb_length:
+            return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_FIELD_IN_CDB)
+        holder = self.scsi2_reservation
+        if holder is not None and holder != cmd.nexus and not spec.allowed_with_scsi2_reservation:
+            return ScsiResult(status=Status.RESERVATION_CONFLICT)
+        try:
+            return await spec.handler(self, cmd)
+        except CheckCondition as cc:
+            return ScsiResult(status=Status.CHECK_CONDITION, sense=cc.sense)
+        except MediumError:
+            asc = (
+                ASC.WRITE_ERROR
+                if spec.direction == DataDirection.OUT
+                else ASC.UNRECOVERED_READ_ERROR
+            )
+            return check_condition(SenseKey.MEDIUM_ERROR, asc)
+        except SpaceExhausted:
+            return check_condition(SenseKey.DATA_PROTECT, ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+        except DeviceReadOnly:
+            return check_condition(SenseKey.DATA_PROTECT, ASC.WRITE_PROTECTED)
+        except DeviceNotReady:
+            return check_condition(
+                SenseKey.NOT_READY, ASC.LOGICAL_UNIT_NOT_READY_CAUSE_NOT_REPORTABLE
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("LUN %d: %s failed", self.lun, spec.name)
+            return check_condition(SenseKey.HARDWARE_ERROR, ASC.INTERNAL_TARGET_FAILURE)
+
+    # -- range locks (COMPARE AND WRITE atomicity) -----------------------------------------
+
+    @asynccontextmanager
+    async def lock_range(self, lba: int, count: int) -> AsyncIterator[None]:
+        """Hold ``[lba, lba+count)`` against every other holder of an overlapping range.
+
+        Writes and COMPARE AND WRITE both take it, so a COMPARE AND WRITE is atomic against
+        every session. The list is as long as the number of writes in flight, and waiters
+        retry after any holder they overlap is gone, so the wait is bounded by those writes.
+        """
+        end = lba + count
+        while True:
+            blocker = next((f for s, e, f in self._locked_ranges if s < end and lba < e), None)
+            if blocker is None:
+                break
+            await asyncio.shield(blocker)
+        entry = (lba, end, asyncio.get_running_loop().create_future())
+        self._locked_ranges.append(entry)
+        try:
+            yield
+        finally:
+            self._locked_ranges.remove(entry)
+            entry[2].set_result(None)
+
+    # -- unit attentions -------------------------------------------------------------------
+
+    def establish_unit_attention(
+        self, asc: ASC, *, nexuses: Iterable[Nexus] | None = None, exclude: Nexus | None = None
+    ) -> None:
+        """Queue ``asc`` for the given nexuses (default: every active nexus of the target)."""
+        for nexus in self.target.active_nexuses() if nexuses is None else nexuses:
+            if nexus == exclude:
+                continue
+            queue = self._unit_attentions.setdefault(
+                nexus, deque(maxlen=MAX_UNIT_ATTENTIONS_PER_NEXUS)
+            )
+            if asc not in queue:
+                queue.append(asc)
+
+    def pop_unit_attention(self, nexus: Nexus) -> ASC | None:
+        queue = self._unit_attentions.get(nexus)
+        if not queue:
+            return None
+        asc = queue.popleft()
+        if not queue:
+            del self._unit_attentions[nexus]
+        return asc
+
+    def clear_unit_attention(self, nexus: Nexus, asc: ASC) -> None:
+        queue = self._unit_attentions.get(nexus)
+        if queue and asc in queue:
+            queue.remove(asc)
+            if not queue:
+                del self._unit_attentions[nexus]
+
+    def has_unit_attention(self, nexus: Nexus) -> bool:
+        return bool(self._unit_attentions.get(nexus))
+
+    # -- task management (SAM-5 §7) ----------------------------------------------------------
+
+    def task_exists(self, nexus: Nexus, tag: int) -> bool:
+        return (nexus, tag) in self._running
+
+    def abort_task(self, nexus: Nexus, tag: int) -> list[asyncio.Task[object]]:
+        """ABORT TASK: the task (if it runs) ends with ``TaskAborted``; await what is returned."""
+        running = self._running.get((nexus, tag))
+        if running is None:
+            return []
+        return self._abort([running], report_status=False)
+
+    def abort_task_set(self, nexus: Nexus) -> list[asyncio.Task[object]]:
+        """ABORT TASK SET: abort every task of this nexus, silently (SAM-5 §7.3)."""
+        mine = [r for r in self._running.values() if r.nexus == nexus]
+        return self._abort(mine, report_status=False)
+
+    def clear_task_set(self, nexus: Nexus) -> list[asyncio.Task[object]]:
+        """CLEAR TASK SET: abort every task in the (shared) task set (SAM-5 §7.4)."""
+        return self._abort_all(nexus)
+
+    def logical_unit_reset(
+        self, nexus: Nexus | None, asc: ASC = ASC.BUS_DEVICE_RESET_FUNCTION_OCCURRED
+    ) -> list[asyncio.Task[object]]:
+        """LOGICAL UNIT RESET (SAM-5 §7.7), also the per-LU part of a target reset.
+
+        Aborts every task, drops the SPC-2 reservation and prevent-removal state, and
+        establishes the reset unit attention for every nexus, the requester's included
+        (SAM-5 §7.7 e); LIO does the same).
+        """
+        aborted = self._abort_all(nexus)
+        self.scsi2_reservation = None
+        self.prevent_removal.clear()
+        self.establish_unit_attention(asc)
+        return aborted
+
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """An I_T nexus is gone: its SPC-2 reservation and pending unit attentions go too."""
+        if self.scsi2_reservation == nexus:
+            self.scsi2_reservation = None
+        self.prevent_removal.discard(nexus)
+        self._unit_attentions.pop(nexus, None)
+
+    def _abort_all(self, requester: Nexus | None) -> list[asyncio.Task[object]]:
+        mine = [r for r in self._running.values() if r.nexus == requester]
+        others = [r for r in self._running.values() if r.nexus != requester]
+        tasks = self._abort(mine, report_status=False)
+        tasks += self._abort(others, report_status=self.mode.tas)
+        if others and not self.mode.tas:
+            self.establish_unit_attention(
+                ASC.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, nexuses={r.nexus for r in others}
+            )
+        return tasks
+
+    def _abort(
+        self, victims: list[_RunningTask], *, report_status: bool
+    ) -> list[asyncio.Task[object]]:
+        tasks: list[asyncio.Task[object]] = []
+        for running in victims:
+            if running.aborted:
+                continue
+            running.aborted = True
+            running.report_status = report_status
+            if running.task is not None and running.task is not asyncio.current_task():
+                running.task.cancel()
+                tasks.append(running.task)
+        return tasks
+
+
+def check_condition(
+    key: SenseKey,
+    asc: ASC,
+    *,
+    information: int | None = None,
+    sense_key_specific: bytes | None = None,
+) -> ScsiResult:
+    """A CHECK CONDITION result with fixed-format sense."""
+    return ScsiResult(
+        status=Status.CHECK_CONDITION,
+        sense=fixed_sense(key, asc, information=information, sense_key_specific=sense_key_specific),
+    )

@@ -1,0 +1,128 @@
+"""The target's login: the registry as a ``LoginPolicy``, and PDUs in and out of ``TargetLogin``.
+
+Glue between the sans-IO login state machine (``sanstack.iscsi.login``), which speaks in
+login fields, and the connection core, which speaks in PDUs. It also owns the login phase's
+StatSN (RFC 7143 §11.13.4: each Login Response carries the next StatSN) and hands out the
+TSIH on the final response.
+"""
+
+from __future__ import annotations
+
+from sanstack.iscsi import pdu as p
+from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.login import LoginRequestFields, TargetLogin, TargetLoginInfo
+from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
+from sanstack.iscsi.target_connection import LoginOutcome
+from sanstack.target.registry import TargetRegistry
+
+LOGIN_COMMAND_WINDOW = 128
+
+
+class RegistryLoginPolicy:
+    """What a login on portal group ``tpgt`` may reach: targets that have that group."""
+
+    def __init__(
+        self, registry: TargetRegistry, tpgt: int, preferences: NegotiationPreferences
+    ) -> None:
+        self._registry = registry
+        self._tpgt = tpgt
+        self._preferences = preferences
+
+    def lookup_target(self, target_name: str) -> TargetLoginInfo | None:
+        target = self._registry.targets.get(target_name.lower())
+        if target is None:
+            return None
+        group = target.portal_group(self._tpgt)
+        if group is None or not group.enabled:
+            return None
+        return TargetLoginInfo(
+            target_name=target.name,
+            portal_group_tag=self._tpgt,
+            alias=target.alias or None,
+            auth=target.chap,
+            allowed_initiators=target.allowed_initiators,
+            parameters=self._preferences,
+        )
+
+    @property
+    def discovery_auth(self) -> ChapCredentials | None:
+        return None
+
+
+class TargetLoginDriver:
+    """Implements ``LoginDriver`` for ``TargetConnection``."""
+
+    def __init__(
+        self,
+        registry: TargetRegistry,
+        tpgt: int,
+        preferences: NegotiationPreferences | None = None,
+    ) -> None:
+        self._registry = registry
+        self._tpgt = tpgt
+        self._login = TargetLogin(
+            RegistryLoginPolicy(registry, tpgt, preferences or NegotiationPreferences())
+        )
+        self._stat_sn = 1
+        self.outcome: LoginOutcome | None = None
+        self.failed = False
+
+    def handle(self, request: p.LoginRequest) -> p.LoginResponse:
+        fields = LoginRequestFields(
+            isid=request.isid,
+            tsih=request.tsih,
+            itt=request.itt,
+            cid=request.cid,
+            cmd_sn=request.cmd_sn,
+            exp_stat_sn=request.exp_stat_sn,
+            transit=request.transit,
+            cont=request.cont,
+            csg=int(request.csg),
+            nsg=int(request.nsg),
+            version_max=request.version_max,
+            version_min=request.version_min,
+            data=request.data,
+        )
+        answer = self._login.receive(fields)
+        tsih = 0
+        if self._login.complete:
+            result = self._login.result
+            tsih = result.tsih or self._registry.allocate_tsih()
+            params = result.parameters
+            self.outcome = LoginOutcome(
+                initiator_name=result.initiator_name,
+                target_name=result.target_name or "",
+                isid=result.isid,
+                tsih=tsih,
+                discovery=result.session_type is SessionType.DISCOVERY,
+                tpgt=self._tpgt,
+                header_digest=params.header_digest,
+                data_digest=params.data_digest,
+                max_recv_data_segment_length=params.max_recv_data_segment_length,
+                max_xmit_data_segment_length=params.max_xmit_data_segment_length,
+                max_burst_length=params.max_burst_length,
+                first_burst_length=params.first_burst_length,
+                initial_r2t=params.initial_r2t,
+                immediate_data=params.immediate_data,
+                max_outstanding_r2t=params.max_outstanding_r2t,
+            )
+        self.failed = self._login.failed
+        stat_sn = self._stat_sn
+        self._stat_sn += 1
+        return p.LoginResponse(
+            isid=request.isid,
+            itt=request.itt,
+            tsih=tsih,
+            stat_sn=stat_sn,
+            exp_cmd_sn=request.cmd_sn,
+            max_cmd_sn=(request.cmd_sn + LOGIN_COMMAND_WINDOW - 1) & 0xFFFFFFFF,
+            status_class=answer.status_class,
+            status_detail=answer.status_detail,
+            transit=answer.transit,
+            cont=answer.cont,
+            csg=p.LoginStage(answer.csg),
+            nsg=p.LoginStage(answer.nsg),
+            version_max=answer.version_max,
+            version_active=answer.version_active,
+            data=answer.data,
+        )

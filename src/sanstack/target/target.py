@@ -1,0 +1,118 @@
+"""Targets, portal groups and LUNs: the object tree a running target serves.
+
+Names follow LIO's (target, TPG, portal, LUN, ACL). Each iSCSI portal group is one SCSI
+target port (RFC 7143 §4.4.2): its tag is the TPGT, and sanstack also uses it as the
+relative target port identifier and the ALUA target port group of that port, so two
+portals in two groups are two paths a multipath initiator can tell apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sanstack.block.device import BlockDevice
+from sanstack.errors import ConfigError
+from sanstack.iscsi.chap import ChapCredentials
+from sanstack.scsi.command import Nexus
+from sanstack.target.logical_unit import LogicalUnit, TargetInfo
+
+MAX_LUNS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Portal:
+    """A listening address of a portal group."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str, *, field_name: str = "portal") -> Portal:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(field_name, f"{text!r} is not HOST:PORT")
+        host = host.strip("[]")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ConfigError(field_name, f"port {port_text!r} is not a number") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(field_name, f"port {port} is outside 0..65535")
+        return cls(host, port)
+
+
+@dataclass(slots=True)
+class PortalGroup:
+    """An iSCSI target portal group: one SCSI target port with one or more portals."""
+
+    tag: int
+    portals: list[Portal]
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class Target:
+    """An iSCSI target: a name, its portal groups, its LUNs and who may log in."""
+
+    name: str
+    portal_groups: list[PortalGroup]
+    alias: str = ""
+    allowed_initiators: frozenset[str] | None = None
+    chap: ChapCredentials | None = None
+    luns: dict[int, LogicalUnit] = field(default_factory=dict)
+    _nexuses: dict[Nexus, int] = field(default_factory=dict)
+    info: TargetInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.info = TargetInfo(
+            target_name=self.name,
+            lun_numbers=lambda: sorted(self.luns),
+            active_nexuses=lambda: list(self._nexuses),
+        )
+
+    def add_lun(self, number: int, device: BlockDevice) -> LogicalUnit:
+        if not 0 <= number < MAX_LUNS:
+            raise ConfigError("lun", f"LUN {number} is outside 0..{MAX_LUNS - 1}")
+        if number in self.luns:
+            raise ConfigError("lun", f"LUN {number} of {self.name} is defined twice")
+        lu = LogicalUnit(number, device, self.info)
+        self.luns[number] = lu
+        return lu
+
+    def portal_group(self, tag: int) -> PortalGroup | None:
+        return next((g for g in self.portal_groups if g.tag == tag), None)
+
+    def initiator_allowed(self, initiator_name: str) -> bool:
+        return self.allowed_initiators is None or initiator_name in self.allowed_initiators
+
+    # -- nexus bookkeeping (unit attentions go to live nexuses) ------------------------------
+
+    def nexus_up(self, nexus: Nexus) -> None:
+        self._nexuses[nexus] = self._nexuses.get(nexus, 0) + 1
+
+    def nexus_down(self, nexus: Nexus) -> None:
+        count = self._nexuses.get(nexus, 0) - 1
+        if count > 0:
+            self._nexuses[nexus] = count
+            return
+        self._nexuses.pop(nexus, None)
+        for lu in self.luns.values():
+            lu.nexus_lost(nexus)
+
+    @property
+    def nexuses(self) -> Iterable[Nexus]:
+        return list(self._nexuses)
+
+    def send_targets_entries(self) -> list[str]:
+        """``host:port,tpgt`` for every portal of every enabled group (RFC 7143 §7)."""
+        return [
+            f"{portal},{group.tag}"
+            for group in self.portal_groups
+            if group.enabled
+            for portal in group.portals
+        ]

@@ -1,0 +1,44 @@
+"""Commands addressed to a LUN the target does not have (SAM-5 §5.10, SPC-4 §6.6.2).
+
+INQUIRY answers with peripheral qualifier 011b ("not capable of supporting a device at this
+LUN") and device type 1Fh; REPORT LUNS is answered for the whole target; REQUEST SENSE
+returns LOGICAL UNIT NOT SUPPORTED as sense data with GOOD status; everything else fails with
+CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sanstack.scsi.command import ScsiCommand, ScsiResult
+from sanstack.scsi.constants import ASC, Opcode, PeripheralDeviceType, SenseKey
+from sanstack.scsi.sense import fixed_sense
+from sanstack.target.logical_unit import check_condition
+
+if TYPE_CHECKING:
+    from sanstack.target.target import Target
+
+_NO_DEVICE = 0x60 | PeripheralDeviceType.UNKNOWN_OR_NO_DEVICE
+
+
+async def execute_without_lun(target: Target | None, cmd: ScsiCommand) -> ScsiResult:
+    opcode = cmd.cdb[0] if cmd.cdb else -1
+    if opcode == Opcode.INQUIRY and len(cmd.cdb) >= 6:
+        if cmd.cdb[1] & 0x01:
+            # VPD pages of a LUN that does not exist: only the qualifier byte matters.
+            data = bytes([_NO_DEVICE, cmd.cdb[2], 0, 0])
+        else:
+            data = bytes([_NO_DEVICE, 0, 0x06, 0x02, 31]) + bytes(31)
+        allocation = int.from_bytes(cmd.cdb[3:5], "big")
+        return ScsiResult(data=data[:allocation])
+    if opcode == Opcode.REPORT_LUNS and target is not None and target.luns:
+        any_lu = next(iter(target.luns.values()))
+        return await any_lu.execute(cmd)
+    if opcode == Opcode.REPORT_LUNS:
+        allocation = int.from_bytes(cmd.cdb[6:10], "big") if len(cmd.cdb) >= 12 else 0
+        return ScsiResult(data=bytes(8)[:allocation])
+    if opcode == Opcode.REQUEST_SENSE:
+        sense = fixed_sense(SenseKey.ILLEGAL_REQUEST, ASC.LOGICAL_UNIT_NOT_SUPPORTED)
+        allocation = cmd.cdb[4] if len(cmd.cdb) >= 6 else 0
+        return ScsiResult(data=sense[:allocation])
+    return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.LOGICAL_UNIT_NOT_SUPPORTED)

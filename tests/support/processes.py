@@ -1,0 +1,129 @@
+"""Run sanstack daemons and external tools from tests: free ports, bounded waits, no leaks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool fails the run in CI and skips the test elsewhere."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path is None:
+        message = f"{name} is not installed (scripts/install-deps installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def sanstack_command() -> list[str]:
+    return [sys.executable, "-m", "sanstack.cli.main"]
+
+
+@contextmanager
+def running_target(
+    tmp_path: Path,
+    iqn: str,
+    portals: Sequence[int],
+    luns: Sequence[str],
+    *,
+    extra: Sequence[str] = (),
+    ready_timeout: float = 60.0,
+    stop_timeout: float = 30.0,
+) -> Iterator[Daemon]:
+    """Start ``sanstack target serve`` in the quick form; stop it with SIGTERM afterwards.
+
+    The daemon must exit 0 on SIGTERM within ``stop_timeout``: a graceful shutdown is part
+    of every test that uses it.
+    """
+    args = [*sanstack_command(), "target", "serve", "--iqn", iqn]
+    for port in portals:
+        args += ["--portal", f"127.0.0.1:{port}"]
+    for lun in luns:
+        args += ["--lun", lun]
+    args += list(extra)
+    log_path = tmp_path / f"target-{portals[0]}.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=tmp_path
+        )
+    daemon = Daemon(process, log_path)
+    try:
+        _wait_ready(daemon, ready_timeout)
+        yield daemon
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+                pytest.fail(f"target did not stop within {stop_timeout}s:\n{daemon.log()[-3000:]}")
+        if process.stdout is not None:
+            process.stdout.close()
+    assert process.returncode == 0, f"target exited {process.returncode}:\n{daemon.log()[-3000:]}"
+    assert "Traceback" not in daemon.log(), daemon.log()[-5000:]
+
+
+def _wait_ready(daemon: Daemon, timeout: float) -> None:
+    assert daemon.process.stdout is not None
+    deadline = time.monotonic() + timeout
+    os.set_blocking(daemon.process.stdout.fileno(), False)
+    buffered = ""
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            pytest.fail(f"target exited {daemon.process.returncode}:\n{daemon.log()[-3000:]}")
+        chunk = daemon.process.stdout.read()
+        if chunk:
+            buffered += chunk
+            if "ready" in buffered:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"target not ready within {timeout}s:\n{daemon.log()[-3000:]}")
+
+
+def run_tool(
+    args: Sequence[str], *, timeout: float = 300.0, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run an external tool with a bound; on failure show its output."""
+    result = subprocess.run(
+        list(args), check=False, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(args[:4])} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        )
+    return result
