@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -40,7 +41,7 @@ def free_port() -> int:
 
 @dataclass
 class Daemon:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     log_path: Path
 
     def log(self) -> str:
@@ -75,9 +76,7 @@ def running_target(
     args += list(extra)
     log_path = tmp_path / f"target-{portals[0]}.log"
     with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=tmp_path
-        )
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, cwd=tmp_path)
     daemon = Daemon(process, log_path)
     try:
         _wait_ready(daemon, ready_timeout)
@@ -100,16 +99,16 @@ def running_target(
 def _wait_ready(daemon: Daemon, timeout: float) -> None:
     assert daemon.process.stdout is not None
     deadline = time.monotonic() + timeout
-    os.set_blocking(daemon.process.stdout.fileno(), False)
-    buffered = ""
+    fd = daemon.process.stdout.fileno()
+    os.set_blocking(fd, False)
+    buffered = b""
     while time.monotonic() < deadline:
         if daemon.process.poll() is not None:
             pytest.fail(f"target exited {daemon.process.returncode}:\n{daemon.log()[-3000:]}")
-        chunk = daemon.process.stdout.read()
-        if chunk:
-            buffered += chunk
-            if "ready" in buffered:
-                return
+        with contextlib.suppress(BlockingIOError):
+            buffered += os.read(fd, 65536)
+        if b"ready" in buffered:
+            return
         time.sleep(0.05)
     pytest.fail(f"target not ready within {timeout}s:\n{daemon.log()[-3000:]}")
 

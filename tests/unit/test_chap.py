@@ -15,11 +15,15 @@ from sanstack.iscsi.chap import (
     ChapError,
     ChapInitiator,
     ChapResponder,
+    InitiatorAuthenticator,
+    TargetAuthenticator,
     chap_response,
 )
+from sanstack.iscsi.negotiation import NegotiationError
 from sanstack.iscsi.text import decode_binary, encode_binary
 
 CHALLENGE = bytes(range(16))
+ONE_WAY_CREDS = ChapCredentials("alice", "secretsecret")
 
 
 def counter(start: int) -> Callable[[int], bytes]:
@@ -74,9 +78,7 @@ def test_responder_challenge_and_verify() -> None:
         ("CHAP_I", "1"),
         ("CHAP_C", "0x000102030405060708090a0b0c0d0e0f"),
     ]
-    answer = responder.verify(
-        {"CHAP_N": "alice", "CHAP_R": "0x226dc576c33f04ff9c3a200ffe35f442"}
-    )
+    answer = responder.verify({"CHAP_N": "alice", "CHAP_R": "0x226dc576c33f04ff9c3a200ffe35f442"})
     assert answer == []
     assert responder.done
 
@@ -85,7 +87,10 @@ def test_responder_accepts_base64_response() -> None:
     responder = ChapResponder(one_way(), random_bytes=fixed(b"\x01", CHALLENGE))
     responder.challenge("5")
     digest = bytes.fromhex("226dc576c33f04ff9c3a200ffe35f442")
-    assert responder.verify({"CHAP_N": "alice", "CHAP_R": encode_binary(digest, use_base64=True)}) == []
+    assert (
+        responder.verify({"CHAP_N": "alice", "CHAP_R": encode_binary(digest, use_base64=True)})
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -283,3 +288,66 @@ def test_short_random_source_is_a_local_error() -> None:
     responder = ChapResponder(one_way(), random_bytes=lambda n: b"")
     with pytest.raises(LocalProtocolError):
         responder.challenge("5")
+
+
+# -- the security stage sequencing ----------------------------------------------------
+
+
+def test_target_authenticator_without_credentials() -> None:
+    auth = TargetAuthenticator(None)
+    assert auth.process([("AuthMethod", "CHAP,None")], transit=False) == [("AuthMethod", "None")]
+    assert auth.authenticated and auth.method == "None"
+    with pytest.raises(ChapError):
+        TargetAuthenticator(None).process([("AuthMethod", "CHAP")], transit=False)
+    with pytest.raises(ChapError):
+        TargetAuthenticator(None).process([("CHAP_A", "5")], transit=False)
+    silent = TargetAuthenticator(None)
+    assert silent.process([], transit=True) == []  # leaving without AuthMethod: None
+    assert silent.authenticated
+    skipped = TargetAuthenticator(None)
+    skipped.skip()
+    assert skipped.method == "None"
+
+
+def test_target_authenticator_with_chap() -> None:
+    auth = TargetAuthenticator(ONE_WAY_CREDS, random_bytes=fixed(b"\x01", CHALLENGE))
+    with pytest.raises(ChapError):
+        TargetAuthenticator(ONE_WAY_CREDS).skip()
+    with pytest.raises(ChapError):
+        TargetAuthenticator(ONE_WAY_CREDS).process([], transit=True)
+    with pytest.raises(ChapError):
+        TargetAuthenticator(ONE_WAY_CREDS).process([("AuthMethod", "None,SRP")], transit=False)
+    out = auth.process([("AuthMethod", "SRP,CHAP"), ("CHAP_A", "5")], transit=True)
+    assert [k for k, _ in out] == ["AuthMethod", "CHAP_A", "CHAP_I", "CHAP_C"]
+    assert not bool(auth.authenticated)
+    with pytest.raises(ChapError):
+        auth.skip()
+    response = [("CHAP_N", "alice"), ("CHAP_R", "0x226dc576c33f04ff9c3a200ffe35f442")]
+    assert auth.process(response, transit=True) == []
+    assert auth.authenticated and auth.method == "CHAP"
+    auth.skip()  # already authenticated: moving on is fine
+
+
+def test_target_authenticator_protocol_errors() -> None:
+    auth = TargetAuthenticator(ONE_WAY_CREDS)
+    auth.process([("AuthMethod", "CHAP")], transit=False)
+    with pytest.raises(NegotiationError):
+        auth.process([("AuthMethod", "CHAP")], transit=False)
+    with pytest.raises(NegotiationError):
+        TargetAuthenticator(None).process([("AuthMethod", "None,")], transit=False)
+
+
+def test_initiator_authenticator_sequence() -> None:
+    auth = InitiatorAuthenticator(ONE_WAY_CREDS)
+    assert auth.offer() == ([("AuthMethod", "CHAP")], False)
+    auth.process({"AuthMethod": "CHAP"}, transit=False)
+    assert auth.next_request() == ([("CHAP_A", "5")], False)
+    auth.process({"CHAP_A": "5", "CHAP_I": "1", "CHAP_C": encode_binary(CHALLENGE)}, transit=False)
+    keys, transit = auth.next_request()
+    assert transit and dict(keys)["CHAP_R"] == "0x226dc576c33f04ff9c3a200ffe35f442"
+    auth.process({}, transit=True)
+    assert auth.next_request() == ([], True)
+    plain = InitiatorAuthenticator(None)
+    assert plain.offer() == ([("AuthMethod", "None")], True)
+    plain.process({}, transit=True)  # the target kept the default
+    assert plain.method == "None"

@@ -66,7 +66,6 @@ def test_empty_value_in_a_normal_session_is_the_current_target() -> None:
 @pytest.mark.parametrize(
     ("value", "session_type", "current"),
     [
-        ("All", SessionType.NORMAL, DISK1),  # All is for discovery sessions
         ("", SessionType.DISCOVERY, None),  # empty is for normal sessions
         ("", SessionType.NORMAL, None),
     ],
@@ -80,6 +79,16 @@ def test_misplaced_requests_are_rejected(
     assert data == b"SendTargets=Reject\x00"
     with pytest.raises(DiscoveryError):
         parse_send_targets(data)
+
+
+def test_all_in_a_normal_session_lists_every_visible_target() -> None:
+    # libiscsi's iSCSISendTargets.Simple (and so QEMU) sends All in a normal session.
+    data = send_targets_response(
+        "All", TARGETS, visible, session_type=SessionType.NORMAL, current_target=DISK1
+    )
+    assert [name for name, _ in parse_send_targets(data)] == [
+        name for name, _ in parse_send_targets(send_targets_response("All", TARGETS, visible))
+    ]
 
 
 def test_request_encoding() -> None:

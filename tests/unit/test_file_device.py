@@ -56,6 +56,10 @@ def data(count: int, seed: int = 1) -> bytes:
     return bytes((seed * 7 + i) & 0xFF for i in range(count * BS))
 
 
+def nowait_write_enabled(device: FileDevice) -> bool:
+    return device._nowait_write
+
+
 def drop_page_cache(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -91,7 +95,7 @@ def test_open_existing_uses_its_size_and_grows_on_request(path: Path) -> None:
         await dev.close()
         grown = FileDevice(path, 4096, size_bytes=64 * 4096)
         assert grown.num_blocks == 64
-        assert path.stat().st_size == 64 * 4096
+        assert os.stat(path).st_size == 64 * 4096
         await grown.close()
         # An existing file is opened, not recreated, even with create=True.
         again = FileDevice(path, 4096, size_bytes=64 * 4096, create=True)
@@ -146,7 +150,7 @@ def test_rejects_directories_empty_and_short_read_only_files(tmp_path: Path) -> 
 
 
 def test_a_second_open_of_the_same_file_is_refused(device: FileDevice, path: Path) -> None:
-    with pytest.raises(BackstoreInUse, match="lun.img"):
+    with pytest.raises(BackstoreInUse, match=r"lun\.img"):
         FileDevice(path)
     with pytest.raises(BackstoreInUse):
         FileDevice(path, read_only=True)
@@ -242,9 +246,7 @@ def _fake_preadv(
 
 
 @pytest.mark.skipif(not HAVE_NOWAIT, reason="no RWF_NOWAIT on this platform")
-def test_eagain_falls_back_to_a_thread(
-    device: FileDevice, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_eagain_falls_back_to_a_thread(device: FileDevice, monkeypatch: pytest.MonkeyPatch) -> None:
     def eagain(fd: int, buffers: list[memoryview | bytearray], offset: int) -> int:
         raise BlockingIOError(errno.EAGAIN, "would block")
 
@@ -344,11 +346,11 @@ def test_writes_use_nowait_where_supported_and_threads_otherwise(
         await device.write(2, data(2, seed=2))
         monkeypatch.setattr(os, "pwritev", make_fake("eagain"))
         await device.write(4, data(2, seed=3))
-        assert device._nowait_write
+        assert nowait_write_enabled(device)
         monkeypatch.setattr(os, "pwritev", make_fake("unsupported"))
         await device.write(6, data(2, seed=4))
         await device.write(8, data(2, seed=5))
-        assert not device._nowait_write
+        assert not nowait_write_enabled(device)
         assert attempts == ["ok", "short", "eagain", "unsupported"]
         assert device.stats.thread_writes == 4
         expected = b"".join(data(2, seed=s) for s in range(1, 6))
@@ -364,14 +366,14 @@ def test_unmap_punches_a_hole(device: FileDevice, path: Path) -> None:
     async def main() -> None:
         await device.write(0, data(64))
         await device.flush()
-        allocated = path.stat().st_blocks
+        allocated = os.stat(path).st_blocks
         await device.unmap(16, 32)
         await device.unmap(0, 0)
         assert bytes(await device.read(16, 32)) == bytes(32 * BS)
         assert bytes(await device.read(0, 16)) == data(64)[: 16 * BS]
         assert bytes(await device.read(48, 16)) == data(64)[48 * BS :]
-        assert path.stat().st_blocks < allocated
-        assert path.stat().st_size == BLOCKS * BS  # KEEP_SIZE
+        assert os.stat(path).st_blocks < allocated
+        assert os.stat(path).st_size == BLOCKS * BS  # KEEP_SIZE
 
     run(main())
 
@@ -387,18 +389,16 @@ def test_unmap_falls_back_to_zeroes_when_punching_is_unsupported(
         monkeypatch.setattr(file_module, "_punch_hole", unsupported)
         await device.unmap(2, 4)
         assert not device._punch_supported
-        assert bytes(await device.read(0, 8)) == data(8)[: 2 * BS] + bytes(4 * BS) + data(8)[
-            6 * BS :
-        ]
+        assert (
+            bytes(await device.read(0, 8)) == data(8)[: 2 * BS] + bytes(4 * BS) + data(8)[6 * BS :]
+        )
         await device.unmap(0, 1)  # straight to zeroes now
         assert bytes(await device.read(0, 1)) == bytes(BS)
 
     run(main())
 
 
-def test_unmap_other_errors_propagate(
-    device: FileDevice, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unmap_other_errors_propagate(device: FileDevice, monkeypatch: pytest.MonkeyPatch) -> None:
     def eio(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.EIO, "I/O error")
 
@@ -422,9 +422,7 @@ def test_get_lba_status_follows_seek_data_and_seek_hole(device: FileDevice) -> N
         assert await device.get_lba_status(20, BLOCKS) == [LBAExtent(20, 4, MAPPED)]
         assert await device.get_lba_status(24, BLOCKS) == [LBAExtent(24, 40, DEALLOCATED)]
         assert await device.get_lba_status(64, 3) == [LBAExtent(64, 3, MAPPED)]
-        assert await device.get_lba_status(80, BLOCKS) == [
-            LBAExtent(80, BLOCKS - 80, DEALLOCATED)
-        ]
+        assert await device.get_lba_status(80, BLOCKS) == [LBAExtent(80, BLOCKS - 80, DEALLOCATED)]
         await device.unmap(64, 8)
         assert await device.get_lba_status(64, BLOCKS) == [LBAExtent(64, 8, DEALLOCATED)]
         assert await device.get_lba_status(72, BLOCKS) == [LBAExtent(72, 8, MAPPED)]
@@ -476,7 +474,7 @@ def test_os_errors_map_to_block_device_errors(
 
     async def main() -> None:
         monkeypatch.setattr(os, "pwritev", failing)
-        with pytest.raises(error, match="lun.img"):
+        with pytest.raises(error, match=r"lun\.img"):
             await device.write(0, data(1))
         monkeypatch.setattr(os, "preadv", failing)
         with pytest.raises(error):

@@ -91,7 +91,7 @@ def test_encode_rejects_what_the_wire_cannot_carry(pair: tuple[str, str]) -> Non
 def test_accumulator_reassembles_continued_text() -> None:
     acc = TextAccumulator(max_bytes=100)
     assert acc.feed(b"Initiator", cont=True) is None
-    assert acc.pending
+    assert bool(acc.pending)
     assert acc.feed(b"Name=iqn.x\x00", cont=False) == b"InitiatorName=iqn.x\x00"
     assert not acc.pending
     assert acc.feed(b"A=1\x00", cont=False) == b"A=1\x00"

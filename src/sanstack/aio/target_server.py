@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from sanstack.aio.task_management import TMF_WAIT_SECONDS, run_task_management
-from sanstack.iscsi.target_connection import (
+from sanstack.iscsi.target_connection import TargetConnection
+from sanstack.iscsi.target_events import (
     CommandReady,
     ConnectionClosed,
     ConnectionSettings,
     LoginSucceeded,
-    TargetConnection,
     TaskManagementRequested,
 )
 from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.target_connection import TaskManagementRequested
+from sanstack.iscsi.target_events import TaskManagementRequested
 from sanstack.scsi.constants import ASC
 from sanstack.target.logical_unit import LogicalUnit
 

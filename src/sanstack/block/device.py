@@ -123,7 +123,7 @@ class BlockDevice(ABC):
             count -= n
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
-        """Provisioning status from ``lba`` on: at least one extent, at most ``max_count`` blocks."""
+        """Provisioning status from ``lba``: one extent or more, ``max_count`` blocks at most."""
         count = min(max_count, self.num_blocks - lba)
         return [LBAExtent(lba, count, ProvisioningStatus.MAPPED)]
 

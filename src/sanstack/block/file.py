@@ -112,7 +112,10 @@ def _pread_into(fd: int, buf: bytearray, start: int, offset: int) -> None:
 
 def _pwrite_all(fd: int, data: memoryview, start: int, offset: int) -> None:
     while start < len(data):
-        start += os.pwritev(fd, [data[start:]], offset + start)
+        n = os.pwritev(fd, [data[start:]], offset + start)
+        if n == 0:  # never for a regular file; do not spin if a device says so
+            raise OSError(errno.EIO, f"write of zero bytes at offset {offset + start}")
+        start += n
 
 
 def _write_zeroes(fd: int, offset: int, length: int) -> None:

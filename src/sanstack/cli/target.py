@@ -49,7 +49,7 @@ def register(commands: Any) -> None:
 async def serve_command(args: argparse.Namespace) -> int:
     from sanstack.aio.target_server import TargetServer
     from sanstack.cli.main import until_signalled
-    from sanstack.iscsi.target_connection import ConnectionSettings
+    from sanstack.iscsi.target_events import ConnectionSettings
     from sanstack.target.build import build_registry
     from sanstack.target.config import load_config, quick_target
 

@@ -1,4 +1,4 @@
-"""CHAP authentication for the iSCSI security stage (RFC 7143 §12.1.3, RFC 1994).
+"""The iSCSI security stage: AuthMethod and CHAP (RFC 7143 §12.1, §12.1.3, RFC 1994).
 
 The exchange, one key set per login PDU::
 
@@ -11,7 +11,10 @@ The exchange, one key set per login PDU::
 SHA-1 (6), SHA-256 (7) and SHA3-256 (8) are the IANA PPP algorithm numbers that
 libiscsi and LIO also accept, and cost nothing extra with :mod:`hashlib`.
 
-Randomness comes from an injected ``random_bytes`` callable so tests are repeatable.
+:class:`ChapResponder`/:class:`ChapInitiator` do the CHAP arithmetic of one exchange;
+:class:`TargetAuthenticator`/:class:`InitiatorAuthenticator` sequence the whole security
+stage (AuthMethod choice, then CHAP) for the login state machine. Randomness comes from
+an injected ``random_bytes`` callable so tests are repeatable.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from sanstack.iscsi.negotiation import NegotiationError
 from sanstack.iscsi.text import (
     InvalidValueError,
     decode_binary,
     encode_binary,
     parse_numerical,
+    split_list,
 )
 
 RandomBytes = Callable[[int], bytes]
@@ -349,3 +354,154 @@ class ChapInitiator:
         if not (hmac.compare_digest(received, expected) and name_ok):
             raise ChapError("target's CHAP response does not match")
         self._verified = True
+
+
+class TargetAuthenticator:
+    """The target's half of the security stage (§12.1): choose AuthMethod, run CHAP.
+
+    With credentials configured CHAP is required; without, only AuthMethod=None is
+    accepted. Authentication failures raise :class:`ChapError` (login status 0x0201);
+    a key sent twice or a malformed AuthMethod list raises :class:`NegotiationError`.
+    """
+
+    def __init__(
+        self,
+        credentials: ChapCredentials | None,
+        *,
+        random_bytes: RandomBytes = os.urandom,
+        algorithms: Sequence[ChapAlgorithm] = DEFAULT_TARGET_ALGORITHMS,
+    ) -> None:
+        self._credentials = credentials
+        self._random_bytes = random_bytes
+        self._algorithms = tuple(algorithms)
+        self._chap: ChapResponder | None = None
+        self._seen: set[str] = set()
+        self.method: str | None = None  # "None" or "CHAP" once chosen
+        self.authenticated = False
+
+    def process(self, pairs: Sequence[tuple[str, str]], *, transit: bool) -> list[tuple[str, str]]:
+        """Answer one request's security keys; ``transit`` is the initiator's T bit."""
+        keys: dict[str, str] = {}
+        for key, value in pairs:
+            if key in self._seen:
+                raise NegotiationError(f"{key} sent twice (§6.2.1)")
+            self._seen.add(key)
+            keys[key] = value
+        out: list[tuple[str, str]] = []
+        if "AuthMethod" in keys:
+            try:
+                offered = split_list(keys.pop("AuthMethod"))
+            except InvalidValueError as exc:
+                raise NegotiationError(f"AuthMethod: {exc}") from exc
+            if self._credentials is not None:
+                if "CHAP" not in offered:
+                    raise ChapError("this target requires CHAP")
+                self.method = "CHAP"
+                self._chap = ChapResponder(
+                    self._credentials, random_bytes=self._random_bytes, algorithms=self._algorithms
+                )
+            elif "None" in offered:
+                self.method = "None"
+                self.authenticated = True
+            else:
+                raise ChapError("this target offers only AuthMethod=None")
+            out.append(("AuthMethod", self.method))
+        if keys:
+            if self._chap is None:
+                raise ChapError("CHAP keys without AuthMethod=CHAP")
+            if "CHAP_A" in keys:
+                out += self._chap.challenge(keys.pop("CHAP_A"))
+            if keys:
+                out += self._chap.verify(keys)
+                self.authenticated = True
+        if transit and self.method is None:
+            # Leaving the stage without AuthMethod means its default, None (§12.1).
+            self.skip()
+        return out
+
+    def skip(self) -> None:
+        """The initiator moves on (or started in the operational stage): allowed only
+        when no authentication is required or it already succeeded."""
+        if self.authenticated:
+            return
+        if self._credentials is not None or self.method is not None:
+            raise ChapError("authentication skipped")
+        self.method = "None"
+        self.authenticated = True
+
+
+class _Step(StrEnum):
+    """Where the initiator is in the security exchange."""
+
+    METHOD = "METHOD"  # AuthMethod offered
+    ALGORITHM = "ALGORITHM"  # CHAP agreed, CHAP_A to send
+    CHALLENGE = "CHALLENGE"  # CHAP_A sent, awaiting CHAP_A/CHAP_I/CHAP_C
+    RESPONSE = "RESPONSE"  # challenge received, CHAP_N/CHAP_R to send
+    VERIFY = "VERIFY"  # CHAP_N/CHAP_R sent
+    DONE = "DONE"
+
+
+class InitiatorAuthenticator:
+    """The initiator's half of the security stage: offer CHAP (or None), answer the
+    challenge, check the target's answer to ours. Never accepts a downgrade to None
+    once credentials are configured. Target misbehaviour raises :class:`ChapError`."""
+
+    def __init__(
+        self,
+        credentials: ChapCredentials | None,
+        *,
+        random_bytes: RandomBytes = os.urandom,
+        algorithms: Sequence[ChapAlgorithm] = DEFAULT_INITIATOR_ALGORITHMS,
+    ) -> None:
+        self._chap = (
+            ChapInitiator(credentials, random_bytes=random_bytes, algorithms=algorithms)
+            if credentials is not None
+            else None
+        )
+        self._step = _Step.METHOD
+        self._reply: list[tuple[str, str]] = []
+
+    @property
+    def method(self) -> str:
+        return "None" if self._chap is None else "CHAP"
+
+    def offer(self) -> tuple[list[tuple[str, str]], bool]:
+        """The first request's security keys, and whether to ask for transit at once."""
+        return [("AuthMethod", self.method)], self._chap is None
+
+    def process(self, keys: Mapping[str, str], *, transit: bool) -> None:
+        """Take one response's security keys; ``transit`` is the target's T bit."""
+        rest = dict(keys)
+        if "AuthMethod" in rest:
+            if self._step is not _Step.METHOD or rest.pop("AuthMethod") != self.method:
+                raise ChapError("unexpected AuthMethod answer")
+            self._step = _Step.DONE if self._chap is None else _Step.ALGORITHM
+        elif self._step is _Step.METHOD and transit and self._chap is None:
+            self._step = _Step.DONE  # the target kept the default, None
+        if rest:
+            if self._chap is None or self._step not in (_Step.CHALLENGE, _Step.VERIFY):
+                raise ChapError(f"unexpected CHAP keys {sorted(rest)}")
+            if self._step is _Step.CHALLENGE:
+                self._reply = self._chap.respond(rest)
+                self._step = _Step.RESPONSE
+            else:
+                self._chap.verify(rest)
+                self._step = _Step.DONE
+        if self._step is _Step.VERIFY:
+            if self._chap is not None and self._chap.mutual:
+                raise ChapError("target did not answer our CHAP challenge")
+            self._step = _Step.DONE
+        if transit and self._step is not _Step.DONE:
+            raise ChapError("target left the security stage before authentication")
+
+    def next_request(self) -> tuple[list[tuple[str, str]], bool]:
+        """After a response that stayed in the stage: the keys to send and our T bit."""
+        if self._step is _Step.ALGORITHM and self._chap is not None:
+            self._step = _Step.CHALLENGE
+            return self._chap.offer(), False
+        if self._step is _Step.RESPONSE:
+            self._step = _Step.VERIFY
+            return self._reply, True
+        if self._step is _Step.DONE:
+            return [], True
+        raise ChapError(f"target stalled the security exchange at {self._step}")

@@ -73,13 +73,13 @@ def send_targets_response(
 
     ``targets`` pairs each target name with its portals (``host:port,tpgt``);
     ``initiator_allowed(target_name)`` says whether the asking initiator may see a
-    target (its ACL). ``All`` is for Discovery sessions and an empty value for Normal
-    sessions only (Appendix C); other combinations are answered ``Reject``. An unknown
+    target (its ACL). ``All`` lists every visible target in either session type; an empty
+    value is for Normal sessions only (Appendix C) and is answered ``Reject`` elsewhere. An unknown
     or hidden target yields an empty answer, so probing reveals nothing.
     """
     if request_value == SEND_TARGETS_ALL:
-        if session_type is not SessionType.DISCOVERY:
-            return encode_text([("SendTargets", "Reject")])
+        # Appendix C reserves "All" for discovery sessions, but libiscsi (and so QEMU)
+        # sends it in normal sessions and expects the list; answering costs nothing.
         wanted = None
     elif request_value == "":
         if session_type is not SessionType.NORMAL or current_target is None:

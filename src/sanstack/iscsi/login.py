@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Protocol
 
-from sanstack.errors import LocalProtocolError, RemoteProtocolError
+from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.chap import (
     DEFAULT_INITIATOR_ALGORITHMS,
     DEFAULT_TARGET_ALGORITHMS,
     ChapAlgorithm,
     ChapCredentials,
     ChapError,
-    ChapInitiator,
-    ChapResponder,
+    InitiatorAuthenticator,
     RandomBytes,
+    TargetAuthenticator,
 )
 from sanstack.iscsi.negotiation import (
     LoginStage,
@@ -42,13 +42,11 @@ from sanstack.iscsi.negotiation import (
 )
 from sanstack.iscsi.text import (
     DEFAULT_MAX_TEXT_BYTES,
-    InvalidValueError,
     TextAccumulator,
     TextFormatError,
     encode_text,
     parse_numerical,
     parse_text,
-    split_list,
 )
 
 ISCSI_VERSION = 0x00
@@ -218,6 +216,10 @@ class TargetLoginInfo:
     allowed_initiators: frozenset[str] | None = None  # None: every initiator
     parameters: NegotiationPreferences = field(default_factory=NegotiationPreferences)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.portal_group_tag <= 65535:
+            raise ConfigError("portal_group_tag", "must be in 0..65535 (§13.9)")
+
     def allows(self, initiator_name: str) -> bool:
         # iSCSI names compare case-insensitively (RFC 3722 stringprep folds case).
         if self.allowed_initiators is None:
@@ -236,6 +238,8 @@ class LoginPolicy(Protocol):
 
 @dataclass(frozen=True)
 class LoginResult:
+    """What a completed login settled, from the point of view of the side that ran it."""
+
     parameters: OperationalParameters
     session_type: SessionType
     initiator_name: str
@@ -303,11 +307,7 @@ class TargetLogin:
         self._identity: dict[str, str] = {}
         self._info: TargetLoginInfo | None = None
         self._negotiator: Negotiator | None = None
-        self._auth: ChapCredentials | None = None
-        self._auth_method: str | None = None
-        self._chap: ChapResponder | None = None
-        self._authenticated = False
-        self._security_seen: set[str] = set()
+        self._authn: TargetAuthenticator | None = None
         self._result: LoginResult | None = None
 
     @property
@@ -348,9 +348,7 @@ class TargetLogin:
             raise LocalProtocolError("fail() needs a failure status")
         if (status.status_class == LoginStatusClass.REDIRECTION) != (target_address is not None):
             raise LocalProtocolError("a redirection, and only a redirection, has a TargetAddress")
-        stage = int(LoginStage.LOGIN_OPERATIONAL_NEGOTIATION) if (
-            self.state is LoginState.OPERATIONAL_NEGOTIATION
-        ) else 0  # fmt: skip
+        stage = 1 if self.state is LoginState.OPERATIONAL_NEGOTIATION else 0
         data = encode_text([("TargetAddress", target_address)]) if target_address else b""
         return self._fail(status, reason, stage, data)
 
@@ -394,14 +392,14 @@ class TargetLogin:
             return _response(req.csg)
         out: list[tuple[str, str]] = []
         rest = self._identity_keys(parse_text(text), out)
-        negotiator = self._negotiator
-        assert negotiator is not None
+        negotiator, authn = self._negotiator, self._authn
+        assert negotiator is not None and authn is not None
         if security:
-            out += self._security([p for p in rest if p[0] in _SECURITY_KEYS], req.transit)
+            out += authn.process([p for p in rest if p[0] in _SECURITY_KEYS], transit=req.transit)
             out += negotiator.process([p for p in rest if p[0] not in _SECURITY_KEYS], stage)
-            transit = req.transit and self._authenticated
+            transit = req.transit and authn.authenticated
         else:
-            self._require_authenticated()
+            authn.skip()
             out += negotiator.process(rest, stage)
             # §13.12: each side declares what it can receive, asked or not.
             if not negotiator.declared("MaxRecvDataSegmentLength"):
@@ -484,71 +482,22 @@ class TargetLogin:
             if not info.allows(name):
                 raise LoginError(LoginStatus.AUTHORIZATION_FAILURE, f"{name[:80]!r} not in ACL")
             self._info = info
-            self._auth = info.auth
+            credentials = info.auth
             preferences = info.parameters
             # §13.9: the first response of a Normal session carries the portal group tag.
             out.append(("TargetPortalGroupTag", str(info.portal_group_tag)))
             if info.alias:
                 out.append(("TargetAlias", info.alias))
         else:
-            self._auth = self._policy.discovery_auth
+            credentials = self._policy.discovery_auth
             preferences = self._discovery_parameters
         self._negotiator = Negotiator(Role.TARGET, preferences, session_type=session_type)
-
-    def _security(self, pairs: list[tuple[str, str]], transit: bool) -> list[tuple[str, str]]:
-        """AuthMethod and the CHAP exchange (§12.1, §12.1.3)."""
-        keys: dict[str, str] = {}
-        for key, value in pairs:
-            if key in self._security_seen:
-                raise LoginError(LoginStatus.INITIATOR_ERROR, f"{key} sent twice (§6.2.1)")
-            self._security_seen.add(key)
-            keys[key] = value
-        out: list[tuple[str, str]] = []
-        if "AuthMethod" in keys:
-            try:
-                offered = split_list(keys["AuthMethod"])
-            except InvalidValueError as exc:
-                raise LoginError(LoginStatus.INITIATOR_ERROR, str(exc)) from exc
-            if self._auth is not None:
-                if "CHAP" not in offered:
-                    raise LoginError(LoginStatus.AUTHENTICATION_FAILURE, "CHAP is required")
-                self._auth_method = "CHAP"
-                self._chap = ChapResponder(
-                    self._auth, random_bytes=self._random_bytes, algorithms=self._chap_algorithms
-                )
-            elif "None" in offered:
-                self._auth_method = "None"
-                self._authenticated = True
-            else:
-                raise LoginError(LoginStatus.AUTHENTICATION_FAILURE, "only AuthMethod=None here")
-            out.append(("AuthMethod", self._auth_method))
-        chap_keys = {k: v for k, v in keys.items() if k != "AuthMethod"}
-        if chap_keys:
-            if self._chap is None:
-                raise ChapError("CHAP keys without AuthMethod=CHAP")
-            if "CHAP_A" in chap_keys:
-                out += self._chap.challenge(chap_keys.pop("CHAP_A"))
-            if chap_keys:
-                out += self._chap.verify(chap_keys)
-                self._authenticated = True
-        if transit and self._auth_method is None:
-            # Leaving security without AuthMethod means the default, None (§12.1).
-            if self._auth is not None:
-                raise LoginError(LoginStatus.AUTHENTICATION_FAILURE, "authentication skipped")
-            self._auth_method = "None"
-            self._authenticated = True
-        return out
-
-    def _require_authenticated(self) -> None:
-        if self._authenticated:
-            return
-        if self._auth is not None or self._auth_method is not None:
-            raise LoginError(LoginStatus.AUTHENTICATION_FAILURE, "operational stage before auth")
-        self._auth_method = "None"  # the initiator skipped the security stage
-        self._authenticated = True
+        self._authn = TargetAuthenticator(
+            credentials, random_bytes=self._random_bytes, algorithms=self._chap_algorithms
+        )
 
     def _build_result(self) -> LoginResult:
-        assert self._negotiator is not None and self._first is not None
+        assert self._negotiator is not None and self._authn is not None and self._first
         info = self._info
         initiator_name = self._identity["InitiatorName"]
         parameters = self._negotiator.parameters(
@@ -567,19 +516,8 @@ class TargetLogin:
             isid=self._first.isid,
             tsih=self._first.tsih,
             cid=self._first.cid,
-            auth_method=self._auth_method or "None",
+            auth_method=self._authn.method or "None",
         )
-
-
-class _Auth(StrEnum):
-    """Where the initiator is in the security exchange."""
-
-    METHOD = "METHOD"  # AuthMethod offered
-    ALGORITHM = "ALGORITHM"  # CHAP agreed, CHAP_A to send
-    CHALLENGE = "CHALLENGE"  # CHAP_A sent, awaiting CHAP_A/CHAP_I/CHAP_C
-    RESPONSE = "RESPONSE"  # challenge received, CHAP_N/CHAP_R to send
-    VERIFY = "VERIFY"  # CHAP_N/CHAP_R sent
-    DONE = "DONE"
 
 
 class InitiatorLogin:
@@ -622,13 +560,15 @@ class InitiatorLogin:
         self._initiator_name = initiator_name
         self._initiator_alias = initiator_alias
         self._target_name = target_name if session_type is SessionType.NORMAL else None
-        self._ids = (isid, tsih, itt, cid, cmd_sn, exp_stat_sn)
+        self._template = LoginRequestFields(
+            isid=isid, tsih=tsih, itt=itt, cid=cid, cmd_sn=cmd_sn, exp_stat_sn=exp_stat_sn,
+            transit=False, cont=False, csg=0, nsg=0, version_max=ISCSI_VERSION,
+            version_min=ISCSI_VERSION, data=b"",
+        )  # fmt: skip
         self._session_type = session_type
         self._security = use_security
-        self._chap = (
-            ChapInitiator(chap, random_bytes=random_bytes, algorithms=chap_algorithms)
-            if chap is not None
-            else None
+        self._authn = InitiatorAuthenticator(
+            chap, random_bytes=random_bytes, algorithms=chap_algorithms
         )
         self._neg = Negotiator(
             Role.INITIATOR, preferences or NegotiationPreferences(), session_type=session_type
@@ -641,13 +581,15 @@ class InitiatorLogin:
         self._want_transit = False
         self._want_nsg = 0
         self._incoming = TextAccumulator()
-        self._auth = _Auth.METHOD
-        self._chap_reply: list[tuple[str, str]] = []
         self._result: LoginResult | None = None
 
     @property
     def complete(self) -> bool:
         return self.state is LoginState.FULL_FEATURE_PHASE
+
+    @property
+    def failed(self) -> bool:
+        return self.state is LoginState.FAILED
 
     @property
     def result(self) -> LoginResult:
@@ -668,13 +610,12 @@ class InitiatorLogin:
             return self._send(
                 LoginStage.LOGIN_OPERATIONAL_NEGOTIATION, pairs + self._offers(), transit=True
             )
-        pairs.append(("AuthMethod", "CHAP" if self._chap else "None"))
-        # Without CHAP there is nothing more to say: ask to move on at once.
-        return self._send(LoginStage.SECURITY_NEGOTIATION, pairs, transit=self._chap is None)
+        security, transit = self._authn.offer()
+        return self._send(LoginStage.SECURITY_NEGOTIATION, pairs + security, transit=transit)
 
     def receive(self, response: LoginResponseFields) -> LoginRequestFields | None:
-        if self.state in (LoginState.FULL_FEATURE_PHASE, LoginState.FAILED):
-            raise LocalProtocolError(f"login already ended ({self.state})")
+        if self.state in (LoginState.INITIAL, LoginState.FULL_FEATURE_PHASE, LoginState.FAILED):
+            raise LocalProtocolError(f"no request outstanding ({self.state})")
         try:
             return self._receive(response)
         except RemoteProtocolError:
@@ -704,13 +645,10 @@ class InitiatorLogin:
         self._outgoing = self._outgoing[self._max_segment :]
         cont = bool(self._outgoing)
         transit = self._want_transit and not cont
-        isid, tsih, itt, cid, cmd_sn, exp_stat_sn = self._ids
-        return LoginRequestFields(
-            isid=isid, tsih=tsih, itt=itt, cid=cid, cmd_sn=cmd_sn, exp_stat_sn=exp_stat_sn,
-            transit=transit, cont=cont, csg=int(self._stage),
-            nsg=self._want_nsg if transit else 0,
-            version_max=ISCSI_VERSION, version_min=ISCSI_VERSION, data=chunk,
-        )  # fmt: skip
+        nsg = self._want_nsg if transit else 0
+        return replace(
+            self._template, transit=transit, cont=cont, csg=int(self._stage), nsg=nsg, data=chunk
+        )
 
     def _advance(self, event: LoginInput) -> None:
         nxt = _step(self.state, event)
@@ -760,7 +698,8 @@ class InitiatorLogin:
         if not resp.transit:
             self._advance(_I.STAY)
             if self._stage is LoginStage.SECURITY_NEGOTIATION:
-                return self._security_next(replies)
+                security, transit = self._authn.next_request()
+                return self._send(self._stage, replies + security, transit=transit)
             return self._send(self._stage, replies, transit=True)
         if resp.nsg == LoginStage.LOGIN_OPERATIONAL_NEGOTIATION:
             self._advance(_I.TRANSIT_TO_OPERATIONAL)
@@ -773,53 +712,19 @@ class InitiatorLogin:
         return None
 
     def _security_reply(self, pairs: list[tuple[str, str]], transit: bool) -> list[tuple[str, str]]:
-        sec = {k: v for k, v in pairs if k in _SECURITY_KEYS}
-        if len(sec) != sum(1 for k, _ in pairs if k in _SECURITY_KEYS):
+        security = {k: v for k, v in pairs if k in _SECURITY_KEYS}
+        if len(security) != sum(1 for k, _ in pairs if k in _SECURITY_KEYS):
             raise LoginProtocolError("security key repeated")
         stage = LoginStage.SECURITY_NEGOTIATION
         replies = self._neg.process([p for p in pairs if p[0] not in _SECURITY_KEYS], stage)
-        offered = "CHAP" if self._chap else "None"
-        if "AuthMethod" in sec:
-            if self._auth is not _Auth.METHOD or sec.pop("AuthMethod") != offered:
-                raise LoginProtocolError("unexpected AuthMethod answer")
-            self._auth = _Auth.ALGORITHM if self._chap else _Auth.DONE
-        elif self._auth is _Auth.METHOD and transit and self._chap is None:
-            self._auth = _Auth.DONE  # the target kept the default, None
-        if sec:
-            if self._chap is None or self._auth not in (_Auth.CHALLENGE, _Auth.VERIFY):
-                raise LoginProtocolError(f"unexpected CHAP keys {sorted(sec)}")
-            if self._auth is _Auth.CHALLENGE:
-                self._chap_reply = self._chap.respond(sec)
-                self._auth = _Auth.RESPONSE
-            else:
-                self._chap.verify(sec)
-                self._auth = _Auth.DONE
-        if self._auth is _Auth.VERIFY:
-            if self._chap is not None and self._chap.mutual:
-                raise LoginProtocolError("target did not answer our CHAP challenge")
-            self._auth = _Auth.DONE
-        if transit and self._auth is not _Auth.DONE:
-            raise LoginProtocolError("target left the security stage before authentication")
+        self._authn.process(security, transit=transit)
         return replies
-
-    def _security_next(self, replies: list[tuple[str, str]]) -> LoginRequestFields:
-        stage = LoginStage.SECURITY_NEGOTIATION
-        if self._auth is _Auth.ALGORITHM and self._chap is not None:
-            self._auth = _Auth.CHALLENGE
-            return self._send(stage, replies + self._chap.offer(), transit=False)
-        if self._auth is _Auth.RESPONSE:
-            self._auth = _Auth.VERIFY
-            return self._send(stage, replies + self._chap_reply, transit=True)
-        if self._auth is _Auth.DONE:
-            return self._send(stage, replies, transit=True)
-        raise LoginProtocolError(f"target stalled the security exchange at {self._auth}")
 
     def _finish(self) -> None:
         self._neg.finish()
         self._neg.check_digests()
         declared = self._neg.peer_declarations
         tag = declared.get("TargetPortalGroupTag")
-        isid, tsih, _, cid, _, _ = self._ids
         parameters = self._neg.parameters(
             initiator_name=self._initiator_name,
             initiator_alias=self._initiator_alias,
@@ -833,8 +738,8 @@ class InitiatorLogin:
             initiator_name=self._initiator_name,
             target_name=self._target_name,
             target=None,
-            isid=isid,
-            tsih=tsih,
-            cid=cid,
-            auth_method="CHAP" if self._chap else "None",
+            isid=self._template.isid,
+            tsih=self._template.tsih,
+            cid=self._template.cid,
+            auth_method=self._authn.method,
         )

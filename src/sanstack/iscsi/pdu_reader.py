@@ -187,7 +187,7 @@ def _command_ahs(ahs: bytes, cdb: bytes) -> tuple[bytes, int | None]:
         if body + length > len(ahs):
             raise PDUFormatError("AHS overruns TotalAHSLength", RejectReason.INVALID_PDU_FIELD)
         if ahs_type == AHSType.EXTENDED_CDB:
-            # One at most, with the reserved byte and 1-244 more CDB bytes (§11.3.6).
+            # One at most, with the reserved byte and 1-244 more CDB bytes (§11.2.2.3).
             if len(cdb) > 16 or not 2 <= length <= MAX_CDB_LENGTH - 15:
                 raise PDUFormatError("bad Extended CDB AHS", RejectReason.INVALID_PDU_FIELD)
             cdb += ahs[body + 1 : body + length]
@@ -195,7 +195,7 @@ def _command_ahs(ahs: bytes, cdb: bytes) -> tuple[bytes, int | None]:
             if bidi is not None or length != 5:
                 raise PDUFormatError("bad bidirectional AHS", RejectReason.INVALID_PDU_FIELD)
             bidi = _U32.unpack_from(ahs, body + 1)[0]
-        # Other AHS types are reserved or non-iSCSI extensions (§11.2.2.2): skip them.
+        # Other AHS types are reserved or non-iSCSI extensions (§11.2.2.1): skip them.
         pos = (body + length + 3) & ~3
     return cdb, bidi
 

@@ -22,107 +22,26 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Protocol
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.target_tasks import RESERVED_TAG, DataOutError, WriteTask
+from sanstack.iscsi.target_events import (
+    CommandReady,
+    ConnectionClosed,
+    ConnectionSettings,
+    Event,
+    LoginDriver,
+    LoginOutcome,
+    LoginSucceeded,
+    TaskManagementRequested,
+)
+from sanstack.iscsi.target_tasks import RESERVED_TAG, DataOutError, WriteTask, data_in_pdus
 from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
 from sanstack.scsi.constants import Status, TaskAttribute
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_REQUEST = 64 * 1024
-
-
-# -- events ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoginSucceeded:
-    """The connection reached the full feature phase."""
-
-    initiator_name: str
-    isid: int
-    tsih: int
-    target_name: str
-    discovery: bool
-    nexus: Nexus | None
-
-
-@dataclass(frozen=True, slots=True)
-class CommandReady:
-    """A SCSI command is in CmdSN order and has all its Data-Out: run it."""
-
-    itt: int
-    command: ScsiCommand
-
-
-@dataclass(frozen=True, slots=True)
-class TaskManagementRequested:
-    """RFC 7143 §11.5: the edge acts on logical units, then calls ``complete_task_management``."""
-
-    itt: int
-    function: p.TaskManagementFunction
-    lun: int
-    referenced_task_tag: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The connection is over; send what is queued, then close the transport."""
-
-    reason: str
-
-
-Event = LoginSucceeded | CommandReady | TaskManagementRequested | ConnectionClosed
-
-
-# -- the login seam ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoginOutcome:
-    """What a completed login settled (RFC 7143 §6, §13)."""
-
-    initiator_name: str
-    target_name: str
-    isid: int
-    tsih: int
-    discovery: bool
-    tpgt: int
-    header_digest: bool
-    data_digest: bool
-    max_recv_data_segment_length: int
-    max_xmit_data_segment_length: int
-    max_burst_length: int
-    first_burst_length: int
-    initial_r2t: bool
-    immediate_data: bool
-    max_outstanding_r2t: int
-
-
-class LoginDriver(Protocol):
-    """Runs the login phase: one response per request; ``outcome`` is set once it succeeds."""
-
-    outcome: LoginOutcome | None
-    failed: bool
-
-    def handle(self, request: p.LoginRequest) -> p.LoginResponse: ...
-
-
-# -- configuration ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """Target-side limits of one connection."""
-
-    command_window: int = 128
-    login_timeout: float = 15.0
-    nop_in_interval: float | None = 5.0
-    nop_in_timeout: float = 15.0
-    relative_target_port_id: int = 1
 
 
 class Phase(Enum):
@@ -606,39 +525,21 @@ class TargetConnection:
     ) -> None:
         outcome = self.outcome
         assert outcome is not None
-        segment = outcome.max_xmit_data_segment_length
-        burst = outcome.max_burst_length
-        view = memoryview(data)
-        total = len(view)
         collapse = result.status == Status.GOOD and not result.sense
-        offset = 0
-        data_sn = 0
-        while offset < total:
-            # A Data-In sequence ends (F bit) at every MaxBurstLength boundary (§13.14).
-            in_burst = offset % burst
-            n = min(segment, total - offset, burst - in_burst)
-            last = offset + n >= total
-            status_here = last and collapse
-            self._send(
-                p.DataIn(
-                    itt=itt,
-                    lun=lun_field if not status_here else 0,
-                    stat_sn=self._take_stat_sn() if status_here else 0,
-                    exp_cmd_sn=self.exp_cmd_sn,
-                    max_cmd_sn=self._window_end(),
-                    data_sn=data_sn,
-                    buffer_offset=offset,
-                    residual_count=residual if status_here else 0,
-                    final=last or (in_burst + n) >= burst,
-                    residual_overflow=overflow and status_here,
-                    residual_underflow=underflow and status_here,
-                    status_present=status_here,
-                    status=0,
-                    data=view[offset : offset + n],
-                )
-            )
-            offset += n
-            data_sn += 1
+        for pdu in data_in_pdus(
+            itt=itt,
+            lun_field=lun_field,
+            data=data,
+            max_segment=outcome.max_xmit_data_segment_length,
+            max_burst=outcome.max_burst_length,
+            status_stat_sn=self._take_stat_sn() if collapse else None,
+            exp_cmd_sn=self.exp_cmd_sn,
+            max_cmd_sn=self._window_end(),
+            overflow=overflow,
+            underflow=underflow,
+            residual=residual,
+        ):
+            self._send(pdu)
 
     # -- other PDUs --------------------------------------------------------------------------
 

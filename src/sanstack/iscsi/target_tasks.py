@@ -1,4 +1,4 @@
-"""Per-task Data-Out collection for the target (RFC 7143 §4.2.4, §11.8, §11.9).
+"""Per-task Data-Out collection for the target (RFC 7143 §4.2.4, §11.7 Data-Out, §11.8 R2T).
 
 A write-type command's data arrives in up to three parts: immediate data in the command PDU,
 an unsolicited Data-Out sequence (when InitialR2T=No) up to FirstBurstLength, and solicited
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sanstack.errors import RemoteProtocolError
+from sanstack.iscsi import pdu as p
 from sanstack.scsi.constants import TaskAttribute
 
 RESERVED_TAG = 0xFFFFFFFF
@@ -100,7 +101,7 @@ class WriteTask:
             self.received += len(data)
 
     def next_r2ts(self, max_burst: int, max_outstanding: int, next_ttt: int) -> list[PendingR2T]:
-        """R2Ts to send now so at most ``max_outstanding`` are open (RFC 7143 §11.9)."""
+        """R2Ts to send now so at most ``max_outstanding`` are open (RFC 7143 §11.8)."""
         out: list[PendingR2T] = []
         ttt = next_ttt
         while len(self.r2ts) < max_outstanding and self.next_r2t_offset < self.expected_length:
@@ -112,3 +113,55 @@ class WriteTask:
             out.append(r2t)
             ttt = (ttt + 1) & 0x7FFFFFFF
         return out
+
+
+def data_in_pdus(
+    *,
+    itt: int,
+    lun_field: int,
+    data: bytes | memoryview,
+    max_segment: int,
+    max_burst: int,
+    status_stat_sn: int | None,
+    exp_cmd_sn: int,
+    max_cmd_sn: int,
+    overflow: bool,
+    underflow: bool,
+    residual: int,
+) -> list[p.DataIn]:
+    """Split Data-In into PDUs (RFC 7143 §11.7) as ``memoryview`` slices, without copying.
+
+    A sequence ends (F bit) at every MaxBurstLength boundary (§13.14). With
+    ``status_stat_sn`` set the last PDU carries the status and residuals (phase collapse,
+    §11.7.4), which only a GOOD status without sense may do.
+    """
+    view = memoryview(data)
+    total = len(view)
+    out: list[p.DataIn] = []
+    offset = 0
+    data_sn = 0
+    while offset < total:
+        in_burst = offset % max_burst
+        n = min(max_segment, total - offset, max_burst - in_burst)
+        last = offset + n >= total
+        status_here = last and status_stat_sn is not None
+        out.append(
+            p.DataIn(
+                itt=itt,
+                lun=0 if status_here else lun_field,
+                stat_sn=status_stat_sn if status_here and status_stat_sn is not None else 0,
+                exp_cmd_sn=exp_cmd_sn,
+                max_cmd_sn=max_cmd_sn,
+                data_sn=data_sn,
+                buffer_offset=offset,
+                residual_count=residual if status_here else 0,
+                final=last or in_burst + n >= max_burst,
+                residual_overflow=overflow and status_here,
+                residual_underflow=underflow and status_here,
+                status_present=status_here,
+                data=view[offset : offset + n],
+            )
+        )
+        offset += n
+        data_sn += 1
+    return out

@@ -99,20 +99,21 @@ def whole_blocks_of_data_out(
 def first_mismatch(expected: bytes | memoryview, actual: bytes | memoryview) -> int | None:
     """Offset of the first byte where two equal-length buffers differ, None if they match.
 
-    XOR of the two buffers read as big-endian integers has its highest set bit in the first
-    differing byte, which finds the offset in C instead of a Python byte loop.
+    Slices are compared as ``bytes`` (a memcmp; ``memoryview`` equality goes element by
+    element, some thirty times slower). In the first slice that differs, the XOR of the two
+    read as big-endian integers has its highest set bit in the first differing byte.
     """
     left = memoryview(expected).cast("B")
     right = memoryview(actual).cast("B")
-    if left == right:
-        return None
+    if len(left) != len(right):
+        raise ValueError(f"cannot compare {len(left)} bytes with {len(right)}")
     for start in range(0, len(left), COMPARE_CHUNK_BYTES):
-        a = left[start : start + COMPARE_CHUNK_BYTES]
-        b = right[start : start + COMPARE_CHUNK_BYTES]
-        diff = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-        if diff:
+        a = bytes(left[start : start + COMPARE_CHUNK_BYTES])
+        b = bytes(right[start : start + COMPARE_CHUNK_BYTES])
+        if a != b:
+            diff = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
             return start + len(a) - 1 - (diff.bit_length() - 1) // 8
-    return None  # unreachable when the views differ; keeps the contract total
+    return None
 
 
 def miscompare(offset: int, data_out_used: int) -> ScsiResult:

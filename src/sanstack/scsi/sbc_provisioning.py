@@ -54,6 +54,7 @@ WRITE_SAME_CHUNK_BYTES: Final = 1 << 20
 ANCHOR_BIT: Final = 4  # byte 1 bit of ANCHOR in WRITE SAME
 UNMAP_ANCHOR_BIT: Final = 0  # byte 1 bit of ANCHOR in UNMAP
 _UNMAP_DESCRIPTOR_LENGTH_BYTE: Final = 2  # UNMAP BLOCK DESCRIPTOR DATA LENGTH in the header
+_UNMAP_COUNT_OFFSET: Final = 8  # NUMBER OF LOGICAL BLOCKS within an UNMAP block descriptor
 
 # GET LBA STATUS parameter data (SBC-4 §5.8.2): PARAMETER DATA LENGTH, 4 reserved bytes,
 # then 16-byte LBA status descriptors.
@@ -153,7 +154,9 @@ async def unmap(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if total > MAX_UNMAP_BLOCKS:
             # Point at this descriptor's NUMBER OF LOGICAL BLOCKS field.
             raise invalid_field_in_parameter_list(
-                UnmapParameterList.HEADER_LENGTH + index * UnmapParameterList.DESCRIPTOR_LENGTH + 8
+                UnmapParameterList.HEADER_LENGTH
+                + index * UnmapParameterList.DESCRIPTOR_LENGTH
+                + _UNMAP_COUNT_OFFSET
             )
         if d.lba + d.count > lu.device.num_blocks:
             raise lba_out_of_range()

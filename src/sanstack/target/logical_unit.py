@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sanstack.block.device import (
     BlockDevice,
@@ -34,6 +34,7 @@ from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand
 from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
+from sanstack.scsi.sense_descriptor import to_descriptor_format
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class LogicalUnit:
         running = _RunningTask(cmd.nexus, cmd.tag, asyncio.current_task())
         self._running[key] = running
         try:
-            return await self._execute(cmd)
+            result = await self._execute(cmd)
         except asyncio.CancelledError:
             if running.aborted and running.task is not None:
                 running.task.uncancel()
@@ -114,6 +115,10 @@ class LogicalUnit:
         finally:
             if self._running.get(key) is running:
                 del self._running[key]
+        if result.sense and self.mode.d_sense:
+            # Control mode page D_SENSE=1: every CHECK CONDITION uses descriptor format.
+            result = replace(result, sense=to_descriptor_format(result.sense))
+        return result
 
     async def _execute(self, cmd: ScsiCommand) -> ScsiResult:
         cdb = cmd.cdb

@@ -12,7 +12,7 @@ from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.iscsi.login import LoginRequestFields, TargetLogin, TargetLoginInfo
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
-from sanstack.iscsi.target_connection import LoginOutcome
+from sanstack.iscsi.target_events import LoginOutcome
 from sanstack.target.registry import TargetRegistry
 
 LOGIN_COMMAND_WINDOW = 128

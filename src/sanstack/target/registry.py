@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from sanstack.iscsi.discovery import send_targets_response
+from sanstack.iscsi.negotiation import SessionType
 from sanstack.scsi.command import Nexus
 from sanstack.target.target import Target
 
@@ -49,21 +51,14 @@ class TargetRegistry:
         return [t for t in self.targets.values() if t.portal_group(tpgt) is not None]
 
     def send_targets(self, value: str, initiator_name: str, current: str | None) -> bytes:
-        """The SendTargets answer (RFC 7143 §7.3, Appendix C) for this initiator."""
-        if value == "All":
-            chosen = list(self.targets.values())
-        elif value:
-            chosen = [self.targets[value]] if value in self.targets else []
-        else:
-            chosen = [self.targets[current]] if current in self.targets else []
-        out = bytearray()
-        for target in chosen:
-            if not target.initiator_allowed(initiator_name):
-                continue
-            out += f"TargetName={target.name}\x00".encode()
-            for entry in target.send_targets_entries():
-                out += f"TargetAddress={entry}\x00".encode()
-        return bytes(out)
+        """The SendTargets answer (RFC 7143 Appendix C) for this initiator."""
+        return send_targets_response(
+            value,
+            [(t.name, t.send_targets_entries()) for t in self.targets.values()],
+            lambda name: self.targets[name].initiator_allowed(initiator_name),
+            session_type=SessionType.NORMAL if current else SessionType.DISCOVERY,
+            current_target=current,
+        )
 
     def session_started(self, nexus: Nexus, session: Session) -> None:
         old = self.sessions.get(nexus)
