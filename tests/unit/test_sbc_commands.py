@@ -179,20 +179,23 @@ def test_fua_flushes_only_when_asked_or_write_cache_disabled() -> None:
     run(dev, body)
 
 
+SOFTWARE_WRITE_PROTECTED = (SenseKey.DATA_PROTECT, ASC.SOFTWARE_WRITE_PROTECTED)
+
+
 def test_write_protected_device_and_swp(tmp_path: Path) -> None:
-    async def body(lu: LogicalUnit) -> None:
+    async def body(lu: LogicalUnit, protected: tuple[SenseKey, ASC] = WRITE_PROTECTED) -> None:
         good(await execute(lu, rw(Opcode.READ_10, 0, 1)))
-        expect(await execute(lu, rw(Opcode.WRITE_10, 0, 1), pattern(1)), *WRITE_PROTECTED)
+        expect(await execute(lu, rw(Opcode.WRITE_10, 0, 1), pattern(1)), *protected)
         ws = WriteSameCDB(Opcode.WRITE_SAME_16, 0, 1, unmap=True).encode()
-        expect(await execute(lu, ws), *WRITE_PROTECTED)  # no Data-Out at all
+        expect(await execute(lu, ws), *protected)  # no Data-Out at all
         caw = CompareAndWriteCDB(0, 1).encode()
-        expect(await execute(lu, caw, bytes(2 * BS)), *WRITE_PROTECTED)
+        expect(await execute(lu, caw, bytes(2 * BS)), *protected)
         orw = rw(Opcode.ORWRITE_16, 0, 1)
-        expect(await execute(lu, orw, pattern(1)), *WRITE_PROTECTED)
+        expect(await execute(lu, orw, pattern(1)), *protected)
         wav = rw(Opcode.WRITE_AND_VERIFY_12, 0, 1, bytchk=1)
-        expect(await execute(lu, wav, pattern(1)), *WRITE_PROTECTED)
+        expect(await execute(lu, wav, pattern(1)), *protected)
         plist = UnmapParameterList.of([(0, 1)]).encode()
-        expect(await execute(lu, UnmapCDB(len(plist)).encode(), plist), *WRITE_PROTECTED)
+        expect(await execute(lu, UnmapCDB(len(plist)).encode(), plist), *protected)
 
     run(MemoryDevice(BLOCKS, BS, read_only=True), body)
 
@@ -200,7 +203,8 @@ def test_write_protected_device_and_swp(tmp_path: Path) -> None:
 
     async def swp(lu: LogicalUnit) -> None:
         lu.mode.swp = True
-        await body(lu)
+        # SWP is reported as SOFTWARE WRITE PROTECTED (27/02), the finer code SPC-4 gives it.
+        await body(lu, SOFTWARE_WRITE_PROTECTED)
         lu.mode.swp = False
         good(await execute(lu, rw(Opcode.WRITE_10, 0, 1), pattern(1)))
 

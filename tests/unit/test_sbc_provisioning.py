@@ -120,12 +120,17 @@ def test_write_same_field_errors(device: BlockDevice, op: Opcode) -> None:
     async def body(lu: LogicalUnit) -> None:
         block = bytes(BS)
         length_byte = 7 if op == Opcode.WRITE_SAME_10 else 10
-        # WSNZ=1: zero blocks never means "to the end of the medium".
-        result = await execute(lu, _ws(op, 0, 0), block)
-        expect(result, *INVALID_CDB)
-        assert field_pointer(result) == length_byte
-        result = await execute(lu, _ws(op, 0, 0, unmap=True), block)
-        expect(result, *INVALID_CDB)
+        # WSNZ=0: zero blocks means "through the last LBA" (WriteSame*.UnmapUntilEnd).
+        pattern_block = b"\xa5" * BS
+        good(await execute(lu, _ws(op, BLOCKS - 3, 0), pattern_block))
+        assert await read(lu, BLOCKS - 3, 3) == pattern_block * 3
+        good(await execute(lu, _ws(op, BLOCKS - 3, 0, unmap=True), block))
+        assert await read(lu, BLOCKS - 3, 3) == bytes(3 * BS)
+        expect(await execute(lu, _ws(op, BLOCKS + 1, 0), block), *OOB)
+        if op == Opcode.WRITE_SAME_16:  # WRITE SAME(10) cannot even express the excess
+            result = await execute(lu, _ws(op, 0, limits.MAX_WRITE_SAME_BLOCKS + 1), block)
+            expect(result, *INVALID_CDB)
+            assert field_pointer(result) == length_byte
         expect(await execute(lu, _ws(op, 0, 1, anchor=True), block), *INVALID_CDB)
         expect(await execute(lu, _ws(op, 0, 1, anchor=True, unmap=True), block), *INVALID_CDB)
         expect(await execute(lu, _ws(op, 0, 1, protect=1), block), *INVALID_CDB)
@@ -285,7 +290,7 @@ def test_read_capacity_10_and_16(device: BlockDevice) -> None:
         last, block_size, byte12, byte13, byte14 = struct.unpack_from(">QIBBB", rc16)
         assert (last, block_size) == (BLOCKS - 1, BS)
         assert byte12 & 0x0F == 0  # no protection information
-        assert byte13 == 0  # one logical block per physical block
+        assert byte13 == 3  # 4096-byte physical blocks: 2**3 logical blocks per physical block
         assert byte14 & 0xC0 == 0xC0  # LBPME and LBPRZ: thin, unmapped reads zeroes
         assert rc16[16:] == bytes(16)
         for alloc in range(16):  # ReadCapacity16.Alloclen

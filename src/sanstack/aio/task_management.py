@@ -52,6 +52,9 @@ async def run_task_management(
         return Code.LUN_DOES_NOT_EXIST
     if fn == Fn.ABORT_TASK:
         tasks = lu.abort_task(nexus, event.referenced_task_tag)
+        if not tasks:
+            # The command finished (and was answered) before the abort reached it.
+            return Code.TASK_DOES_NOT_EXIST
     elif fn == Fn.ABORT_TASK_SET:
         tasks = lu.abort_task_set(nexus)
     elif fn == Fn.CLEAR_TASK_SET:

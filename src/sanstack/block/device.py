@@ -135,5 +135,14 @@ class BlockDevice(ABC):
         """Release resources; the default has none."""
 
     @property
+    def physical_block_size(self) -> int:
+        """The unit below which a write costs a read-modify-write (4 KiB for files and RAM).
+
+        READ CAPACITY(16) reports it as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT, which
+        tells initiators how to align I/O and UNMAP.
+        """
+        return max(self.block_size, 4096)
+
+    @property
     def capacity_bytes(self) -> int:
         return self.num_blocks * self.block_size

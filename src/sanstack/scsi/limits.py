@@ -27,7 +27,7 @@ MAX_UNMAP_DESCRIPTORS: Final = 256
 
 # WSNZ (SBC-4 §6.6.4): WRITE SAME with NUMBER OF LOGICAL BLOCKS zero ("to the end of the
 # medium") is rejected with INVALID FIELD IN CDB, so one command can never rewrite a whole LUN.
-WRITE_SAME_NO_ZERO: Final = True
+WRITE_SAME_NO_ZERO: Final = False
 
 # The device server honours DPO and FUA: MODE SENSE reports DPOFUA=1 in the device-specific
 # parameter (SBC-4 §6.5.1), which libiscsi's *_dpofua tests compare with the RSOC usage data.

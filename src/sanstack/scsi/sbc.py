@@ -38,7 +38,7 @@ from sanstack.scsi.command import (
     ScsiResult,
 )
 from sanstack.scsi.constants import Opcode, ServiceActionIn16
-from sanstack.scsi.sbc_common import check_lba_range, check_ready
+from sanstack.scsi.sbc_common import check_lba_range
 from sanstack.scsi.sbc_provisioning import get_lba_status, unmap, write_same
 from sanstack.scsi.sbc_rw import (
     compare_and_write,
@@ -55,6 +55,7 @@ from sanstack.scsi.sbc_rw import (
     write_and_verify,
 )
 from sanstack.scsi.sense import invalid_field_in_cdb
+from sanstack.scsi.spc import check_ready
 
 if TYPE_CHECKING:
     from sanstack.target.logical_unit import LogicalUnit
@@ -92,7 +93,8 @@ async def read_capacity_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 
 async def read_capacity_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     """READ CAPACITY(16), SBC-4 §5.21: LBPME and LBPRZ set for a thin device; no protection
-    information; one logical block per physical block; data cut to the ALLOCATION LENGTH.
+    information; LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT from the device's physical block
+    size; data cut to the ALLOCATION LENGTH.
     """
     c = ReadCapacity16CDB.decode(cmd.cdb)
     if not c.pmi and c.lba:
@@ -100,8 +102,9 @@ async def read_capacity_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     check_ready(lu)
     device = lu.device
     provisioning = LBPME | LBPRZ if device.thin_provisioned else 0
+    per_physical = (device.physical_block_size // device.block_size).bit_length() - 1
     data = _RC16_DATA.pack(
-        device.num_blocks - 1, device.block_size, RC_BASIS_LAST_LBA, 0, provisioning
+        device.num_blocks - 1, device.block_size, RC_BASIS_LAST_LBA, per_physical, provisioning
     )
     return ScsiResult(data=data[: c.allocation_length])
 

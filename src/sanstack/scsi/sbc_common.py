@@ -14,7 +14,7 @@ from sanstack.scsi.cdb import LENGTH_FIELD_BYTE
 from sanstack.scsi.command import ScsiResult
 from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.limits import MAX_TRANSFER_BLOCKS
-from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb, lba_out_of_range
+from sanstack.scsi.sense import fixed_sense, invalid_field_in_cdb, lba_out_of_range
 
 if TYPE_CHECKING:
     from sanstack.target.logical_unit import LogicalUnit
@@ -28,14 +28,6 @@ COMPARE_CHUNK_BYTES: Final = 1 << 20
 _DATA_OUT_MISMATCH_SENSE: Final = fixed_sense(
     SenseKey.ILLEGAL_REQUEST, ASC.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT
 )
-
-
-def check_ready(lu: LogicalUnit) -> None:
-    """NOT READY / INITIALIZING COMMAND REQUIRED after START STOP UNIT stopped the unit."""
-    if lu.stopped:
-        raise CheckCondition(
-            SenseKey.NOT_READY, ASC.LOGICAL_UNIT_NOT_READY_INITIALIZING_COMMAND_REQUIRED
-        )
 
 
 def check_protect(protect: int) -> None:
@@ -58,12 +50,6 @@ def check_lba_range(lu: LogicalUnit, lba: int, count: int) -> None:
     """
     if lba + count > lu.device.num_blocks:
         raise lba_out_of_range()
-
-
-def check_writable(lu: LogicalUnit) -> None:
-    """DATA PROTECT / WRITE PROTECTED for a read-only device or the control page's SWP."""
-    if lu.device.read_only or lu.mode.swp:
-        raise CheckCondition(SenseKey.DATA_PROTECT, ASC.WRITE_PROTECTED)
 
 
 def data_out_mismatch(expected: int) -> ScsiResult:

@@ -31,8 +31,6 @@ from sanstack.scsi.limits import (
 from sanstack.scsi.sbc_common import (
     check_lba_range,
     check_protect,
-    check_ready,
-    check_writable,
     data_out_mismatch,
     flush_if_needed,
 )
@@ -43,6 +41,7 @@ from sanstack.scsi.sense import (
     invalid_field_in_parameter_list,
     lba_out_of_range,
 )
+from sanstack.scsi.spc import check_ready, check_writable
 
 if TYPE_CHECKING:
     from sanstack.target.logical_unit import LogicalUnit
@@ -74,7 +73,8 @@ MAX_LBA_STATUS_DESCRIPTORS: Final = 64
 async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     """WRITE SAME(10/16), SBC-4 §5.48-5.49.
 
-    WSNZ=1: NUMBER OF LOGICAL BLOCKS zero is rejected rather than meaning "to the end".
+    WSNZ=0: NUMBER OF LOGICAL BLOCKS zero means "through the last LBA", within the MAXIMUM
+    WRITE SAME LENGTH like any other count.
     NDOB (16 only) supplies an all-zero block without a Data-Out transfer.
     """
     c = WriteSameCDB.decode(cmd.cdb)
@@ -83,6 +83,10 @@ async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if c.anchor:
         raise invalid_field_in_cdb(1, ANCHOR_BIT)
     count = c.number_of_blocks
+    if count == 0 and not WRITE_SAME_NO_ZERO:
+        # WSNZ=0: zero blocks means "through the last LBA" (SBC-4 §5.49).
+        check_lba_range(lu, c.lba, 0)
+        count = lu.device.num_blocks - c.lba
     if (WRITE_SAME_NO_ZERO and count == 0) or count > MAX_WRITE_SAME_BLOCKS:
         raise invalid_field_in_cdb(LENGTH_FIELD_BYTE[cdb_length])
     check_ready(lu)

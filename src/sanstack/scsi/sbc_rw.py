@@ -33,9 +33,7 @@ from sanstack.scsi.sbc_common import (
     COMPARE_CHUNK_BYTES,
     check_lba_range,
     check_protect,
-    check_ready,
     check_transfer_length,
-    check_writable,
     data_out_mismatch,
     first_mismatch,
     flush_if_needed,
@@ -43,6 +41,7 @@ from sanstack.scsi.sbc_common import (
     whole_blocks_of_data_out,
 )
 from sanstack.scsi.sense import invalid_field_in_cdb
+from sanstack.scsi.spc import check_ready, check_writable
 
 if TYPE_CHECKING:
     from sanstack.target.logical_unit import LogicalUnit

@@ -50,10 +50,16 @@ def not_ready_reason(lu: LogicalUnit) -> ASC | None:
 
 
 def check_ready(lu: LogicalUnit) -> None:
-    """Raise NOT READY unless the medium can be accessed (every media-access command)."""
-    reason = not_ready_reason(lu)
-    if reason is not None:
-        raise CheckCondition(SenseKey.NOT_READY, reason)
+    """Raise NOT READY when a media-access command finds the unit stopped.
+
+    Only the flag is checked: this runs on every READ and WRITE, and a failing backing device
+    reports itself through the I/O error it raises (mapped to sense in ``LogicalUnit``).
+    TEST UNIT READY asks the device itself (``not_ready_reason``).
+    """
+    if lu.stopped:
+        raise CheckCondition(
+            SenseKey.NOT_READY, ASC.LOGICAL_UNIT_NOT_READY_INITIALIZING_COMMAND_REQUIRED
+        )
 
 
 def check_writable(lu: LogicalUnit) -> None:
@@ -69,7 +75,9 @@ def check_writable(lu: LogicalUnit) -> None:
 
 async def handle_test_unit_ready(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     """TEST UNIT READY (SPC-4 §6.47): GOOD, or NOT READY with the reason."""
-    check_ready(lu)
+    reason = not_ready_reason(lu)
+    if reason is not None:
+        raise CheckCondition(SenseKey.NOT_READY, reason)
     return ScsiResult()
 
 
