@@ -226,7 +226,7 @@ def test_designators_decode_and_reencode() -> None:
 
 BLOCK_LIMITS_THIN_512 = bytes.fromhex(
     "00 b0 00 3c"
-    "01"  # WSNZ
+    "00"  # WSNZ clear: WRITE SAME of zero blocks runs to the last LBA
     "ff"  # MAXIMUM COMPARE AND WRITE LENGTH
     "00 08"  # OPTIMAL TRANSFER LENGTH GRANULARITY: 4 KiB
     "00 01 00 00"  # MAXIMUM TRANSFER LENGTH
@@ -242,7 +242,7 @@ BLOCK_LIMITS_THIN_512 = bytes.fromhex(
 )
 
 BLOCK_LIMITS_THICK_4096 = bytes.fromhex(
-    "00 b0 00 3c 01 ff 00 01"
+    "00 b0 00 3c 00 ff 00 01"
     "00 01 00 00 00 00 00 00 00 00 00 00"
     "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
     "00 00 00 00 00 01 00 00" + "00" * 20
