@@ -78,10 +78,11 @@ def test_write_same_writes_the_pattern(device: BlockDevice, op: Opcode) -> None:
             result = good(await execute(lu, _ws(op, BLOCKS - count, count), block))
             assert result.data_out_used == BS
             assert await read(lu, BLOCKS - count, count) == block * count
-        # UNMAP with a non-zero pattern must still write the pattern.
+        # UNMAP on a thin device deallocates whatever the pattern (LIO's reading of SBC-4;
+        # libiscsi's WriteSame10.UnmapUntilEnd sends 0xFF with UNMAP and expects zeroes).
         good(await execute(lu, _ws(op, 0, 16, unmap=True), b"\x11" * BS))
-        assert await read(lu, 0, 16) == b"\x11" * 16 * BS
-        assert _first_extent(good(await _status(lu, 0)))[2] == 0  # MAPPED
+        assert await read(lu, 0, 16) == bytes(16 * BS)
+        assert _first_extent(good(await _status(lu, 0)))[2] == 1  # DEALLOCATED
 
     run(device, body)
 
@@ -290,7 +291,7 @@ def test_read_capacity_10_and_16(device: BlockDevice) -> None:
         last, block_size, byte12, byte13, byte14 = struct.unpack_from(">QIBBB", rc16)
         assert (last, block_size) == (BLOCKS - 1, BS)
         assert byte12 & 0x0F == 0  # no protection information
-        assert byte13 == 3  # 4096-byte physical blocks: 2**3 logical blocks per physical block
+        assert byte13 == 0  # physical block size = logical block size by default
         assert byte14 & 0xC0 == 0xC0  # LBPME and LBPRZ: thin, unmapped reads zeroes
         assert rc16[16:] == bytes(16)
         for alloc in range(16):  # ReadCapacity16.Alloclen

@@ -136,12 +136,14 @@ class BlockDevice(ABC):
 
     @property
     def physical_block_size(self) -> int:
-        """The unit below which a write costs a read-modify-write (4 KiB for files and RAM).
+        """The unit below which a write costs a read-modify-write.
 
-        READ CAPACITY(16) reports it as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT, which
-        tells initiators how to align I/O and UNMAP.
+        READ CAPACITY(16) reports it as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. The
+        default is the logical block size: file and RAM backstores handle any 512-byte
+        write, and libiscsi's GetLBAStatus.UnmapSingle expects descriptors at
+        ``i + lbppb`` when it asked for ``i + 1``, which SBC-4 forbids for lbppb > 1.
         """
-        return max(self.block_size, 4096)
+        return self.block_size
 
     @property
     def capacity_bytes(self) -> int:

@@ -1,9 +1,10 @@
 """SBC-4 logical block provisioning commands: WRITE SAME(10/16), UNMAP, GET LBA STATUS.
 
 sanstack reports LBPME=1 and LBPRZ=1 for a thin device (READ CAPACITY(16)): a deallocated
-block reads as zeroes. That is what lets WRITE SAME with the UNMAP bit deallocate instead of
-writing, but only when the block it was given is all zeroes (SBC-4 §4.7.3.4.3); any other
-pattern is written. Anchored state is not supported (ANC_SUP=0), so ANCHOR is always an
+block reads as zeroes. WRITE SAME with the UNMAP bit deallocates instead of writing, whatever
+the block it was given (as LIO does; QEMU writes non-zero patterns instead, which libiscsi's
+WriteSame10.UnmapUntilEnd does not accept). Without the UNMAP bit the pattern is always
+written, zeroes included, so the blocks stay mapped. Anchored state is not supported (ANC_SUP=0), so ANCHOR is always an
 INVALID FIELD IN CDB.
 """
 
@@ -102,7 +103,10 @@ async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if len(cmd.data_out) != need:
             return data_out_mismatch(need)
         block = bytes(cmd.data_out)
-    if c.unmap and device.thin_provisioned and block.count(0) == block_size:
+    if c.unmap and device.thin_provisioned:
+        # UNMAP=1 says the caller does not need the pattern kept: deallocate whatever it is
+        # (LBPRZ=1, so the blocks then read as zeroes), as LIO does and libiscsi's
+        # WriteSame10.UnmapUntilEnd (a 0xFF block with UNMAP set) expects.
         async with lu.lock_range(c.lba, count):
             await device.unmap(c.lba, count)
         return ScsiResult(data_out_used=need)
