@@ -151,13 +151,15 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def wait_listening(pid: int, port: int, timeout: float) -> None:
+def wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port in listening_ports(pid):
+        if process.poll() is not None:
+            raise BenchError(f"pid {process.pid} exited {process.returncode}")
+        if port in listening_ports(process.pid):
             return
         time.sleep(0.05)
-    raise BenchError(f"pid {pid} does not listen on 127.0.0.1:{port} after {timeout:.0f}s")
+    raise BenchError(f"pid {process.pid} does not listen on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> bool:
@@ -273,7 +275,7 @@ class SanstackTarget:
             with contextlib.suppress(BlockingIOError):
                 seen += os.read(fd, 4096)
             time.sleep(0.02)
-        wait_listening(self.pid, self.port, 10.0)
+        wait_listening(self.process, self.port, 10.0)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None:
@@ -305,14 +307,15 @@ class TgtTarget:
         self.workdir = workdir
         self.backing = backing
         self.port = free_port()
-        # tgtd's management channel is the unix socket "$TGT_IPC_SOCKET.<control port>";
-        # a private socket path keeps it away from any system tgtd (which uses 3260 and
-        # /var/run/tgtd/socket.0).
-        self.control_port = free_port()
+        # tgtd's management channel is the unix socket "$TGT_IPC_SOCKET.<control port>"
+        # (the "port" must be 0..32767); a private socket path keeps it away from any
+        # system tgtd (which uses 3260 and /var/run/tgtd/socket.0), so any number is free.
+        self.control_port = 1 + os.getpid() % 32767
         self.env = {**os.environ, "TGT_IPC_SOCKET": str(workdir / "tgtd-ipc")}
         self.url = f"iscsi://127.0.0.1:{self.port}/{TGT_IQN}/1"  # LUN 0 is tgt's controller
         self.log_path = workdir / "tgtd.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.killed = False
 
     @property
     def pid(self) -> int:
@@ -356,9 +359,9 @@ class TgtTarget:
                 cwd=self.workdir,
             )
         try:
-            wait_listening(self.pid, self.port, timeout)
-        except BenchError:
-            raise BenchError(f"tgtd did not come up:\n{tail(self.log_path)}") from None
+            wait_listening(self.process, self.port, timeout)
+        except BenchError as exc:
+            raise BenchError(f"tgtd did not come up ({exc}):\n{tail(self.log_path)}") from None
         ports = listening_ports(self.pid)
         if 3260 in ports:
             raise BenchError(f"tgtd listens on 3260 as well ({sorted(ports)})")
@@ -386,8 +389,10 @@ class TgtTarget:
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
+            self.killed = True
             self.process.kill()
             self.process.wait(10)
+        log(f"tgtd stopped ({'SIGKILL' if self.killed else 'tgtadm --mode system --op delete'})")
 
 
 Target = SanstackTarget | TgtTarget
@@ -749,9 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 for s in summaries
             ],
-            "runs": [
-                {**asdict(r), "target_cpu_pct": r.target_cpu_pct} for r in runs
-            ],
+            "runs": [{**asdict(r), "target_cpu_pct": r.target_cpu_pct} for r in runs],
             "failures": failures,
         }
         print(json.dumps(report, indent=2))

@@ -23,18 +23,24 @@ def test_discovery_inquiry_and_listing(tmp_path: Path) -> None:
         assert f"Target:{IQN}" in listing
         for port in ports:
             assert f"127.0.0.1:{port}" in listing
-        assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS.*\(Size:64M\)", listing), listing
-        assert re.search(r"Lun:1\s+Type:DIRECT_ACCESS.*\(Size:32M\)", listing), listing
+        # iscsi-ls prints block size x the LAST LBA, so 64 MiB shows as 63M (tgt and LIO too).
+        assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS.*\(Size:63M\)", listing), listing
+        assert re.search(r"Lun:1\s+Type:DIRECT_ACCESS.*\(Size:31M\)", listing), listing
         standard = run_tool([iscsi_inq, f"iscsi://127.0.0.1:{ports[1]}/{IQN}/0"]).stdout
         assert "SANSTACK" in standard
-        serial = run_tool(
-            [iscsi_inq, "-e", "1", "-c", "0x80", f"iscsi://127.0.0.1:{ports[0]}/{IQN}/0"]
-        )
-        assert "Unit Serial Number" in serial.stdout or "serial" in serial.stdout.lower()
-        ident = run_tool(
-            [iscsi_inq, "-e", "1", "-c", "0x83", f"iscsi://127.0.0.1:{ports[0]}/{IQN}/1"]
-        )
-        assert "NAA" in ident.stdout
+        lun1 = f"iscsi://127.0.0.1:{ports[0]}/{IQN}/1"
+        serial = run_tool([iscsi_inq, "-e", "1", "-c", "128", lun1]).stdout
+        assert "Unit Serial Number" in serial, serial
+        # The same device identity through either portal (what multipath groups paths by),
+        # and a different target port (TPGT 1 and 2) on each.
+        idents = [
+            run_tool([iscsi_inq, "-e", "1", "-c", "131", f"iscsi://127.0.0.1:{p}/{IQN}/1"]).stdout
+            for p in ports
+        ]
+        naa = [re.search(r"\(3\) NAA\nDesignator:\[(.*)\]", i) for i in idents]
+        assert naa[0] is not None and naa[1] is not None, idents
+        assert naa[0].group(1) == naa[1].group(1)
+        assert f"{IQN},t,0x0001]" in idents[0] and f"{IQN},t,0x0002]" in idents[1]
 
 
 def test_qemu_img_convert_round_trip(tmp_path: Path) -> None:
@@ -81,5 +87,7 @@ def test_thousand_luns_answer_inquiry_and_read_capacity(tmp_path: Path) -> None:
     luns = [f"{tmp_path / f'l{i}.img'}:1M" for i in range(1024)]
     with running_target(tmp_path, IQN, [port], luns, ready_timeout=120):
         listing = run_tool([iscsi_ls, "-s", f"iscsi://127.0.0.1:{port}/"], timeout=300).stdout
-        found = re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS.*\(Size:1M\)", listing)
-        assert sorted(int(n) for n in found) == list(range(1024))
+        found = re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS.*\(Size:1023k\)", listing)
+        # libiscsi prints LUNs >= 256 as their raw flat-space field (SAM: 0x4000 | LUN).
+        numbers = sorted(int(n) & 0x3FFF if int(n) >= 0x4000 else int(n) for n in found)
+        assert numbers == list(range(1024))

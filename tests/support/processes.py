@@ -53,6 +53,16 @@ def sanstack_command() -> list[str]:
 
 
 @contextmanager
+def running_config_target(
+    tmp_path: Path, config: Path, *, ready_timeout: float = 60.0, stop_timeout: float = 30.0
+) -> Iterator[Daemon]:
+    """``sanstack target serve --config FILE``, stopped with SIGTERM afterwards."""
+    args = [*sanstack_command(), "target", "serve", "--config", str(config)]
+    with _daemon(tmp_path, args, "config", ready_timeout, stop_timeout) as daemon:
+        yield daemon
+
+
+@contextmanager
 def running_target(
     tmp_path: Path,
     iqn: str,
@@ -74,7 +84,15 @@ def running_target(
     for lun in luns:
         args += ["--lun", lun]
     args += list(extra)
-    log_path = tmp_path / f"target-{portals[0]}.log"
+    with _daemon(tmp_path, args, str(portals[0]), ready_timeout, stop_timeout) as daemon:
+        yield daemon
+
+
+@contextmanager
+def _daemon(
+    tmp_path: Path, args: list[str], tag: str, ready_timeout: float, stop_timeout: float
+) -> Iterator[Daemon]:
+    log_path = tmp_path / f"target-{tag}.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, cwd=tmp_path)
     daemon = Daemon(process, log_path)
@@ -117,8 +135,9 @@ def run_tool(
     args: Sequence[str], *, timeout: float = 300.0, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run an external tool with a bound; on failure show its output."""
+    # errors="replace": iscsi-inq prints binary designators (the NAA) as raw bytes.
     result = subprocess.run(
-        list(args), check=False, capture_output=True, text=True, timeout=timeout
+        list(args), check=False, capture_output=True, text=True, errors="replace", timeout=timeout
     )
     if check and result.returncode != 0:
         pytest.fail(

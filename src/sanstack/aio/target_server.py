@@ -145,8 +145,10 @@ class ConnectionHandler(asyncio.Protocol):
             self.transport.abort()
             return
         self.server.connections.add(self)
-        login = TargetLoginDriver(self.server.registry, self.tpgt)
         settings = self.server.settings
+        login = TargetLoginDriver(
+            self.server.registry, self.tpgt, command_window=settings.command_window
+        )
         self.core = TargetConnection(
             login,
             ConnectionSettings(

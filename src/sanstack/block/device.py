@@ -134,6 +134,8 @@ class BlockDevice(ABC):
     async def close(self) -> None:  # noqa: B027 - a device with nothing to release may keep it
         """Release resources; the default has none."""
 
+    _physical_block_size: int | None = None
+
     @property
     def physical_block_size(self) -> int:
         """The unit below which a write costs a read-modify-write.
@@ -143,7 +145,18 @@ class BlockDevice(ABC):
         write, and libiscsi's GetLBAStatus.UnmapSingle expects descriptors at
         ``i + lbppb`` when it asked for ``i + 1``, which SBC-4 forbids for lbppb > 1.
         """
-        return self.block_size
+        return self._physical_block_size or self.block_size
+
+    def set_physical_block_size(self, size: int | None) -> None:
+        """Report ``size`` (a power-of-two multiple of the block size) as the physical block."""
+        if size is not None:
+            ratio = size // self.block_size
+            if size % self.block_size or ratio & (ratio - 1) or ratio > 1 << 15:
+                raise ValueError(
+                    f"physical block size {size} is not a power-of-two multiple "
+                    f"of the block size {self.block_size}"
+                )
+        self._physical_block_size = size
 
     @property
     def capacity_bytes(self) -> int:

@@ -4,8 +4,8 @@ sanstack reports LBPME=1 and LBPRZ=1 for a thin device (READ CAPACITY(16)): a de
 block reads as zeroes. WRITE SAME with the UNMAP bit deallocates instead of writing, whatever
 the block it was given (as LIO does; QEMU writes non-zero patterns instead, which libiscsi's
 WriteSame10.UnmapUntilEnd does not accept). Without the UNMAP bit the pattern is always
-written, zeroes included, so the blocks stay mapped. Anchored state is not supported (ANC_SUP=0), so ANCHOR is always an
-INVALID FIELD IN CDB.
+written, zeroes included, so the blocks stay mapped. Anchored state is not supported
+(ANC_SUP=0), so ANCHOR is always an INVALID FIELD IN CDB.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ from sanstack.target.target import PortalGroup, Target
 
 
 def open_device(spec: LunSpec, target_name: str, field_name: str) -> BlockDevice:
+    device = _open_backstore(spec, target_name, field_name)
+    device.set_physical_block_size(spec.physical_block_size)
+    return device
+
+
+def _open_backstore(spec: LunSpec, target_name: str, field_name: str) -> BlockDevice:
     if spec.backstore == "memory":
         assert spec.size is not None
         return MemoryDevice(

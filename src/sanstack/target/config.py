@@ -21,6 +21,7 @@ File format::
     path = "/var/lib/sanstack/lun0.img"      # file only; created sparse if missing
     size = "1G"                              # needed to create a file, or for memory
     block_size = 512                         # optional
+    physical_block_size = 4096               # optional; reported in READ CAPACITY(16)
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LunSpec:
     size: int | None
     block_size: int = 512
     read_only: bool = False
+    physical_block_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -231,7 +233,9 @@ def _parse_group(value: object, where: str) -> PortalGroupSpec:
 
 def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
     table = _table(value, where)
-    _no_unknown(table, {"number", "backstore", "path", "size", "block_size", "read_only"}, where)
+    known = {"number", "backstore", "path", "size", "block_size", "read_only"}
+    known.add("physical_block_size")
+    _no_unknown(table, known, where)
     number = table.get("number")
     if number is None:
         number = next(n for n in range(len(used) + 1) if n not in used)
@@ -245,6 +249,14 @@ def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
     block_size = table.get("block_size", 512)
     if block_size not in BLOCK_SIZES:
         raise ConfigError(f"{where}.block_size", f"{block_size!r} is not one of {BLOCK_SIZES}")
+    physical = table.get("physical_block_size")
+    if physical is not None and (
+        physical not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536) or physical < block_size
+    ):
+        raise ConfigError(
+            f"{where}.physical_block_size",
+            f"{physical!r} is not a power of two from block_size up to 65536",
+        )
     read_only = table.get("read_only", False)
     if not isinstance(read_only, bool):
         raise ConfigError(f"{where}.read_only", "must be true or false")
@@ -259,4 +271,4 @@ def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
         raise ConfigError(f"{where}.size", "a memory LUN needs a size")
     if size is not None and size % block_size:
         raise ConfigError(f"{where}.size", f"{size} is not a multiple of block_size {block_size}")
-    return LunSpec(number, backstore, path, size, block_size, read_only)
+    return LunSpec(number, backstore, path, size, block_size, read_only, physical)

@@ -15,9 +15,6 @@ from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
 from sanstack.target.registry import TargetRegistry
 
-LOGIN_COMMAND_WINDOW = 128
-
-
 class RegistryLoginPolicy:
     """What a login on portal group ``tpgt`` may reach: targets that have that group."""
 
@@ -57,9 +54,12 @@ class TargetLoginDriver:
         registry: TargetRegistry,
         tpgt: int,
         preferences: NegotiationPreferences | None = None,
+        *,
+        command_window: int = 128,
     ) -> None:
         self._registry = registry
         self._tpgt = tpgt
+        self._command_window = command_window
         self._login = TargetLogin(
             RegistryLoginPolicy(registry, tpgt, preferences or NegotiationPreferences())
         )
@@ -115,7 +115,8 @@ class TargetLoginDriver:
             tsih=tsih,
             stat_sn=stat_sn,
             exp_cmd_sn=request.cmd_sn,
-            max_cmd_sn=(request.cmd_sn + LOGIN_COMMAND_WINDOW - 1) & 0xFFFFFFFF,
+            # The first MaxCmdSN opens the connection's whole command window (§4.2.2.1).
+            max_cmd_sn=(request.cmd_sn + self._command_window - 1) & 0xFFFFFFFF,
             status_class=answer.status_class,
             status_detail=answer.status_detail,
             transit=answer.transit,
