@@ -2,9 +2,10 @@
 
 ``iscsi-perf`` (libiscsi utils/iscsi-perf.c, identical in 1.19 and later) prints, once a
 second from its completion callback, a progress line; with ``-l`` each ends in a newline,
-without it each starts with ``\\r`` and overwrites the previous one::
+without it each starts with ``\\r`` and overwrites the previous one (wrapped here)::
 
-    00:00:02 - lba 17082, iops current 42118 (164 MB/s), iops average 42118 (164 MB/s), in_flight 32, busy 0
+    00:00:02 - lba 17082, iops current 42118 (164 MB/s), iops average 42118 (164 MB/s),
+    in_flight 32, busy 0
 
 ``HH:MM:SS`` counts *down* when ``-t <seconds>`` is given.  When the countdown reaches
 zero it prints the final line ``iops average 45349 (177 MB/s)`` (the average over the

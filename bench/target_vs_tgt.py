@@ -24,16 +24,14 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +44,24 @@ from bench.perf_output import (
     parse_iscsi_perf_output,
     parse_qemu_img_bench_output,
 )
+from bench.targets import (
+    MIB,
+    BenchError,
+    SanstackTarget,
+    Target,
+    TgtTarget,
+    children_cpu_seconds,
+    find_tool,
+    log,
+    machine_busy_seconds,
+    process_cpu_seconds,
+    running,
+    tail,
+    warm_page_cache,
+    write_backing_file,
+)
 
-SANSTACK_IQN = "iqn.2026-01.org.sanstack.bench:sanstack"
-TGT_IQN = "iqn.2026-01.org.sanstack.bench:tgt"
 TARGETS = ("sanstack", "tgt")
-MIB = 1 << 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 QEMU_STRIDE_BLOCKS = 104729  # a prime: with -S it scatters 4 KiB reads over the whole LUN
 
 
@@ -80,6 +90,7 @@ class Run:
     mib_per_s: float = 0.0
     wall_s: float = 0.0
     target_cpu_s: float = 0.0
+    target_main_thread_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
     machine_busy_s: float = 0.0
     note: str = ""
@@ -89,329 +100,37 @@ class Run:
         return 100.0 * self.target_cpu_s / self.wall_s if self.wall_s else 0.0
 
     @property
+    def main_thread_cpu_pct(self) -> float:
+        return 100.0 * self.target_main_thread_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
     def others_cpu_pct(self) -> float:
         """Busy CPU not spent by this target or client (other target idle, this script, ...)."""
         rest = self.machine_busy_s - self.target_cpu_s - self.client_cpu_s
         return 100.0 * max(0.0, rest) / self.wall_s if self.wall_s else 0.0
 
 
-class BenchError(RuntimeError):
-    """A target could not be started, configured or stopped."""
-
-
-# ---------------------------------------------------------------- processes and /proc
-
-
-def find_tool(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime+stime of a whole process (all threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent neither idle nor in iowait since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(values[:8])  # user nice system idle iowait irq softirq steal
-    return (total - values[3] - values[4]) / CLK_TCK
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports a process listens on, from its socket fds and /proc/net/tcp{,6}."""
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            link = os.readlink(fd)
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"pid {process.pid} exited {process.returncode}")
-        if port in listening_ports(process.pid):
-            return
-        time.sleep(0.05)
-    raise BenchError(f"pid {process.pid} does not listen on 127.0.0.1:{port} after {timeout:.0f}s")
-
-
-def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> bool:
-    """Send ``sig``, wait ``timeout``; SIGKILL on expiry.  True if it exited by itself."""
-    if process.poll() is not None:
-        return True
-    process.send_signal(sig)
-    try:
-        process.wait(timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-        return False
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- backing files
-
-
-def write_backing_file(path: Path, size: int) -> None:
-    """A fully allocated (written, not sparse) file of ``size`` bytes of incompressible data."""
-    chunk = bytearray(os.urandom(MIB))
-    with path.open("wb", buffering=0) as out:
-        written = 0
-        while written < size:
-            n = min(MIB, size - written)
-            chunk[:8] = written.to_bytes(8, "little")  # every MiB differs
-            out.write(memoryview(chunk)[:n])
-            written += n
-        os.fsync(out.fileno())
-    allocated = path.stat().st_blocks * 512
-    if allocated < size:
-        raise BenchError(f"{path} is sparse ({allocated} of {size} bytes allocated)")
-
-
-def warm_page_cache(path: Path) -> float:
-    """Read the whole file once; returns the seconds it took."""
-    started = time.monotonic()
-    buf = bytearray(4 * MIB)
-    with path.open("rb", buffering=0) as src:
-        while src.readinto(buf):
-            pass
-    return time.monotonic() - started
-
-
-# ---------------------------------------------------------------- targets
-
-
-class SanstackTarget:
-    name = "sanstack"
-
-    def __init__(self, python: str, workdir: Path, backing: Path, size: int) -> None:
-        self.port = free_port()
-        self.url = f"iscsi://127.0.0.1:{self.port}/{SANSTACK_IQN}/0"
-        self.log_path = workdir / "sanstack-target.log"
-        self.args = [
-            python,
-            "-m",
-            "sanstack.cli.main",
-            "target",
-            "serve",
-            "--iqn",
-            SANSTACK_IQN,
-            "--portal",
-            f"127.0.0.1:{self.port}",
-            "--lun",
-            f"{backing}:{size // MIB}M",
-            "--nop-interval",
-            "0",
-        ]
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.exit_code: int | None = None
-        self.stopped_cleanly = True
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self, timeout: float = 60.0) -> None:
-        with self.log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                self.args, stdout=subprocess.PIPE, stderr=log_file, cwd=self.workdir
-            )
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        os.set_blocking(fd, False)
-        seen = b""
-        deadline = time.monotonic() + timeout
-        while b"ready" not in seen:
-            if self.process.poll() is not None:
-                raise BenchError(
-                    f"sanstack target exited {self.process.returncode} before 'ready':\n"
-                    + tail(self.log_path)
-                )
-            if time.monotonic() > deadline:
-                raise BenchError(f"sanstack target not ready in {timeout:.0f}s")
-            with contextlib.suppress(BlockingIOError):
-                seen += os.read(fd, 4096)
-            time.sleep(0.02)
-        wait_listening(self.process, self.port, 10.0)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None:
-            return
-        self.stopped_cleanly = stop_process(self.process, signal.SIGTERM, timeout)
-        self.exit_code = self.process.returncode
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def problems(self) -> list[str]:
-        found: list[str] = []
-        if not self.stopped_cleanly:
-            found.append("did not exit within 30s of SIGTERM (killed)")
-        elif self.exit_code not in (0, None):
-            found.append(f"exited {self.exit_code} after SIGTERM")
-        text = tail(self.log_path, 200_000)
-        for marker in ("Traceback", "ERROR", "CRITICAL"):
-            if marker in text:
-                found.append(f"{marker!r} in its stderr log")
-        return found
-
-
-class TgtTarget:
-    name = "tgt"
-
-    def __init__(self, tgtd: str, tgtadm: str, workdir: Path, backing: Path) -> None:
-        self.tgtd = tgtd
-        self.tgtadm = tgtadm
-        self.workdir = workdir
-        self.backing = backing
-        self.port = free_port()
-        # tgtd's management channel is the unix socket "$TGT_IPC_SOCKET.<control port>"
-        # (the "port" must be 0..32767); a private socket path keeps it away from any
-        # system tgtd (which uses 3260 and /var/run/tgtd/socket.0), so any number is free.
-        self.control_port = 1 + os.getpid() % 32767
-        self.env = {**os.environ, "TGT_IPC_SOCKET": str(workdir / "tgtd-ipc")}
-        self.url = f"iscsi://127.0.0.1:{self.port}/{TGT_IQN}/1"  # LUN 0 is tgt's controller
-        self.log_path = workdir / "tgtd.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.killed = False
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def adm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.tgtadm, "-C", str(self.control_port), "--lld", "iscsi", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise BenchError(
-                f"tgtadm {' '.join(args)} exited {result.returncode}: "
-                f"{result.stdout}{result.stderr}"
-            )
-        return result
-
-    def start(self, timeout: float = 30.0) -> None:
-        with self.log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [
-                    self.tgtd,
-                    "-f",
-                    "-C",
-                    str(self.control_port),
-                    "--iscsi",
-                    f"portal=127.0.0.1:{self.port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.workdir,
-            )
-        try:
-            wait_listening(self.process, self.port, timeout)
-        except BenchError as exc:
-            raise BenchError(f"tgtd did not come up ({exc}):\n{tail(self.log_path)}") from None
-        ports = listening_ports(self.pid)
-        if 3260 in ports:
-            raise BenchError(f"tgtd listens on 3260 as well ({sorted(ports)})")
-        self.adm("--mode", "target", "--op", "new", "--tid", "1", "-T", TGT_IQN)
-        self.adm(
-            "--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1",
-            "-b", str(self.backing),
-        )  # fmt: skip
-        self.adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # tgtd catches SIGTERM and carries on; the documented way down is to delete the
-        # targets and then the "system".  SIGKILL if that does not work within 10 s.
-        with contextlib.suppress(Exception):
-            self.adm("--mode", "target", "--op", "delete", "--force", "--tid", "1", check=False)
-            subprocess.run(
-                [self.tgtadm, "-C", str(self.control_port), "--mode", "system", "--op", "delete"],
-                env=self.env,
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.killed = True
-            self.process.kill()
-            self.process.wait(10)
-        log(f"tgtd stopped ({'SIGKILL' if self.killed else 'tgtadm --mode system --op delete'})")
-
-
-Target = SanstackTarget | TgtTarget
-
-
 # ---------------------------------------------------------------- clients
 
 
 def measure(
-    target: Target, args: list[str], timeout: float, interrupt_after: float | None = None
-) -> tuple[subprocess.CompletedProcess[str], float, float, float, float, str]:
-    """Run a client with a wall-clock bound while sampling CPU counters.
+    target: Target,
+    args: list[str],
+    run: Run,
+    timeout: float,
+    interrupt_after: float | None = None,
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run a client with a wall-clock bound; fill ``run``'s wall time and CPU figures.
 
     If ``interrupt_after`` is given and the client is still running then, it gets SIGINT
-    (iscsi-perf then drains and logs out) and, 10 s later, SIGKILL.
-    Returns (result, wall, target cpu, client cpu, machine busy, note).
+    (iscsi-perf then drains and logs out) and, 10 s later, SIGKILL.  Without it the
+    client is killed after ``timeout``.  Returns the client's output and a note saying
+    how it had to be stopped ("" if it exited by itself).
     """
-    cpu0, client0 = process_cpu_seconds(target.pid), children_cpu_seconds()
-    busy0 = machine_busy_seconds()
+    pid = target.pid
+    cpu0 = process_cpu_seconds(pid)
+    main0 = process_cpu_seconds(pid, main_thread_only=True)
+    client0, busy0 = children_cpu_seconds(), machine_busy_seconds()
     started = time.monotonic()
     note = ""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -431,10 +150,12 @@ def measure(
                 process.kill()
                 note += "; SIGKILL"
             process.wait(10)
-        wall = time.monotonic() - started
-        busy = machine_busy_seconds() - busy0
-        client_cpu = children_cpu_seconds() - client0
-        target_cpu = process_cpu_seconds(target.pid) - cpu0 if target.alive() else 0.0
+        run.wall_s = time.monotonic() - started
+        run.machine_busy_s = machine_busy_seconds() - busy0
+        run.client_cpu_s = children_cpu_seconds() - client0
+        if target.alive():
+            run.target_cpu_s = process_cpu_seconds(pid) - cpu0
+            run.target_main_thread_cpu_s = process_cpu_seconds(pid, main_thread_only=True) - main0
         out.seek(0)
         err.seek(0)
         result = subprocess.CompletedProcess(
@@ -443,7 +164,7 @@ def measure(
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
-    return result, wall, target_cpu, client_cpu, busy, note
+    return result, note
 
 
 def run_iscsi_perf(
@@ -456,11 +177,8 @@ def run_iscsi_perf(
     args.append(target.url)
     # iscsi-perf's own countdown (-t) can miss zero and then never stop (it only checks
     # once a second from its completion callback): bound it and interrupt it ourselves.
-    result, wall, target_cpu, client_cpu, busy, note = measure(
-        target, args, timeout=seconds + 40, interrupt_after=seconds + 20
-    )
-    run = Run(target.name, workload.key, round_no, ok=False, wall_s=wall)
-    run.target_cpu_s, run.client_cpu_s, run.machine_busy_s = target_cpu, client_cpu, busy
+    run = Run(target.name, workload.key, round_no, ok=False)
+    result, note = measure(target, args, run, timeout=seconds + 40, interrupt_after=seconds + 20)
     output = result.stdout + result.stderr
     try:
         parsed = parse_iscsi_perf_output(output)
@@ -495,18 +213,16 @@ def run_qemu_bench(
         ]  # fmt: skip
 
     calibration = max(workload.depth * 4, 8192 if workload.request_bytes <= 65536 else 256)
-    result, *_ = measure(target, args_for(calibration), timeout=120)
+    run = Run(target.name, workload.key, round_no, ok=False)
+    result, _ = measure(target, args_for(calibration), run, timeout=120)
     try:
         rate = parse_qemu_img_bench_output(result.stdout).iops
     except PerfParseError:
-        run = Run(target.name, workload.key, round_no, ok=False, note="calibration failed")
+        run.note = "calibration failed"
         return run, result.stdout + result.stderr
     count = max(workload.depth, int(rate * seconds))
-    result, wall, target_cpu, client_cpu, busy, note = measure(
-        target, args_for(count), timeout=seconds * 4 + 60
-    )
-    run = Run(target.name, workload.key, round_no, ok=False, wall_s=wall)
-    run.target_cpu_s, run.client_cpu_s, run.machine_busy_s = target_cpu, client_cpu, busy
+    run = Run(target.name, workload.key, round_no, ok=False)
+    result, note = measure(target, args_for(count), run, timeout=seconds * 4 + 60)
     output = result.stdout + result.stderr
     try:
         parsed = parse_qemu_img_bench_output(result.stdout)
@@ -529,6 +245,7 @@ class Summary:
     median: dict[str, float] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
     cpu_pct: dict[str, float] = field(default_factory=dict)
+    main_thread_cpu_pct: dict[str, float] = field(default_factory=dict)
     client_cpu_pct: dict[str, float] = field(default_factory=dict)
     others_cpu_pct: dict[str, float] = field(default_factory=dict)
 
@@ -552,6 +269,9 @@ def summarise(workloads: Sequence[Workload], runs: Sequence[Run]) -> list[Summar
             summary.values[name] = values
             summary.median[name] = statistics.median(values)
             summary.cpu_pct[name] = statistics.median(r.target_cpu_pct for r in mine)
+            summary.main_thread_cpu_pct[name] = statistics.median(
+                r.main_thread_cpu_pct for r in mine
+            )
             summary.client_cpu_pct[name] = statistics.median(
                 100.0 * r.client_cpu_s / r.wall_s for r in mine
             )
@@ -582,8 +302,15 @@ def format_tables(summaries: Sequence[Summary], seconds: int, repeat: int) -> st
             iops = {t: v * MIB / s.workload.request_bytes for t, v in s.median.items()}
             row("(IOPS)", iops, ",.0f")
         row("target CPU, % of one core", s.cpu_pct, ".0f")
+        row("  of which main thread", s.main_thread_cpu_pct, ".0f")
         row("client CPU, % of one core", s.client_cpu_pct, ".0f")
         row("other busy CPU, %", s.others_cpu_pct, ".0f")
+        busy = [t for t, v in s.others_cpu_pct.items() if v > 20]
+        if busy:
+            lines.append(
+                f"  NOTE: something else kept the machine busy during the {', '.join(busy)} "
+                "runs (other busy CPU > 20% of a core): those figures are disturbed"
+            )
         for name in TARGETS:
             if name in s.values:
                 values = ", ".join(format(v, ",.0f") for v in s.values[name])
@@ -613,10 +340,8 @@ def machine_info() -> dict[str, Any]:
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": MIB, "G": 1 << 30}
     text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        value = int(float(text[:-1]) * units[text[-1]])
-    else:
-        value = int(text)
+    scale = units.get(text[-1:], 0)
+    value = int(float(text[:-1]) * scale) if scale else int(text)
     if value < 64 * MIB or value % MIB:
         raise argparse.ArgumentTypeError("size must be a whole number of MiB, at least 64M")
     return value
@@ -637,26 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def running(targets: Sequence[Target]) -> Iterator[None]:
-    try:
-        for target in targets:
-            target.start()
-        yield
-    finally:
-        for target in reversed(targets):
-            target.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     client_tool = "iscsi-perf" if args.client == "iscsi-perf" else "qemu-img"
     tools = {name: find_tool(name) for name in (client_tool, "tgtd", "tgtadm")}
     missing = [name for name, path in tools.items() if path is None]
-    probe = subprocess.run(
-        [args.python, "-c", "import sanstack.cli.main"], capture_output=True, timeout=60
-    )
-    if probe.returncode != 0:
+    try:
+        probe = subprocess.run(
+            [args.python, "-c", "import sanstack.cli.main"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        importable = probe.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        importable = False
+    if not importable:
         missing.append(f"sanstack (not importable by {args.python})")
     if missing:
         log(f"missing: {', '.join(missing)} (scripts/install-deps installs the tools)")
@@ -686,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sanstack: SanstackTarget | None = None
     try:
         files = {name: workdir / f"{name}.img" for name in TARGETS}
-        for name, path in files.items():
+        for path in files.values():
             started = time.monotonic()
             write_backing_file(path, args.size)
             log(f"wrote {path} ({args.size // MIB} MiB) in {time.monotonic() - started:.1f}s")
@@ -714,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         log(
                             f"round {round_no + 1} {workload.key:7} {name:8} "
                             f"{unit:12,.1f} {'IOPS' if workload.random else 'MiB/s':5} "
-                            f"target CPU {run.target_cpu_pct:4.0f}%  {run.note}"
+                            f"target CPU {run.target_cpu_pct:4.0f}% "
+                            f"(main thread {run.main_thread_cpu_pct:3.0f}%)  {run.note}"
                         )
                         if not run.ok:
                             failures.append(
@@ -749,12 +471,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "median": s.median,
                     "ratio_sanstack_over_tgt": s.ratio,
                     "target_cpu_pct_median": s.cpu_pct,
+                    "target_main_thread_cpu_pct_median": s.main_thread_cpu_pct,
                     "client_cpu_pct_median": s.client_cpu_pct,
                     "other_busy_cpu_pct_median": s.others_cpu_pct,
                 }
                 for s in summaries
             ],
-            "runs": [{**asdict(r), "target_cpu_pct": r.target_cpu_pct} for r in runs],
+            "runs": [
+                {
+                    **asdict(r),
+                    "target_cpu_pct": r.target_cpu_pct,
+                    "target_main_thread_cpu_pct": r.main_thread_cpu_pct,
+                }
+                for r in runs
+            ],
             "failures": failures,
         }
         print(json.dumps(report, indent=2))

@@ -7,7 +7,6 @@ running against sanstack's target on 127.0.0.1.
 from __future__ import annotations
 
 import pytest
-
 from bench.perf_output import (
     PerfParseError,
     parse_iscsi_perf_output,

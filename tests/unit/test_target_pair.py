@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import struct
 
+from tests.support.pair import IQN, Pair, make_pair
+
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences
 from sanstack.iscsi.target_events import ConnectionSettings
 from sanstack.scsi.constants import Status
-from tests.support.pair import IQN, Pair, make_pair
 
 RESERVED = 0xFFFFFFFF
 
@@ -157,7 +158,9 @@ def test_write_with_immediate_unsolicited_and_solicited_data() -> None:
 
 def test_data_out_with_wrong_data_sn_is_rejected() -> None:
     pair = logged_in(initial_r2t=True, immediate_data=False)
-    pair.send(p.SCSICommand(itt=5, cdb=write10(0, 2), expected_data_transfer_length=1024, write=True))
+    pair.send(
+        p.SCSICommand(itt=5, cdb=write10(0, 2), expected_data_transfer_length=1024, write=True)
+    )
     (r2t,) = pair.take()
     assert isinstance(r2t, p.R2T)
     pair.send(p.DataOut(itt=5, ttt=r2t.ttt, data_sn=1, buffer_offset=0, data=bytes(512)))
@@ -251,7 +254,9 @@ def test_data_digest_error_is_rejected() -> None:
 
 def test_abort_task_drops_a_write_still_waiting_for_data() -> None:
     pair = logged_in(initial_r2t=True, immediate_data=False)
-    pair.send(p.SCSICommand(itt=5, cdb=write10(0, 2), expected_data_transfer_length=1024, write=True))
+    pair.send(
+        p.SCSICommand(itt=5, cdb=write10(0, 2), expected_data_transfer_length=1024, write=True)
+    )
     assert isinstance(pair.take()[0], p.R2T)
     pair.send(
         p.TaskManagementRequest(

@@ -54,7 +54,7 @@ def choose_ports() -> list[int]:
 
 async def demo_command(args: argparse.Namespace) -> int:
     from sanstack.aio.target_server import TargetServer
-    from sanstack.cli.main import until_signalled
+    from sanstack.cli.main import StopSignals
     from sanstack.target.build import build_registry
     from sanstack.target.config import quick_target
 
@@ -66,6 +66,7 @@ async def demo_command(args: argparse.Namespace) -> int:
         raise ConfigError("--dir", f"cannot create {args.dir}: {exc.strerror}") from None
     portals = [f"127.0.0.1:{port}" for port in choose_ports()]
     luns = [f"{args.dir / f'lun{i}.img'}:{args.size}" for i in range(args.luns)]
+    stop = StopSignals()
     registry = await build_registry([quick_target(DEMO_IQN, portals, luns)])
     server = TargetServer(registry)
     await server.start()
@@ -84,7 +85,7 @@ async def demo_command(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        await until_signalled()
+        await stop.wait()
     finally:
         await server.stop()
     return 0

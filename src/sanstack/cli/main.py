@@ -60,17 +60,21 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
     return int(uvloop.run(main))
 
 
-async def until_signalled() -> None:
-    """Wait for SIGINT or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
+class StopSignals:
+    """SIGINT and SIGTERM ask a daemon to stop; installed before it says it is ready."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            self._loop.add_signal_handler(sig, self._stop.set)
+
+    async def wait(self) -> None:
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def register(commands: Any) -> None:
 
 async def serve_command(args: argparse.Namespace) -> int:
     from sanstack.aio.target_server import TargetServer
-    from sanstack.cli.main import until_signalled
+    from sanstack.cli.main import StopSignals
     from sanstack.iscsi.target_events import ConnectionSettings
     from sanstack.target.build import build_registry
     from sanstack.target.config import load_config, quick_target
@@ -65,6 +65,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         specs = [quick_target(args.iqn, args.portal, args.lun)]
     if args.nop_interval < 0:
         raise ConfigError("--nop-interval", "must be >= 0")
+    stop = StopSignals()
     registry = await build_registry(specs)
     settings = ConnectionSettings(nop_in_interval=args.nop_interval or None)
     server = TargetServer(registry, settings)
@@ -79,7 +80,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
     print("ready", flush=True)
     try:
-        await until_signalled()
+        await stop.wait()
     finally:
         log.info("shutting down")
         await server.stop()

@@ -15,6 +15,7 @@ from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
 from sanstack.target.registry import TargetRegistry
 
+
 class RegistryLoginPolicy:
     """What a login on portal group ``tpgt`` may reach: targets that have that group."""
 
