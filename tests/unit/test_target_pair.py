@@ -23,7 +23,9 @@ def write10(lba: int, blocks: int) -> bytes:
     return struct.pack(">BBIBHB", 0x2A, 0, lba, 0, blocks, 0).ljust(16, b"\0")
 
 
-def scsi_read(pair: Pair, itt: int, cmd_sn: int, lba: int, blocks: int, edtl: int | None = None):  # type: ignore[no-untyped-def]
+def scsi_read(
+    pair: Pair, itt: int, cmd_sn: int, lba: int, blocks: int, *, edtl: int | None = None
+) -> p.SCSICommand:
     return p.SCSICommand(
         itt=itt,
         cdb=read10(lba, blocks),
