@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.login import InitiatorLogin, LoginResponseFields
+from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields, LoginResponseFields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
@@ -104,7 +104,7 @@ class Pair:
 
     def login(self, preferences: NegotiationPreferences | None = None, isid: int = 0x4001) -> None:
         login = InitiatorLogin(INITIATOR, IQN, isid=isid, preferences=preferences)
-        request = login.start()
+        request: LoginRequestFields | None = login.start()
         while request is not None:
             self.send(
                 p.LoginRequest(
