@@ -363,7 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if min(args.seconds, args.repeat, args.rand_depth, args.seq_depth) < 1:
+        parser.error("--seconds, --repeat and the queue depths must be at least 1")
     client_tool = "iscsi-perf" if args.client == "iscsi-perf" else "qemu-img"
     tools = {name: find_tool(name) for name in (client_tool, "tgtd", "tgtadm")}
     missing = [name for name, path in tools.items() if path is None]
