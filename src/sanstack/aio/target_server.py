@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
+from sanstack.aio.eager import start_eagerly
 from sanstack.aio.task_management import TMF_WAIT_SECONDS, run_task_management
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
@@ -25,7 +26,8 @@ from sanstack.iscsi.target_events import (
     TaskManagementRequested,
 )
 from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.target.logical_unit import LogicalUnit, TaskAborted
+from sanstack.scsi.constants import ASC, SenseKey
+from sanstack.target.logical_unit import LogicalUnit, TaskAborted, check_condition
 from sanstack.target.login_policy import TargetLoginDriver
 from sanstack.target.registry import TargetRegistry
 from sanstack.target.unknown_lun import execute_without_lun
@@ -134,6 +136,7 @@ class ConnectionHandler(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = asyncio.Event()
         self._paused = False
+        self._flush_scheduled = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -195,9 +198,6 @@ class ConnectionHandler(asyncio.Protocol):
         if core is None or transport is None:
             return
         while True:
-            parts = core.data_to_send()
-            if parts and not transport.is_closing():
-                transport.writelines(parts)
             event = core.next_event()
             if event is None:
                 break
@@ -209,24 +209,45 @@ class ConnectionHandler(asyncio.Protocol):
                 self._on_login(event)
             elif isinstance(event, ConnectionClosed):
                 log.info("%s: connection closed: %s", self.peer, event.reason)
-                parts = core.data_to_send()
-                if parts and not transport.is_closing():
-                    transport.writelines(parts)
+                self._flush()
                 transport.close()
                 self._teardown()
                 return
+        if core.has_data_to_send and not self._flush_scheduled:
+            # Everything the core produces in this loop iteration (many commands complete
+            # together at queue depth) goes out in one writelines: one syscall, not one each.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
         self._arm_timer()
 
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        core = self.core
+        transport = self.transport
+        if core is None or transport is None:
+            return
+        parts = core.data_to_send()
+        if parts and not transport.is_closing():
+            transport.writelines(parts)
+
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Keep one timer at the core's earliest deadline.
+
+        A deadline that moves later (the NOP-In idle timer, with every PDU) keeps the timer
+        where it is; when it fires the core re-checks and asks again, so a busy connection
+        costs no timer churn.
+        """
         core = self.core
         if core is None:
             return
         when = core.get_timer()
-        if when is not None:
-            self._timer = self.loop.call_at(when, self._on_timer)
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -243,11 +264,20 @@ class ConnectionHandler(asyncio.Protocol):
     # -- commands --------------------------------------------------------------------------
 
     def _start_command(self, itt: int, command: ScsiCommand) -> None:
+        """Run a command; one that finishes without waiting (a cached read) needs no Task."""
         target = self.server.registry.targets.get(self.target_name or "")
         lu = target.luns.get(command.lun) if target is not None else None
-        task = self.loop.create_task(self._run_command(itt, lu, command))
+        task = start_eagerly(self.loop, self._run_command(itt, lu, command))
+        if task is None:
+            return  # answered already; the caller's _pump sends it with the rest
         self._tasks[itt] = task
-        task.add_done_callback(lambda t, itt=itt: self._tasks.pop(itt, None))  # type: ignore[misc]
+        if lu is not None:
+            lu.attach_task(command.nexus, command.tag, task)
+        task.add_done_callback(lambda _t, itt=itt: self._command_done(itt))  # type: ignore[misc]
+
+    def _command_done(self, itt: int) -> None:
+        self._tasks.pop(itt, None)
+        self._pump()
 
     async def _run_command(self, itt: int, lu: LogicalUnit | None, command: ScsiCommand) -> None:
         try:
@@ -259,11 +289,14 @@ class ConnectionHandler(asyncio.Protocol):
         except TaskAborted as aborted:
             if self.core is not None:
                 self.core.abort_command(itt, report_status=aborted.report_status)
-                self._pump()
             return
+        except Exception:
+            # LogicalUnit maps every device and handler error to sense; reaching here is a
+            # bug, and the initiator still gets an answer instead of a hung command.
+            log.exception("%s: command %#x failed", self.peer, itt)
+            result = check_condition(SenseKey.HARDWARE_ERROR, ASC.INTERNAL_TARGET_FAILURE)
         if self.core is not None:
             self.core.complete_command(itt, result)
-            self._pump()
 
     # -- task management -------------------------------------------------------------------
 

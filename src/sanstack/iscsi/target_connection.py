@@ -158,6 +158,10 @@ class TargetConnection:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
     def data_to_send(self) -> list[bytes | memoryview]:
         out, self._out = self._out, []
         return out

@@ -8,7 +8,7 @@ Data-In length) and turns the ``ScsiResult`` back into PDUs, computing residuals
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,15 @@ class Nexus:
     target_name: str
     tpgt: int
     relative_target_port_id: int = 1
+    # A nexus keys several dicts per command; hash it once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (self.initiator_name, self.isid, self.target_name, self.tpgt)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def initiator_port(self) -> str:

@@ -93,6 +93,12 @@ class LogicalUnit:
 
     # -- command execution ---------------------------------------------------------------
 
+    def attach_task(self, nexus: Nexus, tag: int, task: asyncio.Task[None]) -> None:
+        """The command started outside a Task and now waits inside ``task``: abort cancels it."""
+        running = self._running.get((nexus, tag))
+        if running is not None:
+            running.task = task
+
     def find_command(self, cdb: bytes) -> CommandSpec | None:
         opcode = cdb[0]
         spec = self.commands.get((opcode, None))
