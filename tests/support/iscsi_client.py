@@ -12,7 +12,8 @@ import struct
 from dataclasses import dataclass
 
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields, LoginResponseFields
+from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields
+from sanstack.iscsi.login_pdus import request_pdu, response_fields
 
 RESERVED = 0xFFFFFFFF
 
@@ -69,38 +70,10 @@ class TestInitiator:
         login = InitiatorLogin(initiator_name, target_name, isid=isid)
         request: LoginRequestFields | None = login.start()
         while request is not None:
-            self.send(
-                p.LoginRequest(
-                    isid=request.isid,
-                    tsih=request.tsih,
-                    itt=request.itt,
-                    cid=request.cid,
-                    cmd_sn=self.cmd_sn,
-                    exp_stat_sn=self.exp_stat_sn,
-                    transit=request.transit,
-                    cont=request.cont,
-                    csg=p.LoginStage(request.csg),
-                    nsg=p.LoginStage(request.nsg),
-                    version_max=request.version_max,
-                    version_min=request.version_min,
-                    data=request.data,
-                )
-            )
+            self.send(request_pdu(request, cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))
             answer = self.receive()
             assert isinstance(answer, p.LoginResponse), answer
-            request = login.receive(
-                LoginResponseFields(
-                    transit=answer.transit,
-                    cont=answer.cont,
-                    csg=int(answer.csg),
-                    nsg=int(answer.nsg),
-                    version_max=answer.version_max,
-                    version_active=answer.version_active,
-                    status_class=answer.status_class,
-                    status_detail=answer.status_detail,
-                    data=answer.data,
-                )
-            )
+            request = login.receive(response_fields(answer))
         params = login.result.parameters
         self.max_xmit = params.max_xmit_data_segment_length
         self.reader.set_digests(params.header_digest, params.data_digest)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields, LoginResponseFields
+from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields
+from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
@@ -106,38 +107,10 @@ class Pair:
         login = InitiatorLogin(INITIATOR, IQN, isid=isid, preferences=preferences)
         request: LoginRequestFields | None = login.start()
         while request is not None:
-            self.send(
-                p.LoginRequest(
-                    isid=request.isid,
-                    tsih=request.tsih,
-                    itt=request.itt,
-                    cid=request.cid,
-                    cmd_sn=request.cmd_sn,
-                    exp_stat_sn=request.exp_stat_sn,
-                    transit=request.transit,
-                    cont=request.cont,
-                    csg=p.LoginStage(request.csg),
-                    nsg=p.LoginStage(request.nsg),
-                    version_max=request.version_max,
-                    version_min=request.version_min,
-                    data=request.data,
-                )
-            )
+            self.send(request_pdu(request, cmd_sn=request.cmd_sn, exp_stat_sn=request.exp_stat_sn))
             (answer,) = self.take()
             assert isinstance(answer, p.LoginResponse), answer
-            request = login.receive(
-                LoginResponseFields(
-                    transit=answer.transit,
-                    cont=answer.cont,
-                    csg=int(answer.csg),
-                    nsg=int(answer.nsg),
-                    version_max=answer.version_max,
-                    version_active=answer.version_active,
-                    status_class=answer.status_class,
-                    status_detail=answer.status_detail,
-                    data=answer.data,
-                )
-            )
+            request = login.receive(response_fields(answer))
         self.params = login.result.parameters
         self._reader.set_digests(self.params.header_digest, self.params.data_digest)
 

@@ -11,6 +11,7 @@ import pytest
 
 from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.chap import ChapAlgorithm, ChapCredentials, ChapError, chap_response
+from sanstack.iscsi.codes import LoginStatus
 from sanstack.iscsi.discovery import parse_send_targets, send_targets_response
 from sanstack.iscsi.login import (
     _TRANSITIONS,
@@ -21,7 +22,6 @@ from sanstack.iscsi.login import (
     LoginRequestFields,
     LoginResponseFields,
     LoginState,
-    LoginStatus,
     TargetLogin,
     TargetLoginInfo,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sanstack.errors import ConfigError, LocalProtocolError
+from sanstack.iscsi.codes import LoginStage
 from sanstack.iscsi.negotiation import (
     KEYS,
     Digest,
@@ -12,7 +13,6 @@ from sanstack.iscsi.negotiation import (
     KeyPhase,
     KeyScope,
     KeyUse,
-    LoginStage,
     NegotiationError,
     NegotiationPreferences,
     Negotiator,

@@ -21,8 +21,8 @@ from sanstack.iscsi.pdu import (
     LoginRequest,
     LoginResponse,
     LoginStage,
+    LoginStatus,
     LoginStatusClass,
-    LoginStatusDetail,
     LogoutReason,
     LogoutRequest,
     LogoutResponse,
@@ -668,9 +668,9 @@ def test_sense_helpers() -> None:
 
 
 def test_login_status() -> None:
-    assert LOGIN_REJECT.status is LoginStatusDetail.AUTHENTICATION_FAILURE
-    assert LoginStatusDetail.NOT_FOUND.value == 0x0203
-    assert LoginStatusDetail.OUT_OF_RESOURCES.value == 0x0302
+    assert LOGIN_REJECT.status is LoginStatus.AUTHENTICATION_FAILURE
+    assert LoginStatus.NOT_FOUND.value == 0x0203
+    assert LoginStatus.OUT_OF_RESOURCES.value == 0x0302
     decoded = decode(LOGIN_REJECT_WIRE)
     assert isinstance(decoded, LoginResponse)
     assert decoded.status_class is LoginStatusClass.INITIATOR_ERROR

@@ -134,7 +134,7 @@ class LoginStatusClass(_CodeEnum):
     TARGET_ERROR = 3
 
 
-class LoginStatusDetail(_CodeEnum):
+class LoginStatus(_CodeEnum):
     """RFC 7143 §11.13.5 status codes as ``Status-Class << 8 | Status-Detail``."""
 
     SUCCESS = 0x0000
@@ -155,6 +155,14 @@ class LoginStatusDetail(_CodeEnum):
     TARGET_ERROR = 0x0300
     SERVICE_UNAVAILABLE = 0x0301
     OUT_OF_RESOURCES = 0x0302
+
+    @property
+    def status_class(self) -> int:
+        return self >> 8
+
+    @property
+    def status_detail(self) -> int:
+        return self & 0xFF
 
 
 class LogoutReason(_CodeEnum):

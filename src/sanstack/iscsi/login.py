@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Protocol
 
 from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
@@ -32,8 +32,8 @@ from sanstack.iscsi.chap import (
     RandomBytes,
     TargetAuthenticator,
 )
+from sanstack.iscsi.codes import LoginStage, LoginStatus, LoginStatusClass
 from sanstack.iscsi.negotiation import (
-    LoginStage,
     NegotiationPreferences,
     Negotiator,
     OperationalParameters,
@@ -60,46 +60,6 @@ MAX_ISCSI_NAME_LENGTH = 223
 
 _IDENTITY_KEYS = frozenset({"InitiatorName", "InitiatorAlias", "TargetName", "SessionType"})
 _SECURITY_KEYS = frozenset({"AuthMethod", "CHAP_A", "CHAP_I", "CHAP_C", "CHAP_N", "CHAP_R"})
-
-
-class LoginStatusClass(IntEnum):
-    """§11.13.5 Status-Class."""
-
-    SUCCESS = 0
-    REDIRECTION = 1
-    INITIATOR_ERROR = 2
-    TARGET_ERROR = 3
-
-
-class LoginStatus(IntEnum):
-    """§11.13.5 Status-Class and Status-Detail as one ``class << 8 | detail`` code."""
-
-    SUCCESS = 0x0000
-    TARGET_MOVED_TEMPORARILY = 0x0101
-    TARGET_MOVED_PERMANENTLY = 0x0102
-    INITIATOR_ERROR = 0x0200
-    AUTHENTICATION_FAILURE = 0x0201
-    AUTHORIZATION_FAILURE = 0x0202
-    NOT_FOUND = 0x0203
-    TARGET_REMOVED = 0x0204
-    UNSUPPORTED_VERSION = 0x0205
-    TOO_MANY_CONNECTIONS = 0x0206
-    MISSING_PARAMETER = 0x0207
-    CANT_INCLUDE_IN_SESSION = 0x0208
-    SESSION_TYPE_NOT_SUPPORTED = 0x0209
-    SESSION_DOES_NOT_EXIST = 0x020A
-    INVALID_DURING_LOGIN = 0x020B
-    TARGET_ERROR = 0x0300
-    SERVICE_UNAVAILABLE = 0x0301
-    OUT_OF_RESOURCES = 0x0302
-
-    @property
-    def status_class(self) -> int:
-        return self >> 8
-
-    @property
-    def status_detail(self) -> int:
-        return self & 0xFF
 
 
 class LoginState(StrEnum):

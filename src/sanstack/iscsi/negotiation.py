@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from types import MappingProxyType
 
 from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from sanstack.iscsi.codes import LoginStage
 from sanstack.iscsi.text import (
     RESERVED_VALUES,
     InvalidValueError,
@@ -42,14 +43,6 @@ class Role(StrEnum):
     @property
     def peer(self) -> Role:
         return Role.TARGET if self is Role.INITIATOR else Role.INITIATOR
-
-
-class LoginStage(IntEnum):
-    """CSG/NSG codes (§11.12.3); FULL_FEATURE_PHASE also marks FFP text negotiation."""
-
-    SECURITY_NEGOTIATION = 0
-    LOGIN_OPERATIONAL_NEGOTIATION = 1
-    FULL_FEATURE_PHASE = 3
 
 
 class SessionType(StrEnum):

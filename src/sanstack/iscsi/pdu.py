@@ -57,10 +57,10 @@ from sanstack.iscsi.codes import (
     LoginStage as LoginStage,
 )
 from sanstack.iscsi.codes import (
-    LoginStatusClass as LoginStatusClass,
+    LoginStatus as LoginStatus,
 )
 from sanstack.iscsi.codes import (
-    LoginStatusDetail as LoginStatusDetail,
+    LoginStatusClass as LoginStatusClass,
 )
 from sanstack.iscsi.codes import (
     LogoutReason as LogoutReason,
@@ -405,9 +405,9 @@ class LoginResponse(_PDUBase):
     data: bytes = b""
 
     @property
-    def status(self) -> LoginStatusDetail:
+    def status(self) -> LoginStatus:
         """Status-Class and Status-Detail together, as named in the §11.13.5 table."""
-        return LoginStatusDetail((self.status_class << 8) | self.status_detail)
+        return LoginStatus((self.status_class << 8) | self.status_detail)
 
     def _pack(self) -> tuple[bytes, bytes | memoryview]:
         flags = _login_flags(self.transit, self.cont, self.csg, self.nsg)

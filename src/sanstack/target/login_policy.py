@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
-from sanstack.iscsi.login import LoginRequestFields, TargetLogin, TargetLoginInfo
+from sanstack.iscsi.login import TargetLogin, TargetLoginInfo
+from sanstack.iscsi.login_pdus import request_fields, response_pdu
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
 from sanstack.target.registry import TargetRegistry
@@ -69,21 +70,7 @@ class TargetLoginDriver:
         self.failed = False
 
     def handle(self, request: p.LoginRequest) -> p.LoginResponse:
-        fields = LoginRequestFields(
-            isid=request.isid,
-            tsih=request.tsih,
-            itt=request.itt,
-            cid=request.cid,
-            cmd_sn=request.cmd_sn,
-            exp_stat_sn=request.exp_stat_sn,
-            transit=request.transit,
-            cont=request.cont,
-            csg=int(request.csg),
-            nsg=int(request.nsg),
-            version_max=request.version_max,
-            version_min=request.version_min,
-            data=request.data,
-        )
+        fields = request_fields(request)
         answer = self._login.receive(fields)
         tsih = 0
         if self._login.complete:
@@ -110,21 +97,12 @@ class TargetLoginDriver:
         self.failed = self._login.failed
         stat_sn = self._stat_sn
         self._stat_sn += 1
-        return p.LoginResponse(
-            isid=request.isid,
-            itt=request.itt,
+        return response_pdu(
+            answer,
+            request,
             tsih=tsih,
             stat_sn=stat_sn,
             exp_cmd_sn=request.cmd_sn,
             # The first MaxCmdSN opens the connection's whole command window (§4.2.2.1).
             max_cmd_sn=(request.cmd_sn + self._command_window - 1) & 0xFFFFFFFF,
-            status_class=answer.status_class,
-            status_detail=answer.status_detail,
-            transit=answer.transit,
-            cont=answer.cont,
-            csg=p.LoginStage(answer.csg),
-            nsg=p.LoginStage(answer.nsg),
-            version_max=answer.version_max,
-            version_active=answer.version_active,
-            data=answer.data,
         )
