@@ -23,7 +23,15 @@ class BlockDeviceError(SanstackError):
 
 
 class MediumError(BlockDeviceError):
-    """The data could not be read or written (SCSI MEDIUM ERROR)."""
+    """The data could not be read or written (SCSI MEDIUM ERROR).
+
+    ``write`` says which: a VERIFY or COMPARE AND WRITE that fails reading the medium is an
+    UNRECOVERED READ ERROR even though the command carries Data-Out.
+    """
+
+    def __init__(self, message: str, *, write: bool = False) -> None:
+        super().__init__(message)
+        self.write = write
 
 
 class DeviceNotReady(BlockDeviceError):

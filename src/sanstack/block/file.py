@@ -127,7 +127,7 @@ def _write_zeroes(fd: int, offset: int, length: int) -> None:
         offset += n
 
 
-def _translate(exc: OSError, path: str) -> BlockDeviceError:
+def _translate(exc: OSError, path: str, *, write: bool = False) -> BlockDeviceError:
     """The ``BlockDeviceError`` an ``OSError`` of the backing file means to the SCSI layer."""
     code = exc.errno
     message = f"{path}: {exc.strerror or exc}"
@@ -137,7 +137,7 @@ def _translate(exc: OSError, path: str) -> BlockDeviceError:
         return DeviceReadOnly(message)
     if code in (errno.ENODEV, errno.ENXIO):
         return DeviceNotReady(message)
-    return MediumError(message)
+    return MediumError(message, write=write)
 
 
 class FileDevice(BlockDevice):
@@ -298,7 +298,7 @@ class FileDevice(BlockDevice):
                 done = 0
             except OSError as exc:
                 if exc.errno not in _NOWAIT_UNSUPPORTED:
-                    raise _translate(exc, self.path) from exc
+                    raise _translate(exc, self.path, write=True) from exc
                 self._nowait_write = False
             if done == len(view):
                 self.stats.nowait_writes += 1
@@ -307,14 +307,14 @@ class FileDevice(BlockDevice):
         try:
             await self._run(_pwrite_all, fd, view, done, offset)
         except OSError as exc:
-            raise _translate(exc, self.path) from exc
+            raise _translate(exc, self.path, write=True) from exc
 
     async def flush(self) -> None:
         fd = self._live_fd()
         try:
             await self._run(os.fdatasync, fd)
         except OSError as exc:
-            raise _translate(exc, self.path) from exc
+            raise _translate(exc, self.path, write=True) from exc
 
     async def unmap(self, lba: int, count: int) -> None:
         fd = self._live_fd()
@@ -335,7 +335,7 @@ class FileDevice(BlockDevice):
                     self._punch_supported = False
             await self._run(_write_zeroes, fd, offset, length)
         except OSError as exc:
-            raise _translate(exc, self.path) from exc
+            raise _translate(exc, self.path, write=True) from exc
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
         fd = self._live_fd()

@@ -30,7 +30,7 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
-from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand, ScsiResult
+from sanstack.scsi.command import CommandSpec, Nexus, ScsiCommand, ScsiResult
 from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
@@ -151,12 +151,8 @@ class LogicalUnit:
             return await spec.handler(self, cmd)
         except CheckCondition as cc:
             return ScsiResult(status=Status.CHECK_CONDITION, sense=cc.sense)
-        except MediumError:
-            asc = (
-                ASC.WRITE_ERROR
-                if spec.direction == DataDirection.OUT
-                else ASC.UNRECOVERED_READ_ERROR
-            )
+        except MediumError as error:
+            asc = ASC.WRITE_ERROR if error.write else ASC.UNRECOVERED_READ_ERROR
             return check_condition(SenseKey.MEDIUM_ERROR, asc)
         except SpaceExhausted:
             return check_condition(SenseKey.DATA_PROTECT, ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)

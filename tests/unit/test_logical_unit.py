@@ -1,0 +1,202 @@
+"""The device server's own rules: error mapping, D_SENSE, task management, unit attentions."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from sanstack.block.device import DeviceNotReady, MediumError, SpaceExhausted
+from sanstack.block.memory import MemoryDevice
+from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
+from sanstack.scsi.constants import ASC, SenseKey, Status
+from sanstack.scsi.sense import parse_sense
+from sanstack.target.logical_unit import LogicalUnit, TargetInfo, TaskAborted
+from sanstack.target.target import Portal, PortalGroup, Target
+from sanstack.target.unknown_lun import execute_without_lun
+
+A = Nexus("iqn.2026-11.org.sanstack:a", 1, "iqn.2026-11.org.sanstack:t", 1)
+B = Nexus("iqn.2026-11.org.sanstack:b", 2, "iqn.2026-11.org.sanstack:t", 1)
+
+
+def read10(lba: int = 0, blocks: int = 1) -> bytes:
+    return struct.pack(">BBIBHB", 0x28, 0, lba, 0, blocks, 0)
+
+
+def write10(lba: int = 0, blocks: int = 1) -> bytes:
+    return struct.pack(">BBIBHB", 0x2A, 0, lba, 0, blocks, 0)
+
+
+VERIFY10_BYTCHK = struct.pack(">BBIBHB", 0x2F, 0x02, 0, 0, 1, 0)
+TUR = bytes(6)
+
+
+class FailingDevice(MemoryDevice):
+    """Raises a chosen error from reads or writes."""
+
+    def __init__(self, error: Exception, *, on_write: bool) -> None:
+        super().__init__(64)
+        self.error = error
+        self.on_write = on_write
+
+    async def read(self, lba: int, count: int) -> bytes:
+        if not self.on_write:
+            raise self.error
+        return await super().read(lba, count)
+
+    async def write(self, lba: int, data: bytes | memoryview) -> None:
+        if self.on_write:
+            raise self.error
+        await super().write(lba, data)
+
+
+class SlowDevice(MemoryDevice):
+    """Reads wait until released, so a command can be aborted while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.release = asyncio.Event()
+
+    async def read(self, lba: int, count: int) -> bytes:
+        await self.release.wait()
+        return await super().read(lba, count)
+
+
+def unit(device: MemoryDevice) -> LogicalUnit:
+    return LogicalUnit(
+        0, device, TargetInfo("iqn.2026-11.org.sanstack:t", lambda: [0], lambda: [A, B])
+    )
+
+
+def run(lu: LogicalUnit, cdb: bytes, nexus: Nexus = A, data_out: bytes = b"") -> ScsiResult:
+    command = ScsiCommand(nexus, 0, cdb, tag=1, data_out=data_out, data_in_length=512)
+    return asyncio.run(lu.execute(command))
+
+
+def sense_of(result: ScsiResult) -> tuple[SenseKey, int]:
+    key, asc, ascq = parse_sense(result.sense)
+    return key, asc << 8 | ascq
+
+
+@pytest.mark.parametrize(
+    ("error", "on_write", "cdb", "expected"),
+    [
+        (MediumError("bad"), False, read10(), (SenseKey.MEDIUM_ERROR, ASC.UNRECOVERED_READ_ERROR)),
+        (MediumError("bad", write=True), True, write10(), (SenseKey.MEDIUM_ERROR, ASC.WRITE_ERROR)),
+        # VERIFY carries Data-Out but fails reading the medium: a read error, not a write one.
+        (MediumError("bad"), False, VERIFY10_BYTCHK,
+         (SenseKey.MEDIUM_ERROR, ASC.UNRECOVERED_READ_ERROR)),
+        (SpaceExhausted("full"), True, write10(),
+         (SenseKey.DATA_PROTECT, ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)),
+        (DeviceNotReady("gone"), False, read10(),
+         (SenseKey.NOT_READY, ASC.LOGICAL_UNIT_NOT_READY_CAUSE_NOT_REPORTABLE)),
+        (RuntimeError("a bug"), False, read10(),
+         (SenseKey.HARDWARE_ERROR, ASC.INTERNAL_TARGET_FAILURE)),
+    ],
+)  # fmt: skip
+def test_device_errors_become_sense(
+    error: Exception, on_write: bool, cdb: bytes, expected: tuple[SenseKey, ASC]
+) -> None:
+    lu = unit(FailingDevice(error, on_write=on_write))
+    result = run(lu, cdb, data_out=bytes(512) if cdb[0] != 0x28 else b"")
+    assert result.status == Status.CHECK_CONDITION
+    assert sense_of(result) == expected
+
+
+def test_d_sense_switches_every_check_condition_to_descriptor_format() -> None:
+    lu = unit(MemoryDevice(64))
+    lu.mode.d_sense = True
+    result = run(lu, read10(lba=1000))
+    assert result.sense[0] == 0x72
+    assert sense_of(result) == (SenseKey.ILLEGAL_REQUEST, ASC.LBA_OUT_OF_RANGE)
+
+
+def test_unknown_opcode_and_unknown_service_action() -> None:
+    lu = unit(MemoryDevice(64))
+    assert sense_of(run(lu, bytes([0xC7]) + bytes(9)))[1] == ASC.INVALID_COMMAND_OPERATION_CODE
+    # SERVICE ACTION IN(16) exists; service action 0x1F does not.
+    assert sense_of(run(lu, bytes([0x9E, 0x1F]) + bytes(14)))[1] == ASC.INVALID_FIELD_IN_CDB
+
+
+def test_unit_attention_is_reported_once_then_the_command_runs() -> None:
+    lu = unit(MemoryDevice(64))
+    lu.establish_unit_attention(ASC.CAPACITY_DATA_HAS_CHANGED)
+    first = run(lu, TUR)
+    assert sense_of(first) == (SenseKey.UNIT_ATTENTION, ASC.CAPACITY_DATA_HAS_CHANGED)
+    assert run(lu, TUR).status == Status.GOOD
+    assert sense_of(run(lu, TUR, nexus=B))[0] == SenseKey.UNIT_ATTENTION
+    # INQUIRY passes through a pending unit attention (SAM-5 §5.14).
+    lu.establish_unit_attention(ASC.MODE_PARAMETERS_CHANGED)
+    assert run(lu, bytes([0x12, 0, 0, 0, 36, 0])).status == Status.GOOD
+    assert sense_of(run(lu, TUR))[1] == ASC.MODE_PARAMETERS_CHANGED
+
+
+def test_abort_task_ends_a_running_command_with_task_aborted() -> None:
+    async def body() -> None:
+        lu = unit(SlowDevice())
+        command = ScsiCommand(A, 0, read10(), tag=9, data_in_length=512)
+        task = asyncio.ensure_future(lu.execute(command))
+        await asyncio.sleep(0)
+        assert lu.task_exists(A, 9)
+        victims = lu.abort_task(A, 9)
+        assert victims == [task]
+        with pytest.raises(TaskAborted) as aborted:
+            await task
+        assert aborted.value.report_status is False
+        assert not lu.task_exists(A, 9)
+
+    asyncio.run(body())
+
+
+def test_clear_task_set_from_another_nexus_reports_per_tas() -> None:
+    async def body(tas: bool) -> tuple[bool, ASC | None]:
+        device = SlowDevice()
+        lu = unit(device)
+        lu.mode.tas = tas
+        task = asyncio.ensure_future(lu.execute(ScsiCommand(A, 0, read10(), tag=1)))
+        await asyncio.sleep(0)
+        lu.clear_task_set(B)
+        with pytest.raises(TaskAborted) as aborted:
+            await task
+        return aborted.value.report_status, lu.pop_unit_attention(A)
+
+    assert asyncio.run(body(tas=True)) == (True, None)
+    assert asyncio.run(body(tas=False)) == (False, ASC.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR)
+
+
+def test_a_teardown_cancellation_is_not_an_abort() -> None:
+    async def body() -> None:
+        lu = unit(SlowDevice())
+        task = asyncio.ensure_future(lu.execute(ScsiCommand(A, 0, read10(), tag=1)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(body())
+
+
+def test_logical_unit_reset_drops_reservation_and_sets_unit_attention() -> None:
+    lu = unit(MemoryDevice(64))
+    lu.scsi2_reservation = B
+    lu.logical_unit_reset(A)
+    assert not lu.scsi2_reservation
+    assert lu.pop_unit_attention(A) == ASC.BUS_DEVICE_RESET_FUNCTION_OCCURRED
+    assert lu.pop_unit_attention(B) == ASC.BUS_DEVICE_RESET_FUNCTION_OCCURRED
+
+
+def test_commands_to_a_lun_that_does_not_exist() -> None:
+    target = Target("iqn.2026-11.org.sanstack:t", [PortalGroup(1, [Portal("127.0.0.1", 3260)])])
+    target.add_lun(0, MemoryDevice(64))
+
+    def ask(cdb: bytes) -> ScsiResult:
+        return asyncio.run(execute_without_lun(target, ScsiCommand(A, 7, cdb)))
+
+    inquiry = ask(bytes([0x12, 0, 0, 0, 36, 0]))
+    assert inquiry.data[0] == 0x7F  # qualifier 011b, device type 1Fh
+    luns = ask(bytes([0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]))
+    assert luns.status == Status.GOOD and luns.data[:4] == (8).to_bytes(4, "big")
+    sense = ask(bytes([0x03, 0, 0, 0, 18, 0]))
+    assert sense.status == Status.GOOD and sense.data[12] == 0x25
+    assert sense_of(ask(read10()))[1] == ASC.LOGICAL_UNIT_NOT_SUPPORTED
