@@ -114,8 +114,9 @@ def test_conformance_suite_with_4k_physical_blocks(tmp_path: Path) -> None:
     """A LUN reporting 4 KiB physical blocks runs the alignment tests the default skips.
 
     Only GetLBAStatus.UnmapSingle may fail: for LBPPB > 1 it asks for the status at
-    ``i + 1`` but expects the first descriptor to start at ``i + LBPPB``, while SBC-4 (and
-    sg3_utils' check) require the first descriptor to contain the requested LBA.
+    ``i + 1`` but expects the first descriptor to start at ``i + LBPPB``, while SBC-4 ("LBA
+    status descriptor relationships") says the first descriptor's LBA shall be the
+    STARTING LOGICAL BLOCK ADDRESS.
     """
     tool = require_tool("iscsi-test-cu")
     port = free_port()

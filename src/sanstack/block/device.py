@@ -150,8 +150,10 @@ class BlockDevice(ABC):
 
         READ CAPACITY(16) reports it as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. The
         default is the logical block size: file and RAM backstores handle any 512-byte
-        write, and libiscsi's GetLBAStatus.UnmapSingle expects descriptors at
-        ``i + lbppb`` when it asked for ``i + 1``, which SBC-4 forbids for lbppb > 1.
+        write, and libiscsi's GetLBAStatus.UnmapSingle, for lbppb > 1, asks for the status
+        at ``i + 1`` and expects the first descriptor at ``i + lbppb``, while SBC-4 ("LBA
+        status descriptor relationships") says the first descriptor's LBA shall be the
+        STARTING LOGICAL BLOCK ADDRESS.
         """
         return self._physical_block_size or self.block_size
 
