@@ -169,6 +169,8 @@ class SanstackTarget:
             f"{backing}:{size // MIB}M",
             "--nop-interval",
             "0",
+            "--control",
+            str(workdir / "sanstack-control.sock"),
         ]
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None

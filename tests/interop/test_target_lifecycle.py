@@ -142,7 +142,16 @@ def test_many_sessions_at_once(tmp_path: Path) -> None:
 
 def test_demo_prints_how_to_reach_it(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [*sanstack_command(), "demo", "--dir", str(tmp_path / "demo"), "--luns", "4"],
+        [
+            *sanstack_command(),
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--luns",
+            "4",
+            "--control",
+            str(tmp_path / "demo.sock"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

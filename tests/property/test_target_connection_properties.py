@@ -20,7 +20,9 @@ def _connection() -> TargetConnection:
     target = Target(IQN, [PortalGroup(1, [Portal("127.0.0.1", 3260)])])
     target.add_lun(0, MemoryDevice(64))
     registry = TargetRegistry([target])
-    return TargetConnection(TargetLoginDriver(registry, 1), ConnectionSettings(), 0.0)
+    return TargetConnection(
+        TargetLoginDriver(registry, Portal("127.0.0.1", 3260)), ConnectionSettings(), 0.0
+    )
 
 
 def _login_bytes() -> bytes:

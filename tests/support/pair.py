@@ -124,7 +124,9 @@ def make_pair(
     registry = TargetRegistry([target])
     settings = settings or ConnectionSettings(nop_in_interval=None)
     conn = TargetConnection(
-        TargetLoginDriver(registry, 1, command_window=settings.command_window),
+        TargetLoginDriver(
+            registry, Portal("127.0.0.1", 3260), command_window=settings.command_window
+        ),
         settings,
         0.0,
         send_targets=lambda value, initiator: registry.send_targets(value, initiator, IQN),

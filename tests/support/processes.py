@@ -43,6 +43,7 @@ def free_port() -> int:
 class Daemon:
     process: subprocess.Popen[bytes]
     log_path: Path
+    control: Path
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -93,9 +94,11 @@ def _daemon(
     tmp_path: Path, args: list[str], tag: str, ready_timeout: float, stop_timeout: float
 ) -> Iterator[Daemon]:
     log_path = tmp_path / f"target-{tag}.log"
+    control = tmp_path / f"control-{tag}.sock"
+    args = [*args, "--control", str(control)]
     with log_path.open("w") as log_file:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, cwd=tmp_path)
-    daemon = Daemon(process, log_path)
+    daemon = Daemon(process, log_path, control)
     try:
         _wait_ready(daemon, ready_timeout)
         yield daemon

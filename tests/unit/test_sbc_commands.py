@@ -63,7 +63,7 @@ def device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlockDevi
 # -- READ / WRITE ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("read_op", "write_op"), zip(READS, WRITES, strict=True))
+@pytest.mark.parametrize(("read_op", "write_op"), list(zip(READS, WRITES, strict=True)))
 def test_read_write_round_trip_every_size(
     device: BlockDevice, read_op: tuple[Opcode, int], write_op: tuple[Opcode, int]
 ) -> None:

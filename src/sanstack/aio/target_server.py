@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import cast
 
 from sanstack.aio.eager import start_eagerly
@@ -30,6 +29,7 @@ from sanstack.scsi.constants import ASC, SenseKey
 from sanstack.target.logical_unit import LogicalUnit, TaskAborted, check_condition
 from sanstack.target.login_policy import TargetLoginDriver
 from sanstack.target.registry import TargetRegistry
+from sanstack.target.target import Portal, PortalGroup, Target
 from sanstack.target.unknown_lun import execute_without_lun
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,17 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-@dataclass(slots=True)
-class _Listener:
-    target_names: tuple[str, ...]
-    tpgt: int
-    server: asyncio.Server
-
-
 class TargetServer:
-    """Serves every target of a ``TargetRegistry`` on their portals."""
+    """Serves every target of a ``TargetRegistry`` on their portals.
+
+    One listening socket per address: several targets (or portal groups) may list the same
+    HOST:PORT, and the target an initiator names at login decides its portal group.
+    """
 
     def __init__(self, registry: TargetRegistry, settings: ConnectionSettings | None = None):
         self.registry = registry
         self.settings = settings or ConnectionSettings()
-        self._listeners: list[_Listener] = []
+        self._listeners: dict[Portal, asyncio.Server] = {}
         self.connections: set[ConnectionHandler] = set()
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
@@ -70,40 +67,86 @@ class TargetServer:
 
     @property
     def portals(self) -> list[tuple[str, int, int]]:
-        """(host, port, tpgt) of every listening socket, with the ports actually bound."""
-        out = []
-        for listener in self._listeners:
-            for sock in listener.server.sockets:
-                host, port = sock.getsockname()[:2]
-                out.append((host, port, listener.tpgt))
-        return out
+        """(host, port, portal group tag) of every portal with a listening socket."""
+        return [
+            (portal.host, portal.port, group.tag)
+            for target in self.registry.targets.values()
+            for group in target.portal_groups
+            for portal in group.portals
+            if portal in self._listeners
+        ]
 
     async def start(self) -> None:
         """Listen on every portal; a port of 0 is replaced by the port the kernel chose."""
-        loop = asyncio.get_running_loop()
         for target in self.registry.targets.values():
             for group in target.portal_groups:
-                for index, portal in enumerate(group.portals):
-                    tpgt = group.tag
-                    server = await loop.create_server(
-                        lambda tpgt=tpgt: ConnectionHandler(self, tpgt),  # type: ignore[misc]
-                        portal.host,
-                        portal.port,
-                        reuse_address=True,
-                    )
-                    if portal.port == 0:
-                        port = server.sockets[0].getsockname()[1]
-                        group.portals[index] = type(portal)(portal.host, port)
-                    self._listeners.append(_Listener((target.name,), tpgt, server))
+                if group.enabled:
+                    await self._listen_all(group)
+
+    async def _listen_all(self, group: PortalGroup) -> None:
+        for index, portal in enumerate(group.portals):
+            if portal in self._listeners:
+                continue
+            bound = await self._listen(portal)
+            group.portals[index] = bound
+
+    async def _listen(self, portal: Portal) -> Portal:
+        loop = asyncio.get_running_loop()
+        holder: list[Portal] = [portal]
+        server = await loop.create_server(
+            lambda: ConnectionHandler(self, holder[0]),
+            portal.host,
+            portal.port,
+            reuse_address=True,
+        )
+        if portal.port == 0:
+            holder[0] = Portal(portal.host, server.sockets[0].getsockname()[1])
+        self._listeners[holder[0]] = server
+        return holder[0]
+
+    async def disable_portal_group(self, target: Target, group: PortalGroup) -> None:
+        """Portal group down: stop listening where no other group needs the address, and
+        drop the group's connections at once, as a pulled cable would end them."""
+        group.enabled = False
+        still_served = {
+            portal
+            for other in self.registry.targets.values()
+            for g in other.portal_groups
+            if g.enabled
+            for portal in g.portals
+        }
+        for portal in group.portals:
+            server = self._listeners.get(portal)
+            if server is not None and portal not in still_served:
+                del self._listeners[portal]
+                server.close()
+                await server.wait_closed()
+        for handler in list(self.connections):
+            ours = handler.target_name == target.name and handler.tpgt == group.tag
+            discovery = handler.target_name is None and handler.portal in group.portals
+            if ours or discovery:
+                handler.abort("portal group taken down")
+
+    async def enable_portal_group(self, target: Target, group: PortalGroup) -> None:
+        group.enabled = True
+        await self._listen_all(group)
+
+    async def wait_tasks(self, tasks: list[asyncio.Task[object]]) -> None:
+        """Wait (bounded) for aborted command tasks to end."""
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=TMF_WAIT_SECONDS)
+            if pending:
+                log.warning("%d aborted tasks still running", len(pending))
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop listening, let in-flight commands finish within ``grace``, then close all."""
         self._closing = True
-        for listener in self._listeners:
-            listener.server.close()
-        for listener in self._listeners:
-            await listener.server.wait_closed()
+        servers = list(self._listeners.values())
         self._listeners.clear()
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
         for handler in list(self.connections):
             handler.request_logout(int(grace))
         deadline = asyncio.get_running_loop().time() + grace
@@ -123,9 +166,10 @@ class TargetServer:
 class ConnectionHandler(asyncio.Protocol):
     """One TCP connection: the glue between the socket and a ``TargetConnection`` core."""
 
-    def __init__(self, server: TargetServer, tpgt: int) -> None:
+    def __init__(self, server: TargetServer, portal: Portal) -> None:
         self.server = server
-        self.tpgt = tpgt
+        self.portal = portal
+        self.tpgt: int | None = None
         self.loop = asyncio.get_running_loop()
         self.core: TargetConnection | None = None
         self.transport: asyncio.Transport | None = None
@@ -150,7 +194,7 @@ class ConnectionHandler(asyncio.Protocol):
         self.server.connections.add(self)
         settings = self.server.settings
         login = TargetLoginDriver(
-            self.server.registry, self.tpgt, command_window=settings.command_window
+            self.server.registry, self.portal, command_window=settings.command_window
         )
         self.core = TargetConnection(
             login,
@@ -159,7 +203,6 @@ class ConnectionHandler(asyncio.Protocol):
                 login_timeout=settings.login_timeout,
                 nop_in_interval=settings.nop_in_interval,
                 nop_in_timeout=settings.nop_in_timeout,
-                relative_target_port_id=self.tpgt,
             ),
             self.loop.time(),
             send_targets=lambda value, initiator: self.server.registry.send_targets(
@@ -256,8 +299,9 @@ class ConnectionHandler(asyncio.Protocol):
             self._pump()
 
     def _on_login(self, event: LoginSucceeded) -> None:
-        self.target_name = event.target_name
+        self.target_name = event.target_name if not event.discovery else None
         self.nexus = event.nexus
+        self.tpgt = event.nexus.tpgt if event.nexus is not None else None
         if event.nexus is not None:
             self.server.registry.session_started(event.nexus, self)
 
@@ -313,6 +357,15 @@ class ConnectionHandler(asyncio.Protocol):
             self._pump()
 
     # -- lifetime ----------------------------------------------------------------------------
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once (RST), without a logout: a path failure."""
+        log.info("%s: connection dropped: %s", self.peer, reason)
+        if self.transport is not None:
+            self.transport.abort()
+        if self.core is not None:
+            self.core.connection_lost()
+        self._teardown()
 
     def reinstated(self) -> None:
         """A new login took over this session's I_T nexus (RFC 7143 §6.3.5)."""

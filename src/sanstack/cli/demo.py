@@ -10,9 +10,13 @@ import argparse
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.control_client import DEFAULT_TARGET_CONTROL
 from sanstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sanstack.aio.target_server import TargetServer
 
 log = logging.getLogger("sanstack")
 
@@ -34,6 +38,12 @@ def register(commands: Any) -> None:
     )
     demo.add_argument("--luns", type=int, default=32, help="number of LUNs (default 32)")
     demo.add_argument("--size", default="1G", help="size of each thin LUN (default 1G)")
+    demo.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_TARGET_CONTROL,
+        help=f"control socket (default {DEFAULT_TARGET_CONTROL})",
+    )
     demo.set_defaults(func=demo_command)
 
 
@@ -53,9 +63,8 @@ def choose_ports() -> list[int]:
 
 
 async def demo_command(args: argparse.Namespace) -> int:
-    from sanstack.aio.target_server import TargetServer
-    from sanstack.cli.main import StopSignals
-    from sanstack.target.build import build_registry
+    from sanstack.cli.target import run_target_daemon
+    from sanstack.iscsi.target_events import ConnectionSettings
     from sanstack.target.config import quick_target
 
     if not 1 <= args.luns <= 1024:
@@ -66,26 +75,25 @@ async def demo_command(args: argparse.Namespace) -> int:
         raise ConfigError("--dir", f"cannot create {args.dir}: {exc.strerror}") from None
     portals = [f"127.0.0.1:{port}" for port in choose_ports()]
     luns = [f"{args.dir / f'lun{i}.img'}:{args.size}" for i in range(args.luns)]
-    stop = StopSignals()
-    registry = await build_registry([quick_target(DEMO_IQN, portals, luns)])
-    server = TargetServer(registry)
-    await server.start()
-    bound = server.portals
-    first = f"{bound[0][0]}:{bound[0][1]}"
-    print(
-        f"sanstack demo: target {DEMO_IQN}\n"
-        f"  {args.luns} thin LUNs of {args.size} in {args.dir}\n"
-        + "".join(f"  portal {h}:{p} (portal group {t})\n" for h, p, t in bound)
-        + "\nTry, from another shell:\n"
-        f"  iscsi-ls -s iscsi://{first}/\n"
-        f"  iscsi-inq iscsi://{first}/{DEMO_IQN}/0\n"
-        f"  qemu-img info iscsi://{first}/{DEMO_IQN}/0\n"
-        f"  qemu-img convert -p -O raw some.img iscsi://{first}/{DEMO_IQN}/1\n"
-        "\nCtrl-C stops the target (in-flight I/O completes, data is flushed).",
-        flush=True,
-    )
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-    return 0
+    spec = quick_target(DEMO_IQN, portals, luns)
+
+    def announce(server: TargetServer) -> str:
+        bound = server.portals
+        first = f"{bound[0][0]}:{bound[0][1]}"
+        control = "" if args.control == DEFAULT_TARGET_CONTROL else f" --control {args.control}"
+        return (
+            f"sanstack demo: target {DEMO_IQN}\n"
+            f"  {args.luns} thin LUNs of {args.size} in {args.dir}\n"
+            + "".join(f"  portal {h}:{p} (portal group {t})\n" for h, p, t in bound)
+            + "\nTry, from another shell:\n"
+            f"  iscsi-ls -s iscsi://{first}/\n"
+            f"  iscsi-inq iscsi://{first}/{DEMO_IQN}/0\n"
+            f"  qemu-img info iscsi://{first}/{DEMO_IQN}/0\n"
+            f"  qemu-img convert -p -n -O raw some.img iscsi://{first}/{DEMO_IQN}/1\n"
+            f"  sanstack target sessions{control}      # who is connected, through which portal\n"
+            f"  sanstack target luns {DEMO_IQN}{control}\n"
+            f"  sanstack target portal-group {DEMO_IQN} 1 down{control}   # pull a path\n"
+            "\nCtrl-C stops the target (in-flight I/O completes, data is flushed)."
+        )
+
+    return await run_target_daemon([spec], ConnectionSettings(), args.control, announce)

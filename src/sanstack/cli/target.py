@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.control_client import (
+    DEFAULT_TARGET_CONTROL,
+    call,
+    emit,
+    render_table,
+    socket_in_use,
+)
 from sanstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sanstack.aio.target_server import TargetServer
+    from sanstack.iscsi.target_events import ConnectionSettings
+    from sanstack.target.config import TargetSpec
 
 log = logging.getLogger("sanstack")
 
@@ -38,19 +51,23 @@ def register(commands: Any) -> None:
         help="FILE:SIZE (SIZE like 64M or 1G) or memory:SIZE (repeatable)",
     )
     serve.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_TARGET_CONTROL,
+        help=f"control socket for the other target commands (default {DEFAULT_TARGET_CONTROL})",
+    )
+    serve.add_argument(
         "--nop-interval",
         type=float,
         default=5.0,
         help="seconds of silence before pinging an initiator with NOP-In (0 = never)",
     )
     serve.set_defaults(func=serve_command)
+    _register_queries(sub)
 
 
 async def serve_command(args: argparse.Namespace) -> int:
-    from sanstack.aio.target_server import TargetServer
-    from sanstack.cli.main import StopSignals
     from sanstack.iscsi.target_events import ConnectionSettings
-    from sanstack.target.build import build_registry
     from sanstack.target.config import load_config, quick_target
 
     if args.config is not None:
@@ -65,23 +82,200 @@ async def serve_command(args: argparse.Namespace) -> int:
         specs = [quick_target(args.iqn, args.portal, args.lun)]
     if args.nop_interval < 0:
         raise ConfigError("--nop-interval", "must be >= 0")
-    stop = StopSignals()
-    registry = await build_registry(specs)
     settings = ConnectionSettings(nop_in_interval=args.nop_interval or None)
+    return await run_target_daemon(specs, settings, args.control, announce=lambda _s: "ready")
+
+
+async def run_target_daemon(
+    specs: list[TargetSpec],
+    settings: ConnectionSettings,
+    control_path: Path,
+    announce: Callable[[TargetServer], str],
+) -> int:
+    """Serve ``specs`` with a control socket until SIGINT/SIGTERM, then shut down cleanly.
+
+    ``announce`` makes the text printed on stdout once every portal listens.
+    """
+    from sanstack.aio.control_server import ControlServer
+    from sanstack.aio.target_server import TargetServer
+    from sanstack.cli.main import StopSignals
+    from sanstack.target.build import build_registry
+    from sanstack.target.service import TargetService
+
+    stop = StopSignals()
+    if socket_in_use(control_path):
+        raise ConfigError("--control", f"another daemon is serving {control_path}")
+    registry = await build_registry(specs)
     server = TargetServer(registry, settings)
+    control = ControlServer(TargetService(server), control_path)
     try:
         await server.start()
     except OSError as exc:
-        await registry.close()
+        await server.stop(grace=0)
         raise ConfigError("--portal", f"cannot listen: {exc.strerror or exc}") from None
+    try:
+        await control.start()
+    except OSError as exc:
+        await server.stop(grace=0)
+        raise ConfigError("--control", f"cannot serve {control_path}: {exc.strerror}") from None
     for target in registry.targets.values():
         log.info("serving %s with %d LUNs", target.name, len(target.luns))
     for host, port, tpgt in server.portals:
         log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
-    print("ready", flush=True)
+    log.info("control socket %s", control_path)
+    print(announce(server), flush=True)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        await control.close()
         await server.stop()
+    return 0
+
+
+# -- queries and changes through a running daemon's control socket ---------------------------
+
+
+def _common(parser: Any) -> None:
+    parser.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_TARGET_CONTROL,
+        help=f"the daemon's control socket (default {DEFAULT_TARGET_CONTROL})",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _register_queries(sub: Any) -> None:
+    status = sub.add_parser("status", help="show a running target daemon's summary")
+    _common(status)
+    status.set_defaults(func=_status)
+    listing = sub.add_parser("list", help="list targets and their portal groups")
+    _common(listing)
+    listing.set_defaults(func=_list)
+    sessions = sub.add_parser("sessions", help="list connections and their I_T nexuses")
+    _common(sessions)
+    sessions.set_defaults(func=_sessions)
+    luns = sub.add_parser("luns", help="list the LUNs of a target")
+    luns.add_argument("target", help="target name (IQN)")
+    _common(luns)
+    luns.set_defaults(func=_luns)
+    portal = sub.add_parser(
+        "portal-group",
+        help="take a portal group down (connections drop, as a pulled cable) or up",
+    )
+    portal.add_argument("target", help="target name (IQN)")
+    portal.add_argument("tag", type=int, help="portal group tag (TPGT)")
+    portal.add_argument("state", choices=["up", "down"])
+    _common(portal)
+    portal.set_defaults(func=_portal_group)
+    lun_add = sub.add_parser("lun-add", help="add a LUN to a running target")
+    lun_add.add_argument("target", help="target name (IQN)")
+    lun_add.add_argument("spec", help="FILE:SIZE, FILE (existing) or memory:SIZE")
+    lun_add.add_argument("--number", type=int, help="LUN number (default: lowest free)")
+    _common(lun_add)
+    lun_add.set_defaults(func=_lun_add)
+    lun_remove = sub.add_parser("lun-remove", help="remove a LUN from a running target")
+    lun_remove.add_argument("target", help="target name (IQN)")
+    lun_remove.add_argument("number", type=int, help="LUN number")
+    _common(lun_remove)
+    lun_remove.set_defaults(func=_lun_remove)
+
+
+_TARGET_COLUMNS = [
+    ("name", "TARGET"),
+    ("luns", "LUNS"),
+    ("nexuses", "NEXUSES"),
+    ("groups", "PORTAL GROUPS"),
+]
+_LUN_COLUMNS = [
+    ("lun", "LUN"),
+    ("backstore", "BACKSTORE"),
+    ("size", "SIZE"),
+    ("block_size", "BLOCK"),
+    ("thin", "THIN"),
+    ("health", "HEALTH"),
+    ("path", "PATH"),
+]
+_SESSION_COLUMNS = [
+    ("peer", "PEER"),
+    ("target", "TARGET"),
+    ("portal_group", "TPGT"),
+    ("initiator_port", "INITIATOR PORT"),
+    ("outstanding_commands", "IN FLIGHT"),
+]
+
+
+async def _status(args: argparse.Namespace) -> int:
+    result = call(args.control, "GET", "/v1/status")
+    table = "\n".join(f"{key:12} {value}" for key, value in result.items())
+    emit(result, as_json=args.json, table=table)
+    return 0
+
+
+def _groups(target: dict[str, Any]) -> str:
+    parts = []
+    for group in target["portal_groups"]:
+        portals = ",".join(p["address"] for p in group["portals"])
+        parts.append(f"{group['tag']}:{portals}{'' if group['enabled'] else ' (down)'}")
+    return " ".join(parts)
+
+
+async def _list(args: argparse.Namespace) -> int:
+    result = call(args.control, "GET", "/v1/targets")
+    rows = [{**t, "groups": _groups(t)} for t in result]
+    emit(result, as_json=args.json, table=render_table(rows, _TARGET_COLUMNS))
+    return 0
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    result = call(args.control, "GET", "/v1/sessions")
+    emit(result, as_json=args.json, table=render_table(result, _SESSION_COLUMNS))
+    return 0
+
+
+def _human(size: int) -> str:
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+async def _luns(args: argparse.Namespace) -> int:
+    result = call(args.control, "GET", f"/v1/targets/{args.target}/luns")
+    rows = [{**lun, "size": _human(lun["size_bytes"])} for lun in result]
+    emit(result, as_json=args.json, table=render_table(rows, _LUN_COLUMNS))
+    return 0
+
+
+async def _portal_group(args: argparse.Namespace) -> int:
+    body = {"enabled": args.state == "up"}
+    result = call(args.control, "PUT", f"/v1/targets/{args.target}/portal-groups/{args.tag}", body)
+    emit(
+        result, as_json=args.json, table=f"portal group {args.tag} of {args.target} is {args.state}"
+    )
+    return 0
+
+
+async def _lun_add(args: argparse.Namespace) -> int:
+    from sanstack.target.config import parse_lun_argument
+
+    spec = parse_lun_argument(args.spec, args.number or 0, "spec")
+    body: dict[str, Any] = {"backstore": spec.backstore, "size": spec.size}
+    if spec.path is not None:
+        body["path"] = str(spec.path.resolve())
+    if args.number is not None:
+        body["number"] = args.number
+    result = call(args.control, "POST", f"/v1/targets/{args.target}/luns", body)
+    emit(
+        result,
+        as_json=args.json,
+        table=render_table([{**result, "size": _human(result["size_bytes"])}], _LUN_COLUMNS),
+    )
+    return 0
+
+
+async def _lun_remove(args: argparse.Namespace) -> int:
+    result = call(args.control, "DELETE", f"/v1/targets/{args.target}/luns/{args.number}")
+    emit(result, as_json=args.json, table=f"LUN {args.number} removed from {args.target}")
     return 0

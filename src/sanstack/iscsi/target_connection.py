@@ -376,7 +376,8 @@ class TargetConnection:
                 outcome.isid,
                 outcome.target_name,
                 outcome.tpgt,
-                self.settings.relative_target_port_id,
+                # sanstack numbers its target ports by portal group tag (ARCHITECTURE.md).
+                outcome.tpgt,
             )
         self._events.append(
             LoginSucceeded(

@@ -98,4 +98,3 @@ class ConnectionSettings:
     login_timeout: float = 15.0
     nop_in_interval: float | None = 5.0
     nop_in_timeout: float = 15.0
-    relative_target_port_id: int = 1

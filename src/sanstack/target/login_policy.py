@@ -15,28 +15,33 @@ from sanstack.iscsi.login_pdus import request_fields, response_pdu
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
 from sanstack.target.registry import TargetRegistry
+from sanstack.target.target import Portal
 
 
 class RegistryLoginPolicy:
-    """What a login on portal group ``tpgt`` may reach: targets that have that group."""
+    """What a login on ``portal`` may reach: targets with an enabled group listing it.
+
+    Several targets may share one address (as in LIO); the target the initiator names
+    decides the portal group, and so the TPGT of the session (RFC 7143 §4.4.2).
+    """
 
     def __init__(
-        self, registry: TargetRegistry, tpgt: int, preferences: NegotiationPreferences
+        self, registry: TargetRegistry, portal: Portal, preferences: NegotiationPreferences
     ) -> None:
         self._registry = registry
-        self._tpgt = tpgt
+        self._portal = portal
         self._preferences = preferences
 
     def lookup_target(self, target_name: str) -> TargetLoginInfo | None:
         target = self._registry.targets.get(target_name.lower())
         if target is None:
             return None
-        group = target.portal_group(self._tpgt)
-        if group is None or not group.enabled:
+        group = target.group_serving(self._portal)
+        if group is None:
             return None
         return TargetLoginInfo(
             target_name=target.name,
-            portal_group_tag=self._tpgt,
+            portal_group_tag=group.tag,
             alias=target.alias or None,
             auth=target.chap,
             allowed_initiators=target.allowed_initiators,
@@ -54,16 +59,15 @@ class TargetLoginDriver:
     def __init__(
         self,
         registry: TargetRegistry,
-        tpgt: int,
+        portal: Portal,
         preferences: NegotiationPreferences | None = None,
         *,
         command_window: int = 128,
     ) -> None:
         self._registry = registry
-        self._tpgt = tpgt
         self._command_window = command_window
         self._login = TargetLogin(
-            RegistryLoginPolicy(registry, tpgt, preferences or NegotiationPreferences())
+            RegistryLoginPolicy(registry, portal, preferences or NegotiationPreferences())
         )
         self._stat_sn = 1
         self.outcome: LoginOutcome | None = None
@@ -83,7 +87,7 @@ class TargetLoginDriver:
                 isid=result.isid,
                 tsih=tsih,
                 discovery=result.session_type is SessionType.DISCOVERY,
-                tpgt=self._tpgt,
+                tpgt=result.target.portal_group_tag if result.target else 0,
                 header_digest=params.header_digest,
                 data_digest=params.data_digest,
                 max_recv_data_segment_length=params.max_recv_data_segment_length,

@@ -87,6 +87,10 @@ class Target:
     def portal_group(self, tag: int) -> PortalGroup | None:
         return next((g for g in self.portal_groups if g.tag == tag), None)
 
+    def group_serving(self, portal: Portal) -> PortalGroup | None:
+        """The enabled portal group through which a login on ``portal`` reaches us."""
+        return next((g for g in self.portal_groups if g.enabled and portal in g.portals), None)
+
     def initiator_allowed(self, initiator_name: str) -> bool:
         return self.allowed_initiators is None or initiator_name in self.allowed_initiators
 

@@ -1,0 +1,197 @@
+"""The target daemon's control plane: its service API as JSON over HTTP on a Unix socket.
+
+h11 does the HTTP/1.1 framing (sans-IO, like sanstack's own cores); this module only maps
+routes to ``TargetService`` calls. A Unix socket keeps the control plane local and lets
+file permissions decide who may use it (root by default). Requests are small and bounded
+(``MAX_BODY``); each connection serves one request and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import h11
+
+from sanstack.target.service import ServiceError, TargetService
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+REQUEST_TIMEOUT = 10.0
+Handler = Callable[[TargetService, dict[str, str], Any], Awaitable[Any]]
+_NAME = r"(?P<target>[^/]+)"
+
+
+async def _status(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
+    return svc.status()
+
+
+async def _targets(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
+    return svc.targets()
+
+
+async def _target(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return svc.target(m["target"])
+
+
+async def _luns(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return svc.luns(m["target"])
+
+
+async def _sessions(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
+    return svc.sessions()
+
+
+async def _add_lun(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise ServiceError(400, "body: a JSON object describing the LUN is needed")
+    return await svc.add_lun(m["target"], body)
+
+
+async def _remove_lun(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.remove_lun(m["target"], int(m["lun"]))
+
+
+async def _portal_group(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+        raise ServiceError(400, 'enabled: the body must be {"enabled": true|false}')
+    return await svc.set_portal_group_enabled(m["target"], int(m["tag"]), body["enabled"])
+
+
+# (method, path pattern) -> handler. Anything else is 404 or 405.
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    ("GET", re.compile(r"^/v1/status$"), _status),
+    ("GET", re.compile(r"^/v1/targets$"), _targets),
+    ("GET", re.compile(rf"^/v1/targets/{_NAME}$"), _target),
+    ("GET", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _luns),
+    ("POST", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _add_lun),
+    ("DELETE", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)$"), _remove_lun),
+    ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)$"), _portal_group),
+    ("GET", re.compile(r"^/v1/sessions$"), _sessions),
+]
+
+
+def register_route(method: str, pattern: str, handler: Handler) -> None:
+    """Let a later layer (PR, ALUA) add its routes to the same control plane."""
+    ROUTES.append((method, re.compile(pattern), handler))
+
+
+async def dispatch(service: TargetService, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    """(HTTP status, JSON value) for one request; every failure is a JSON error object."""
+    allowed = False
+    for route_method, pattern, handler in ROUTES:
+        match = pattern.match(path)
+        if match is None:
+            continue
+        allowed = True
+        if route_method != method:
+            continue
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            return 400, {"error": "body: not valid JSON"}
+        try:
+            return 200, await handler(service, match.groupdict(), payload)
+        except ServiceError as exc:
+            return exc.status, {"error": str(exc)}
+        except Exception:
+            log.exception("control request %s %s failed", method, path)
+            return 500, {"error": "internal error (see the daemon's log)"}
+    if allowed:
+        return 405, {"error": f"{method} is not allowed on {path}"}
+    return 404, {"error": f"no such resource: {path}"}
+
+
+class ControlServer:
+    """Serves the control plane on a Unix socket until ``close``."""
+
+    def __init__(self, service: TargetService, path: Path) -> None:
+        self.service = service
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=REQUEST_TIMEOUT)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
+        except (TimeoutError, ConnectionError, h11.ProtocolError) as exc:
+            log.debug("control connection ended: %s", exc)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                chunk = await reader.read(65536)
+                conn.receive_data(chunk)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY:
+                    await self._reply(conn, writer, 413, {"error": "body: too large"})
+                    return
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                status, payload = await dispatch(
+                    self.service,
+                    request.method.decode(),
+                    request.target.decode().split("?", 1)[0],
+                    bytes(body),
+                )
+                await self._reply(conn, writer, status, payload)
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    @staticmethod
+    async def _reply(
+        conn: h11.Connection, writer: asyncio.StreamWriter, status: int, payload: Any
+    ) -> None:
+        data = json.dumps(payload, indent=1).encode() + b"\n"
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(data))),
+            ("connection", "close"),
+        ]
+        writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+        writer.write(conn.send(h11.Data(data=data)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()

@@ -1,0 +1,226 @@
+"""The target daemon's service API: what the CLI (and later a dashboard) can see and change.
+
+Every call takes and returns plain JSON-able values, and every refusal is a
+``ServiceError`` with an HTTP-like status and a one-line message naming the field, so the
+control server and any other front end are thin. The API acts on a running
+``TargetServer``; nothing here touches sockets itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sanstack import __version__
+from sanstack.errors import ConfigError, SanstackError
+from sanstack.scsi.constants import ASC
+from sanstack.target.build import open_device
+from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size
+from sanstack.target.target import MAX_LUNS, Target
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sanstack.aio.target_server import TargetServer
+    from sanstack.target.logical_unit import LogicalUnit
+
+
+class ServiceError(SanstackError):
+    """A request the service refuses: ``status`` is 400, 404 or 409, like HTTP."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class LunRequest:
+    """What ``add_lun`` needs, checked before anything is opened."""
+
+    number: int
+    backstore: str
+    path: Path | None
+    size: int | None
+    block_size: int = 512
+
+
+class TargetService:
+    """Queries and changes on a running target server."""
+
+    def __init__(self, server: TargetServer) -> None:
+        self.server = server
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        registry = self.server.registry
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "targets": len(registry.targets),
+            "luns": sum(len(t.luns) for t in registry.targets.values()),
+            "sessions": len(registry.sessions),
+            "connections": len(self.server.connections),
+        }
+
+    def targets(self) -> list[dict[str, Any]]:
+        return [self._target_summary(t) for t in self.server.registry.targets.values()]
+
+    def target(self, name: str) -> dict[str, Any]:
+        return self._target_summary(self._target(name))
+
+    def luns(self, name: str) -> list[dict[str, Any]]:
+        target = self._target(name)
+        return [_lun_summary(target.luns[n]) for n in sorted(target.luns)]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        out = []
+        for handler in sorted(self.server.connections, key=lambda h: h.peer):
+            nexus = handler.nexus
+            out.append(
+                {
+                    "peer": handler.peer,
+                    "target": handler.target_name,
+                    "portal_group": handler.tpgt,
+                    "initiator": nexus.initiator_name if nexus else None,
+                    "isid": f"0x{nexus.isid:012x}" if nexus else None,
+                    "initiator_port": nexus.initiator_port if nexus else None,
+                    "discovery": handler.target_name is None,
+                    "outstanding_commands": (
+                        handler.core.outstanding_commands if handler.core else 0
+                    ),
+                }
+            )
+        return out
+
+    # -- portals ---------------------------------------------------------------------------
+
+    async def set_portal_group_enabled(self, name: str, tag: int, enabled: bool) -> dict[str, Any]:
+        """Take a portal group down (listeners closed, connections dropped) or up again."""
+        target = self._target(name)
+        group = target.portal_group(tag)
+        if group is None:
+            raise ServiceError(404, f"portal_group: {name} has no portal group {tag}")
+        if enabled:
+            await self.server.enable_portal_group(target, group)
+        else:
+            await self.server.disable_portal_group(target, group)
+        return self._target_summary(target)
+
+    # -- LUNs ------------------------------------------------------------------------------
+
+    async def add_lun(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(name)
+        spec = _lun_spec(request, target)
+        try:
+            device = open_device(spec, target.name, "lun")
+        except ConfigError as exc:
+            raise ServiceError(400, str(exc)) from None
+        lu = target.add_lun(spec.number, device)
+        _luns_changed(target, exclude=lu)
+        return _lun_summary(lu)
+
+    async def remove_lun(self, name: str, number: int) -> dict[str, Any]:
+        """Remove a LUN: abort its tasks, wait for them, close its device; others run on."""
+        target = self._target(name)
+        lu = target.luns.get(number)
+        if lu is None:
+            raise ServiceError(404, f"lun: {name} has no LUN {number}")
+        del target.luns[number]
+        tasks = lu.logical_unit_reset(None)
+        await self.server.wait_tasks(tasks)
+        await lu.device.flush()
+        await lu.device.close()
+        _luns_changed(target, exclude=None)
+        return {"removed": number}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _target(self, name: str) -> Target:
+        target = self.server.registry.targets.get(name.lower())
+        if target is None:
+            raise ServiceError(404, f"target: no target named {name}")
+        return target
+
+    def _target_summary(self, target: Target) -> dict[str, Any]:
+        listening = {(h, p) for h, p, _t in self.server.portals}
+        return {
+            "name": target.name,
+            "alias": target.alias,
+            "luns": len(target.luns),
+            "acl": sorted(target.allowed_initiators) if target.allowed_initiators else None,
+            "chap": target.chap is not None,
+            "portal_groups": [
+                {
+                    "tag": group.tag,
+                    "enabled": group.enabled,
+                    "portals": [
+                        {
+                            "address": str(portal),
+                            "listening": (portal.host, portal.port) in listening,
+                        }
+                        for portal in group.portals
+                    ],
+                }
+                for group in target.portal_groups
+            ],
+            "nexuses": len(list(target.nexuses)),
+        }
+
+
+def _lun_summary(lu: LogicalUnit) -> dict[str, Any]:
+    device = lu.device
+    return {
+        "lun": lu.lun,
+        "backstore": type(device).__name__,
+        "path": str(getattr(device, "path", "")) or None,
+        "block_size": device.block_size,
+        "blocks": device.num_blocks,
+        "size_bytes": device.capacity_bytes,
+        "thin": device.thin_provisioned,
+        "read_only": device.read_only,
+        "naa": device.identity.naa.hex(),
+        "serial": device.identity.unit_serial,
+        "health": device.health() or "ok",
+    }
+
+
+def _lun_spec(request: dict[str, Any], target: Target) -> LunSpec:
+    from pathlib import Path
+
+    number = request.get("number")
+    if number is None:
+        number = next(n for n in range(MAX_LUNS) if n not in target.luns)
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < MAX_LUNS:
+        raise ServiceError(400, f"number: {number!r} is not a LUN number 0..{MAX_LUNS - 1}")
+    if number in target.luns:
+        raise ServiceError(409, f"number: LUN {number} of {target.name} exists already")
+    backstore = request.get("backstore", "file")
+    if backstore not in ("file", "memory"):
+        raise ServiceError(400, f"backstore: {backstore!r} is not 'file' or 'memory'")
+    block_size = request.get("block_size", 512)
+    if block_size not in BLOCK_SIZES:
+        raise ServiceError(400, f"block_size: {block_size!r} is not one of {BLOCK_SIZES}")
+    try:
+        size = parse_size(request["size"], "size") if request.get("size") is not None else None
+    except ConfigError as exc:
+        raise ServiceError(400, str(exc)) from None
+    path = request.get("path")
+    if backstore == "file":
+        if not isinstance(path, str) or not path:
+            raise ServiceError(400, "path: a file LUN needs a path")
+        if size is None and not Path(path).exists():
+            raise ServiceError(400, f"size: {path} does not exist, so a size is needed")
+    elif size is None:
+        raise ServiceError(400, "size: a memory LUN needs a size")
+    if size is not None and size % block_size:
+        raise ServiceError(400, f"size: {size} is not a multiple of block_size {block_size}")
+    return LunSpec(number, backstore, Path(path) if path else None, size, block_size)
+
+
+def _luns_changed(target: Target, *, exclude: LogicalUnit | None) -> None:
+    """SPC-4 §6.33: every nexus learns that REPORT LUNS data changed, through any LUN."""
+    for lu in target.luns.values():
+        if lu is not exclude:
+            lu.establish_unit_attention(ASC.REPORTED_LUNS_DATA_HAS_CHANGED)
