@@ -14,6 +14,12 @@ import pytest
 from tests.support.iscsi_client import TestInitiator
 from tests.support.processes import Daemon, free_port, require_tool, run_tool, running_target
 
+from sanstack.scsi.alua_codec import (
+    ALUAState,
+    ReportTargetPortGroupsCdb,
+    ReportTargetPortGroupsData,
+)
+
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:control"
 
@@ -127,3 +133,44 @@ def test_control_errors_are_one_line(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert missing.returncode == 1 and "no daemon is listening" in missing.stderr
+
+
+def test_standby_through_the_cli_refuses_media_access_and_rtpg_reports_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 3's check: the CLI puts a portal group in standby; reads through it fail with
+    NOT READY / TARGET PORT IN STANDBY STATE; RTPG through either portal reports it."""
+    qemu_io = require_tool("qemu-io")
+    ports = [free_port(), free_port()]
+    rtpg = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]) as d:
+        clients = [
+            TestInitiator("127.0.0.1", port, IQN, isid=0x80_0000_0400 + i)
+            for i, port in enumerate(ports)
+        ]
+        for client in clients:
+            client.read(0, 1)
+        cli(d, "alua", IQN, "2", "standby")
+        standby_read = struct.pack(">BBIBHB", 0x28, 0, 0, 0, 1, 0)
+        for client in clients:  # ASYMMETRIC ACCESS STATE CHANGED, once on every nexus
+            first = client.command(standby_read, read_length=512)
+            assert first.sense[2] == 6 and first.sense[12:14] == b"\x2a\x06"
+        answer = clients[1].command(standby_read, read_length=512)
+        assert answer.status == 2
+        assert (answer.sense[2], answer.sense[12], answer.sense[13]) == (2, 0x04, 0x0B)
+        assert clients[0].read(0, 1) == bytes(512)  # the other path stays active
+        for client in clients:
+            report = client.command(rtpg, read_length=4096)
+            assert report.status == 0
+            groups = ReportTargetPortGroupsData.decode(report.data).descriptors
+            states = {g.target_port_group: g.asymmetric_access_state for g in groups}
+            assert states == {1: ALUAState.ACTIVE_OPTIMIZED, 2: ALUAState.STANDBY}
+        refused = run_tool(
+            [qemu_io, "-f", "raw", "-c", "read 0 4k", f"iscsi://127.0.0.1:{ports[1]}/{IQN}/0"],
+            check=False,
+        )
+        assert refused.returncode != 0 or "error" in (refused.stdout + refused.stderr).lower()
+        (target,) = cli_json(d, "list")
+        assert [g["alua_state"] for g in target["portal_groups"]] == ["active-optimized", "standby"]
+        for client in clients:
+            client.logout()

@@ -10,7 +10,7 @@ import pytest
 from sanstack.block.device import DeviceIdentity
 from sanstack.block.memory import MemoryDevice
 from sanstack.scsi import limits
-from sanstack.scsi.command import CommandSpec, Nexus, ScsiCommand, ScsiResult
+from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
 from sanstack.scsi.constants import ASC, MaintenanceIn, Opcode, SenseKey, Status
 from sanstack.scsi.inquiry import (
     Association,
@@ -67,7 +67,7 @@ def assert_invalid_field_in_cdb(result: ScsiResult, pointer: str) -> None:
 # -- standard INQUIRY data -------------------------------------------------------------------
 
 STANDARD = bytes.fromhex(
-    "00 00 06 12 5b 00 00 02"  # SBC device, SPC-4, HiSup + format 2, 91 more bytes, CmdQue
+    "00 00 06 12 5b 30 00 02"  # SBC device, SPC-4, HiSup + format 2, 91 more, TPGS 11b, CmdQue
     + b"SANSTACK".hex()
     + b"VIRTUAL-DISK    ".hex()
     + b"0001".hex()
@@ -100,16 +100,9 @@ def test_ascii_field_replaces_non_printables() -> None:
 
 def test_tpgs_is_claimed_only_when_rtpg_is_served() -> None:
     lu = make_lu()
+    assert inquiry(lu, None)[5] == 0x30  # TPGS 11b: implicit and explicit ALUA
+    del lu.commands[(Opcode.MAINTENANCE_IN, MaintenanceIn.REPORT_TARGET_PORT_GROUPS)]
     assert inquiry(lu, None)[5] == 0x00
-    rtpg = CommandSpec(
-        Opcode.MAINTENANCE_IN,
-        "REPORT TARGET PORT GROUPS",
-        lu.commands[(Opcode.INQUIRY, None)].handler,
-        bytes(12),
-        service_action=MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
-    )
-    lu.commands[(Opcode.MAINTENANCE_IN, MaintenanceIn.REPORT_TARGET_PORT_GROUPS)] = rtpg
-    assert inquiry(lu, None)[5] == 0x10  # TPGS 01b: implicit ALUA
 
 
 @pytest.mark.parametrize("length", [0, 1, 5, 36, 95])

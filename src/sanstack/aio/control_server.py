@@ -66,6 +66,12 @@ async def _portal_group(svc: TargetService, m: dict[str, str], body: Any) -> Any
     return await svc.set_portal_group_enabled(m["target"], int(m["tag"]), body["enabled"])
 
 
+async def _alua(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+        raise ServiceError(400, 'state: the body must be {"state": "<ALUA state>"}')
+    return svc.set_alua_state(m["target"], int(m["tag"]), body["state"])
+
+
 # (method, path pattern) -> handler. Anything else is 404 or 405.
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"^/v1/status$"), _status),
@@ -75,6 +81,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _add_lun),
     ("DELETE", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)$"), _remove_lun),
     ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)$"), _portal_group),
+    ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)/alua$"), _alua),
     ("GET", re.compile(r"^/v1/sessions$"), _sessions),
 ]
 

@@ -169,6 +169,24 @@ def _register_queries(sub: Any) -> None:
     portal.add_argument("state", choices=["up", "down"])
     _common(portal)
     portal.set_defaults(func=_portal_group)
+    alua = sub.add_parser(
+        "alua", help="set a portal group's ALUA access state (an implicit transition)"
+    )
+    alua.add_argument("target", help="target name (IQN)")
+    alua.add_argument("tag", type=int, help="portal group tag (TPGT)")
+    alua.add_argument(
+        "state",
+        choices=[
+            "active-optimized",
+            "active-non-optimized",
+            "standby",
+            "unavailable",
+            "transitioning",
+            "offline",
+        ],
+    )
+    _common(alua)
+    alua.set_defaults(func=_alua)
     lun_add = sub.add_parser("lun-add", help="add a LUN to a running target")
     lun_add.add_argument("target", help="target name (IQN)")
     lun_add.add_argument("spec", help="FILE:SIZE, FILE (existing) or memory:SIZE")
@@ -217,7 +235,8 @@ def _groups(target: dict[str, Any]) -> str:
     parts = []
     for group in target["portal_groups"]:
         portals = ",".join(p["address"] for p in group["portals"])
-        parts.append(f"{group['tag']}:{portals}{'' if group['enabled'] else ' (down)'}")
+        down = "" if group["enabled"] else ",down"
+        parts.append(f"{group['tag']}:{portals}({group['alua_state']}{down})")
     return " ".join(parts)
 
 
@@ -254,6 +273,14 @@ async def _portal_group(args: argparse.Namespace) -> int:
     emit(
         result, as_json=args.json, table=f"portal group {args.tag} of {args.target} is {args.state}"
     )
+    return 0
+
+
+async def _alua(args: argparse.Namespace) -> int:
+    resource = f"/v1/targets/{args.target}/portal-groups/{args.tag}/alua"
+    result = call(args.control, "PUT", resource, {"state": args.state})
+    table = f"portal group {args.tag} of {args.target} is {args.state}"
+    emit(result, as_json=args.json, table=table)
     return 0
 
 

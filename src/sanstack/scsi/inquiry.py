@@ -441,9 +441,9 @@ def vpd_page(lu: LogicalUnit, nexus: Nexus, page_code: int) -> bytes:
 
 
 def claimed_tpgs(lu: LogicalUnit) -> Tpgs:
-    """TPGS_IMPLICIT once the command table serves REPORT TARGET PORT GROUPS, else 00b."""
+    """The target port groups' TPGS once REPORT TARGET PORT GROUPS is served, else 00b."""
     rtpg = (Opcode.MAINTENANCE_IN, MaintenanceIn.REPORT_TARGET_PORT_GROUPS)
-    return TPGS_IMPLICIT if rtpg in lu.commands else Tpgs.NOT_SUPPORTED
+    return lu.alua.tpgs if rtpg in lu.commands else Tpgs.NOT_SUPPORTED
 
 
 async def inquiry(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:

@@ -30,6 +30,7 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
+from sanstack.scsi.alua import ALUAGroups
 from sanstack.scsi.command import CommandSpec, Nexus, ScsiCommand, ScsiResult
 from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.mode import ModeParameters
@@ -68,6 +69,8 @@ class TargetInfo:
     lun_numbers: Callable[[], list[int]]
     active_nexuses: Callable[[], Iterable[Nexus]]
     port_group_id: Callable[[Nexus], int] = field(default=lambda nexus: nexus.tpgt)
+    # One target port group per portal group by default; a target replaces this with its own.
+    alua: ALUAGroups = field(default_factory=lambda: ALUAGroups.one_per_port([1]))
     vendor: str = "SANSTACK"
     product: str = "VIRTUAL-DISK"
     revision: str = "0001"
@@ -83,6 +86,7 @@ class LogicalUnit:
         self.device = device
         self.target = target
         self.mode = ModeParameters(wce=device.write_cache)
+        self.alua = target.alua
         self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
         self._unit_attentions: dict[Nexus, deque[ASC]] = {}
         self.scsi2_reservation: Nexus | None = None
@@ -144,6 +148,11 @@ class LogicalUnit:
             return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
         if len(cdb) < spec.cdb_length:
             return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_FIELD_IN_CDB)
+        # ALUA before reservations (LIO's order): a standby path must say "standby", which
+        # multipath treats as a path state, not RESERVATION CONFLICT, which it must not.
+        inaccessible = self.alua.access_check(cmd.nexus.relative_target_port_id, spec, cdb)
+        if inaccessible is not None:
+            return ScsiResult(status=Status.CHECK_CONDITION, sense=inaccessible.sense)
         holder = self.scsi2_reservation
         if holder is not None and holder != cmd.nexus and not spec.allowed_with_scsi2_reservation:
             return ScsiResult(status=Status.RESERVATION_CONFLICT)

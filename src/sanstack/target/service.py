@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sanstack import __version__
 from sanstack.errors import ConfigError, SanstackError
+from sanstack.scsi.alua import TransitionRefused
+from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.constants import ASC
 from sanstack.target.build import open_device
 from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size
@@ -24,6 +26,18 @@ if TYPE_CHECKING:
 
     from sanstack.aio.target_server import TargetServer
     from sanstack.target.logical_unit import LogicalUnit
+
+
+ALUA_STATE_NAMES = {
+    "active-optimized": ALUAState.ACTIVE_OPTIMIZED,
+    "active-non-optimized": ALUAState.ACTIVE_NON_OPTIMIZED,
+    "standby": ALUAState.STANDBY,
+    "unavailable": ALUAState.UNAVAILABLE,
+    "transitioning": ALUAState.TRANSITIONING,
+    "offline": ALUAState.OFFLINE,
+}
+_ALUA_NAMES = {state: name for name, state in ALUA_STATE_NAMES.items()}
+_ALUA_NAMES[ALUAState.LOGICAL_BLOCK_DEPENDENT] = "lba-dependent"
 
 
 class ServiceError(SanstackError):
@@ -108,6 +122,21 @@ class TargetService:
             await self.server.disable_portal_group(target, group)
         return self._target_summary(target)
 
+    def set_alua_state(self, name: str, tag: int, state: str) -> dict[str, Any]:
+        """Set a portal group's ALUA state (an implicit change, SPC-4 §5.16.2.6)."""
+        target = self._target(name)
+        if target.portal_group(tag) is None:
+            raise ServiceError(404, f"portal_group: {name} has no portal group {tag}")
+        wanted = ALUA_STATE_NAMES.get(state)
+        if wanted is None:
+            choices = ", ".join(ALUA_STATE_NAMES)
+            raise ServiceError(400, f"state: {state!r} is not one of {choices}")
+        try:
+            target.set_alua_state(tag, wanted)
+        except TransitionRefused as exc:
+            raise ServiceError(409, f"state: {exc}") from None
+        return self._target_summary(target)
+
     # -- LUNs ------------------------------------------------------------------------------
 
     async def add_lun(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +184,7 @@ class TargetService:
                 {
                     "tag": group.tag,
                     "enabled": group.enabled,
+                    "alua_state": _ALUA_NAMES[target.alua.state_of_port(group.tag)],
                     "portals": [
                         {
                             "address": str(portal),

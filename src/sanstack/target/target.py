@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from sanstack.block.device import BlockDevice
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
+from sanstack.scsi.alua import ALUAGroups, announce_state_change
+from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.command import Nexus
 from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
@@ -69,11 +71,33 @@ class Target:
     info: TargetInfo = field(init=False)
 
     def __post_init__(self) -> None:
+        # One ALUA target port group per portal group: group id = TPGT = relative port id.
+        alua = ALUAGroups.one_per_port([group.tag for group in self.portal_groups])
+        alua.on_change = lambda requester: announce_state_change(
+            self.luns.values(), requester=requester
+        )
         self.info = TargetInfo(
             target_name=self.name,
             lun_numbers=lambda: sorted(self.luns),
             active_nexuses=lambda: list(self._nexuses),
+            port_group_id=lambda nexus: alua.group_id_of_port(nexus.relative_target_port_id),
+            alua=alua,
         )
+
+    @property
+    def alua(self) -> ALUAGroups:
+        return self.info.alua
+
+    def set_alua_state(self, tag: int, state: ALUAState) -> bool:
+        """An operator's (implicit) ALUA change of a portal group; True if it changed.
+
+        ASYMMETRIC ACCESS STATE CHANGED goes to every I_T nexus of every LUN (SPC-4 §5.16.2.6).
+        """
+        group_id = self.alua.group_id_of_port(tag)
+        if not self.alua.set_state(group_id, state, explicit=False):
+            return False
+        announce_state_change(self.luns.values())
+        return True
 
     def add_lun(self, number: int, device: BlockDevice) -> LogicalUnit:
         if not 0 <= number < MAX_LUNS:
