@@ -171,6 +171,8 @@ class SanstackTarget:
             "0",
             "--control",
             str(workdir / "sanstack-control.sock"),
+            "--state-dir",
+            str(workdir / "sanstack-state"),
         ]
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None

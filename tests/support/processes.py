@@ -95,7 +95,7 @@ def _daemon(
 ) -> Iterator[Daemon]:
     log_path = tmp_path / f"target-{tag}.log"
     control = tmp_path / f"control-{tag}.sock"
-    args = [*args, "--control", str(control)]
+    args = [*args, "--control", str(control), "--state-dir", str(tmp_path / f"state-{tag}")]
     with log_path.open("w") as log_file:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, cwd=tmp_path)
     daemon = Daemon(process, log_path, control)

@@ -96,4 +96,6 @@ async def demo_command(args: argparse.Namespace) -> int:
             "\nCtrl-C stops the target (in-flight I/O completes, data is flushed)."
         )
 
-    return await run_target_daemon([spec], ConnectionSettings(), args.control, announce)
+    return await run_target_daemon(
+        [spec], ConnectionSettings(), args.control, announce, state_dir=args.dir / "state"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from sanstack.target.config import TargetSpec
 
 log = logging.getLogger("sanstack")
+DEFAULT_STATE_DIR = Path("/var/lib/sanstack")
 
 
 def register(commands: Any) -> None:
@@ -57,6 +59,12 @@ def register(commands: Any) -> None:
         help=f"control socket for the other target commands (default {DEFAULT_TARGET_CONTROL})",
     )
     serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"where persistent reservations (APTPL) are kept (default {DEFAULT_STATE_DIR})",
+    )
+    serve.add_argument(
         "--nop-interval",
         type=float,
         default=5.0,
@@ -83,7 +91,9 @@ async def serve_command(args: argparse.Namespace) -> int:
     if args.nop_interval < 0:
         raise ConfigError("--nop-interval", "must be >= 0")
     settings = ConnectionSettings(nop_in_interval=args.nop_interval or None)
-    return await run_target_daemon(specs, settings, args.control, announce=lambda _s: "ready")
+    return await run_target_daemon(
+        specs, settings, args.control, announce=lambda _s: "ready", state_dir=args.state_dir
+    )
 
 
 async def run_target_daemon(
@@ -91,6 +101,8 @@ async def run_target_daemon(
     settings: ConnectionSettings,
     control_path: Path,
     announce: Callable[[TargetServer], str],
+    *,
+    state_dir: Path | None = None,
 ) -> int:
     """Serve ``specs`` with a control socket until SIGINT/SIGTERM, then shut down cleanly.
 
@@ -105,7 +117,12 @@ async def run_target_daemon(
     stop = StopSignals()
     if socket_in_use(control_path):
         raise ConfigError("--control", f"another daemon is serving {control_path}")
-    registry = await build_registry(specs)
+    if state_dir is not None:
+        try:
+            await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("--state-dir", f"cannot create {state_dir}: {exc.strerror}") from None
+    registry = await build_registry(specs, state_dir)
     server = TargetServer(registry, settings)
     control = ControlServer(TargetService(server), control_path)
     try:

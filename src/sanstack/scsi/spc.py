@@ -21,6 +21,7 @@ from sanstack.scsi.constants import ASC, MaintenanceIn, Opcode, SenseKey, Status
 from sanstack.scsi.inquiry import inquiry
 from sanstack.scsi.mode_pages import mode_select, mode_sense
 from sanstack.scsi.opcodes_report import report_supported_opcodes, report_supported_tmfs
+from sanstack.scsi.pr_table import LegacyReservation
 from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
 from sanstack.scsi.sense_descriptor import descriptor_sense
 
@@ -401,6 +402,11 @@ async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     check here keeps the handler correct on its own.
     """
     ReserveReleaseCdb.decode(cmd.cdb)
+    legacy = lu.pr.legacy_reservation(cmd.nexus)
+    if legacy is LegacyReservation.CONFLICT:
+        return ScsiResult(status=Status.RESERVATION_CONFLICT)
+    if legacy is LegacyReservation.IGNORE:
+        return ScsiResult()  # SPC-4 §5.13.3: a PR holder's RESERVE is GOOD and changes nothing
     holder = lu.scsi2_reservation
     if holder is not None and holder != cmd.nexus:
         return ScsiResult(status=Status.RESERVATION_CONFLICT)
@@ -411,7 +417,10 @@ async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 async def release(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     """RELEASE(10)/(6) (SPC-2 §7.16, §7.17): GOOD always; only the holder's release counts."""
     ReserveReleaseCdb.decode(cmd.cdb)
-    if lu.scsi2_reservation == cmd.nexus:
+    legacy = lu.pr.legacy_reservation(cmd.nexus)
+    if legacy is LegacyReservation.CONFLICT:
+        return ScsiResult(status=Status.RESERVATION_CONFLICT)
+    if legacy is LegacyReservation.SPC2 and lu.scsi2_reservation == cmd.nexus:
         lu.scsi2_reservation = None
     return ScsiResult()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sanstack.block.device import BlockDevice, DeviceIdentity
 from sanstack.block.file import FileDevice
 from sanstack.block.memory import MemoryDevice
@@ -39,8 +41,11 @@ def _open_backstore(spec: LunSpec, target_name: str, field_name: str) -> BlockDe
         raise ConfigError(field_name, f"cannot open {spec.path}: {exc.strerror or exc}") from None
 
 
-async def build_registry(specs: list[TargetSpec]) -> TargetRegistry:
-    """Open every LUN's device; on any failure close what was opened and re-raise."""
+async def build_registry(specs: list[TargetSpec], state_dir: Path | None = None) -> TargetRegistry:
+    """Open every LUN's device; on any failure close what was opened and re-raise.
+
+    ``state_dir`` keeps each LUN's persistent reservations (APTPL) across restarts.
+    """
     registry = TargetRegistry()
     opened: list[BlockDevice] = []
     try:
@@ -51,6 +56,7 @@ async def build_registry(specs: list[TargetSpec]) -> TargetRegistry:
                 alias=spec.alias,
                 allowed_initiators=spec.initiators,
                 chap=spec.chap,
+                state_dir=state_dir,
             )
             for l_index, lun in enumerate(spec.luns):
                 device = open_device(lun, spec.name, f"target[{t_index}].lun[{l_index}]")

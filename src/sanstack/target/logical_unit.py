@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from sanstack.block.device import (
     BlockDevice,
@@ -34,14 +35,17 @@ from sanstack.scsi.alua import ALUAGroups
 from sanstack.scsi.command import CommandSpec, Nexus, ScsiCommand, ScsiResult
 from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.mode import ModeParameters
+from sanstack.scsi.pr import PersistentReservations, TargetPort
 from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
 from sanstack.scsi.sense_descriptor import to_descriptor_format
+from sanstack.target.state_store import StateFileError, load_state, save_state
 
 log = logging.getLogger(__name__)
 
 # A nexus never needs more than a handful of distinct unit attentions queued; SPC-4 §4.5.5
 # lets a device server drop the older ones when it runs out of room.
 MAX_UNIT_ATTENTIONS_PER_NEXUS = 8
+ABORT_WAIT_SECONDS = 10.0
 
 
 class TaskAborted(Exception):
@@ -71,6 +75,10 @@ class TargetInfo:
     port_group_id: Callable[[Nexus], int] = field(default=lambda nexus: nexus.tpgt)
     # One target port group per portal group by default; a target replaces this with its own.
     alua: ALUAGroups = field(default_factory=lambda: ALUAGroups.one_per_port([1]))
+    # Every SCSI target port of the target (ALL_TG_PT, SPEC_I_PT, READ FULL STATUS).
+    target_ports: Callable[[], list[TargetPort]] = field(default=list)
+    # Where persistent reservations are saved (APTPL); None keeps them in memory only.
+    state_dir: Path | None = None
     vendor: str = "SANSTACK"
     product: str = "VIRTUAL-DISK"
     revision: str = "0001"
@@ -87,6 +95,12 @@ class LogicalUnit:
         self.target = target
         self.mode = ModeParameters(wce=device.write_cache)
         self.alua = target.alua
+        self.pr_state_path = (
+            target.state_dir / f"pr-{device.identity.naa.hex()}.json"
+            if target.state_dir is not None
+            else None
+        )
+        self.pr = self._load_reservations()
         self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
         self._unit_attentions: dict[Nexus, deque[ASC]] = {}
         self.scsi2_reservation: Nexus | None = None
@@ -96,6 +110,45 @@ class LogicalUnit:
         self._locked_ranges: list[tuple[int, int, asyncio.Future[None]]] = []
 
     # -- command execution ---------------------------------------------------------------
+
+    # -- persistent reservations (SPC-4 §5.13) --------------------------------------------
+
+    def _load_reservations(self) -> PersistentReservations:
+        """A restart is a power cycle: only an APTPL state comes back (SPC-4 §5.13.5)."""
+        if self.pr_state_path is None:
+            return PersistentReservations()
+        state = load_state(self.pr_state_path)
+        if state is None:
+            return PersistentReservations()
+        try:
+            return PersistentReservations.from_dict(state).after_power_on()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateFileError(
+                f"{self.pr_state_path}: unusable reservation state ({exc})"
+            ) from None
+
+    async def save_reservations(self) -> None:
+        """Save the reservation state crash-safely before the PR OUT is acknowledged."""
+        if self.pr_state_path is not None:
+            await asyncio.to_thread(save_state, self.pr_state_path, self.pr.to_dict())
+
+    async def abort_task_sets(self, nexuses: Iterable[Nexus], *, requester: Nexus) -> None:
+        """PREEMPT AND ABORT: end the preempted nexuses' tasks, then return (bounded)."""
+        tasks: list[asyncio.Task[object]] = []
+        cleared: set[Nexus] = set()
+        for nexus in nexuses:
+            aborted = self.abort_task_set(nexus)
+            tasks += aborted
+            if aborted and nexus != requester:
+                cleared.add(nexus)
+        if cleared and not self.mode.tas:
+            self.establish_unit_attention(
+                ASC.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, nexuses=cleared
+            )
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=ABORT_WAIT_SECONDS)
+            if pending:
+                log.warning("LUN %d: %d preempted tasks still running", self.lun, len(pending))
 
     def attach_task(self, nexus: Nexus, tag: int, task: asyncio.Task[None]) -> None:
         """The command started outside a Task and now waits inside ``task``: abort cancels it."""
@@ -155,6 +208,8 @@ class LogicalUnit:
             return ScsiResult(status=Status.CHECK_CONDITION, sense=inaccessible.sense)
         holder = self.scsi2_reservation
         if holder is not None and holder != cmd.nexus and not spec.allowed_with_scsi2_reservation:
+            return ScsiResult(status=Status.RESERVATION_CONFLICT)
+        if self.pr.reservation is not None and self.pr.conflict(cmd.nexus, cdb):
             return ScsiResult(status=Status.RESERVATION_CONFLICT)
         try:
             return await spec.handler(self, cmd)

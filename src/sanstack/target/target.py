@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sanstack.block.device import BlockDevice
 from sanstack.errors import ConfigError
@@ -17,6 +18,7 @@ from sanstack.iscsi.chap import ChapCredentials
 from sanstack.scsi.alua import ALUAGroups, announce_state_change
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.command import Nexus
+from sanstack.scsi.pr import TargetPort
 from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 MAX_LUNS = 16384
@@ -66,6 +68,7 @@ class Target:
     alias: str = ""
     allowed_initiators: frozenset[str] | None = None
     chap: ChapCredentials | None = None
+    state_dir: Path | None = None
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
     _nexuses: dict[Nexus, int] = field(default_factory=dict)
     info: TargetInfo = field(init=False)
@@ -82,6 +85,10 @@ class Target:
             active_nexuses=lambda: list(self._nexuses),
             port_group_id=lambda nexus: alua.group_id_of_port(nexus.relative_target_port_id),
             alua=alua,
+            target_ports=lambda: [
+                TargetPort(group.tag, self.name, group.tag) for group in self.portal_groups
+            ],
+            state_dir=self.state_dir,
         )
 
     @property
