@@ -72,6 +72,10 @@ async def _alua(svc: TargetService, m: dict[str, str], body: Any) -> Any:
     return svc.set_alua_state(m["target"], int(m["tag"]), body["state"])
 
 
+async def _reservations(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return svc.reservations(m["target"], int(m["lun"]))
+
+
 # (method, path pattern) -> handler. Anything else is 404 or 405.
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"^/v1/status$"), _status),
@@ -80,6 +84,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _luns),
     ("POST", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _add_lun),
     ("DELETE", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)$"), _remove_lun),
+    ("GET", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)/pr$"), _reservations),
     ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)$"), _portal_group),
     ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)/alua$"), _alua),
     ("GET", re.compile(r"^/v1/sessions$"), _sessions),

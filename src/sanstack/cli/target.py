@@ -186,6 +186,11 @@ def _register_queries(sub: Any) -> None:
     portal.add_argument("state", choices=["up", "down"])
     _common(portal)
     portal.set_defaults(func=_portal_group)
+    pr = sub.add_parser("pr", help="show a LUN's persistent reservations")
+    pr.add_argument("target", help="target name (IQN)")
+    pr.add_argument("lun", type=int, help="LUN number")
+    _common(pr)
+    pr.set_defaults(func=_pr)
     alua = sub.add_parser(
         "alua", help="set a portal group's ALUA access state (an implicit transition)"
     )
@@ -290,6 +295,37 @@ async def _portal_group(args: argparse.Namespace) -> int:
     emit(
         result, as_json=args.json, table=f"portal group {args.tag} of {args.target} is {args.state}"
     )
+    return 0
+
+
+_REGISTRATION_COLUMNS = [
+    ("initiator", "INITIATOR"),
+    ("isid", "ISID"),
+    ("relative_target_port", "PORT"),
+    ("key", "KEY"),
+    ("all_tg_pt", "ALL_TG_PT"),
+    ("holder", "HOLDER"),
+]
+
+
+async def _pr(args: argparse.Namespace) -> int:
+    result = call(args.control, "GET", f"/v1/targets/{args.target}/luns/{args.lun}/pr")
+    reservation = result["reservation"]
+    held = (
+        "none"
+        if reservation is None
+        else f"{reservation['type']} held by "
+        + (
+            reservation["holder"]
+            if isinstance(reservation["holder"], str)
+            else f"{reservation['holder']['initiator']} ({reservation['holder']['isid']})"
+        )
+    )
+    table = (
+        f"generation {result['generation']}  aptpl {result['aptpl']}  reservation: {held}\n"
+        + render_table(result["registrations"], _REGISTRATION_COLUMNS)
+    )
+    emit(result, as_json=args.json, table=table)
     return 0
 
 

@@ -17,6 +17,7 @@ from sanstack.errors import ConfigError, SanstackError
 from sanstack.scsi.alua import TransitionRefused
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.constants import ASC
+from sanstack.scsi.pr import ITNexus
 from sanstack.target.build import open_device
 from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size
 from sanstack.target.target import MAX_LUNS, Target
@@ -108,6 +109,38 @@ class TargetService:
             )
         return out
 
+    def reservations(self, name: str, number: int) -> dict[str, Any]:
+        """A LUN's persistent reservation state (what READ FULL STATUS would say, and more)."""
+        target = self._target(name)
+        lu = target.luns.get(number)
+        if lu is None:
+            raise ServiceError(404, f"lun: {name} has no LUN {number}")
+        pr = lu.pr
+        reservation = pr.reservation
+        return {
+            "lun": number,
+            "generation": pr.generation,
+            "aptpl": pr.aptpl,
+            "reservation": None
+            if reservation is None
+            else {
+                "type": reservation.pr_type.name.lower().replace("_", "-"),
+                "holder": _it_nexus(reservation.holder)
+                if reservation.holder
+                else "all-registrants",
+            },
+            "registrations": [
+                {
+                    **_it_nexus(r.nexus),
+                    "key": f"0x{r.reservation_key:016x}",
+                    "all_tg_pt": r.all_tg_pt,
+                    "holder": pr.reservation is not None
+                    and (pr.reservation.holder is None or pr.reservation.holder == r.nexus),
+                }
+                for r in pr.registrations
+            ],
+        }
+
     # -- portals ---------------------------------------------------------------------------
 
     async def set_portal_group_enabled(self, name: str, tag: int, enabled: bool) -> dict[str, Any]:
@@ -197,6 +230,14 @@ class TargetService:
             ],
             "nexuses": len(list(target.nexuses)),
         }
+
+
+def _it_nexus(nexus: ITNexus) -> dict[str, Any]:
+    return {
+        "initiator": nexus.initiator_name,
+        "isid": None if nexus.isid is None else f"0x{nexus.isid:012x}",
+        "relative_target_port": nexus.relative_target_port_id,
+    }
 
 
 def _lun_summary(lu: LogicalUnit) -> dict[str, Any]:
