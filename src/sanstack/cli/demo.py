@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,15 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+def _own_command() -> str:
+    """How to run this sanstack from another shell: the virtualenv's script if not on PATH."""
+    beside = Path(sys.executable).parent / "sanstack"
+    on_path = shutil.which("sanstack")
+    if on_path and Path(on_path).resolve() == beside.resolve():
+        return "sanstack"
+    return str(beside) if beside.exists() else "sanstack"
+
+
 def choose_ports() -> list[int]:
     """3260 and 3261 when free; otherwise ports the kernel picks (0)."""
     return [port if _port_is_free(port) else 0 for port in PREFERRED_PORTS]
@@ -81,6 +92,7 @@ async def demo_command(args: argparse.Namespace) -> int:
         bound = server.portals
         first = f"{bound[0][0]}:{bound[0][1]}"
         control = "" if args.control == DEFAULT_TARGET_CONTROL else f" --control {args.control}"
+        sanstack = _own_command()
         return (
             f"sanstack demo: target {DEMO_IQN}\n"
             f"  {args.luns} thin LUNs of {args.size} in {args.dir}\n"
@@ -90,9 +102,9 @@ async def demo_command(args: argparse.Namespace) -> int:
             f"  iscsi-inq iscsi://{first}/{DEMO_IQN}/0\n"
             f"  qemu-img info iscsi://{first}/{DEMO_IQN}/0\n"
             f"  qemu-img convert -p -n -O raw some.img iscsi://{first}/{DEMO_IQN}/1\n"
-            f"  sanstack target sessions{control}      # who is connected, through which portal\n"
-            f"  sanstack target luns {DEMO_IQN}{control}\n"
-            f"  sanstack target portal-group {DEMO_IQN} 1 down{control}   # pull a path\n"
+            f"  {sanstack} target sessions{control}      # who is connected, through which portal\n"
+            f"  {sanstack} target luns {DEMO_IQN}{control}\n"
+            f"  {sanstack} target portal-group {DEMO_IQN} 1 down{control}   # pull a path\n"
             "\nCtrl-C stops the target (in-flight I/O completes, data is flushed)."
         )
 
