@@ -1,0 +1,553 @@
+"""The asyncio edge of sanstack's iSCSI initiator: one session over one TCP connection.
+
+``ISCSISession`` is the ``asyncio.Protocol`` of its connection and drives an
+``InitiatorConnection`` core: bytes in, events out, everything the core produced during
+one loop iteration written with one ``writelines`` (as the target's edge does). It owns no
+reader task; the only tasks it starts are the logout a target may ask for, kept in a set
+and ended by ``abort``.
+
+Errors. Every awaiting caller gets an answer: when the connection dies (transport error,
+NOP timeout, protocol error, ``abort``) every command, task management request and text
+exchange in flight or queued fails with a ``PathError``: ``PathTimeout`` when the path
+went silent or a wait ran out, ``ConnectionLost`` otherwise. A target that refuses the
+login raises ``LoginRefused`` (not a path error: another path will refuse as well).
+Logging in again after a failure is the caller's (the multipath layer's) job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from sanstack.errors import LocalProtocolError, SanstackError
+from sanstack.iscsi import pdu as p
+from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.initiator_connection import InitiatorConnection
+from sanstack.iscsi.initiator_events import (
+    AsyncEventReceived,
+    CommandCompleted,
+    ConnectionFailed,
+    DiscoveryCompleted,
+    LoginCompleted,
+    LoginFailed,
+    LogoutCompleted,
+    TaskManagementCompleted,
+)
+from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ISID = 0x80_0000_0001  # type 10b (random), as the RFC 7143 §11.12.5 layout allows
+TMF_TIMEOUT = 10.0
+LOGOUT_TIMEOUT = 5.0
+MAX_OUTSTANDING = 128
+_T = TypeVar("_T")
+
+
+class PathError(SanstackError):
+    """The path (this session's connection) failed; the command's fate is unknown."""
+
+
+class ConnectionLost(PathError):
+    """The connection closed, broke the protocol, or could not be made."""
+
+
+class PathTimeout(PathError):
+    """The path went silent (NOP-Out unanswered) or a bounded wait ran out."""
+
+
+class LoginRefused(SanstackError):
+    """The target answered the login with a failure status (RFC 7143 §11.13.5)."""
+
+    def __init__(self, status: int, reason: str, target_address: str | None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.target_address = target_address
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4)."""
+
+    status: int
+    data: bytes | memoryview
+    sense: bytes
+    residual: int
+    residual_overflow: bool = False
+    response: int = p.ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+
+
+class ISCSISession(asyncio.Protocol):
+    """One logged-in iSCSI session (ErrorRecoveryLevel 0, one connection)."""
+
+    def __init__(
+        self,
+        core: InitiatorConnection,
+        *,
+        max_outstanding: int = MAX_OUTSTANDING,
+        command_timeout: float | None = None,
+    ) -> None:
+        self.core = core
+        self.loop = asyncio.get_running_loop()
+        self.parameters: OperationalParameters | None = None
+        self.tsih = 0
+        self.failure: PathError | None = None
+        self.async_events: deque[AsyncEventReceived] = deque(maxlen=64)
+        # The RELATIVE TARGET PORT IDENTIFIER (VPD 83h) of the port this session reaches,
+        # filled in when an ISCSIDevice opens over it; None until then or if not reported.
+        self.relative_target_port_id: int | None = None
+        self.command_timeout = command_timeout
+        self.tmf_timeout = TMF_TIMEOUT
+        self.logout_timeout = LOGOUT_TIMEOUT
+        self._transport: asyncio.Transport | None = None
+        self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
+        self._commands: dict[int, asyncio.Future[CommandResult]] = {}
+        self._tmfs: dict[int, asyncio.Future[p.TaskManagementResponseCode]] = {}
+        self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
+        self._logout: asyncio.Future[LogoutCompleted] | None = None
+        self._slots = asyncio.Semaphore(max_outstanding)
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closed = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_scheduled = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        target_name: str,
+        *,
+        initiator_name: str,
+        isid: int = DEFAULT_ISID,
+        chap: ChapCredentials | None = None,
+        preferences: NegotiationPreferences | None = None,
+        nop_interval: float | None = 2.0,
+        nop_timeout: float = 3.0,
+        login_timeout: float = 10.0,
+        command_timeout: float | None = 60.0,
+        max_outstanding: int = MAX_OUTSTANDING,
+    ) -> ISCSISession:
+        """Connect and log in to a Normal session; raises PathError or LoginRefused."""
+        return await cls._open(
+            host,
+            port,
+            target_name,
+            SessionType.NORMAL,
+            initiator_name=initiator_name,
+            isid=isid,
+            chap=chap,
+            preferences=preferences,
+            nop_interval=nop_interval,
+            nop_timeout=nop_timeout,
+            login_timeout=login_timeout,
+            command_timeout=command_timeout,
+            max_outstanding=max_outstanding,
+        )
+
+    @classmethod
+    async def _open(
+        cls,
+        host: str,
+        port: int,
+        target_name: str | None,
+        session_type: SessionType,
+        *,
+        initiator_name: str,
+        isid: int,
+        chap: ChapCredentials | None,
+        preferences: NegotiationPreferences | None,
+        nop_interval: float | None,
+        nop_timeout: float,
+        login_timeout: float,
+        command_timeout: float | None,
+        max_outstanding: int,
+    ) -> ISCSISession:
+        loop = asyncio.get_running_loop()
+        core = InitiatorConnection(
+            initiator_name,
+            target_name,
+            isid=isid,
+            now=loop.time(),
+            session_type=session_type,
+            chap=chap,
+            preferences=preferences,
+            nop_interval=nop_interval,
+            nop_timeout=nop_timeout,
+            login_timeout=login_timeout,
+            max_queued=max_outstanding,
+        )
+        session = cls(core, max_outstanding=max_outstanding, command_timeout=command_timeout)
+        try:
+            async with asyncio.timeout(login_timeout):
+                await loop.create_connection(lambda: session, host, port)
+                await session._login
+        except TimeoutError:
+            session.abort("login timed out")
+            raise PathTimeout(f"login to {host}:{port} timed out") from None
+        except OSError as exc:
+            session.abort("cannot connect")
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {exc}") from None
+        except BaseException:
+            session.abort("login failed")
+            raise
+        finally:
+            _retrieved(session._login)
+        return session
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        self.core.receive_data(data, self.loop.time())
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.core.connection_lost()
+        self._pump()
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        # New commands wait while the target does not read what we already sent.
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- driving the core ------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        core = self.core
+        while (event := core.next_event()) is not None:
+            if isinstance(event, CommandCompleted):
+                fut = self._commands.pop(event.itt, None)
+                result = CommandResult(
+                    event.status,
+                    event.data,
+                    event.sense,
+                    event.residual,
+                    event.residual_overflow,
+                    event.response,
+                )
+                _resolve(fut, result)
+            elif isinstance(event, TaskManagementCompleted):
+                _resolve(self._tmfs.pop(event.itt, None), event.response)
+            elif isinstance(event, DiscoveryCompleted):
+                _resolve(self._texts.pop(event.itt, None), event.targets)
+            elif isinstance(event, AsyncEventReceived):
+                self._on_async_event(event)
+            elif isinstance(event, LogoutCompleted):
+                _resolve(self._logout, event)
+                self._flush()
+                if self._transport is not None:
+                    self._transport.close()
+            elif isinstance(event, ConnectionFailed):
+                self._on_failure(event.reason)
+            elif isinstance(event, LoginCompleted):
+                self.parameters = event.parameters
+                self.tsih = event.tsih
+                _resolve(self._login, event)
+            elif isinstance(event, LoginFailed):
+                self._on_login_failed(event)
+        if core.has_data_to_send and not self._flush_scheduled:
+            # Everything produced in this loop iteration (many commands submitted or R2Ts
+            # answered together at queue depth) leaves in one writelines.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        self._arm_timer()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        parts = self.core.data_to_send()
+        transport = self._transport
+        if parts and transport is not None and not transport.is_closing():
+            transport.writelines(parts)
+
+    def _arm_timer(self) -> None:
+        """One timer at the core's earliest deadline; a deadline moving later (the NOP idle
+        timer moves with every PDU) keeps it, and the core re-checks when it fires."""
+        when = self.core.get_timer()
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(self.loop.time())
+        self._pump()
+
+    def _on_async_event(self, event: AsyncEventReceived) -> None:
+        self.async_events.append(event)
+        if event.event == p.AsyncEvent.LOGOUT_REQUEST:
+            log.info("target asks us to log out within %ds", event.parameter3)
+            task = self.loop.create_task(self.logout())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _on_login_failed(self, event: LoginFailed) -> None:
+        error: SanstackError
+        if event.status is not None:
+            error = LoginRefused(event.status, event.reason, event.target_address)
+        elif "timed out" in event.reason:
+            error = PathTimeout(event.reason)
+        else:
+            error = ConnectionLost(event.reason)
+        if not self._login.done():
+            self._login.set_exception(error)
+        self._drop()
+
+    def _on_failure(self, reason: str) -> None:
+        error = PathTimeout(reason) if reason == "nop timeout" else ConnectionLost(reason)
+        if self.failure is None:
+            self.failure = error
+            log.info("session failed: %s", reason)
+        self._fail_waiters(error)
+        self._drop()
+
+    def _fail_waiters(self, error: PathError) -> None:
+        waiters: list[asyncio.Future[Any]] = [
+            *self._commands.values(),
+            *self._tmfs.values(),
+            *self._texts.values(),
+        ]
+        if self._logout is not None:
+            waiters.append(self._logout)
+        self._commands.clear()
+        self._tmfs.clear()
+        self._texts.clear()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(error)
+
+    def _drop(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._fail_waiters(self.failure or ConnectionLost("session closed"))
+        if not self._login.done():
+            self._login.set_exception(ConnectionLost("connection closed during login"))
+        self._writable.set()  # wake writers: they will find the session closed
+        self._closed.set()
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.core.closed or self._closed.is_set()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise self.failure or ConnectionLost("session closed")
+
+    async def command(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        data_out: bytes | bytearray | memoryview = b"",
+        read_length: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the command, then aborts it
+        attribute: p.TaskAttribute = p.TaskAttribute.SIMPLE,
+    ) -> CommandResult:
+        """Run one SCSI command; its status (CHECK CONDITION included) is the result.
+
+        ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
+        on expiry the task is aborted at the target and PathTimeout raised.
+        """
+        self._check_open()
+        limit = self.command_timeout if timeout is None else timeout
+        itt: int | None = None
+        try:
+            async with asyncio.timeout(limit), self._slots:
+                if not self._writable.is_set():
+                    await self._writable.wait()
+                self._check_open()
+                itt = self.core.submit(
+                    lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
+                )
+                fut: asyncio.Future[CommandResult] = self.loop.create_future()
+                self._commands[itt] = fut
+                self._pump()
+                return await fut
+        except TimeoutError:
+            self._forget(itt)
+            raise PathTimeout(f"command did not complete within {limit}s") from None
+        except asyncio.CancelledError:
+            self._forget(itt)
+            raise
+
+    def _forget(self, itt: int | None) -> None:
+        """A caller gave up on a command: abort it at the target so it stops there too."""
+        if itt is None or self._commands.pop(itt, None) is None or self.closed:
+            return
+        with contextlib.suppress(LocalProtocolError):
+            self.core.abort_task(itt)  # its answer has no waiter and is dropped
+            self._pump()
+
+    async def abort_task(self, itt: int) -> p.TaskManagementResponseCode:
+        """ABORT TASK for the command with ``itt``; the response code (``tmf_timeout``)."""
+        self._check_open()
+        return await self._task_management(self.core.abort_task(itt))
+
+    async def lun_reset(self, lun: int) -> p.TaskManagementResponseCode:
+        """LOGICAL UNIT RESET; commands in flight on ``lun`` end with TASK ABORTED status."""
+        self._check_open()
+        return await self._task_management(self.core.lun_reset(lun))
+
+    async def _task_management(self, itt: int) -> p.TaskManagementResponseCode:
+        fut: asyncio.Future[p.TaskManagementResponseCode] = self.loop.create_future()
+        self._tmfs[itt] = fut
+        self._pump()
+        return await self._bounded(fut, self.tmf_timeout, "task management")
+
+    async def send_targets(self, value: str = "All") -> list[tuple[str, list[str]]]:
+        """A SendTargets text exchange (§7): ``[(target_name, [target_address, ...])]``."""
+        self._check_open()
+        itt = self.core.send_targets(value)
+        fut: asyncio.Future[list[tuple[str, list[str]]]] = self.loop.create_future()
+        self._texts[itt] = fut
+        self._pump()
+        return await self._bounded(fut, self.tmf_timeout, "SendTargets")
+
+    async def _bounded(self, fut: asyncio.Future[_T], seconds: float, what: str) -> _T:
+        try:
+            async with asyncio.timeout(seconds):
+                return await fut
+        except TimeoutError:
+            raise PathTimeout(f"{what} not answered within {seconds}s") from None
+
+    async def logout(self) -> None:
+        """Log out (after every queued command has gone out) and close; bounded: on expiry
+        or any failure the connection is dropped instead. Never raises a PathError."""
+        if self.closed:
+            return
+        try:
+            if self._logout is None:
+                self._logout = self.loop.create_future()
+                self.core.logout()
+                self._pump()
+            async with asyncio.timeout(self.logout_timeout):
+                await asyncio.shield(self._logout)
+                await self._closed.wait()
+        except (TimeoutError, PathError, LocalProtocolError) as exc:
+            log.info("logout did not complete (%s); dropping the connection", exc or "timeout")
+        finally:
+            if not self._closed.is_set():
+                self.abort("logout")
+            _retrieved(self._logout)
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop the connection at once (RST, no logout); everything waiting fails."""
+        self.core.close(reason)
+        self._pump()
+        self._drop()
+        current = asyncio.current_task()
+        for task in self._background:
+            if task is not current:
+                task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait (``logout_timeout`` at most) until the connection and our tasks are gone."""
+        tasks = [t for t in self._background if t is not asyncio.current_task()]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.logout_timeout):
+                await self._closed.wait()
+                if tasks:
+                    await asyncio.wait(tasks)
+
+    @classmethod
+    async def discover(
+        cls,
+        host: str,
+        port: int,
+        *,
+        initiator_name: str,
+        isid: int = DEFAULT_ISID,
+        chap: ChapCredentials | None = None,
+        login_timeout: float = 10.0,
+    ) -> list[tuple[str, list[str]]]:
+        """The module's :func:`discover`, for callers holding only the class."""
+        return await discover(
+            host,
+            port,
+            initiator_name=initiator_name,
+            isid=isid,
+            chap=chap,
+            login_timeout=login_timeout,
+        )
+
+
+async def discover(
+    host: str,
+    port: int,
+    *,
+    initiator_name: str,
+    isid: int = DEFAULT_ISID,
+    chap: ChapCredentials | None = None,
+    login_timeout: float = 10.0,
+) -> list[tuple[str, list[str]]]:
+    """A discovery session: SendTargets=All, then logout. ``[(name, [address, ...])]``."""
+    session = await ISCSISession._open(
+        host,
+        port,
+        None,
+        SessionType.DISCOVERY,
+        initiator_name=initiator_name,
+        isid=isid,
+        chap=chap,
+        preferences=None,
+        nop_interval=None,
+        nop_timeout=login_timeout,
+        login_timeout=login_timeout,
+        command_timeout=login_timeout,
+        max_outstanding=4,
+    )
+    session.tmf_timeout = login_timeout
+    try:
+        return await session.send_targets("All")
+    finally:
+        await session.logout()
+
+
+def _retrieved(fut: asyncio.Future[_T] | None) -> None:
+    """Mark a failed future's exception as seen: its failure was reported another way."""
+    if fut is not None and fut.done() and not fut.cancelled():
+        fut.exception()
+
+
+def _resolve(fut: asyncio.Future[_T] | None, value: _T) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(value)
+
+
+__all__: Sequence[str] = (
+    "CommandResult",
+    "ConnectionLost",
+    "ISCSISession",
+    "LoginRefused",
+    "PathError",
+    "PathTimeout",
+    "discover",
+)

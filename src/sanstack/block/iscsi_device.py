@@ -1,0 +1,344 @@
+"""A ``BlockDevice`` that is one LUN behind one iSCSI session (SBC-4 over RFC 7143).
+
+Opening reads what a block layer needs: READ CAPACITY(16) for the size, block size and
+thin provisioning; VPD 83h's NAA designator for the identity a multipath layer groups
+paths by (VPD 80h when there is none); VPD B0h's MAXIMUM TRANSFER LENGTH to split I/O; VPD
+B2h's LBPU for UNMAP. Status and sense come back as the ``block.device`` errors, so the
+layers above see a remote LUN fail the way a local device does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+from sanstack.aio.initiator import CommandResult, ISCSISession, PathError
+from sanstack.block.device import (
+    BlockDevice,
+    BlockDeviceError,
+    DeviceIdentity,
+    DeviceNotReady,
+    DeviceReadOnly,
+    MediumError,
+    SpaceExhausted,
+)
+from sanstack.scsi.cdb import (
+    ReadCapacity16CDB,
+    ReadWriteCDB,
+    SynchronizeCacheCDB,
+    UnmapCDB,
+    UnmapParameterList,
+)
+from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.sense import parse_sense
+
+log = logging.getLogger(__name__)
+
+UNIT_ATTENTION_RETRIES = 8
+BUSY_RETRIES = 8
+BUSY_DELAY = 0.05
+DEFAULT_MAX_TRANSFER_BYTES = 1 << 20  # our own cap per command when the target sets none
+VPD_ALLOCATION = 4096
+_NAA = 0x3
+_T10 = 0x1
+_LU_ASSOCIATION = 0x0
+_PORT_ASSOCIATION = 0x1
+_RELATIVE_PORT = 0x4
+_LBPU = 0x80
+_LBPME = 0x80
+
+
+class ReservationConflict(BlockDeviceError):
+    """The LUN is reserved by another I_T nexus (SCSI RESERVATION CONFLICT status)."""
+
+
+class ISCSICommandError(BlockDeviceError):
+    """A command failed with a status or sense the block errors do not name."""
+
+    def __init__(self, message: str, status: int, sense: bytes) -> None:
+        super().__init__(message)
+        self.status = status
+        self.sense = sense
+
+
+def inquiry_cdb(page: int | None, allocation: int = VPD_ALLOCATION) -> bytes:
+    evpd = 0 if page is None else 1
+    return struct.pack(">BBBHB", Opcode.INQUIRY, evpd, page or 0, allocation, 0)
+
+
+def designators(page: bytes) -> list[tuple[int, int, bytes]]:
+    """(association, designator type, designator) of each descriptor of VPD page 83h.
+
+    Parsed leniently (unknown code sets and types kept as numbers): a target's vendor
+    designators must not stop a device from opening.
+    """
+    if len(page) < 4:
+        return []
+    end = min(len(page), 4 + int.from_bytes(page[2:4], "big"))
+    found: list[tuple[int, int, bytes]] = []
+    offset = 4
+    while offset + 4 <= end:
+        byte1, length = page[offset + 1], page[offset + 3]
+        body = page[offset + 4 : offset + 4 + length]
+        found.append(((byte1 >> 4) & 0x3, byte1 & 0x0F, bytes(body)))
+        offset += 4 + length
+    return found
+
+
+def lu_designators(page: bytes) -> list[tuple[int, bytes]]:
+    """(designator type, designator) of every logical-unit designator of VPD page 83h."""
+    return [(kind, body) for assoc, kind, body in designators(page) if assoc == _LU_ASSOCIATION]
+
+
+def relative_target_port(page: bytes) -> int | None:
+    """The RELATIVE TARGET PORT IDENTIFIER of the port this page came through (SPC-4
+    §7.8.6.5), which tells a multipath layer which ALUA port group a path belongs to."""
+    for assoc, kind, body in designators(page):
+        if assoc == _PORT_ASSOCIATION and kind == _RELATIVE_PORT and len(body) >= 4:
+            return int.from_bytes(body[2:4], "big")
+    return None
+
+
+def identity_from_vpd(page83: bytes | None, page80: bytes | None, fallback: str) -> DeviceIdentity:
+    """The device's identity from its designators; equal on every path to the same LUN.
+
+    An 8-byte NAA 3h designator is used as is. Any other NAA (tgt and LIO report 6h, 16
+    bytes) seeds a locally assigned one, as does the unit serial number without any NAA.
+    """
+    serial = ""
+    if page80 is not None and len(page80) >= 4:
+        serial = bytes(page80[4 : 4 + page80[3]]).decode("ascii", "replace").strip(" \x00")
+    designators = lu_designators(page83) if page83 is not None else []
+    naa = next((d for t, d in designators if t == _NAA and d), None)
+    seed = f"naa:{naa.hex()}" if naa is not None else None
+    if seed is None:
+        t10 = next((d for t, d in designators if t == _T10 and d), None)
+        if serial:
+            seed = f"serial:{serial}"
+        elif t10 is not None:
+            seed = f"t10:{t10.hex()}"
+        else:
+            seed = fallback
+    derived = DeviceIdentity.from_seed(seed)
+    if naa is not None and len(naa) == 8 and naa[0] >> 4 == 0x3:
+        derived = DeviceIdentity(naa=naa, unit_serial=derived.unit_serial)
+    if serial and serial.isascii() and serial.isprintable() and len(serial) <= 32:
+        derived = DeviceIdentity(naa=derived.naa, unit_serial=serial)
+    return derived
+
+
+def check(result: CommandResult, *, write: bool) -> None:
+    """Raise the block error for a failed command (retryable ones are the caller's)."""
+    status = result.status
+    if status in (Status.GOOD, Status.CONDITION_MET) and not result.response:
+        return
+    if result.response:
+        raise DeviceNotReady(f"target failure (iSCSI response {result.response:#x})")
+    if status == Status.RESERVATION_CONFLICT:
+        raise ReservationConflict("reservation conflict")
+    if status in (Status.BUSY, Status.TASK_SET_FULL, Status.TASK_ABORTED):
+        raise DeviceNotReady(f"status {status:#x}")
+    if status != Status.CHECK_CONDITION:
+        raise ISCSICommandError(f"status {status:#x}", status, result.sense)
+    try:
+        key, asc, ascq = parse_sense(result.sense)
+    except ValueError:
+        raise ISCSICommandError(
+            f"CHECK CONDITION with unreadable sense {result.sense.hex()}", status, result.sense
+        ) from None
+    text = f"{key.name} {asc:02x}/{ascq:02x}"
+    if key == SenseKey.MEDIUM_ERROR:
+        raise MediumError(text, write=write)
+    if key == SenseKey.NOT_READY:
+        raise DeviceNotReady(text)
+    if key == SenseKey.DATA_PROTECT:
+        if asc << 8 | ascq == ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT:
+            raise SpaceExhausted(text)
+        raise DeviceReadOnly(text)
+    if key in (SenseKey.UNIT_ATTENTION, SenseKey.ABORTED_COMMAND):
+        raise DeviceNotReady(text)
+    raise ISCSICommandError(text, status, result.sense)
+
+
+def _retryable(result: CommandResult) -> bool:
+    """Unit attentions (normal after resets, ALUA changes) and a busy target are retried."""
+    if result.status in (Status.BUSY, Status.TASK_SET_FULL):
+        return True
+    if result.status != Status.CHECK_CONDITION:
+        return False
+    try:
+        key, _, _ = parse_sense(result.sense)
+    except ValueError:
+        return False
+    return key == SenseKey.UNIT_ATTENTION
+
+
+class ISCSIDevice(BlockDevice):
+    """One LUN over one ``ISCSISession``; the session is the caller's, not closed here."""
+
+    def __init__(self, session: ISCSISession, lun: int) -> None:
+        self.session = session
+        self.lun = lun
+        self.block_size = 512
+        self.num_blocks = 0
+        self.identity = DeviceIdentity.from_seed(f"iscsi:{lun}")
+        self.max_transfer_blocks = 0
+        self.max_unmap_blocks = 0
+        self.max_unmap_descriptors = 0
+        self.unmap_supported = False
+        self.vpd_pages: frozenset[int] = frozenset()
+        self.relative_target_port_id: int | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, session: ISCSISession, lun: int) -> ISCSIDevice:
+        """Read capacity, identity and limits; raises the block errors (DeviceNotReady)."""
+        device = cls(session, lun)
+        await device._probe()
+        return device
+
+    async def _probe(self) -> None:
+        capacity = await self.execute(ReadCapacity16CDB(32).encode(), read_length=32, write=False)
+        data = bytes(capacity.data)
+        if len(data) < 14:
+            raise DeviceNotReady("short READ CAPACITY(16) data")
+        last_lba, block_length = struct.unpack_from(">QI", data)
+        if block_length == 0 or block_length % 512:
+            raise DeviceNotReady(f"unsupported logical block length {block_length}")
+        self.block_size = block_length
+        self.num_blocks = last_lba + 1
+        exponent = data[13] & 0x0F
+        if exponent:
+            self.set_physical_block_size(block_length << exponent)
+        self.thin_provisioned = bool(len(data) > 14 and data[14] & _LBPME)
+        supported = await self._vpd(0x00)
+        self.vpd_pages = frozenset(supported[4 : 4 + supported[3]]) if supported else frozenset()
+        page83 = await self._vpd(0x83) if 0x83 in self.vpd_pages else None
+        page80 = await self._vpd(0x80) if 0x80 in self.vpd_pages else None
+        target = self.session.parameters.target_name if self.session.parameters else None
+        self.identity = identity_from_vpd(page83, page80, f"iscsi:{target}:{self.lun}")
+        if page83 is not None:
+            self.relative_target_port_id = relative_target_port(page83)
+            if self.relative_target_port_id is not None:
+                self.session.relative_target_port_id = self.relative_target_port_id
+        if 0xB0 in self.vpd_pages:
+            limits = await self._vpd(0xB0)
+            if limits is not None and len(limits) >= 28:
+                (self.max_transfer_blocks,) = struct.unpack_from(">I", limits, 8)
+                self.max_unmap_blocks, self.max_unmap_descriptors = struct.unpack_from(
+                    ">II", limits, 20
+                )
+        if 0xB2 in self.vpd_pages:
+            provisioning = await self._vpd(0xB2)
+            self.unmap_supported = bool(
+                provisioning is not None and len(provisioning) > 5 and provisioning[5] & _LBPU
+            )
+
+    async def _vpd(self, page: int) -> bytes | None:
+        """A VPD page, or None if the target refuses it (an optional page)."""
+        try:
+            result = await self.execute(inquiry_cdb(page), read_length=VPD_ALLOCATION, write=False)
+        except ISCSICommandError:
+            return None
+        data = bytes(result.data)
+        return data if len(data) >= 4 and data[1] == page else None
+
+    async def execute(
+        self,
+        cdb: bytes,
+        *,
+        data_out: bytes | memoryview = b"",
+        read_length: int = 0,
+        write: bool,
+    ) -> CommandResult:
+        """Run a command, retrying unit attentions and BUSY a bounded number of times."""
+        if self._closed:
+            raise DeviceNotReady("device is closed")
+        attentions = busy = 0
+        while True:
+            try:
+                result = await self.session.command(
+                    self.lun, cdb, data_out=data_out, read_length=read_length
+                )
+            except PathError as exc:
+                raise DeviceNotReady(f"path failed: {exc}") from exc
+            if _retryable(result):
+                if result.status == Status.CHECK_CONDITION:
+                    attentions += 1
+                    if attentions <= UNIT_ATTENTION_RETRIES:
+                        continue
+                else:
+                    busy += 1
+                    if busy <= BUSY_RETRIES:
+                        await asyncio.sleep(BUSY_DELAY * busy)
+                        continue
+            check(result, write=write)
+            return result
+
+    # -- BlockDevice -----------------------------------------------------------------------
+
+    def _chunk_blocks(self) -> int:
+        cap = max(1, DEFAULT_MAX_TRANSFER_BYTES // self.block_size)
+        return min(self.max_transfer_blocks, cap) if self.max_transfer_blocks else cap
+
+    async def read(self, lba: int, count: int) -> bytes | memoryview:
+        step = self._chunk_blocks()
+        parts: list[bytes | memoryview] = []
+        done = 0
+        while done < count:
+            n = min(step, count - done)
+            cdb = ReadWriteCDB(Opcode.READ_16, lba + done, n).encode()
+            length = n * self.block_size
+            result = await self.execute(cdb, read_length=length, write=False)
+            if len(result.data) != length:
+                raise MediumError(f"READ(16) returned {len(result.data)} of {length} bytes")
+            parts.append(result.data)
+            done += n
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def write(self, lba: int, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        step = self._chunk_blocks()
+        count = len(view) // self.block_size
+        done = 0
+        while done < count:
+            n = min(step, count - done)
+            chunk = view[done * self.block_size : (done + n) * self.block_size]
+            cdb = ReadWriteCDB(Opcode.WRITE_16, lba + done, n).encode()
+            await self.execute(cdb, data_out=chunk, write=True)
+            done += n
+
+    async def flush(self) -> None:
+        cdb = SynchronizeCacheCDB(Opcode.SYNCHRONIZE_CACHE_16, 0, 0).encode()
+        await self.execute(cdb, write=True)
+
+    async def unmap(self, lba: int, count: int) -> None:
+        """UNMAP when the LUN supports it (VPD B2h LBPU), else the default zero writes."""
+        if not self.unmap_supported:
+            await super().unmap(lba, count)
+            return
+        per_descriptor = min(self.max_unmap_blocks or 0xFFFFFFFF, 0xFFFFFFFF)
+        per_command = min(self.max_unmap_descriptors or 64, 64)
+        while count > 0:
+            ranges: list[tuple[int, int]] = []
+            while count > 0 and len(ranges) < per_command:
+                n = min(per_descriptor, count)
+                ranges.append((lba, n))
+                lba += n
+                count -= n
+                if self.max_unmap_blocks:
+                    break  # MAXIMUM UNMAP LBA COUNT bounds the whole command
+            parameters = UnmapParameterList.of(ranges).encode()
+            cdb = UnmapCDB(len(parameters)).encode()
+            await self.execute(cdb, data_out=parameters, write=True)
+
+    def health(self) -> str | None:
+        if self._closed:
+            return "device is closed"
+        if self.session.closed:
+            return f"session closed: {self.session.failure or 'logged out'}"
+        return None
+
+    async def close(self) -> None:
+        self._closed = True

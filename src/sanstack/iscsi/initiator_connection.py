@@ -1,0 +1,702 @@
+"""The initiator side of one iSCSI connection, sans-IO (RFC 7143).
+
+Theory of operation, the mirror of :mod:`sanstack.iscsi.target_connection`. Construction
+queues the first Login Request; the edge sends ``data_to_send()``, feeds what arrives to
+``receive_data(data, now)`` and acts on ``next_event()`` (:mod:`initiator_events`). Time
+enters as ``now``; ``get_timer()`` says when ``handle_timer(now)`` is due.
+
+After ``LoginCompleted`` the caller ``submit``s SCSI commands. Each non-immediate request
+(commands, text, logout) takes the next CmdSN and waits in a bounded queue while it lies
+beyond MaxCmdSN (§4.2.2.1); ExpCmdSN and MaxCmdSN come with every target PDU and only ever
+move forward in serial-number arithmetic. Task management and NOP-Out go immediate.
+A silent connection is pinged with NOP-Out after ``nop_interval`` seconds; no answer within
+``nop_timeout`` is ``ConnectionFailed("nop timeout")``: a blackholed path shows itself that
+way, since TCP alone may not notice for many minutes.
+
+sanstack's initiator runs ErrorRecoveryLevel 0 with one connection per session: any
+sequencing error, digest error or Reject fails the connection and every task on it; the
+multipath layer above logs in again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from enum import Enum, auto
+
+from sanstack.errors import LocalProtocolError, RemoteProtocolError
+from sanstack.iscsi import pdu as p
+from sanstack.iscsi.chap import ChapCredentials, RandomBytes
+from sanstack.iscsi.discovery import DiscoveryError, parse_send_targets, send_targets_request
+from sanstack.iscsi.initiator_events import (
+    AsyncEventReceived,
+    CommandCompleted,
+    ConnectionFailed,
+    DiscoveryCompleted,
+    Event,
+    LoginCompleted,
+    LoginFailed,
+    LogoutCompleted,
+    NopInReceived,
+    TaskManagementCompleted,
+)
+from sanstack.iscsi.initiator_tasks import (
+    RESERVED_TAG,
+    CommandQueueFull,
+    CommandTask,
+    QueuedLogout,
+    QueuedText,
+    TaskProtocolError,
+    sn_gt,
+)
+from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH, InitiatorLogin, LoginRejected
+from sanstack.iscsi.login_pdus import request_pdu, response_fields
+from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+from sanstack.iscsi.text import TextFormatError
+
+__all__ = ["TASK_ABORTED_STATUS", "CommandQueueFull", "InitiatorConnection", "Phase", "sn_gt"]
+
+log = logging.getLogger(__name__)
+
+_MASK = 0xFFFFFFFF
+MAX_TEXT_RESPONSE = 1 << 20
+_MAX_ABORTED = 4096
+TASK_ABORTED_STATUS = 0x40  # SAM-5 TASK ABORTED: what an aborted command ends with here
+
+
+class Phase(Enum):
+    LOGIN = auto()
+    FULL_FEATURE = auto()
+    LOGGING_OUT = auto()  # no new requests; the queue drains, then the Logout Request
+    CLOSED = auto()
+
+
+# Which target PDUs each phase accepts; anything else fails the connection (§6.3).
+_FFP_TYPES = (
+    p.SCSIResponse, p.DataIn, p.R2T, p.NopIn, p.TaskManagementResponse, p.TextResponse,
+    p.AsyncMessage, p.Reject, p.LogoutResponse,
+)  # fmt: skip
+_FFP_PDUS: frozenset[type] = frozenset(_FFP_TYPES)
+_ACCEPTS: dict[Phase, frozenset[type]] = {
+    Phase.LOGIN: frozenset({p.LoginResponse}),
+    Phase.FULL_FEATURE: _FFP_PDUS,
+    Phase.LOGGING_OUT: _FFP_PDUS,
+    Phase.CLOSED: frozenset(),
+}
+
+# Target PDUs whose StatSN is a status's own number: ExpStatSN moves past it. R2T, a Data-In
+# without status and an unsolicited NOP-In carry the current StatSN without using it up.
+_STATUS_PDUS = (
+    p.SCSIResponse, p.TaskManagementResponse, p.TextResponse, p.LogoutResponse, p.AsyncMessage,
+    p.Reject,
+)  # fmt: skip
+
+
+_Queued = CommandTask | QueuedText | QueuedLogout
+
+
+class InitiatorConnection:
+    """Sans-IO initiator connection; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        initiator_name: str,
+        target_name: str | None,
+        *,
+        isid: int,
+        now: float,
+        session_type: SessionType = SessionType.NORMAL,
+        chap: ChapCredentials | None = None,
+        preferences: NegotiationPreferences | None = None,
+        nop_interval: float | None = 2.0,
+        nop_timeout: float = 3.0,
+        login_timeout: float = 10.0,
+        max_queued: int = 1024,
+        initial_cmd_sn: int = 1,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        self.phase = Phase.LOGIN
+        self.session_type = session_type
+        self.parameters: OperationalParameters | None = None
+        self.tsih = 0
+        self.cmd_sn = initial_cmd_sn & _MASK
+        self.exp_cmd_sn = self.cmd_sn
+        self.max_cmd_sn = self.cmd_sn
+        self.exp_stat_sn = 0
+        self.nop_interval = nop_interval
+        self.nop_timeout = nop_timeout
+        self._max_queued = max_queued
+        self._reader = p.PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
+        self._header_digest = False
+        self._data_digest = False
+        self._out: list[bytes | memoryview] = []
+        self._events: deque[Event] = deque()
+        self._next_itt = 1
+        self._tasks: dict[int, CommandTask] = {}
+        self._queue: deque[_Queued] = deque()
+        self._tmfs: dict[int, tuple[p.TaskManagementFunction, int, int]] = {}
+        self._texts: dict[int, bytearray] = {}
+        self._logout_itt: int | None = None
+        # ITTs of commands ended by task management whose late PDUs we still drop quietly.
+        self._aborted: dict[int, None] = {}
+        self._ping_itt: int | None = None
+        self._ping_deadline: float | None = None
+        self._last_activity = now
+        self._login_deadline: float | None = now + login_timeout
+        self._login_itt = self._take_itt()
+        self._first_login_response = True
+        self._login = InitiatorLogin(
+            initiator_name,
+            target_name,
+            isid=isid,
+            itt=self._login_itt,
+            cmd_sn=self.cmd_sn,
+            session_type=session_type,
+            chap=chap,
+            preferences=preferences,
+            random_bytes=random_bytes,
+        )
+        first = self._login.start()
+        self._send(request_pdu(first, cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))
+
+    # -- the edge's side -------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        # Anything from the target proves the path alive: no ping is needed or awaited.
+        self._last_activity = now
+        self._ping_deadline = None
+        self._reader.feed(data)
+        while not self.closed:
+            try:
+                pdu = self._reader.next_pdu()
+            except RemoteProtocolError as exc:
+                self._protocol_error(f"malformed PDU from the target: {exc}")
+                return
+            if pdu is None:
+                break
+            try:
+                self._dispatch(pdu)
+            except RemoteProtocolError as exc:
+                self._protocol_error(str(exc))
+                return
+        self._drain()
+
+    def connection_lost(self) -> None:
+        """The transport went away."""
+        if self.phase is Phase.LOGIN:
+            self._fail_login(None, "connection lost during login")
+        else:
+            self._fail("connection lost")
+
+    def close(self, reason: str = "closed locally") -> None:
+        """Give the connection up at once (the edge aborts the transport)."""
+        if self.phase is Phase.LOGIN:
+            self._fail_login(None, reason)
+        else:
+            self._fail(reason)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        if self.phase is Phase.LOGIN:
+            return self._login_deadline
+        if self.phase is Phase.CLOSED:
+            return None
+        if self._ping_deadline is not None:
+            return self._ping_deadline
+        if self.nop_interval is None:
+            return None
+        return self._last_activity + self.nop_interval
+
+    def handle_timer(self, now: float) -> None:
+        if self.phase is Phase.LOGIN:
+            if self._login_deadline is not None and now >= self._login_deadline:
+                self._fail_login(None, "login timed out")
+            return
+        if self.phase is Phase.CLOSED:
+            return
+        if self._ping_deadline is not None:
+            if now >= self._ping_deadline:
+                self._fail("nop timeout")
+            return
+        if self.nop_interval is not None and now >= self._last_activity + self.nop_interval:
+            self._ping_itt = self._take_itt()
+            self._send(
+                p.NopOut(
+                    itt=self._ping_itt,
+                    ttt=RESERVED_TAG,
+                    cmd_sn=self.cmd_sn,
+                    exp_stat_sn=self.exp_stat_sn,
+                    immediate=True,
+                )
+            )
+            self._ping_deadline = now + self.nop_timeout
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def in_flight(self) -> int:
+        """Commands submitted and not yet completed (queued ones included)."""
+        return len(self._tasks)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        data_out: bytes | bytearray | memoryview = b"",
+        read_length: int = 0,
+        attribute: p.TaskAttribute = p.TaskAttribute.SIMPLE,
+    ) -> int:
+        """Queue a SCSI command; returns its ITT. It goes out as soon as the window allows."""
+        self._check_ffp()
+        if self.session_type is SessionType.DISCOVERY:
+            raise LocalProtocolError("a discovery session carries no SCSI commands")
+        if data_out and read_length:
+            raise LocalProtocolError("bidirectional commands are not supported")
+        if not 1 <= len(cdb) <= p.MAX_CDB_LENGTH:
+            raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
+        if not 0 <= read_length <= _MASK or len(data_out) > _MASK:
+            raise LocalProtocolError("transfer length does not fit 32 bits")
+        view = memoryview(data_out).cast("B") if data_out else memoryview(b"")
+        itt = self._take_itt()
+        task = CommandTask(
+            itt=itt,
+            lun_field=p.encode_lun(lun),
+            cdb=bytes(cdb),
+            attribute=attribute,
+            data_out=view,
+            read_length=read_length,
+        )
+        self._enqueue(task)
+        self._tasks[itt] = task
+        self._drain()
+        return itt
+
+    def send_targets(self, value: str = "All") -> int:
+        """Ask SendTargets (§7, Appendix C); the answer comes as ``DiscoveryCompleted``."""
+        self._check_ffp()
+        itt = self._take_itt()
+        self._texts[itt] = bytearray()
+        self._enqueue(QueuedText(itt, send_targets_request(value)))
+        self._drain()
+        return itt
+
+    def abort_task(self, itt: int) -> int:
+        """ABORT TASK for a command (§11.5.1); returns the task management request's ITT.
+
+        A command still waiting for the window never reached the target: it ends here at once
+        with TASK ABORTED, and the request is answered locally with FUNCTION COMPLETE.
+        """
+        self._check_ffp(allow_logout=True)
+        task = self._tasks.get(itt)
+        tmf_itt = self._take_itt()
+        if task is not None and not task.sent:
+            self._queue.remove(task)
+            self._complete_aborted(task)
+            self._events.append(
+                TaskManagementCompleted(tmf_itt, p.TaskManagementResponseCode.FUNCTION_COMPLETE)
+            )
+            return tmf_itt
+        lun_field = task.lun_field if task is not None else 0
+        ref_cmd_sn = task.cmd_sn if task is not None else self.cmd_sn
+        fn = p.TaskManagementFunction.ABORT_TASK
+        self._send_tmf(tmf_itt, fn, lun_field, referenced=itt, ref_cmd_sn=ref_cmd_sn)
+        return tmf_itt
+
+    def lun_reset(self, lun: int) -> int:
+        """LOGICAL UNIT RESET (§11.5.1); commands of the LUN end with TASK ABORTED."""
+        self._check_ffp(allow_logout=True)
+        tmf_itt = self._take_itt()
+        fn = p.TaskManagementFunction.LOGICAL_UNIT_RESET
+        self._send_tmf(tmf_itt, fn, p.encode_lun(lun), referenced=RESERVED_TAG, ref_cmd_sn=0)
+        return tmf_itt
+
+    def ping(self, data: bytes = b"") -> int:
+        """Send a NOP-Out ping now; the answer comes as ``NopInReceived``."""
+        self._check_ffp(allow_logout=True)
+        itt = self._take_itt()
+        self._send(
+            p.NopOut(
+                itt=itt, cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn, immediate=True, data=data
+            )
+        )
+        return itt
+
+    def logout(self) -> int:
+        """Close the session (§11.14) after every queued request has gone out."""
+        self._check_ffp()
+        self.phase = Phase.LOGGING_OUT
+        itt = self._take_itt()
+        self._logout_itt = itt
+        self._queue.append(QueuedLogout(itt))  # never refused: it is how the queue ends
+        self._drain()
+        return itt
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _dispatch(self, pdu: p.PDU) -> None:
+        if type(pdu) not in _ACCEPTS[self.phase]:
+            raise RemoteProtocolError(f"unexpected {type(pdu).__name__} in {self.phase.name}")
+        if isinstance(pdu, p.LoginResponse):
+            self._on_login_response(pdu)
+            return
+        assert isinstance(pdu, _FFP_TYPES)
+        if isinstance(pdu, _STATUS_PDUS) or (
+            isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG
+        ) or (isinstance(pdu, p.DataIn) and pdu.status_present):  # fmt: skip
+            self._advance_stat_sn(pdu.stat_sn)
+        self._update_window(pdu.exp_cmd_sn, pdu.max_cmd_sn)
+        if isinstance(pdu, p.DataIn):
+            self._on_data_in(pdu)
+        elif isinstance(pdu, p.SCSIResponse):
+            self._on_scsi_response(pdu)
+        elif isinstance(pdu, p.R2T):
+            self._on_r2t(pdu)
+        elif isinstance(pdu, p.NopIn):
+            self._on_nop_in(pdu)
+        elif isinstance(pdu, p.TaskManagementResponse):
+            self._on_tmf_response(pdu)
+        elif isinstance(pdu, p.TextResponse):
+            self._on_text_response(pdu)
+        elif isinstance(pdu, p.AsyncMessage):
+            self._on_async(pdu)
+        elif isinstance(pdu, p.Reject):
+            self._on_reject(pdu)
+        elif isinstance(pdu, p.LogoutResponse):
+            self._on_logout_response(pdu)
+
+    def _advance_stat_sn(self, stat_sn: int) -> None:
+        nxt = (stat_sn + 1) & _MASK
+        if sn_gt(nxt, self.exp_stat_sn):
+            self.exp_stat_sn = nxt
+
+    def _update_window(self, exp_cmd_sn: int, max_cmd_sn: int) -> None:
+        # §4.2.2.1: a MaxCmdSN below ExpCmdSN - 1 is invalid, and both are ignored then.
+        if sn_gt((exp_cmd_sn - 1) & _MASK, max_cmd_sn):
+            return
+        if sn_gt(exp_cmd_sn, self.exp_cmd_sn):
+            self.exp_cmd_sn = exp_cmd_sn
+        if sn_gt(max_cmd_sn, self.max_cmd_sn):
+            self.max_cmd_sn = max_cmd_sn
+
+    def _on_login_response(self, pdu: p.LoginResponse) -> None:
+        if pdu.itt != self._login_itt:
+            raise RemoteProtocolError(f"Login Response for ITT {pdu.itt:#x}")
+        if self._first_login_response:
+            # Our first ExpStatSN was a guess; the target's first StatSN sets it (§4.2.2.2).
+            self._first_login_response = False
+            self.exp_stat_sn = (pdu.stat_sn + 1) & _MASK
+        else:
+            self._advance_stat_sn(pdu.stat_sn)
+        try:
+            request = self._login.receive(response_fields(pdu))
+        except LoginRejected as exc:
+            self._fail_login(exc.status, str(exc), exc.target_address)
+            return
+        except (RemoteProtocolError, TextFormatError) as exc:
+            self._fail_login(None, f"login failed: {exc}")
+            return
+        if request is not None:
+            self._send(request_pdu(request, cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))
+            return
+        params = self._login.result.parameters
+        self.parameters = params
+        self.tsih = pdu.tsih
+        self.exp_cmd_sn = pdu.exp_cmd_sn
+        self.max_cmd_sn = pdu.max_cmd_sn
+        self.phase = Phase.FULL_FEATURE
+        self._login_deadline = None
+        # Digests and segment limits apply from the first PDU after the final login
+        # response (§13.12), in both directions.
+        self._header_digest = params.header_digest
+        self._data_digest = params.data_digest
+        self._reader.set_digests(params.header_digest, params.data_digest)
+        self._reader.set_max_data_segment_length(params.max_recv_data_segment_length)
+        self._events.append(LoginCompleted(params, pdu.tsih))
+
+    def _task_for(self, itt: int, what: str) -> CommandTask:
+        task = self._tasks.get(itt)
+        if task is None or not task.sent:
+            raise RemoteProtocolError(f"{what} for unknown ITT {itt:#x}")
+        return task
+
+    def _on_data_in(self, pdu: p.DataIn) -> None:
+        if pdu.itt not in self._tasks and pdu.itt in self._aborted:
+            if pdu.status_present:
+                del self._aborted[pdu.itt]
+            return  # the tail of a command task management ended
+        task = self._task_for(pdu.itt, "Data-In")
+        try:
+            task.add_data_in(pdu)
+        except TaskProtocolError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+        if pdu.status_present:
+            del self._tasks[pdu.itt]
+            self._events.append(
+                CommandCompleted(
+                    pdu.itt,
+                    pdu.status,
+                    task.data(),
+                    b"",
+                    pdu.residual_count if pdu.residual_overflow or pdu.residual_underflow else 0,
+                    pdu.residual_overflow,
+                )
+            )
+
+    def _on_scsi_response(self, pdu: p.SCSIResponse) -> None:
+        if pdu.itt not in self._tasks and pdu.itt in self._aborted:
+            del self._aborted[pdu.itt]
+            return
+        task = self._task_for(pdu.itt, "SCSI Response")
+        del self._tasks[pdu.itt]
+        residual = pdu.residual_count if pdu.residual_overflow or pdu.residual_underflow else 0
+        self._events.append(
+            CommandCompleted(
+                pdu.itt,
+                pdu.status,
+                task.data(),
+                pdu.sense,
+                residual,
+                pdu.residual_overflow,
+                int(pdu.response),
+            )
+        )
+
+    def _on_r2t(self, pdu: p.R2T) -> None:
+        if pdu.itt not in self._tasks and pdu.itt in self._aborted:
+            return
+        task = self._task_for(pdu.itt, "R2T")
+        assert self.parameters is not None
+        try:
+            pdus = task.answer_r2t(pdu, self.parameters, self.exp_stat_sn)
+        except TaskProtocolError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+        for data_out in pdus:
+            self._send(data_out)
+
+    def _on_nop_in(self, pdu: p.NopIn) -> None:
+        if pdu.ttt != RESERVED_TAG:
+            # The target's ping: answer it, immediate, echoing its TTT and LUN (§11.18).
+            self._send(
+                p.NopOut(
+                    itt=RESERVED_TAG,
+                    ttt=pdu.ttt,
+                    lun=pdu.lun,
+                    cmd_sn=self.cmd_sn,
+                    exp_stat_sn=self.exp_stat_sn,
+                    immediate=True,
+                )
+            )
+            return
+        if pdu.itt == RESERVED_TAG:
+            return  # neither an answer nor a ping: nothing to do
+        if pdu.itt == self._ping_itt:
+            self._ping_itt = None
+        self._events.append(NopInReceived(pdu.itt, pdu.data))
+
+    def _on_tmf_response(self, pdu: p.TaskManagementResponse) -> None:
+        entry = self._tmfs.pop(pdu.itt, None)
+        if entry is None:
+            raise RemoteProtocolError(f"Task Management Response for unknown ITT {pdu.itt:#x}")
+        fn, lun_field, referenced = entry
+        if pdu.response == p.TaskManagementResponseCode.FUNCTION_COMPLETE:
+            # At ErrorRecoveryLevel 0 an aborted task gets no further answer (TAS=0), or a
+            # TASK ABORTED status we then ignore: end it here so no caller waits forever.
+            if fn == p.TaskManagementFunction.ABORT_TASK:
+                victims = [self._tasks[referenced]] if referenced in self._tasks else []
+            else:
+                victims = [t for t in self._tasks.values() if t.sent and t.lun_field == lun_field]
+            for task in victims:
+                self._aborted[task.itt] = None
+                if len(self._aborted) > _MAX_ABORTED:
+                    del self._aborted[next(iter(self._aborted))]
+                self._complete_aborted(task)
+        self._events.append(TaskManagementCompleted(pdu.itt, pdu.response))
+
+    def _on_text_response(self, pdu: p.TextResponse) -> None:
+        buffer = self._texts.get(pdu.itt)
+        if buffer is None:
+            raise RemoteProtocolError(f"Text Response for unknown ITT {pdu.itt:#x}")
+        buffer += pdu.data
+        if len(buffer) > MAX_TEXT_RESPONSE:
+            raise RemoteProtocolError("Text Response longer than we accept")
+        if not pdu.final:
+            if pdu.ttt == RESERVED_TAG:
+                raise RemoteProtocolError("continued Text Response without a TTT")
+            # §11.10: an empty request with the target's TTT fetches the next part.
+            self._enqueue(QueuedText(pdu.itt, b"", pdu.ttt), force=True)
+            return
+        del self._texts[pdu.itt]
+        try:
+            targets = parse_send_targets(bytes(buffer))
+        except (DiscoveryError, TextFormatError) as exc:
+            raise RemoteProtocolError(f"bad SendTargets answer: {exc}") from None
+        self._events.append(DiscoveryCompleted(pdu.itt, targets))
+
+    def _on_async(self, pdu: p.AsyncMessage) -> None:
+        sense = (
+            p.decode_sense(pdu.data) if pdu.async_event == p.AsyncEvent.SCSI_ASYNC_EVENT else b""
+        )
+        lun = p.decode_lun(pdu.lun)
+        self._events.append(
+            AsyncEventReceived(
+                pdu.async_event, lun, sense, pdu.parameter1, pdu.parameter2, pdu.parameter3
+            )
+        )
+        if pdu.async_event in (p.AsyncEvent.CONNECTION_DROP, p.AsyncEvent.SESSION_DROP):
+            self._fail(f"target dropped the connection ({pdu.async_event.name})")
+
+    def _on_reject(self, pdu: p.Reject) -> None:
+        header = pdu.data
+        if len(header) >= p.BHS_LENGTH and header[0] & 0x3F == p.Opcode.NOP_OUT:
+            log.info("target rejected a NOP-Out (%s)", pdu.reason.name)
+            return
+        # ErrorRecoveryLevel 0 has no way to recover the rejected PDU's task (§7.2).
+        raise RemoteProtocolError(f"target rejected a PDU: {pdu.reason.name}")
+
+    def _on_logout_response(self, pdu: p.LogoutResponse) -> None:
+        if pdu.itt != self._logout_itt:
+            raise RemoteProtocolError(f"Logout Response for ITT {pdu.itt:#x}")
+        self._logout_itt = None
+        self.phase = Phase.CLOSED
+        self._events.append(LogoutCompleted(pdu.response, pdu.time2wait, pdu.time2retain))
+        self._fail_remaining("session logged out")
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _enqueue(self, item: _Queued, *, force: bool = False) -> None:
+        if not force and len(self._queue) >= self._max_queued:
+            raise CommandQueueFull(f"{len(self._queue)} requests already wait for the window")
+        self._queue.append(item)
+
+    def _drain(self) -> None:
+        """Send queued requests while their CmdSN lies inside the window (§4.2.2.1)."""
+        params = self.parameters
+        queue = self._queue
+        while queue and self.phase in (Phase.FULL_FEATURE, Phase.LOGGING_OUT):
+            if sn_gt(self.cmd_sn, self.max_cmd_sn):
+                return
+            assert params is not None
+            item = queue.popleft()
+            cmd_sn = self.cmd_sn
+            self.cmd_sn = (cmd_sn + 1) & _MASK
+            if isinstance(item, CommandTask):
+                for pdu in item.command_pdus(params, cmd_sn, self.exp_stat_sn):
+                    self._send(pdu)
+            elif isinstance(item, QueuedText):
+                self._send(
+                    p.TextRequest(
+                        itt=item.itt,
+                        ttt=item.cont_ttt,
+                        cmd_sn=cmd_sn,
+                        exp_stat_sn=self.exp_stat_sn,
+                        data=item.payload,
+                    )
+                )
+            else:
+                self._send(
+                    p.LogoutRequest(itt=item.itt, cmd_sn=cmd_sn, exp_stat_sn=self.exp_stat_sn)
+                )
+
+    def _send_tmf(
+        self,
+        itt: int,
+        fn: p.TaskManagementFunction,
+        lun_field: int,
+        *,
+        referenced: int,
+        ref_cmd_sn: int,
+    ) -> None:
+        self._tmfs[itt] = (fn, lun_field, referenced)
+        self._send(
+            p.TaskManagementRequest(
+                function=fn,
+                itt=itt,
+                lun=lun_field,
+                referenced_task_tag=referenced,
+                cmd_sn=self.cmd_sn,
+                exp_stat_sn=self.exp_stat_sn,
+                ref_cmd_sn=ref_cmd_sn,
+                immediate=True,
+            )
+        )
+
+    def _send(self, pdu: p.PDU) -> None:
+        self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _check_ffp(self, *, allow_logout: bool = False) -> None:
+        if self.phase is Phase.FULL_FEATURE:
+            return
+        if allow_logout and self.phase is Phase.LOGGING_OUT:
+            return
+        raise LocalProtocolError(f"not in the full feature phase ({self.phase.name})")
+
+    def _take_itt(self) -> int:
+        # Skip the reserved tag and any tag still in use after a wrap.
+        while True:
+            itt = self._next_itt
+            self._next_itt = (itt + 1) & _MASK
+            busy = itt in self._tasks or itt in self._tmfs or itt in self._aborted
+            if itt != RESERVED_TAG and not busy:
+                return itt
+
+    def _complete_aborted(self, task: CommandTask) -> None:
+        self._tasks.pop(task.itt, None)
+        self._events.append(
+            CommandCompleted(task.itt, TASK_ABORTED_STATUS, task.data(), b"", task.expected_length)
+        )
+
+    def _protocol_error(self, reason: str) -> None:
+        log.info("initiator connection: %s", reason)
+        if self.phase is Phase.LOGIN:
+            self._fail_login(None, reason)
+        else:
+            self._fail(reason)
+
+    def _fail_login(self, status: int | None, reason: str, address: str | None = None) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self._events.append(LoginFailed(status, reason, address))
+
+    def _fail(self, reason: str) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self._fail_remaining(reason)
+
+    def _fail_remaining(self, reason: str) -> None:
+        itts = (*self._tasks, *self._tmfs, *self._texts)
+        if self._logout_itt is not None:
+            itts = (*itts, self._logout_itt)
+        self._tasks.clear()
+        self._tmfs.clear()
+        self._texts.clear()
+        self._queue.clear()
+        self._logout_itt = None
+        self._ping_deadline = None
+        if reason != "session logged out" or itts:
+            self._events.append(ConnectionFailed(reason, itts))

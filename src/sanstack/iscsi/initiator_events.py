@@ -1,0 +1,120 @@
+"""Events of the sans-IO initiator connection (:mod:`sanstack.iscsi.initiator_connection`).
+
+The edge reads them with ``next_event()`` after feeding bytes, a timer or a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sanstack.iscsi import pdu as p
+from sanstack.iscsi.negotiation import OperationalParameters
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCompleted:
+    """The connection reached the full feature phase with these negotiated parameters."""
+
+    parameters: OperationalParameters
+    tsih: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """The login ended without a session; the connection is closed.
+
+    ``status`` is the target's §11.13.5 status (``Status-Class << 8 | Status-Detail``), or
+    None when the login broke for another reason (protocol error, timeout, lost transport).
+    ``target_address`` is where a redirection points.
+    """
+
+    status: int | None
+    reason: str
+    target_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCompleted:
+    """A SCSI command ended with a status (RFC 7143 §11.4, or phase-collapsed §11.7.4).
+
+    ``data`` is the Data-In reassembled by buffer offset, as long as what arrived.
+    ``residual`` is the Residual Count; ``residual_overflow`` tells overflow (the target had
+    more than the expected length) from underflow. ``response`` is the iSCSI Response field:
+    anything but COMMAND_COMPLETED_AT_TARGET means the target failed the command itself.
+    """
+
+    itt: int
+    status: int
+    data: bytes | memoryview
+    sense: bytes
+    residual: int = 0
+    residual_overflow: bool = False
+    response: int = p.ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+
+
+@dataclass(frozen=True, slots=True)
+class TaskManagementCompleted:
+    itt: int
+    response: p.TaskManagementResponseCode
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncEventReceived:
+    """RFC 7143 §11.9. For LOGOUT_REQUEST the edge should log out within ``parameter3`` s."""
+
+    event: p.AsyncEvent
+    lun: int
+    sense: bytes
+    parameter1: int
+    parameter2: int
+    parameter3: int
+
+
+@dataclass(frozen=True, slots=True)
+class NopInReceived:
+    """The answer to a NOP-Out we sent (our keep-alive pings included)."""
+
+    itt: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutCompleted:
+    """The target answered our logout; the edge closes the transport."""
+
+    response: p.LogoutResponseCode
+    time2wait: int
+    time2retain: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryCompleted:
+    """The SendTargets answer: ``[(target_name, [target_address, ...])]``."""
+
+    itt: int
+    targets: list[tuple[str, list[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """The connection is unusable (protocol error, NOP timeout, lost transport, local abort).
+
+    ``itts`` names every command and task management request still in flight or queued:
+    none of them will complete. The edge drops the transport.
+    """
+
+    reason: str
+    itts: tuple[int, ...] = ()
+
+
+Event = (
+    LoginCompleted
+    | LoginFailed
+    | CommandCompleted
+    | TaskManagementCompleted
+    | AsyncEventReceived
+    | NopInReceived
+    | LogoutCompleted
+    | DiscoveryCompleted
+    | ConnectionFailed
+)
