@@ -1,0 +1,334 @@
+"""``MultipathDevice``: one ``BlockDevice`` per LUN over every path to it (asyncio edge).
+
+Theory of operation. Each path is an iSCSI session to one portal of the target; the policy
+core (``sanstack.mpio``) decides which path carries each I/O. An I/O that fails with a path
+error (connection lost, NOP timeout) fails the path at once and is re-driven on another;
+an error that is about the data or the reservation (CHECK CONDITION other than a unit
+attention, RESERVATION CONFLICT) goes back to the caller and never fails over (dm-multipath's
+``blk_path_error``). When no path is usable the I/O waits for one until the no-path-retry
+deadline, then fails with ``DeviceNotReady``; ``close`` ends every wait at once.
+
+Lifetime (the KB963702 lesson): a path's session is only ever used through ``_PathSlot``,
+whose ``session`` is None while the path is down; I/O never holds a session object past a
+failure, a removed path or a closed device, and every I/O in flight on a failed session
+ends with that session's ``PathError`` before it is re-driven. Each device owns one
+checker task, which it cancels and awaits on ``close``; nothing is shared between devices
+(KB967724: no LUN's work waits behind another's in a common pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sanstack.aio.initiator import ISCSISession, PathError
+from sanstack.block.device import (
+    BlockDevice,
+    DeviceNotReady,
+)
+from sanstack.block.iscsi_device import ISCSIDevice
+from sanstack.mpio.no_path import NoPathRetry
+from sanstack.mpio.paths import FailbackPolicy, GroupChooser, Path, PathEvent, PathState
+from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
+from sanstack.scsi.alua_codec import (
+    ALUAState,
+    ReportTargetPortGroupsCdb,
+    ReportTargetPortGroupsData,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHECKER_INTERVAL = 1.0
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PathAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MultipathOptions:
+    initiator_name: str
+    selector: str = DEFAULT_SELECTOR
+    no_path_retry: NoPathRetry = field(default_factory=NoPathRetry)
+    failback: FailbackPolicy = FailbackPolicy.IMMEDIATE
+    failback_delay: float = 0.0
+    checker_interval: float = CHECKER_INTERVAL
+    nop_interval: float = 1.0
+    nop_timeout: float = 2.0
+
+
+class _PathSlot:
+    """One path: the policy's view (``path``) and the live session and LUN, when up."""
+
+    def __init__(self, address: PathAddress, isid: int) -> None:
+        self.address = address
+        self.isid = isid
+        self.path = Path(str(address))
+        self.session: ISCSISession | None = None
+        self.device: ISCSIDevice | None = None
+
+    def drop(self) -> None:
+        """Forget the session; its in-flight I/O ends with its PathError."""
+        session, self.session, self.device = self.session, None, None
+        if session is not None:
+            session.abort()
+
+
+class MultipathDevice(BlockDevice):
+    """A LUN reached through every given portal; see the module docstring."""
+
+    def __init__(
+        self,
+        target_name: str,
+        lun: int,
+        addresses: Sequence[PathAddress],
+        options: MultipathOptions,
+    ) -> None:
+        self.target_name = target_name
+        self.lun = lun
+        self.options = options
+        self.slots = [
+            _PathSlot(a, 0x80_0000_0000 | (0x5A << 24) | i) for i, a in enumerate(addresses)
+        ]
+        self.selector: Selector = make_selector(options.selector)
+        self.chooser = GroupChooser(options.failback, options.failback_delay)
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._checker: asyncio.Task[None] | None = None
+        self.queued = 0
+
+    # -- opening and closing -----------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        target_name: str,
+        lun: int,
+        addresses: Sequence[PathAddress],
+        options: MultipathOptions,
+    ) -> MultipathDevice:
+        """Log in on every path, check they reach the same device (VPD 0x83), start checking."""
+        device = cls(target_name, lun, addresses, options)
+        await asyncio.gather(*(device._connect(slot) for slot in device.slots))
+        up = [s for s in device.slots if s.device is not None]
+        if not up:
+            await device.close()
+            raise DeviceNotReady(f"no path to {target_name} LUN {lun} could log in")
+        first = up[0].device
+        assert first is not None
+        for slot in up[1:]:
+            assert slot.device is not None
+            if slot.device.identity != first.identity:
+                # Paths are grouped by device identity, never by name: refuse a mix-up.
+                log.error("%s reaches a different device; path not used", slot.address)
+                slot.drop()
+                slot.path.handle(PathEvent.REMOVE, device._loop.time())
+        device.block_size = first.block_size
+        device.num_blocks = first.num_blocks
+        device.identity = first.identity
+        device.thin_provisioned = first.thin_provisioned
+        device._checker = asyncio.create_task(device._check_paths())
+        return device
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._changed.set()
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+        sessions = [s.session for s in self.slots if s.session is not None]
+        for slot in self.slots:
+            slot.session, slot.device = None, None
+        await asyncio.gather(*(_bounded_logout(s) for s in sessions), return_exceptions=True)
+
+    # -- BlockDevice ----------------------------------------------------------------------------
+
+    async def read(self, lba: int, count: int) -> bytes | memoryview:
+        return await self._io(count * self.block_size, lambda d: d.read(lba, count))
+
+    async def write(self, lba: int, data: bytes | memoryview) -> None:
+        await self._io(len(data), lambda d: d.write(lba, data))
+
+    async def flush(self) -> None:
+        await self._io(0, lambda d: d.flush())
+
+    async def unmap(self, lba: int, count: int) -> None:
+        await self._io(0, lambda d: d.unmap(lba, count))
+
+    def health(self) -> str | None:
+        if self._closed:
+            return "device is closed"
+        if not any(s.path.usable for s in self.slots):
+            return "all paths down"
+        return None
+
+    # -- the I/O loop -------------------------------------------------------------------------
+
+    async def _io(self, size: int, operation: Callable[[ISCSIDevice], Awaitable[T]]) -> T:
+        started = self._loop.time()
+        while True:
+            if self._closed:
+                raise DeviceNotReady("multipath device is closed")
+            group = self.chooser.choose([s.path for s in self.slots], self._loop.time())
+            slot = self._slot_of(self.selector.select(group, size)) if group else None
+            if slot is None or slot.device is None:
+                await self._wait_for_path(started)
+                continue
+            device = slot.device
+            slot.path.started(size)
+            try:
+                return await operation(device)
+            except DeviceNotReady as exc:
+                if not isinstance(exc.__cause__, PathError):
+                    raise
+                self._fail(slot, f"I/O: {exc.__cause__}")
+            finally:
+                slot.path.finished(size)
+
+    async def _wait_for_path(self, started: float) -> None:
+        deadline = self.options.no_path_retry.deadline(started)
+        now = self._loop.time()
+        if deadline is not None and now >= deadline:
+            raise DeviceNotReady(
+                f"all paths to {self.target_name} LUN {self.lun} down for "
+                f"{now - started:.1f}s (no_path_retry {self.options.no_path_retry.policy.value})"
+            )
+        self._changed.clear()
+        self.queued += 1
+        try:
+            timeout = None if deadline is None else deadline - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        finally:
+            self.queued -= 1
+
+    def _slot_of(self, path: Path) -> _PathSlot | None:
+        return next((s for s in self.slots if s.path is path), None)
+
+    def _fail(self, slot: _PathSlot, reason: str) -> None:
+        if slot.path.state is PathState.ACTIVE:
+            log.warning("path %s failed: %s", slot.address, reason)
+        slot.path.handle(PathEvent.IO_PATH_ERROR, self._loop.time())
+        slot.drop()
+        self._changed.set()
+
+    # -- path checker ---------------------------------------------------------------------------
+
+    async def _check_paths(self) -> None:
+        """Reinstate failed paths (re-login), notice dead ones, re-read ALUA states."""
+        while not self._closed:
+            await asyncio.sleep(self.options.checker_interval)
+            await asyncio.gather(*(self._check(slot) for slot in self.slots))
+
+    async def _check(self, slot: _PathSlot) -> None:
+        if slot.path.state is PathState.REMOVED:
+            return
+        if slot.session is None or slot.session.closed:
+            if slot.session is not None:
+                self._fail(slot, "session closed")
+            await self._connect(slot)
+            return
+        await self._read_alua(slot)
+
+    async def _connect(self, slot: _PathSlot) -> None:
+        try:
+            session = await asyncio.wait_for(
+                ISCSISession.connect(
+                    slot.address.host,
+                    slot.address.port,
+                    self.target_name,
+                    initiator_name=self.options.initiator_name,
+                    isid=slot.isid,
+                    nop_interval=self.options.nop_interval,
+                    nop_timeout=self.options.nop_timeout,
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except (PathError, OSError, TimeoutError) as exc:
+            if slot.path.state is PathState.ACTIVE:
+                self._fail(slot, f"login: {exc}")
+            return
+        try:
+            device = await asyncio.wait_for(ISCSIDevice.open(session, self.lun), CONNECT_TIMEOUT)
+        except Exception as exc:  # any failure to open the LUN leaves the path down
+            session.abort()
+            log.warning("path %s: LUN %d not usable: %s", slot.address, self.lun, exc)
+            return
+        if self._closed:
+            session.abort()
+            return
+        slot.session, slot.device = session, device
+        await self._read_alua(slot)
+        if slot.path.state is PathState.FAILED:
+            slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
+            log.info("path %s reinstated", slot.address)
+        self._changed.set()
+
+    async def _read_alua(self, slot: _PathSlot) -> None:
+        session = slot.session
+        if session is None:
+            return
+        cdb = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
+        try:
+            result = await asyncio.wait_for(session.command(self.lun, cdb, read_length=4096), 5)
+        except (PathError, TimeoutError) as exc:
+            self._fail(slot, f"RTPG: {exc}")
+            return
+        if result.status != 0:
+            return  # a target without ALUA (tgt): every path stays active/optimized
+        port = session.relative_target_port_id
+        for group in ReportTargetPortGroupsData.decode(result.data).descriptors:
+            if port in group.relative_target_port_ids:
+                if slot.path.alua_state != group.asymmetric_access_state:
+                    slot.path.alua_state = ALUAState(group.asymmetric_access_state)
+                    self._changed.set()
+                return
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        group = {
+            p.name for p in self.chooser.choose([s.path for s in self.slots], self._loop.time())
+        }
+        return {
+            "target": self.target_name,
+            "lun": self.lun,
+            "naa": self.identity.naa.hex() if hasattr(self, "identity") else None,
+            "selector": self.selector.name,
+            "no_path_retry": self.options.no_path_retry.policy.value,
+            "queued": self.queued,
+            "paths": [
+                {
+                    "path": str(s.address),
+                    "state": s.path.state.value,
+                    "alua": s.path.alua_state.name.lower(),
+                    "active_group": s.path.name in group,
+                    "in_flight": s.path.in_flight,
+                    "completed": s.path.completed,
+                    "failures": s.path.failures,
+                }
+                for s in self.slots
+            ],
+        }
+
+
+async def _bounded_logout(session: ISCSISession) -> None:
+    try:
+        await asyncio.wait_for(session.logout(), 3)
+    except (PathError, TimeoutError, OSError):
+        session.abort()

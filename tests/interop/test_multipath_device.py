@@ -1,0 +1,157 @@
+"""MultipathDevice against a real target process, each path through a fault proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from tests.support.processes import free_port, running_target
+
+from sanstack.aio.fault_proxy import FaultProxy
+from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.block.device import DeviceNotReady
+from sanstack.mpio.no_path import NoPathRetry
+
+pytestmark = pytest.mark.interop
+IQN = "iqn.2026-11.org.sanstack:mpio"
+INITIATOR = "iqn.2026-11.org.sanstack:mpio-host"
+BS = 512
+
+
+@asynccontextmanager
+async def multipath(
+    ports: list[int], *, no_path_retry: str = "10", lun: int = 0
+) -> AsyncIterator[tuple[MultipathDevice, list[FaultProxy]]]:
+    proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
+    options = MultipathOptions(
+        initiator_name=INITIATOR,
+        no_path_retry=NoPathRetry.parse(no_path_retry),
+        checker_interval=0.2,
+        nop_interval=0.5,
+        nop_timeout=1.0,
+    )
+    addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+    device = await MultipathDevice.open(IQN, lun, addresses, options)
+    try:
+        yield device, proxies
+    finally:
+        await device.close()
+        for proxy in proxies:
+            await proxy.close()
+
+
+async def _load(device: MultipathDevice, seconds: float, seed: int) -> tuple[int, float]:
+    """Random writes then read-backs; returns (I/Os done, longest stall)."""
+    rng = random.Random(seed)
+    written: dict[int, bytes] = {}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    done = 0
+    worst = 0.0
+    while loop.time() < end:
+        lba = rng.randrange(0, 2048) * 8
+        began = loop.time()
+        if rng.random() < 0.5 or lba not in written:
+            data = os.urandom(8 * BS)
+            await device.write(lba, data)
+            written[lba] = data
+        else:
+            assert bytes(await device.read(lba, 8)) == written[lba]
+        worst = max(worst, loop.time() - began)
+        done += 1
+    for lba, data in written.items():
+        assert bytes(await device.read(lba, 8)) == data
+    return done, worst
+
+
+def test_reset_and_restore_of_either_path_loses_nothing(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            async with multipath(ports) as (device, proxies):
+                assert device.num_blocks == 16 * 2048
+                load = asyncio.create_task(_load(device, 4.0, seed=1))
+                for victim in (0, 1, 0):
+                    await asyncio.sleep(0.6)
+                    proxies[victim].reset()
+                done, worst = await load
+                assert done > 100
+                assert worst < 1.0, f"a reset stalled I/O for {worst:.2f}s"
+                status = device.status()
+                assert sum(p["failures"] for p in status["paths"]) >= 1
+
+        asyncio.run(body())
+
+
+def test_blackholed_path_is_failed_by_nop_timeout(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            async with multipath(ports) as (device, proxies):
+                load = asyncio.create_task(_load(device, 5.0, seed=2))
+                await asyncio.sleep(0.5)
+                proxies[0].blackhole()
+                done, worst = await load
+                assert done > 50
+                assert worst < 5.0, f"a blackhole stalled I/O for {worst:.2f}s"
+                assert device.status()["paths"][0]["state"] == "failed"
+                proxies[0].restore()
+
+        asyncio.run(body())
+
+
+def test_all_paths_down_queues_then_resumes_or_fails(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            async with multipath(ports, no_path_retry="3") as (device, proxies):
+                data = os.urandom(BS * 8)
+                for proxy in proxies:
+                    proxy.down()
+                # Back within the bound: the queued write completes without error.
+                write = asyncio.create_task(device.write(0, data))
+                await asyncio.sleep(1.0)
+                assert not write.done()
+                proxies[1].up()
+                await asyncio.wait_for(write, 10)
+                assert bytes(await device.read(0, 8)) == data
+                # Down past the bound: a clear error, and the device stays usable.
+                proxies[1].down()
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(DeviceNotReady, match="all paths"):
+                    await device.read(0, 8)
+                waited = asyncio.get_running_loop().time() - started
+                assert waited >= 2.5
+                for proxy in proxies:
+                    proxy.up()
+                await asyncio.sleep(1.0)
+                assert bytes(await device.read(0, 8)) == data
+
+        asyncio.run(body())
+
+
+def test_close_with_io_queued_on_dead_paths_ends_every_io(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            before = len(asyncio.all_tasks())
+            async with multipath(ports, no_path_retry="queue") as (device, proxies):
+                for proxy in proxies:
+                    proxy.down()
+                ios = [asyncio.create_task(device.read(i * 8, 8)) for i in range(32)]
+                await asyncio.sleep(0.5)
+                await device.close()
+                results = await asyncio.wait_for(asyncio.gather(*ios, return_exceptions=True), 10)
+                assert all(isinstance(r, DeviceNotReady) for r in results)
+            assert len(asyncio.all_tasks()) <= before
+
+        asyncio.run(body())
