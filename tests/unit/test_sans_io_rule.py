@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "sanstack"
-CORE_PACKAGES = ("iscsi", "scsi", "mpio")
+CORE_PACKAGES = ("iscsi", "scsi", "mpio", "nbd")
 CORE_MODULES = ("target/config.py", "target/target.py", "target/registry.py")
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "selectors", "uvloop", "concurrent"}
 

@@ -1,0 +1,394 @@
+"""The asyncio edge of the NBD server: sockets, request tasks, back-pressure, shutdown.
+
+Each accepted connection gets an ``NBDServerConnection`` core (``sanstack.nbd``) and an
+``asyncio.Protocol`` that feeds it bytes. Every ``Request`` runs as a coroutine against the
+export's ``BlockDevice``, started eagerly (a cached read finishes without a Task); those
+that wait become Tasks the connection owns, cancels and awaits when it ends. At most
+``max_in_flight`` requests run per connection: beyond that the protocol stops taking events
+from the core and pauses reading, as it does while the socket's write buffer is full.
+Everything the core produced during one loop iteration leaves in one ``writelines``.
+
+Shutdown ("Terminating the transmission phase" of doc/proto.md, NetworkBlockDevice/nbd):
+stop accepting, let requests in flight finish within a grace period while new ones get
+``NBD_ESHUTDOWN``, then close every connection and await every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Final, cast
+
+from sanstack.aio.eager import start_eagerly
+from sanstack.block.device import (
+    BlockDevice,
+    BlockDeviceError,
+    DeviceNotReady,
+    DeviceReadOnly,
+    ProvisioningStatus,
+    SpaceExhausted,
+)
+from sanstack.nbd import (
+    Disconnect,
+    ExportChosen,
+    ExportInfo,
+    NBDCmd,
+    NBDCmdFlag,
+    NBDError,
+    NBDServerConnection,
+    NBDState,
+    ProtocolFailure,
+    Request,
+    RequestRejected,
+)
+
+log = logging.getLogger(__name__)
+
+NBD_PORT: Final = 10809  # IANA-reserved ("Newstyle negotiation")
+MAX_IN_FLIGHT: Final = 64
+SHUTDOWN_GRACE_SECONDS: Final = 5.0
+# How long a connection may take to end after its tasks were cancelled.
+CLOSE_WAIT_SECONDS: Final = 5.0
+# WRITE_ZEROES with NO_HOLE writes real zeroes, this many bytes per device write.
+ZERO_CHUNK_BYTES: Final = 1 << 20
+# A BLOCK_STATUS answer asks the device at most this often; a shorter answer is allowed
+# ("the server MAY return fewer descriptors ... so long as at least one extent is returned").
+MAX_STATUS_LOOKUPS: Final = 64
+
+_ZEROES: Final = bytes(ZERO_CHUNK_BYTES)
+_STATE: Final = {
+    ProvisioningStatus.MAPPED: 0,
+    # A deallocated block reads as zeroes (BlockDevice.unmap's contract).
+    ProvisioningStatus.DEALLOCATED: NBDState.NBD_STATE_HOLE | NBDState.NBD_STATE_ZERO,
+    ProvisioningStatus.ANCHORED: NBDState.NBD_STATE_ZERO,
+}
+
+
+def export_info(device: BlockDevice, description: str = "") -> ExportInfo:
+    """What the handshake advertises for ``device``: its block size as the minimum block
+    size, since the device takes whole blocks only."""
+    return ExportInfo(
+        size=device.capacity_bytes,
+        block_size=device.block_size,
+        read_only=device.read_only,
+        description=description,
+    )
+
+
+def nbd_errno(exc: BlockDeviceError, *, shutting_down: bool = False) -> NBDError:
+    """The NBD error for a device error ("Error values")."""
+    if isinstance(exc, SpaceExhausted):
+        return NBDError.NBD_ENOSPC
+    if isinstance(exc, DeviceReadOnly):
+        return NBDError.NBD_EPERM
+    if isinstance(exc, DeviceNotReady) and shutting_down:
+        return NBDError.NBD_ESHUTDOWN
+    return NBDError.NBD_EIO
+
+
+class NBDServer:
+    """Serves ``exports`` (name -> device) over NBD on ``host:port`` (port 0: any free).
+
+    The server does not own the devices: closing them after ``stop`` is the caller's job.
+    """
+
+    def __init__(
+        self,
+        exports: Mapping[str, BlockDevice],
+        host: str = "127.0.0.1",
+        port: int = NBD_PORT,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        if not exports:
+            raise ValueError("an NBD server needs at least one export")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.exports = dict(exports)
+        self.infos = {name: export_info(dev) for name, dev in self.exports.items()}
+        self.host = host
+        self._port = port
+        self.max_in_flight = max_in_flight
+        self.connections: set[NBDConnectionHandler] = set()
+        self.closing = False
+        self._listener: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on; after ``start`` the kernel's choice when 0 was asked."""
+        return self._port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: NBDConnectionHandler(self), self.host, self._port, reuse_address=True
+        )
+        if self._port == 0:
+            self._port = self._listener.sockets[0].getsockname()[1]
+        log.info("NBD server listening on %s:%d", self.host, self._port)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let requests in flight finish within ``grace``, close all."""
+        self.closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        handlers = list(self.connections)
+        for handler in handlers:
+            handler.begin_shutdown()
+        if handlers:
+            waits = [asyncio.ensure_future(h.closed.wait()) for h in handlers]
+            try:
+                await asyncio.wait(waits, timeout=grace)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+        await asyncio.gather(*(h.close() for h in handlers), return_exceptions=True)
+        if listener is not None:
+            # Last: from Python 3.12 on this also waits for the connections to end.
+            await listener.wait_closed()
+
+
+class NBDConnectionHandler(asyncio.Protocol):
+    """One TCP connection: the glue between the socket, the core and the device."""
+
+    def __init__(self, server: NBDServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.core = NBDServerConnection(server.infos)
+        self.transport: asyncio.Transport | None = None
+        self.device: BlockDevice | None = None
+        self.peer = "?"
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lost = False
+        self._finishing = False  # close once the requests in flight are answered
+        self._write_paused = False
+        self._reading = True
+        self._flush_scheduled = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = str(transport.get_extra_info("peername"))
+        if self.server.closing:
+            self.transport.abort()
+            return
+        self.server.connections.add(self)
+        self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        self.core.receive_data(data)
+        self._pump()
+
+    def eof_received(self) -> bool:
+        self.core.receive_data(b"")
+        self._pump()
+        return True  # keep the socket open to send the replies still owed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        for task in self._tasks:
+            task.cancel()
+        self.server.connections.discard(self)
+        self._check_closed()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
+
+    # -- driving the core --------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        core = self.core
+        while not self._lost and core.in_flight < self.server.max_in_flight:
+            event = core.next_event()
+            if event is None:
+                break
+            if isinstance(event, Request):
+                self._start(event)
+            elif isinstance(event, ExportChosen):
+                self.device = self.server.exports[event.name]
+                log.info(
+                    "%s: export %r (structured replies: %s, contexts: %s)",
+                    self.peer,
+                    event.name,
+                    event.structured_replies,
+                    ",".join(event.meta_contexts) or "none",
+                )
+            elif isinstance(event, RequestRejected):
+                log.debug("%s: request %#x refused: %s", self.peer, event.cookie, event.reason)
+            elif isinstance(event, Disconnect):
+                log.info("%s: %s", self.peer, event.reason)
+                self._finishing = True
+            elif isinstance(event, ProtocolFailure):
+                log.warning("%s: protocol failure, dropping: %s", self.peer, event.reason)
+                self._abort()
+                return
+        if core.has_data_to_send and not self._flush_scheduled:
+            # Replies completed in this loop iteration leave together: one syscall.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        if self._finishing and not self._tasks and self.transport is not None:
+            self._flush()
+            self.transport.close()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self._lost or transport.is_closing():
+            return
+        want = not self._write_paused and self.core.in_flight < self.server.max_in_flight
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        parts = self.core.data_to_send()
+        transport = self.transport
+        if parts and transport is not None and not transport.is_closing():
+            transport.writelines(parts)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _start(self, request: Request) -> None:
+        task = start_eagerly(self.loop, self._run(request))
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: request task failed", self.peer, exc_info=task.exception())
+        if self._lost:
+            self._check_closed()
+        else:
+            self._pump()
+
+    async def _run(self, request: Request) -> None:
+        core = self.core
+        try:
+            await self._execute(request)
+        except BlockDeviceError as exc:
+            error = nbd_errno(exc, shutting_down=self.server.closing)
+            log.info("%s: %s failed: %s", self.peer, request.command.name, exc)
+            core.reply_error(request.cookie, error, str(exc))
+        except Exception:
+            # A bug below us; the client still gets an answer rather than a hung request.
+            log.exception("%s: %s failed", self.peer, request.command.name)
+            core.reply_error(request.cookie, NBDError.NBD_EIO, "internal server error")
+
+    async def _execute(self, request: Request) -> None:
+        core = self.core
+        device = self.device
+        assert device is not None  # requests only come after ExportChosen
+        bs = device.block_size
+        lba, count = request.offset // bs, request.length // bs
+        match request.command:
+            case NBDCmd.NBD_CMD_READ:
+                core.reply_read(request.cookie, await device.read(lba, count))
+                return
+            case NBDCmd.NBD_CMD_WRITE:
+                await device.write(lba, request.data)
+            case NBDCmd.NBD_CMD_FLUSH:
+                await device.flush()
+            case NBDCmd.NBD_CMD_TRIM:
+                await device.unmap(lba, count)
+            case NBDCmd.NBD_CMD_WRITE_ZEROES:
+                if request.flags & NBDCmdFlag.NBD_CMD_FLAG_NO_HOLE:
+                    await _write_zeroes(device, lba, count)
+                else:
+                    # Deallocated blocks read back as zeroes (BlockDevice.unmap's contract),
+                    # which is all WRITE_ZEROES without NO_HOLE asks.
+                    await device.unmap(lba, count)
+            case NBDCmd.NBD_CMD_BLOCK_STATUS:
+                one = bool(request.flags & NBDCmdFlag.NBD_CMD_FLAG_REQ_ONE)
+                extents = await _block_status(device, lba, count, one=one)
+                core.reply_block_status(request.cookie, extents)
+                return
+            case _:  # the core refuses every other command
+                raise AssertionError(f"unexpected {request.command!r}")
+        if request.fua and request.command != NBDCmd.NBD_CMD_FLUSH:
+            await device.flush()
+        core.reply_ok(request.cookie)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def begin_shutdown(self) -> None:
+        """New options and requests are refused; close once those in flight are answered."""
+        self.core.shutdown()
+        self._finishing = True
+        self._pump()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self) -> None:
+        """Close now, cancelling requests still running, and wait (bounded) for the end."""
+        if self.transport is not None and not self.transport.is_closing():
+            self._flush()
+            self.transport.close()
+        for task in self._tasks:
+            task.cancel()
+        try:
+            await asyncio.wait_for(self.closed.wait(), CLOSE_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("%s: connection did not end within %ss", self.peer, CLOSE_WAIT_SECONDS)
+            self._abort()
+
+    def _check_closed(self) -> None:
+        if self._lost and not self._tasks:
+            self.closed.set()
+
+
+async def _write_zeroes(device: BlockDevice, lba: int, count: int) -> None:
+    per_write = ZERO_CHUNK_BYTES // device.block_size
+    view = memoryview(_ZEROES)
+    while count > 0:
+        n = min(per_write, count)
+        await device.write(lba, view[: n * device.block_size])
+        lba += n
+        count -= n
+
+
+async def _block_status(
+    device: BlockDevice, lba: int, count: int, *, one: bool
+) -> list[tuple[int, int]]:
+    """``(bytes, NBDState flags)`` extents from ``lba``, as far as a few lookups reach."""
+    extents: list[tuple[int, int]] = []
+    end = lba + count
+    for _ in range(MAX_STATUS_LOOKUPS):
+        if lba >= end:
+            break
+        found = await device.get_lba_status(lba, end - lba)
+        progressed = False
+        for extent in found:
+            if extent.lba != lba or extent.count <= 0:
+                break
+            extents.append((extent.count * device.block_size, int(_STATE[extent.status])))
+            lba += extent.count
+            progressed = True
+        if one or not progressed:
+            break
+    if not extents:
+        # "a server MAY always safely report a status of 0 for any block"
+        extents.append((count * device.block_size, 0))
+    return extents
