@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0
-Handler = Callable[[TargetService, dict[str, str], Any], Awaitable[Any]]
+Handler = Callable[[Any, dict[str, str], Any], Awaitable[Any]]
+Route = tuple[str, "re.Pattern[str]", Handler]
 _NAME = r"(?P<target>[^/]+)"
 
 
@@ -77,7 +78,7 @@ async def _reservations(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
 
 
 # (method, path pattern) -> handler. Anything else is 404 or 405.
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+ROUTES: list[Route] = [
     ("GET", re.compile(r"^/v1/status$"), _status),
     ("GET", re.compile(r"^/v1/targets$"), _targets),
     ("GET", re.compile(rf"^/v1/targets/{_NAME}$"), _target),
@@ -96,10 +97,12 @@ def register_route(method: str, pattern: str, handler: Handler) -> None:
     ROUTES.append((method, re.compile(pattern), handler))
 
 
-async def dispatch(service: TargetService, method: str, path: str, body: bytes) -> tuple[int, Any]:
+async def dispatch(
+    service: Any, method: str, path: str, body: bytes, routes: list[Route] | None = None
+) -> tuple[int, Any]:
     """(HTTP status, JSON value) for one request; every failure is a JSON error object."""
     allowed = False
-    for route_method, pattern, handler in ROUTES:
+    for route_method, pattern, handler in ROUTES if routes is None else routes:
         match = pattern.match(path)
         if match is None:
             continue
@@ -123,11 +126,16 @@ async def dispatch(service: TargetService, method: str, path: str, body: bytes) 
 
 
 class ControlServer:
-    """Serves the control plane on a Unix socket until ``close``."""
+    """Serves a daemon's service API on a Unix socket until ``close``.
 
-    def __init__(self, service: TargetService, path: Path) -> None:
+    ``routes`` defaults to the target daemon's; other daemons (``sanstack mpio export``)
+    pass their own table and service object.
+    """
+
+    def __init__(self, service: Any, path: Path, routes: list[Route] | None = None) -> None:
         self.service = service
         self.path = path
+        self.routes = ROUTES if routes is None else routes
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -187,6 +195,7 @@ class ControlServer:
                     request.method.decode(),
                     request.target.decode().split("?", 1)[0],
                     bytes(body),
+                    self.routes,
                 )
                 await self._reply(conn, writer, status, payload)
                 return

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -378,25 +378,49 @@ class ISCSISession(asyncio.Protocol):
         """
         self._check_open()
         limit = self.command_timeout if timeout is None else timeout
+        deadline = None if limit is None else self.loop.time() + limit
+        # No asyncio.timeout here: servers start commands eagerly, outside any Task, and the
+        # deadline is a timer on the command's own future (cheaper, and it needs no Task).
+        await self._wait_until(self._slots.acquire(), deadline, limit, self._slots.locked())
         itt: int | None = None
+        timer: asyncio.TimerHandle | None = None
         try:
-            async with asyncio.timeout(limit), self._slots:
-                if not self._writable.is_set():
-                    await self._writable.wait()
-                self._check_open()
-                itt = self.core.submit(
-                    lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
-                )
-                fut: asyncio.Future[CommandResult] = self.loop.create_future()
-                self._commands[itt] = fut
-                self._pump()
-                return await fut
-        except TimeoutError:
-            self._forget(itt)
-            raise PathTimeout(f"command did not complete within {limit}s") from None
+            if not self._writable.is_set():
+                await self._wait_until(self._writable.wait(), deadline, limit, True)
+            self._check_open()
+            itt = self.core.submit(
+                lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
+            )
+            fut: asyncio.Future[CommandResult] = self.loop.create_future()
+            self._commands[itt] = fut
+            self._pump()
+            if deadline is not None:
+                timer = self.loop.call_at(deadline, self._expire, itt, fut, limit)
+            return await fut
         except asyncio.CancelledError:
             self._forget(itt)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._slots.release()
+
+    async def _wait_until(
+        self, waiting: Awaitable[Any], deadline: float | None, limit: float | None, wait: bool
+    ) -> None:
+        """Await ``waiting`` until ``deadline``; PathTimeout past it."""
+        if not wait or deadline is None:
+            await waiting
+            return
+        try:
+            await asyncio.wait_for(waiting, max(deadline - self.loop.time(), 0))
+        except TimeoutError:
+            raise PathTimeout(f"command did not complete within {limit}s") from None
+
+    def _expire(self, itt: int, fut: asyncio.Future[CommandResult], limit: float | None) -> None:
+        if not fut.done():
+            fut.set_exception(PathTimeout(f"command did not complete within {limit}s"))
+            self._forget(itt)
 
     def _forget(self, itt: int | None) -> None:
         """A caller gave up on a command: abort it at the target so it stops there too."""

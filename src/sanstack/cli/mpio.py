@@ -1,0 +1,150 @@
+"""``sanstack mpio ...``: a multipath device per LUN, exported over NBD, and its status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from sanstack.cli.control_client import call, emit, render_table, socket_in_use
+from sanstack.errors import ConfigError
+
+log = logging.getLogger("sanstack")
+DEFAULT_MPIO_CONTROL = Path("/run/sanstack/mpio.sock")
+DEFAULT_INITIATOR = "iqn.2026-11.org.sanstack:initiator"
+
+
+def register(commands: Any) -> None:
+    mpio = commands.add_parser("mpio", help="multipath I/O: one device per LUN over every path")
+    sub = mpio.add_subparsers(dest="mpio_command", metavar="COMMAND")
+    sub.required = True
+    export = sub.add_parser(
+        "export",
+        help="serve one LUN through all given portals as an NBD export until stopped",
+        description=(
+            "Log in to IQN through every --portal, build one multipath device for LUN N "
+            "(paths grouped by VPD 0x83 identity, ALUA-aware, failover and failback), and "
+            "serve it over NBD (nbd://HOST:PORT) until SIGINT/SIGTERM."
+        ),
+    )
+    export.add_argument("--portal", action="append", default=[], help="HOST:PORT (repeatable)")
+    export.add_argument("--iqn", required=True, help="target name")
+    export.add_argument("--lun", type=int, required=True, help="LUN number")
+    export.add_argument("--nbd", required=True, help="HOST:PORT to serve NBD on")
+    export.add_argument(
+        "--no-path-queue",
+        default="30",
+        metavar="SECONDS",
+        help="with every path down: queue I/O this long, then fail it ('queue' = forever, "
+        "0 or 'fail' = fail at once; default 30)",
+    )
+    export.add_argument(
+        "--selector",
+        default="service-time",
+        help="service-time (default), round-robin, least-queue-depth, failover, weighted",
+    )
+    export.add_argument("--initiator-name", default=DEFAULT_INITIATOR, help="our iSCSI name")
+    export.add_argument("--control", type=Path, default=DEFAULT_MPIO_CONTROL, help="control socket")
+    export.set_defaults(func=_export)
+    status = sub.add_parser("status", help="devices, paths, states, ALUA groups, I/O counts")
+    status.add_argument("--control", type=Path, default=DEFAULT_MPIO_CONTROL, help="control socket")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(func=_status)
+
+
+def _address(text: str, field: str) -> tuple[str, int]:
+    match = re.fullmatch(r"\[?([^\]]+?)\]?:(\d+)", text)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(field, f"{text!r} is not HOST:PORT")
+    return match.group(1), int(match.group(2))
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from sanstack.aio.control_server import ControlServer
+    from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
+    from sanstack.aio.nbd_server import NBDServer
+    from sanstack.cli.main import StopSignals
+    from sanstack.mpio.no_path import NoPathRetry
+    from sanstack.mpio.selectors import make_selector
+    from sanstack.target.config import check_name
+
+    if not args.portal:
+        raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
+    addresses = [PathAddress(*_address(p, f"--portal {p}")) for p in args.portal]
+    nbd_host, nbd_port = _address(args.nbd, "--nbd")
+    iqn = check_name(args.iqn, "--iqn")
+    initiator = check_name(args.initiator_name, "--initiator-name")
+    if not 0 <= args.lun < 16384:
+        raise ConfigError("--lun", f"{args.lun} is not a LUN number 0..16383")
+    make_selector(args.selector)
+    options = MultipathOptions(
+        initiator_name=initiator,
+        selector=args.selector,
+        no_path_retry=NoPathRetry.parse(args.no_path_queue),
+    )
+    if socket_in_use(args.control):
+        raise ConfigError("--control", f"another daemon is serving {args.control}")
+    stop = StopSignals()
+    device = await MultipathDevice.open(iqn, args.lun, addresses, options)
+    server = NBDServer({"": device, f"{iqn}/{args.lun}": device}, nbd_host, nbd_port)
+    control = ControlServer(MpioService([device]), args.control, MPIO_ROUTES)
+    try:
+        await server.start()
+        await control.start()
+    except OSError as exc:
+        await device.close()
+        raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
+    print(f"ready nbd://{nbd_host}:{server.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await control.close()
+        await server.stop()
+        await device.close()
+    return 0
+
+
+class MpioService:
+    """The multipath daemon's service API (what ``sanstack mpio status`` shows)."""
+
+    def __init__(self, devices: list[Any]) -> None:
+        self.devices = devices
+
+    def status(self) -> list[dict[str, Any]]:
+        return [device.status() for device in self.devices]
+
+
+async def _devices(service: MpioService, _m: dict[str, str], _b: Any) -> Any:
+    return service.status()
+
+
+MPIO_ROUTES: list[Any] = [("GET", re.compile(r"^/v1/devices$"), _devices)]
+
+_PATH_COLUMNS = [
+    ("device", "DEVICE"),
+    ("path", "PATH"),
+    ("state", "STATE"),
+    ("alua", "ALUA"),
+    ("active_group", "ACTIVE GROUP"),
+    ("in_flight", "IN FLIGHT"),
+    ("completed", "DONE"),
+    ("failures", "FAILURES"),
+]
+
+
+async def _status(args: argparse.Namespace) -> int:
+    devices = call(args.control, "GET", "/v1/devices")
+    lines = []
+    rows = []
+    for device in devices:
+        name = f"{device['target']}/{device['lun']}"
+        lines.append(
+            f"{name}  naa {device['naa']}  selector {device['selector']}  "
+            f"no_path_retry {device['no_path_retry']}  queued {device['queued']}"
+        )
+        rows += [{**path, "device": name} for path in device["paths"]]
+    table = "\n".join(lines) + "\n" + render_table(rows, _PATH_COLUMNS)
+    emit(devices, as_json=args.json, table=table)
+    return 0
