@@ -32,7 +32,7 @@ def _wait_line(process: subprocess.Popen[str], prefix: str, timeout: float = 30)
             return line.strip()
         if not line and process.poll() is not None:
             break
-    pytest.fail(f"no {prefix!r} line from {process.args}")
+    pytest.fail(f"no {prefix!r} line from {process.args!r}")
 
 
 @contextlib.contextmanager
@@ -109,7 +109,7 @@ def test_convert_while_a_path_is_cut_and_restored(tmp_path: Path, cut: str, vict
         time.sleep(1.5)
         if cut == "down":
             fault(proxy, f"up {victim}")
-        out, err = copy.communicate(timeout=240)
+        _out, err = copy.communicate(timeout=240)
         assert copy.returncode == 0, err
         run_tool([qemu_img, "compare", "-f", "raw", "-F", "raw", str(source), url])
         (device,) = mpio_status(tmp_path)
