@@ -15,7 +15,9 @@ from tests.support.processes import free_port, running_target
 from sanstack.aio.fault_proxy import FaultProxy
 from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.block.device import DeviceNotReady
+from sanstack.block.iscsi_device import ReservationConflict
 from sanstack.mpio.no_path import NoPathRetry
+from sanstack.scsi.pr_codec import PRType
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:mpio"
@@ -153,5 +155,54 @@ def test_close_with_io_queued_on_dead_paths_ends_every_io(tmp_path: Path) -> Non
                 results = await asyncio.wait_for(asyncio.gather(*ios, return_exceptions=True), 10)
                 assert all(isinstance(r, DeviceNotReady) for r in results)
             assert len(asyncio.all_tasks()) <= before
+
+        asyncio.run(body())
+
+
+def test_reservations_over_multipath_fence_a_node_on_every_path(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
+            addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+
+            def options(name: str) -> MultipathOptions:
+                return MultipathOptions(initiator_name=name, checker_interval=0.2)
+
+            node1 = await MultipathDevice.open(IQN, 0, addresses, options(f"{INITIATOR}-1"))
+            node2 = await MultipathDevice.open(IQN, 0, addresses, options(f"{INITIATOR}-2"))
+            try:
+                # Node 1 registers while its second path is down; that path must be
+                # registered when it comes back, before it carries I/O.
+                proxies[1].down()
+                await asyncio.sleep(0.5)
+                await node1.pr_register(0x1111)
+                proxies[1].up()
+                await node2.pr_register(0x2222)
+                for _ in range(50):
+                    if all(p["state"] == "active" for p in node1.status()["paths"]):
+                        break
+                    await asyncio.sleep(0.1)
+                keys = await node1.pr_read_keys()
+                assert sorted(keys.reservation_keys) == [0x1111, 0x1111, 0x2222, 0x2222]
+                we_ro = PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+                await node1.pr_reserve(we_ro)
+                await node1.pr_preempt(0x2222, we_ro, abort=True)
+                # The fenced node gets RESERVATION CONFLICT on every path: an error for the
+                # caller, never a path failure.
+                for _ in range(4):
+                    with pytest.raises(ReservationConflict):
+                        await node2.write(0, bytes(BS))
+                assert all(p["state"] == "active" for p in node2.status()["paths"])
+                assert bytes(await node2.read(0, 1)) == bytes(BS)
+                await node1.write(0, b"\x01" * BS)
+                reservation = await node2.pr_read_reservation()
+                assert (reservation.reservation_key, reservation.pr_type) == (0x1111, we_ro)
+            finally:
+                await node1.close()
+                await node2.close()
+                for proxy in proxies:
+                    await proxy.close()
 
         asyncio.run(body())

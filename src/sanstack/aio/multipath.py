@@ -30,7 +30,7 @@ from sanstack.block.device import (
     BlockDevice,
     DeviceNotReady,
 )
-from sanstack.block.iscsi_device import ISCSIDevice
+from sanstack.block.iscsi_device import ISCSIDevice, ReservationConflict
 from sanstack.mpio.no_path import NoPathRetry
 from sanstack.mpio.paths import FailbackPolicy, GroupChooser, Path, PathEvent, PathState
 from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
@@ -38,6 +38,17 @@ from sanstack.scsi.alua_codec import (
     ALUAState,
     ReportTargetPortGroupsCdb,
     ReportTargetPortGroupsData,
+)
+from sanstack.scsi.pr_codec import (
+    PRInCdb,
+    PRInServiceAction,
+    PROutCdb,
+    PROutParameters,
+    PROutServiceAction,
+    PRScope,
+    PRType,
+    ReadKeysData,
+    ReadReservationData,
 )
 
 log = logging.getLogger(__name__)
@@ -108,6 +119,10 @@ class MultipathDevice(BlockDevice):
         self._closed = False
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
+        # The key this host registered (MSDSM and mpathpersist remember it): every new or
+        # reinstated path is registered with it before it carries I/O.
+        self.reservation_key = 0
+        self.aptpl = False
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -272,6 +287,13 @@ class MultipathDevice(BlockDevice):
         if self._closed:
             session.abort()
             return
+        if self.reservation_key:
+            try:
+                await self._register_path(device, self.reservation_key, ignore_existing=True)
+            except Exception as exc:  # an unregistered path must not carry I/O
+                session.abort()
+                log.warning("path %s: could not register our key: %s", slot.address, exc)
+                return
         slot.session, slot.device = session, device
         await self._read_alua(slot)
         if slot.path.state is PathState.FAILED:
@@ -299,6 +321,114 @@ class MultipathDevice(BlockDevice):
                     self._changed.set()
                 return
 
+    # -- persistent reservations over every path (MSDSM, mpathpersist) ----------------------------
+
+    async def pr_register(self, key: int, *, aptpl: bool = False) -> None:
+        """REGISTER ``key`` (0 unregisters) on every usable path; a path that already holds a
+        registration gets REGISTER AND IGNORE EXISTING KEY (libmpathpersist's retry)."""
+        devices = [s.device for s in self.slots if s.device is not None and s.path.usable]
+        if not devices:
+            raise DeviceNotReady("no usable path to register on")
+        old = self.reservation_key
+        self.aptpl = aptpl
+        results = await asyncio.gather(
+            *(self._register_path(d, key, old_key=old, aptpl=aptpl) for d in devices),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if len(errors) == len(devices):
+            raise errors[0]
+        self.reservation_key = key
+
+    async def _register_path(
+        self,
+        device: ISCSIDevice,
+        key: int,
+        *,
+        old_key: int = 0,
+        aptpl: bool = False,
+        ignore_existing: bool = False,
+    ) -> None:
+        action = (
+            PROutServiceAction.REGISTER_AND_IGNORE_EXISTING_KEY
+            if ignore_existing
+            else PROutServiceAction.REGISTER
+        )
+        try:
+            await _prout(device, action, key=old_key, sa_key=key, aptpl=aptpl or self.aptpl)
+        except ReservationConflict:
+            if ignore_existing:
+                raise
+            await _prout(
+                device,
+                PROutServiceAction.REGISTER_AND_IGNORE_EXISTING_KEY,
+                sa_key=key,
+                aptpl=aptpl or self.aptpl,
+            )
+
+    async def pr_reserve(self, pr_type: PRType) -> None:
+        await self._one_path(PROutServiceAction.RESERVE, pr_type=pr_type)
+
+    async def pr_release(self, pr_type: PRType) -> None:
+        await self._one_path(PROutServiceAction.RELEASE, pr_type=pr_type)
+
+    async def pr_clear(self) -> None:
+        await self._one_path(PROutServiceAction.CLEAR)
+
+    async def pr_preempt(self, victim_key: int, pr_type: PRType, *, abort: bool = False) -> None:
+        """PREEMPT (AND ABORT): fence the holder of ``victim_key`` (SPC-4 §5.13.11.2.6)."""
+        action = PROutServiceAction.PREEMPT_AND_ABORT if abort else PROutServiceAction.PREEMPT
+        await self._one_path(action, pr_type=pr_type, sa_key=victim_key)
+
+    async def pr_read_keys(self) -> ReadKeysData:
+        data = await self._one_path_in(PRInServiceAction.READ_KEYS)
+        return ReadKeysData.decode(data)
+
+    async def pr_read_reservation(self) -> ReadReservationData:
+        data = await self._one_path_in(PRInServiceAction.READ_RESERVATION)
+        return ReadReservationData.decode(data)
+
+    async def _one_path(
+        self, action: PROutServiceAction, *, pr_type: int = 0, sa_key: int = 0
+    ) -> None:
+        """One path carries the action; a path error retries it on the next (MSDSM)."""
+        for device in self._pr_devices():
+            try:
+                await _prout(
+                    device, action, key=self.reservation_key, sa_key=sa_key, pr_type=pr_type
+                )
+                return
+            except DeviceNotReady as exc:
+                if not isinstance(exc.__cause__, PathError):
+                    raise
+                self._fail_device(device, str(exc))
+        raise DeviceNotReady(f"no usable path for {action.name}")
+
+    async def _one_path_in(self, action: PRInServiceAction) -> bytes:
+        for device in self._pr_devices():
+            try:
+                result = await device.execute(
+                    PRInCdb(action, 8192).encode(), read_length=8192, write=False
+                )
+                return bytes(result.data)
+            except DeviceNotReady as exc:
+                if not isinstance(exc.__cause__, PathError):
+                    raise
+                self._fail_device(device, str(exc))
+        raise DeviceNotReady(f"no usable path for {action.name}")
+
+    def _pr_devices(self) -> list[ISCSIDevice]:
+        group = self.chooser.choose([s.path for s in self.slots], self._loop.time())
+        ordered = [s for s in self.slots if s.path in group] + [
+            s for s in self.slots if s.path.usable and s.path not in group
+        ]
+        return [s.device for s in ordered if s.device is not None]
+
+    def _fail_device(self, device: ISCSIDevice, reason: str) -> None:
+        slot = next((s for s in self.slots if s.device is device), None)
+        if slot is not None:
+            self._fail(slot, reason)
+
     # -- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -325,6 +455,22 @@ class MultipathDevice(BlockDevice):
                 for s in self.slots
             ],
         }
+
+
+async def _prout(
+    device: ISCSIDevice,
+    action: PROutServiceAction,
+    *,
+    key: int = 0,
+    sa_key: int = 0,
+    pr_type: int = 0,
+    aptpl: bool = False,
+) -> None:
+    parameters = PROutParameters(
+        reservation_key=key, service_action_reservation_key=sa_key, aptpl=aptpl
+    ).encode()
+    cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(parameters)).encode()
+    await device.execute(cdb, data_out=parameters, write=True)
 
 
 async def _bounded_logout(session: ISCSISession) -> None:
