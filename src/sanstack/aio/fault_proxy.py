@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 BUFFER_LIMIT = 1024 * 1024
-BACKLOG = 128
+BACKLOG = 1024
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 _LINGER_RST = struct.pack("ii", 1, 0)

@@ -476,7 +476,7 @@ class ISCSISession(asyncio.Protocol):
                 await asyncio.shield(self._logout)
                 await self._closed.wait()
         except (TimeoutError, PathError, LocalProtocolError) as exc:
-            log.info("logout did not complete (%s); dropping the connection", exc or "timeout")
+            log.info("logout did not complete (%s); dropping the connection", str(exc) or "timeout")
         finally:
             if not self._closed.is_set():
                 self.abort("logout")

@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 CHECKER_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
+OPEN_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,16 @@ class MultipathOptions:
     checker_interval: float = CHECKER_INTERVAL
     nop_interval: float = 1.0
     nop_timeout: float = 2.0
+
+
+def path_isid(lun: int, path_index: int) -> int:
+    """The ISID of one LUN's session on one path (RFC 7143 §10.12.5, type 10b "random").
+
+    Unique per session, or a second LUN's login would reinstate (close) the first's; and the
+    same on every re-login, so the I_T nexus, and with it the persistent reservation
+    registrations, survive a reconnect (a new ISID is a new nexus).
+    """
+    return (0x80 << 40) | (0x5A << 32) | ((lun & 0xFFFF) << 16) | (path_index & 0xFFFF)
 
 
 class _PathSlot:
@@ -109,9 +120,7 @@ class MultipathDevice(BlockDevice):
         self.target_name = target_name
         self.lun = lun
         self.options = options
-        self.slots = [
-            _PathSlot(a, 0x80_0000_0000 | (0x5A << 24) | i) for i, a in enumerate(addresses)
-        ]
+        self.slots = [_PathSlot(a, path_isid(lun, i)) for i, a in enumerate(addresses)]
         self.selector: Selector = make_selector(options.selector)
         self.chooser = GroupChooser(options.failback, options.failback_delay)
         self._loop = asyncio.get_running_loop()
@@ -136,8 +145,16 @@ class MultipathDevice(BlockDevice):
     ) -> MultipathDevice:
         """Log in on every path, check they reach the same device (VPD 0x83), start checking."""
         device = cls(target_name, lun, addresses, options)
-        await asyncio.gather(*(device._connect(slot) for slot in device.slots))
-        up = [s for s in device.slots if s.device is not None]
+        up: list[_PathSlot] = []
+        for attempt in range(OPEN_ATTEMPTS):
+            # A boot storm of logins may lose some: retry, bounded, until a path is up.
+            await asyncio.gather(
+                *(device._connect(slot) for slot in device.slots if slot.device is None)
+            )
+            up = [s for s in device.slots if s.device is not None]
+            if up:
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))
         if not up:
             await device.close()
             raise DeviceNotReady(f"no path to {target_name} LUN {lun} could log in")
@@ -282,7 +299,7 @@ class MultipathDevice(BlockDevice):
             device = await asyncio.wait_for(ISCSIDevice.open(session, self.lun), CONNECT_TIMEOUT)
         except Exception as exc:  # any failure to open the LUN leaves the path down
             session.abort()
-            log.warning("path %s: LUN %d not usable: %s", slot.address, self.lun, exc)
+            log.warning("path %s: LUN %d not usable: %s", slot.address, self.lun, str(exc))
             return
         if self._closed:
             session.abort()
@@ -292,7 +309,7 @@ class MultipathDevice(BlockDevice):
                 await self._register_path(device, self.reservation_key, ignore_existing=True)
             except Exception as exc:  # an unregistered path must not carry I/O
                 session.abort()
-                log.warning("path %s: could not register our key: %s", slot.address, exc)
+                log.warning("path %s: could not register our key: %s", slot.address, str(exc))
                 return
         slot.session, slot.device = session, device
         await self._read_alua(slot)

@@ -34,6 +34,7 @@ from sanstack.target.unknown_lun import execute_without_lun
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
@@ -98,6 +99,8 @@ class TargetServer:
             portal.host,
             portal.port,
             reuse_address=True,
+            # A cluster node logs in to every path of every LUN at boot, all at once.
+            backlog=LISTEN_BACKLOG,
         )
         if portal.port == 0:
             holder[0] = Portal(portal.host, server.sockets[0].getsockname()[1])
