@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -204,5 +205,36 @@ def test_reservations_over_multipath_fence_a_node_on_every_path(tmp_path: Path) 
                 await node2.close()
                 for proxy in proxies:
                     await proxy.close()
+
+        asyncio.run(body())
+
+
+def test_alua_standby_moves_io_to_the_optimized_path_without_errors(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]) as daemon:
+
+        async def set_state(tag: int, state: str) -> None:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sanstack.cli.main", "target", "alua", IQN, str(tag),
+                state, "--control", str(daemon.control),
+            )  # fmt: skip
+            assert await process.wait() == 0
+
+        async def body() -> None:
+            async with multipath(ports) as (device, _proxies):
+                load = asyncio.create_task(_load(device, 3.0, seed=3))
+                await asyncio.sleep(0.5)
+                await set_state(1, "standby")
+                await asyncio.sleep(1.0)
+                states = {
+                    p["path"]: (p["alua"], p["active_group"]) for p in device.status()["paths"]
+                }
+                assert sorted(states.values()) == [("active_optimized", True), ("standby", False)]
+                await set_state(1, "active-optimized")
+                done, _worst = await load
+                assert done > 50
+                await asyncio.sleep(1.0)  # the checker re-reads the groups
+                groups = [(p["alua"], p["active_group"]) for p in device.status()["paths"]]
+                assert groups == [("active_optimized", True)] * 2
 
         asyncio.run(body())

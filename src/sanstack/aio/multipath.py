@@ -30,7 +30,7 @@ from sanstack.block.device import (
     BlockDevice,
     DeviceNotReady,
 )
-from sanstack.block.iscsi_device import ISCSIDevice, ReservationConflict
+from sanstack.block.iscsi_device import ISCSIDevice, PortNotAccessible, ReservationConflict
 from sanstack.mpio.no_path import NoPathRetry
 from sanstack.mpio.paths import FailbackPolicy, GroupChooser, Path, PathEvent, PathState
 from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
@@ -225,6 +225,13 @@ class MultipathDevice(BlockDevice):
             slot.path.started(size)
             try:
                 return await operation(device)
+            except PortNotAccessible as exc:
+                # The port's ALUA state changed before our next RTPG: believe the answer,
+                # move to the group that is now best, and re-drive (transitioning waits
+                # like an all-paths-down I/O until the checker sees the new states).
+                log.info("path %s is %s", slot.address, exc.alua_state.name.lower())
+                slot.path.alua_state = exc.alua_state
+                self._changed.set()
             except DeviceNotReady as exc:
                 if not isinstance(exc.__cause__, PathError):
                     raise

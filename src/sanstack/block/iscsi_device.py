@@ -23,6 +23,7 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
+from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
     ReadCapacity16CDB,
     ReadWriteCDB,
@@ -47,6 +48,24 @@ _PORT_ASSOCIATION = 0x1
 _RELATIVE_PORT = 0x4
 _LBPU = 0x80
 _LBPME = 0x80
+
+
+class PortNotAccessible(DeviceNotReady):
+    """NOT READY / LOGICAL UNIT NOT ACCESSIBLE: this target port's ALUA state refuses the
+    command (SPC-4 §5.16.2.4). A path state, not a data error: multipath re-drives it."""
+
+    def __init__(self, message: str, alua_state: ALUAState) -> None:
+        super().__init__(message)
+        self.alua_state = alua_state
+
+
+# ASC 04h with these ASCQs names the ALUA state of the port that answered (SPC-4 Annex D).
+_INACCESSIBLE: dict[tuple[int, int], ALUAState] = {
+    (0x04, 0x0A): ALUAState.TRANSITIONING,
+    (0x04, 0x0B): ALUAState.STANDBY,
+    (0x04, 0x0C): ALUAState.UNAVAILABLE,
+    (0x04, 0x12): ALUAState.OFFLINE,
+}
 
 
 class ReservationConflict(BlockDeviceError):
@@ -151,6 +170,9 @@ def check(result: CommandResult, *, write: bool) -> None:
     if key == SenseKey.MEDIUM_ERROR:
         raise MediumError(text, write=write)
     if key == SenseKey.NOT_READY:
+        state = _INACCESSIBLE.get((asc, ascq))
+        if state is not None:
+            raise PortNotAccessible(text, state)
         raise DeviceNotReady(text)
     if key == SenseKey.DATA_PROTECT:
         if asc << 8 | ascq == ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT:
