@@ -140,7 +140,8 @@ def test_many_sessions_at_once(tmp_path: Path) -> None:
             client.logout()
 
 
-def test_demo_prints_how_to_reach_it(tmp_path: Path) -> None:
+def test_demo_serves_the_target_and_a_multipath_export(tmp_path: Path) -> None:
+    qemu_io = require_tool("qemu-io")
     process = subprocess.Popen(
         [
             *sanstack_command(),
@@ -151,6 +152,10 @@ def test_demo_prints_how_to_reach_it(tmp_path: Path) -> None:
             "4",
             "--control",
             str(tmp_path / "demo.sock"),
+            "--mpio-control",
+            str(tmp_path / "mpio.sock"),
+            "--nbd-port",
+            str(free_port()),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -158,9 +163,17 @@ def test_demo_prints_how_to_reach_it(tmp_path: Path) -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(8)]
-        text = "".join(lines)
+        text = ""
+        while "nbd://" not in text or "reinstated" not in text:
+            line = process.stdout.readline()
+            assert line, "demo ended early"
+            text += line
         assert "iqn.2026-11.org.sanstack:demo" in text and "portal" in text
+        url = text.split("over NBD: ")[1].split()[0]
+        out = run_tool(
+            [qemu_io, "-f", "raw", "-c", "write -P 0x3c 0 64k", "-c", "read -P 0x3c 0 64k", url]
+        )
+        assert "Pattern verification failed" not in out.stdout
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0

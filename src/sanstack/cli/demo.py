@@ -11,6 +11,7 @@ import logging
 import shutil
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,15 @@ def register(commands: Any) -> None:
         type=Path,
         default=DEFAULT_TARGET_CONTROL,
         help=f"control socket (default {DEFAULT_TARGET_CONTROL})",
+    )
+    demo.add_argument(
+        "--nbd-port", type=int, default=10809, help="NBD port of the multipath export (10809)"
+    )
+    demo.add_argument(
+        "--mpio-control",
+        type=Path,
+        default=Path("/run/sanstack/mpio.sock"),
+        help="control socket of the demo's multipath device",
     )
     demo.set_defaults(func=demo_command)
 
@@ -108,6 +118,50 @@ async def demo_command(args: argparse.Namespace) -> int:
             "\nCtrl-C stops the target (in-flight I/O completes, data is flushed)."
         )
 
+    nbd_url: list[str] = []
+
+    async def multipath_export(server: TargetServer) -> Callable[[], Awaitable[None]]:
+        """LUN 0 through both portals as one multipath device, served over NBD."""
+        from sanstack.aio.control_server import ControlServer
+        from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
+        from sanstack.aio.nbd_server import NBDServer
+        from sanstack.cli.mpio import MPIO_ROUTES, MpioService
+
+        addresses = [PathAddress(host, port) for host, port, _tag in server.portals]
+        options = MultipathOptions(initiator_name="iqn.2026-11.org.sanstack:demo-host")
+        device = await MultipathDevice.open(DEMO_IQN, 0, addresses, options)
+        nbd = NBDServer(
+            {"": device}, "127.0.0.1", args.nbd_port if _port_is_free(args.nbd_port) else 0
+        )
+        await nbd.start()
+        mpio_control = ControlServer(MpioService([device]), args.mpio_control, MPIO_ROUTES)
+        await mpio_control.start()
+        nbd_url.append(f"nbd://127.0.0.1:{nbd.port}")
+
+        async def stop() -> None:
+            await mpio_control.close()
+            await nbd.stop()
+            await device.close()
+
+        return stop
+
     return await run_target_daemon(
-        [spec], ConnectionSettings(), args.control, announce, state_dir=args.dir / "state"
+        [spec],
+        ConnectionSettings(),
+        args.control,
+        lambda server: announce(server) + _multipath_help(nbd_url[0], args, _own_command()),
+        state_dir=args.dir / "state",
+        companions=multipath_export,
+    )
+
+
+def _multipath_help(url: str, args: argparse.Namespace, sanstack: str) -> str:
+    control = f" --control {args.mpio_control}"
+    return (
+        f"\n\nLUN 0 through both portals as one multipath device, over NBD: {url}\n"
+        f"  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' {url}\n"
+        f"  qemu-img bench -f raw -c 200000 -d 16 {url}     # a steady load; meanwhile:\n"
+        f"  {sanstack} target portal-group {DEMO_IQN} 1 down   # pull a path: I/O carries on\n"
+        f"  {sanstack} mpio status{control}   # path 1 failed, I/O on path 2\n"
+        f"  {sanstack} target portal-group {DEMO_IQN} 1 up     # the path is reinstated"
     )
