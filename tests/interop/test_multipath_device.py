@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.support.processes import free_port, running_target
 
+from sanstack.aio.discovery import discover_devices
 from sanstack.aio.fault_proxy import FaultProxy
 from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.block.device import DeviceNotReady
@@ -236,5 +237,33 @@ def test_alua_standby_moves_io_to_the_optimized_path_without_errors(tmp_path: Pa
                 await asyncio.sleep(1.0)  # the checker re-reads the groups
                 groups = [(p["alua"], p["active_group"]) for p in device.status()["paths"]]
                 assert groups == [("active_optimized", True)] * 2
+
+        asyncio.run(body())
+
+
+def test_discovery_groups_paths_by_identity_and_paths_come_and_go(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:8M", "memory:16M", "memory:4M"]):
+
+        async def body() -> None:
+            addresses = [PathAddress("127.0.0.1", port) for port in ports]
+            found = await discover_devices(addresses, IQN, initiator_name=INITIATOR)
+            assert [d.lun for d in found] == [0, 1, 2]
+            assert all(set(d.luns) == set(addresses) for d in found)
+            assert len({d.naa for d in found}) == 3
+            options = MultipathOptions(initiator_name=INITIATOR, checker_interval=0.2)
+            device = await MultipathDevice.open(IQN, found[1].lun, addresses, options)
+            try:
+                assert device.identity.naa.hex() == found[1].naa
+                load = asyncio.create_task(_load(device, 2.0, seed=5))
+                await asyncio.sleep(0.5)
+                await device.remove_path(addresses[0])  # I/O in flight re-driven, no error
+                assert [p["path"] for p in device.status()["paths"]] == [str(addresses[1])]
+                await device.add_path(addresses[0])
+                done, _worst = await load
+                assert done > 50
+                assert all(p["state"] == "active" for p in device.status()["paths"])
+            finally:
+                await device.close()
 
         asyncio.run(body())

@@ -188,6 +188,30 @@ class MultipathDevice(BlockDevice):
             slot.session, slot.device = None, None
         await asyncio.gather(*(_bounded_logout(s) for s in sessions), return_exceptions=True)
 
+    async def remove_path(self, address: PathAddress) -> None:
+        """Take a path away for good: its I/O in flight ends with its PathError and is
+        re-driven on the others; nothing keeps the session afterwards."""
+        slot = next((s for s in self.slots if s.address == address), None)
+        if slot is None:
+            raise ValueError(f"{address} is not a path of this device")
+        slot.path.handle(PathEvent.REMOVE, self._loop.time())
+        session = slot.session
+        slot.drop()
+        self.slots.remove(slot)
+        self._changed.set()
+        if session is not None:
+            await session.wait_closed()
+
+    async def add_path(self, address: PathAddress) -> None:
+        """A new path (a new portal): logged in, registered if we hold a key, then used."""
+        if any(s.address == address for s in self.slots):
+            raise ValueError(f"{address} is a path of this device already")
+        index = max((s.isid & 0xFFFF for s in self.slots), default=-1) + 1
+        slot = _PathSlot(address, path_isid(self.lun, index))
+        slot.path.handle(PathEvent.IO_PATH_ERROR, self._loop.time())  # down until logged in
+        self.slots.append(slot)
+        await self._connect(slot)
+
     # -- BlockDevice ----------------------------------------------------------------------------
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
