@@ -101,6 +101,7 @@ class LogicalUnit:
             else None
         )
         self.pr = self._load_reservations()
+        self._save_lock = asyncio.Lock()
         self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
         self._unit_attentions: dict[Nexus, deque[ASC]] = {}
         self.scsi2_reservation: Nexus | None = None
@@ -128,8 +129,15 @@ class LogicalUnit:
             ) from None
 
     async def save_reservations(self) -> None:
-        """Save the reservation state crash-safely before the PR OUT is acknowledged."""
-        if self.pr_state_path is not None:
+        """Save the reservation state crash-safely before the PR OUT is acknowledged.
+
+        Saves of one LUN run one at a time and each writes the state as it is when its turn
+        comes, so concurrent PR OUTs (a REGISTER down every path at once) can never leave an
+        older state on disk after a newer one.
+        """
+        if self.pr_state_path is None:
+            return
+        async with self._save_lock:
             await asyncio.to_thread(save_state, self.pr_state_path, self.pr.to_dict())
 
     async def abort_task_sets(self, nexuses: Iterable[Nexus], *, requester: Nexus) -> None:

@@ -1,0 +1,143 @@
+"""The two MPIO failures of ../shared/seeds, reproduced against sanstack's multipath layer.
+
+KB963702: with more than 30 LUNs, a path failover under stress when no path is left freed a
+device object that queued work still used (a crash). Here: 40 LUNs under I/O and
+persistent-reservation work, every path lost, devices closed while I/O is queued on them.
+Every I/O must end with success or a clear ``DeviceNotReady``; no unhandled exception, no
+task left behind.
+
+KB967724: with more than 30 LUNs at startup, the cluster's reservation work and MPIO's work
+items deadlocked on a shared work queue. Here: 40 LUNs opened at once while a path flaps,
+each registering and reserving at once (a cluster's disk arbitration at boot). All of it
+must finish within a bound: nothing waits behind another LUN's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from pathlib import Path
+
+import pytest
+from tests.support.processes import free_port, running_target
+
+from sanstack.aio.fault_proxy import FaultProxy
+from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.block.device import DeviceNotReady
+from sanstack.mpio.no_path import NoPathRetry
+from sanstack.scsi.pr_codec import PRType
+
+pytestmark = pytest.mark.interop
+IQN = "iqn.2026-11.org.sanstack:kb"
+LUNS = 40
+NODE = "iqn.2026-11.org.sanstack:cluster-node-1"
+
+
+def _options(no_path_retry: str) -> MultipathOptions:
+    return MultipathOptions(
+        initiator_name=NODE,
+        no_path_retry=NoPathRetry.parse(no_path_retry),
+        checker_interval=0.3,
+        nop_interval=0.5,
+        nop_timeout=1.0,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_kb963702_no_path_left_under_stress_with_many_luns(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:1M"] * LUNS):
+
+        async def body() -> None:
+            loop = asyncio.get_running_loop()
+            unhandled: list[dict[str, object]] = []
+            loop.set_exception_handler(lambda _l, context: unhandled.append(context))
+            tasks_before = len(asyncio.all_tasks())
+            proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
+            addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+            devices = await asyncio.gather(
+                *(MultipathDevice.open(IQN, n, addresses, _options("queue")) for n in range(LUNS))
+            )
+            await asyncio.gather(*(d.pr_register(0x1000 + d.lun) for d in devices))
+            rng = random.Random(963702)
+
+            async def stress(device: MultipathDevice) -> list[BaseException | None]:
+                outcomes: list[BaseException | None] = []
+                for _ in range(200):
+                    try:
+                        if rng.random() < 0.1:
+                            await device.pr_register(0x1000 + device.lun)
+                        else:
+                            await device.write(rng.randrange(0, 256) * 8, bytes(4096))
+                        outcomes.append(None)
+                    except DeviceNotReady as exc:
+                        outcomes.append(exc)
+                        break
+                return outcomes
+
+            work = [asyncio.create_task(stress(d)) for d in devices]
+            await asyncio.sleep(1.0)
+            for proxy in proxies:  # every path gone while I/O and PR work are in flight
+                proxy.down()
+            await asyncio.sleep(2.0)
+            # Tear the devices down with I/O queued on dead paths: the KB's use-after-free.
+            await asyncio.gather(*(d.close() for d in devices))
+            outcomes = await asyncio.wait_for(asyncio.gather(*work), 30)
+            for per_device in outcomes:
+                for outcome in per_device:
+                    assert outcome is None or isinstance(outcome, DeviceNotReady)
+            assert sum(1 for per in outcomes if per and per[-1] is not None) >= LUNS // 2
+            for proxy in proxies:
+                await proxy.close()
+            await asyncio.sleep(0.3)
+            assert not unhandled, unhandled[:3]
+            assert len(asyncio.all_tasks()) <= tasks_before
+
+        asyncio.run(body())
+
+
+@pytest.mark.timeout(300)
+def test_kb967724_many_luns_arbitrate_at_startup_without_waiting_on_each_other(
+    tmp_path: Path,
+) -> None:
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:1M"] * LUNS):
+
+        async def body() -> None:
+            proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
+            addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+
+            async def flap() -> None:
+                while True:
+                    proxies[1].reset()
+                    await asyncio.sleep(0.3)
+
+            flapping = asyncio.create_task(flap())
+
+            async def arbitrate(lun: int) -> MultipathDevice:
+                device = await MultipathDevice.open(IQN, lun, addresses, _options("30"))
+                key = 0xC1_0000 + lun
+                await device.pr_register(key)
+                await device.pr_reserve(PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+                reservation = await device.pr_read_reservation()
+                assert reservation.reservation_key == key
+                return device
+
+            started = asyncio.get_running_loop().time()
+            try:
+                devices = await asyncio.wait_for(
+                    asyncio.gather(*(arbitrate(n) for n in range(LUNS))), 120
+                )
+            finally:
+                flapping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flapping
+            elapsed = asyncio.get_running_loop().time() - started
+            assert elapsed < 120
+            await asyncio.gather(*(d.write(0, bytes(4096)) for d in devices))
+            await asyncio.gather(*(d.close() for d in devices))
+            for proxy in proxies:
+                await proxy.close()
+
+        asyncio.run(body())
