@@ -53,6 +53,7 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH, InitiatorLogin, LoginRejected
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.text import TextFormatError
 
 __all__ = ["TASK_ABORTED_STATUS", "CommandQueueFull", "InitiatorConnection", "Phase", "sn_gt"]
@@ -96,7 +97,7 @@ _STATUS_PDUS = (
 _Queued = CommandTask | QueuedText | QueuedLogout
 
 
-class InitiatorConnection:
+class InitiatorConnection(PDUStream[Event]):
     """Sans-IO initiator connection; see the module docstring for the contract."""
 
     def __init__(
@@ -116,6 +117,7 @@ class InitiatorConnection:
         initial_cmd_sn: int = 1,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
+        super().__init__()
         self.phase = Phase.LOGIN
         self.session_type = session_type
         self.parameters: OperationalParameters | None = None
@@ -128,10 +130,6 @@ class InitiatorConnection:
         self.nop_timeout = nop_timeout
         self._max_queued = max_queued
         self._reader = p.PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
-        self._header_digest = False
-        self._data_digest = False
-        self._out: list[bytes | memoryview] = []
-        self._events: deque[Event] = deque()
         self._next_itt = 1
         self._tasks: dict[int, CommandTask] = {}
         self._queue: deque[_Queued] = deque()
@@ -197,17 +195,6 @@ class InitiatorConnection:
             self._fail_login(None, reason)
         else:
             self._fail(reason)
-
-    def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
-
-    @property
-    def has_data_to_send(self) -> bool:
-        return bool(self._out)
-
-    def data_to_send(self) -> list[bytes | memoryview]:
-        out, self._out = self._out, []
-        return out
 
     def get_timer(self) -> float | None:
         if self.phase is Phase.LOGIN:
@@ -641,9 +628,6 @@ class InitiatorConnection:
                 immediate=True,
             )
         )
-
-    def _send(self, pdu: p.PDU) -> None:
-        self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
 
     # -- helpers -------------------------------------------------------------------------------
 

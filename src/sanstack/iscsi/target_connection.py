@@ -18,13 +18,13 @@ lives here too.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.target_events import (
     CommandReady,
     ConnectionClosed,
@@ -83,7 +83,7 @@ class _Outstanding:
     expected_length: int
 
 
-class TargetConnection:
+class TargetConnection(PDUStream[Event]):
     """Sans-IO target connection; see the module docstring for the contract."""
 
     def __init__(
@@ -94,17 +94,14 @@ class TargetConnection:
         *,
         send_targets: Callable[[str, str], bytes] | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.phase = Phase.LOGIN
         self._login = login
         self._send_targets = send_targets
         self._reader = p.PDUReader(max_data_segment_length=8192)
-        self._out: list[bytes | memoryview] = []
-        self._events: deque[Event] = deque()
         self.outcome: LoginOutcome | None = None
         self.nexus: Nexus | None = None
-        self._header_digest = False
-        self._data_digest = False
         self.stat_sn = 0
         self.exp_cmd_sn = 0
         self.max_cmd_sn = 0
@@ -154,17 +151,6 @@ class TargetConnection:
         if self.phase is not Phase.CLOSED:
             self.phase = Phase.CLOSED
             self._events.append(ConnectionClosed("connection lost"))
-
-    def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
-
-    @property
-    def has_data_to_send(self) -> bool:
-        return bool(self._out)
-
-    def data_to_send(self) -> list[bytes | memoryview]:
-        out, self._out = self._out, []
-        return out
 
     def get_timer(self) -> float | None:
         if self.phase is Phase.LOGIN:
@@ -712,9 +698,6 @@ class TargetConnection:
                 data=header[:48],
             )
         )
-
-    def _send(self, pdu: p.PDU) -> None:
-        self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
 
     def _take_stat_sn(self) -> int:
         sn = self.stat_sn

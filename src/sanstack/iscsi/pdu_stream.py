@@ -1,0 +1,40 @@
+"""What both ends of an iSCSI connection share: events out, PDUs out, digests.
+
+Each sans-IO connection core (target and initiator) queues the events the edge must act on
+and the encoded PDUs the edge must send; the edge drains both (``next_event``,
+``data_to_send``) after every ``receive_data`` or timer. Digests apply to PDUs queued after
+the login completes (RFC 7143 §13.1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+from sanstack.iscsi import pdu as p
+
+E = TypeVar("E")
+
+
+class PDUStream(Generic[E]):
+    """Event queue, output buffer and digest settings of one connection core."""
+
+    def __init__(self) -> None:
+        self._events: deque[E] = deque()
+        self._out: list[bytes | memoryview] = []
+        self._header_digest = False
+        self._data_digest = False
+
+    def next_event(self) -> E | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        out, self._out = self._out, []
+        return out
+
+    def _send(self, pdu: p.PDU) -> None:
+        self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
