@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.multipath_faults import (
+from bench.multipath_faults import TwoPortalTarget, build_parser, resolve
+from bench.multipath_report import (
     FAULTS,
-    TwoPortalTarget,
-    build_parser,
     busiest_path,
     longest_gap,
     overlapping,
     percentile,
-    resolve,
     spread,
 )
 
