@@ -99,6 +99,7 @@ class _PathSlot:
         self.path = Path(str(address))
         self.session: ISCSISession | None = None
         self.device: ISCSIDevice | None = None
+        self.alua_refresh: asyncio.Task[None] | None = None
 
     def drop(self) -> None:
         """Forget the session; its in-flight I/O ends with its PathError."""
@@ -179,10 +180,12 @@ class MultipathDevice(BlockDevice):
             return
         self._closed = True
         self._changed.set()
-        if self._checker is not None:
-            self._checker.cancel()
+        owned = [t for t in (self._checker, *(s.alua_refresh for s in self.slots)) if t]
+        for task in owned:
+            task.cancel()
+        for task in owned:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._checker
+                await task
         sessions = [s.session for s in self.slots if s.session is not None]
         for slot in self.slots:
             slot.session, slot.device = None, None
@@ -343,11 +346,21 @@ class MultipathDevice(BlockDevice):
                 log.warning("path %s: could not register our key: %s", slot.address, str(exc))
                 return
         slot.session, slot.device = session, device
+        device.on_alua_change = lambda: self._alua_changed(slot)
         await self._read_alua(slot)
         if slot.path.state is PathState.FAILED:
             slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
             log.info("path %s reinstated", slot.address)
         self._changed.set()
+
+    def _alua_changed(self, slot: _PathSlot) -> None:
+        """ASYMMETRIC ACCESS STATE CHANGED on a path: re-read the groups now (bounded task
+        owned by the device; one at a time per path)."""
+        if self._closed or slot.alua_refresh is not None:
+            return
+        task = self._loop.create_task(self._read_alua(slot))
+        slot.alua_refresh = task
+        task.add_done_callback(lambda _t: setattr(slot, "alua_refresh", None))
 
     async def _read_alua(self, slot: _PathSlot) -> None:
         session = slot.session

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 
 from sanstack.aio.initiator import CommandResult, ISCSISession, PathError
 from sanstack.block.device import (
@@ -200,6 +201,9 @@ class ISCSIDevice(BlockDevice):
     """One LUN over one ``ISCSISession``; the session is the caller's, not closed here."""
 
     def __init__(self, session: ISCSISession, lun: int) -> None:
+        # Called on ASYMMETRIC ACCESS STATE CHANGED, so a multipath layer re-reads the
+        # target port groups at once instead of at its next check.
+        self.on_alua_change: Callable[[], None] | None = None
         self.session = session
         self.lun = lun
         self.block_size = 512
@@ -288,6 +292,8 @@ class ISCSIDevice(BlockDevice):
             if _retryable(result):
                 if result.status == Status.CHECK_CONDITION:
                     attentions += 1
+                    if result.sense[12:14] == b"\x2a\x06" and self.on_alua_change is not None:
+                        self.on_alua_change()
                     if attentions <= UNIT_ATTENTION_RETRIES:
                         continue
                 else:

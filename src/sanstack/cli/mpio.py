@@ -10,6 +10,7 @@ from typing import Any
 
 from sanstack.cli.control_client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
+from sanstack.mpio.paths import FailbackPolicy
 
 log = logging.getLogger("sanstack")
 DEFAULT_MPIO_CONTROL = Path("/run/sanstack/mpio.sock")
@@ -45,6 +46,12 @@ def register(commands: Any) -> None:
         default="service-time",
         help="service-time (default), round-robin, least-queue-depth, failover, weighted",
     )
+    export.add_argument(
+        "--failback",
+        default="immediate",
+        help="immediate (default), manual, or SECONDS (deferred): when a better path that "
+        "came back takes the I/O again",
+    )
     export.add_argument("--initiator-name", default=DEFAULT_INITIATOR, help="our iSCSI name")
     export.add_argument("--control", type=Path, default=DEFAULT_MPIO_CONTROL, help="control socket")
     export.set_defaults(func=_export)
@@ -59,6 +66,18 @@ def _address(text: str, field: str) -> tuple[str, int]:
     if match is None or not 0 < int(match.group(2)) < 65536:
         raise ConfigError(field, f"{text!r} is not HOST:PORT")
     return match.group(1), int(match.group(2))
+
+
+def _failback(text: str) -> tuple[FailbackPolicy, float]:
+    if text in ("immediate", "manual"):
+        return FailbackPolicy(text), 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError("--failback", f"{text!r} is not immediate, manual or seconds") from None
+    if not 0 < seconds <= 3600:
+        raise ConfigError("--failback", "seconds must be in (0, 3600]")
+    return FailbackPolicy.DEFERRED, seconds
 
 
 async def _export(args: argparse.Namespace) -> int:
@@ -79,10 +98,13 @@ async def _export(args: argparse.Namespace) -> int:
     if not 0 <= args.lun < 16384:
         raise ConfigError("--lun", f"{args.lun} is not a LUN number 0..16383")
     make_selector(args.selector)
+    policy, delay = _failback(args.failback)
     options = MultipathOptions(
         initiator_name=initiator,
         selector=args.selector,
         no_path_retry=NoPathRetry.parse(args.no_path_queue),
+        failback=policy,
+        failback_delay=delay,
     )
     if socket_in_use(args.control):
         raise ConfigError("--control", f"another daemon is serving {args.control}")
