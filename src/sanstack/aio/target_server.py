@@ -182,7 +182,6 @@ class ConnectionHandler(asyncio.Protocol):
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = asyncio.Event()
-        self._paused = False
         self._flush_scheduled = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -227,12 +226,10 @@ class ConnectionHandler(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # Stop taking new commands while the peer is not reading what we send.
-        self._paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -416,9 +413,6 @@ class ConnectionHandler(asyncio.Protocol):
         waiter = self.loop.create_task(_await_all(tasks))
         waiter.add_done_callback(lambda _t: self._closed.set())
         self.server.keep(waiter)
-
-    def command_tasks(self) -> dict[int, asyncio.Task[None]]:
-        return self._tasks
 
 
 async def _await_all(tasks: list[asyncio.Task[None]]) -> None:

@@ -66,10 +66,16 @@ class MemoryDevice(BlockDevice):
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
         self._check_open()
         end = min(self.num_blocks, lba + max_count)
-        mapped = lba in self._blocks
-        b = lba
-        while b < end and (b in self._blocks) == mapped:
-            b += 1
+        blocks = self._blocks
+        mapped = lba in blocks
+        # Work in proportion to the blocks stored, never to the LUN's size: a sparse
+        # terabyte must not walk 2**31 empty blocks on the event loop.
+        if mapped:
+            b = lba
+            while b < end and b in blocks:
+                b += 1
+        else:
+            b = min((k for k in blocks if lba < k < end), default=end)
         status = ProvisioningStatus.MAPPED if mapped else ProvisioningStatus.DEALLOCATED
         return [LBAExtent(lba, b - lba, status)]
 

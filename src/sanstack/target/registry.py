@@ -9,7 +9,6 @@ entry per live session keyed by its I_T nexus, so a login that reuses an ISID re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from sanstack.iscsi.discovery import send_targets_response
@@ -47,9 +46,6 @@ class TargetRegistry:
         self._next_tsih = tsih % 0xFFFF + 1
         return tsih
 
-    def targets_on_portal_group(self, tpgt: int) -> list[Target]:
-        return [t for t in self.targets.values() if t.portal_group(tpgt) is not None]
-
     def send_targets(self, value: str, initiator_name: str, current: str | None) -> bytes:
         """The SendTargets answer (RFC 7143 Appendix C) for this initiator."""
         return send_targets_response(
@@ -86,6 +82,3 @@ class TargetRegistry:
                 except Exception:
                     log.exception("flush of LUN %d of %s failed", lu.lun, target.name)
                 await lu.device.close()
-
-
-LoginDriverFactory = Callable[[int, str], object]
