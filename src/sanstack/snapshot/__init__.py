@@ -1,0 +1,1 @@
+"""Snapshot volumes: persistent copy-on-write snapshots kept on the volume itself."""

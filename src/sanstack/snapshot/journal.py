@@ -1,0 +1,275 @@
+"""The volume's journal writer and checkpointer: group commit on a ring of 4 KiB pages.
+
+Every metadata change is a group of records (``VolumeState`` applied it in memory already)
+that must reach the device before the operation is acknowledged. Groups queue here; one
+writer task packs whole groups into pages (a group never straddles two pages, so a crash
+keeps all of it or none), writes the pages, then resolves every waiter of those pages:
+many concurrent first-writes share one journal write.
+
+A checkpoint writes the pages of the maps and tables that changed, then a superblock whose
+``journal_tail_seq`` says where replay starts; only after that may the ring reuse older
+pages. It is taken by the same task, so journal pages and checkpoint images are never
+written concurrently; the images are captured in one synchronous step and written only
+after every record emitted before the capture is in the journal (an image must never get
+ahead of the log that explains it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sanstack.block.device import BlockDevice, DeviceNotReady
+from sanstack.snapshot.layout import (
+    JOURNAL_CAPACITY,
+    PAGE,
+    Record,
+    Superblock,
+    encode_journal_page,
+    encode_record,
+)
+from sanstack.snapshot.model import Holder
+from sanstack.snapshot.state import VolumeState
+
+log = logging.getLogger(__name__)
+
+# Checkpoint when half the ring is used, so writers rarely wait for one.
+CHECKPOINT_FRACTION = 0.5
+MAX_PAGES_PER_WRITE = 32
+RESERVE_PAGES = 64
+
+
+@dataclass(slots=True)
+class _Group:
+    records: list[bytes]
+    size: int
+    number: int  # the state's record number of the group's last record
+    done: asyncio.Future[None]
+
+
+class Journal:
+    """Owns the journal ring and the superblock of one open volume."""
+
+    def __init__(
+        self,
+        base: BlockDevice,
+        state: VolumeState,
+        superblock: Superblock,
+        next_seq: int,
+        *,
+        can_checkpoint: Callable[[], bool],
+        on_durable: Callable[[], None],
+    ) -> None:
+        self._base = base
+        self._state = state
+        self._superblock = superblock
+        self._next_seq = next_seq
+        self._tail = superblock.journal_tail_seq
+        self._can_checkpoint = can_checkpoint
+        self._on_durable = on_durable
+        self._queue: deque[_Group] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set whenever the writer has nothing left to do
+        self._task: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
+        self._checkpoint_requested = False
+        self.checkpoints = 0
+        self.pages_written = 0
+        g = superblock.geometry
+        self._ring = g.journal_pages
+        self._ring_offset = g.journal
+        self._sectors = PAGE // base.block_size
+
+    @property
+    def superblock(self) -> Superblock:
+        return self._superblock
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="journal")
+
+    def submit(self, records: list[Record]) -> asyncio.Future[None]:
+        """Queue a group (synchronously, right after the state emitted it)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if self._failed is not None:
+            done.set_exception(DeviceNotReady(f"volume journal failed: {self._failed}"))
+            return done
+        encoded = [encode_record(r) for r in records]
+        if sum(map(len, encoded)) > JOURNAL_CAPACITY:
+            raise ValueError("a record group larger than a journal page")
+        number = self._state.records_emitted(len(records))
+        self._state.seal_frees(number)
+        if not records:
+            done.set_result(None)
+            return done
+        self._queue.append(_Group(encoded, sum(map(len, encoded)), number, done))
+        self._wake.set()
+        return done
+
+    async def commit(self, records: list[Record]) -> None:
+        await self.submit(records)
+
+    def request_checkpoint(self) -> None:
+        self._checkpoint_requested = True
+        self._wake.set()
+
+    async def close(self, *, clean: bool) -> None:
+        """Drain the queue, checkpoint (if the state allows) and stop the writer."""
+        if self._task is None:
+            return
+        if self._failed is None:
+            self._checkpoint_requested = self._can_checkpoint()
+            self._wake.set()
+            while (self._queue or self._checkpoint_requested) and self._failed is None:
+                self._idle.clear()
+                await self._idle.wait()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._failed is None:
+            await self._write_superblock(clean=clean, holder_cleared=True)
+
+    # -- the writer task --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue or self._checkpoint_requested:
+                    if self._queue:
+                        await self._write_some()
+                    used = self._next_seq - self._tail
+                    if (
+                        self._checkpoint_requested or used >= self._ring * CHECKPOINT_FRACTION
+                    ) and self._can_checkpoint():
+                        await self._checkpoint()
+                    elif self._checkpoint_requested:
+                        self._checkpoint_requested = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the device failed: every waiter learns it
+            self._failed = exc
+            self._idle.set()
+            log.error("volume journal stopped: %s", exc)
+            while self._queue:
+                group = self._queue.popleft()
+                if not group.done.done():
+                    group.done.set_exception(DeviceNotReady(f"volume journal failed: {exc}"))
+
+    async def _write_some(self, *, checkpointing: bool = False) -> None:
+        # Wait for room in the ring: a checkpoint frees it (the scan must end first). A
+        # checkpoint's own drain may use the last RESERVE_PAGES.
+        limit = self._ring - 1 - (0 if checkpointing else RESERVE_PAGES)
+        while self._next_seq - self._tail >= limit:
+            if checkpointing:
+                raise RuntimeError("journal ring overflow during a checkpoint")
+            if not self._can_checkpoint():
+                await asyncio.sleep(0.01)
+                continue
+            await self._checkpoint()
+        room = min(
+            MAX_PAGES_PER_WRITE,
+            limit - (self._next_seq - self._tail),
+            self._ring - self._next_seq % self._ring,  # no wrap inside one write
+        )
+        pages: list[bytes] = []
+        groups: list[_Group] = []
+        current: list[bytes] = []
+        size = 0
+        while self._queue:
+            group = self._queue[0]
+            if size + group.size > JOURNAL_CAPACITY:
+                pages.append(self._page(len(pages), current))
+                current, size = [], 0
+                if len(pages) >= room:
+                    break
+                continue
+            self._queue.popleft()
+            current.extend(group.records)
+            size += group.size
+            groups.append(group)
+        if current:
+            pages.append(self._page(len(pages), current))
+        if not pages:
+            return
+        start = self._next_seq % self._ring
+        lba = (self._ring_offset + start * PAGE) // self._base.block_size
+        await self._base.write(lba, b"".join(pages))
+        self._next_seq += len(pages)
+        self.pages_written += len(pages)
+        self._state.mark_durable(max(g.number for g in groups))
+        for group in groups:
+            if not group.done.done():
+                group.done.set_result(None)
+        self._on_durable()
+
+    def _page(self, index: int, records: list[bytes]) -> bytes:
+        seq = self._next_seq + index
+        return encode_journal_page(seq, seq % self._ring, records)
+
+    # -- checkpoint -------------------------------------------------------------------
+
+    async def _checkpoint(self) -> None:
+        state = self._state
+        images: list[tuple[int, bytes]] = []
+        g = self._superblock.geometry
+        for n in sorted(state.dirty_slots):
+            images.append((g.snapshot_table + n * PAGE, state.slot_page_image(n)))
+        for n in sorted(state.dirty_map):
+            images.append((g.forward_map + n * PAGE, state.map_page_image(n)))
+        for n in sorted(state.dirty_table):
+            images.append((g.chunk_table + n * PAGE, state.table_page_image(n)))
+        state.dirty_slots.clear()
+        state.dirty_map.clear()
+        state.dirty_table.clear()
+        # Records queued before the capture are in the images; they must still reach the
+        # journal before any image does, so replay from the old tail never meets an image
+        # ahead of its records. They go at sequence numbers >= tail.
+        tail = self._next_seq
+        barrier = state.emitted
+        while state.durable < barrier and self._queue:
+            await self._write_some(checkpointing=True)
+        fields = {
+            "journal_tail_seq": tail,
+            "epoch": state.epoch,
+            "next_snapshot_id": state.next_snapshot_id,
+            "restore_snapshot_id": state.restore_snapshot_id,
+            "restore_epoch": state.restore_epoch,
+            "policy": state.policy,
+            "schedule": state.schedule,
+        }
+        bs = self._base.block_size
+        for offset, image in images:
+            await self._base.write(offset // bs, image)
+        await self._base.flush()
+        self._superblock = self._superblock.next_generation(clean=False, **fields)
+        await self._write_superblock_page()
+        await self._base.flush()
+        self._tail = tail
+        self._checkpoint_requested = False
+        self.checkpoints += 1
+
+    async def _write_superblock_page(self) -> None:
+        copy = self._superblock.generation % 2
+        await self._base.write(copy * self._sectors, self._superblock.encode())
+
+    async def _write_superblock(self, *, clean: bool, holder_cleared: bool) -> None:
+        changes: dict[str, object] = {"clean": clean}
+        if holder_cleared:
+            changes["holder"] = None
+        self._superblock = self._superblock.next_generation(**changes)
+        await self._write_superblock_page()
+        await self._base.flush()
+
+    async def mark_open(self, holder: Holder | None) -> None:
+        """At open: record who holds the volume, and that it was not closed cleanly."""
+        self._superblock = self._superblock.next_generation(holder=holder, clean=False)
+        await self._write_superblock_page()
+        await self._base.flush()

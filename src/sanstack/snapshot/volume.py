@@ -1,0 +1,781 @@
+"""``SnapshotVolume``: a block device with persistent snapshots, stacked on any block device.
+
+The asyncio edge over ``VolumeState`` (the decisions) and ``Journal`` (the metadata
+writes). The volume owns its background work, each a task it cancels at close:
+
+* the journal writer (group commit, checkpoints);
+* maintenance: the free-space scan at open, reclaim after deletes, freed-chunk release,
+  the space policy's automatic deletes;
+* the restore merge, while a restore runs (it resumes at the next open after a crash);
+* the schedule, while one is set.
+
+I/O to the volume never waits for the scan: reads need only the forward map, loaded
+before ``open`` returns, and a write that needs a fresh chunk takes one the scan has
+already proved free. Snapshot reads wait for the scan, since a snapshot's old versions
+are what it finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from sanstack.block.device import (
+    BlockDevice,
+    DeviceIdentity,
+    DeviceNotReady,
+    DeviceReadOnly,
+    LBAExtent,
+    ProvisioningStatus,
+    SpaceExhausted,
+)
+from sanstack.snapshot.journal import Journal
+from sanstack.snapshot.layout import (
+    PAGE,
+    UNMAPPED,
+    Geometry,
+    Superblock,
+    decode_journal_page,
+    newest_superblock,
+)
+from sanstack.snapshot.model import (
+    FormatOptions,
+    Holder,
+    NotAVolume,
+    OnFull,
+    Progress,
+    Schedule,
+    SnapshotInfo,
+    SpacePolicy,
+    VolumeBusy,
+    VolumeInfo,
+)
+from sanstack.snapshot.state import VolumeState, WriteKind
+
+log = logging.getLogger(__name__)
+
+SCAN_PAGES_PER_STEP: Final = 64
+RECLAIM_PER_STEP: Final = 4096
+RESTORE_CHUNKS_PER_STEP: Final = 256
+DRAIN_TIMEOUT: Final = 15.0  # PSM's "inactive time-out", much shorter: writes are fast
+SPACE_WAIT: Final = 30.0  # a writer waits this long for automatic deletes to free space
+SCAN_WAIT: Final = 60.0
+UNMAP_STEP_BYTES: Final = 64 << 20
+
+
+async def format_volume(
+    base: BlockDevice,
+    options: FormatOptions | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> VolumeInfo:
+    """Make ``base`` an empty volume: discard everything, then write the superblocks."""
+    options = options or FormatOptions()
+    if PAGE % base.block_size or options.block_size % base.block_size:
+        raise NotAVolume(
+            f"the device's {base.block_size}-byte blocks do not divide the volume's layout"
+        )
+    geometry = Geometry.plan(base.capacity_bytes, options)
+    bs = base.block_size
+    total = base.num_blocks
+    step = UNMAP_STEP_BYTES // bs
+    # Metadata first: a half-formatted device must never show an old journal or table.
+    meta_blocks = geometry.data // bs
+    await base.unmap(0, meta_blocks)
+    lba = meta_blocks
+    while lba < total:
+        count = min(step, total - lba)
+        await base.unmap(lba, count)
+        lba += count
+        if progress:
+            progress(Progress("format", lba, total))
+    superblock = Superblock.new(geometry, time.time())
+    await base.write(PAGE // bs, superblock.next_generation().encode())
+    await base.write(0, superblock.encode())
+    await base.flush()
+    volume = await SnapshotVolume.open(base, close_base=False)
+    try:
+        await volume.wait_scan()
+        return volume.info()
+    finally:
+        await volume.close()
+
+
+class SnapshotVolume(BlockDevice):
+    """The live volume; snapshots are read through ``open_snapshot``."""
+
+    def __init__(
+        self,
+        base: BlockDevice,
+        state: VolumeState,
+        next_seq: int,
+        *,
+        holder: Holder | None,
+        close_base: bool,
+    ) -> None:
+        sb = state.superblock
+        g = sb.geometry
+        self.base = base
+        self.state = state
+        self.geometry = g
+        self.block_size = g.block_size
+        self.num_blocks = g.volume_chunks * g.chunk_size // g.block_size
+        self.identity = DeviceIdentity.from_seed(f"volume:{sb.uuid_text}")
+        self.thin_provisioned = True
+        self.write_cache = base.write_cache
+        self.holder = holder
+        self._close_base = close_base
+        self._chunk = g.chunk_size
+        self._per_chunk = g.chunk_size // g.block_size
+        self._base_per_chunk = g.chunk_size // base.block_size
+        self._data_lba = g.data // base.block_size
+        self.journal = Journal(
+            base,
+            state,
+            sb,
+            next_seq,
+            can_checkpoint=lambda: state.scan_done,
+            on_durable=self._after_durable,
+        )
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._scan_progress = asyncio.Event()
+        self._scan_complete = asyncio.Event()
+        self._space_freed = asyncio.Event()
+        self._gate_open = asyncio.Event()
+        self._gate_open.set()
+        self._writes_in_flight = 0
+        self._writes_drained = asyncio.Event()
+        self._writes_drained.set()
+        self._chunk_locks: dict[int, asyncio.Lock] = {}
+        self._admin = asyncio.Lock()  # snapshot create/delete/restore, one at a time
+        self._restore_done = 0
+        self._schedule_task: asyncio.Task[None] | None = None
+        self._restore_task: asyncio.Task[None] | None = None
+        self.snapshot_devices: set[BlockDevice] = set()
+
+    # -- open and close ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, base: BlockDevice, *, holder: Holder | None = None, close_base: bool = True
+    ) -> SnapshotVolume:
+        bs = base.block_size
+        per_page = PAGE // bs
+        head = await base.read(0, 2 * per_page)
+        superblock = newest_superblock([head[:PAGE], head[PAGE : 2 * PAGE]])
+        g = superblock.geometry
+        if g.data + g.pool_chunks * g.chunk_size > base.capacity_bytes:
+            raise NotAVolume("the device is smaller than the volume its superblock describes")
+        state = VolumeState(superblock)
+        raw = await base.read(g.snapshot_table // bs, g.snapshot_table_pages * per_page)
+        for n in range(g.snapshot_table_pages):
+            state.load_snapshot_page(n, raw[n * PAGE : (n + 1) * PAGE])
+        for first in range(0, g.map_pages, 256):
+            count = min(256, g.map_pages - first)
+            raw = await base.read((g.forward_map + first * PAGE) // bs, count * per_page)
+            for i in range(count):
+                state.load_map_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
+        next_seq = await cls._replay(base, state, superblock)
+        state.start()
+        volume = cls(base, state, next_seq, holder=holder, close_base=close_base)
+        await volume.journal.mark_open(holder)
+        volume.journal.start()
+        volume._spawn(volume._maintain(), "volume-maintenance")
+        await volume.journal.commit(state.finish_deletes_at_open())
+        if state.restore_snapshot_id:
+            volume._restore_task = volume._spawn(volume._restore_merge(), "volume-restore")
+        if state.schedule:
+            volume._schedule_task = volume._spawn(volume._run_schedule(), "volume-schedule")
+        return volume
+
+    @staticmethod
+    async def _replay(base: BlockDevice, state: VolumeState, sb: Superblock) -> int:
+        g = sb.geometry
+        bs = base.block_size
+        seq = sb.journal_tail_seq
+        while True:
+            index = seq % g.journal_pages
+            count = min(64, g.journal_pages - index)
+            raw = await base.read((g.journal + index * PAGE) // bs, count * PAGE // bs)
+            for i in range(count):
+                records = decode_journal_page(raw[i * PAGE : (i + 1) * PAGE], seq, index + i)
+                if records is None:
+                    return seq
+                for record in records:
+                    state.replay(record)
+                seq += 1
+
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            coro,  # type: ignore[arg-type]
+            name=name,
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("volume task %s failed: %s", task.get_name(), task.exception())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for device in list(self.snapshot_devices):
+            await device.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        try:
+            await _wait(self._writes_drained, DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.warning("closing the volume with writes still in flight")
+        try:
+            await self.journal.close(clean=self.state.scan_done)
+        finally:
+            if self._close_base:
+                await self.base.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeviceNotReady("the volume is closed")
+
+    def health(self) -> str | None:
+        return "the volume is closed" if self._closed else self.base.health()
+
+    # -- I/O --------------------------------------------------------------------------
+
+    async def read(self, lba: int, count: int) -> bytes:
+        self._check_open()
+        state = self.state
+        gen = state.io_begin()
+        try:
+            return await self._read_chunks(lba, count, state.volume_chunk)
+        finally:
+            state.io_end(gen)
+            self._after_io()
+
+    async def _read_chunks(self, lba: int, count: int, chunk_of: Callable[[int], int]) -> bytes:
+        """Read blocks, mapping each volume chunk to its pool chunk with ``chunk_of``."""
+        per = self._per_chunk
+        bs = self.block_size
+        parts: list[bytes | memoryview] = []
+        run_p = run_off = run_len = -1
+        end = lba + count
+        while lba < end:
+            v, offset = divmod(lba, per)
+            n = min(per - offset, end - lba)
+            p = chunk_of(v)
+            if p == UNMAPPED:
+                if run_len > 0:
+                    parts.append(await self._pool_read(run_p, run_off, run_len))
+                    run_len = -1
+                parts.append(bytes(n * bs))
+            elif run_len > 0 and p * per + offset == run_p * per + run_off + run_len:
+                run_len += n
+            else:
+                if run_len > 0:
+                    parts.append(await self._pool_read(run_p, run_off, run_len))
+                run_p, run_off, run_len = p, offset, n
+            lba += n
+        if run_len > 0:
+            parts.append(await self._pool_read(run_p, run_off, run_len))
+        return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+
+    async def _pool_read(self, p: int, offset: int, count: int) -> bytes | memoryview:
+        ratio = self.block_size // self.base.block_size
+        lba = self._data_lba + p * self._base_per_chunk + offset * ratio
+        return await self.base.read(lba, count * ratio)
+
+    async def _pool_write(self, p: int, offset: int, data: bytes | memoryview) -> None:
+        ratio = self.block_size // self.base.block_size
+        await self.base.write(self._data_lba + p * self._base_per_chunk + offset * ratio, data)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[int]:
+        """Admit a write: past the snapshot gate, counted, inside an I/O generation."""
+        self._check_open()
+        if self.read_only:
+            raise DeviceReadOnly("the volume is read-only")
+        if not self._gate_open.is_set():
+            try:
+                await _wait(self._gate_open, DRAIN_TIMEOUT * 2)
+            except TimeoutError:
+                raise DeviceNotReady("the volume stayed paused for a snapshot") from None
+            self._check_open()
+        self._writes_in_flight += 1
+        self._writes_drained.clear()
+        gen = self.state.io_begin()
+        try:
+            yield gen
+        finally:
+            self.state.io_end(gen)
+            self._writes_in_flight -= 1
+            if not self._writes_in_flight:
+                self._writes_drained.set()
+            self._after_io()
+
+    async def write(self, lba: int, data: bytes | memoryview) -> None:
+        async with self._writing():
+            view = memoryview(data)
+            per = self._per_chunk
+            bs = self.block_size
+            state = self.state
+            end = lba + len(view) // bs
+            pos = 0
+            while lba < end:
+                v, offset = divmod(lba, per)
+                n = min(per - offset, end - lba)
+                piece = view[pos * bs : (pos + n) * bs]
+                plan = state.plan_write(v)
+                if plan.kind == WriteKind.IN_PLACE and v not in self._chunk_locks:
+                    # Coalesce the run of in-place chunks that follow in the pool.
+                    run = n
+                    while lba + run < end:
+                        v2 = (lba + run) // per
+                        plan2 = state.plan_write(v2)
+                        if (
+                            plan2.kind != WriteKind.IN_PLACE
+                            or plan2.p != plan.p + (v2 - v)
+                            or v2 in self._chunk_locks
+                        ):
+                            break
+                        run += min(per, end - lba - run)
+                    await self._pool_write(plan.p, offset, view[pos * bs : (pos + run) * bs])
+                    n = run
+                else:
+                    await self._write_chunk(v, offset, piece)
+                lba += n
+                pos += n
+
+    async def _write_chunk(self, v: int, offset: int, piece: memoryview | None) -> None:
+        """Write part of chunk ``v`` (None: unmap it) under the chunk's lock."""
+        lock = self._chunk_locks.get(v)
+        if lock is None:
+            lock = self._chunk_locks[v] = asyncio.Lock()
+        try:
+            async with lock:
+                await self._write_chunk_locked(v, offset, piece)
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._chunk_locks.pop(v, None)
+
+    async def _write_chunk_locked(self, v: int, offset: int, piece: memoryview | None) -> None:
+        state = self.state
+        plan = state.plan_write(v)
+        if piece is not None and plan.kind == WriteKind.IN_PLACE:
+            await self._pool_write(plan.p, offset, piece)
+            return
+        if piece is None and state.map_p[v] == UNMAPPED and not state.unrestored(v):
+            return
+        if state.needs_snapshot_space(v) and state.reserve_full():
+            await self._make_room()
+        if piece is None:
+            await self.journal.commit(state.commit_write(v, UNMAPPED))
+            return
+        new_p = await self._allocate()
+        try:
+            whole = offset == 0 and len(piece) == self._chunk
+            if whole:
+                await self._pool_write(new_p, 0, piece)
+            else:
+                if plan.p == UNMAPPED:
+                    buffer = bytearray(self._chunk)
+                else:
+                    buffer = bytearray(await self._pool_read(plan.p, 0, self._per_chunk))
+                start = offset * self.block_size
+                buffer[start : start + len(piece)] = piece
+                await self._pool_write(new_p, 0, memoryview(buffer))
+        except BaseException:
+            state.release_unused(new_p)
+            raise
+        await self.journal.commit(state.commit_write(v, new_p))
+
+    async def _allocate(self) -> int:
+        state = self.state
+        deadline = time.monotonic() + SCAN_WAIT
+        while True:
+            p = state.allocate()
+            if p is not None:
+                return p
+            state.release_pending()
+            p = state.allocate()
+            if p is not None:
+                return p
+            if state.scan_done and not state.pending_count and not state.reclaim_pending:
+                raise SpaceExhausted("the volume has no free chunk")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SpaceExhausted("no free chunk became available in time")
+            self._scan_progress.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await _wait(self._scan_progress, min(left, 0.05))
+            self._check_open()
+
+    async def _make_room(self) -> None:
+        """The snapshot reserve is full and this write would keep an old version."""
+        state = self.state
+        if state.policy.on_full == OnFull.FAIL_WRITES:
+            raise SpaceExhausted("the snapshot reserve is full (policy: fail-writes)")
+        deadline = time.monotonic() + SPACE_WAIT
+        while state.reserve_full():
+            if not state.reclaim_pending and not state.pending_count:
+                candidates = state.deletion_candidates()
+                if not candidates:
+                    raise SpaceExhausted(
+                        "the snapshot reserve is full and every snapshot is marked keep"
+                    )
+                victim = candidates[0]
+                log.warning(
+                    "snapshot reserve full: deleting snapshot %r (weight %d)",
+                    victim.name,
+                    victim.weight,
+                )
+                await self.journal.commit(state.delete_snapshot(victim.name))
+                self._wake.set()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SpaceExhausted("snapshot space was not freed in time")
+            self._space_freed.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await _wait(self._space_freed, min(left, 0.05))
+
+    async def flush(self) -> None:
+        self._check_open()
+        await self.journal.commit([])
+        await self.base.flush()
+
+    async def unmap(self, lba: int, count: int) -> None:
+        """Deallocate whole chunks; a partial chunk stays mapped (SBC-4 allows it)."""
+        async with self._writing():
+            per = self._per_chunk
+            first = -(-lba // per)
+            last = (lba + count) // per
+            for v in range(first, last):
+                await self._write_chunk(v, 0, None)
+
+    async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
+        self._check_open()
+        return extents(self.state.volume_chunk, lba, max_count, self.num_blocks, self._per_chunk)
+
+    # -- background work --------------------------------------------------------------
+
+    def _after_io(self) -> None:
+        if self.state.pending_count:
+            self._after_durable()
+
+    def _after_durable(self) -> None:
+        if self.state.release_pending():
+            self._space_freed.set()
+            self._scan_progress.set()
+
+    async def _maintain(self) -> None:
+        state = self.state
+        g = self.geometry
+        bs = self.base.block_size
+        while not state.scan_done:
+            first = state.scan_next_page
+            count = min(SCAN_PAGES_PER_STEP, g.table_pages - first)
+            raw = await self.base.read((g.chunk_table + first * PAGE) // bs, count * PAGE // bs)
+            for i in range(count):
+                state.scan_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
+            self._scan_progress.set()
+            await asyncio.sleep(0)
+        self._scan_complete.set()
+        self._scan_progress.set()
+        while True:
+            await self._reclaim_all()
+            await self._apply_policy()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await _wait(self._wake, 1.0)
+
+    async def _apply_policy(self) -> None:
+        state = self.state
+        if state.policy.on_full != OnFull.DELETE:
+            return
+        while state.used_percent() >= state.policy.delete_percent and not state.reclaim_pending:
+            candidates = state.deletion_candidates()
+            if not candidates:
+                return
+            victim = candidates[0]
+            log.warning(
+                "snapshot space %.0f%% used (auto-delete at %d%%): deleting %r",
+                state.used_percent(),
+                state.policy.delete_percent,
+                victim.name,
+            )
+            async with self._admin:
+                with contextlib.suppress(Exception):
+                    await self.journal.commit(state.delete_snapshot(victim.name))
+            await self._reclaim_all()
+
+    async def _reclaim_all(self) -> None:
+        state = self.state
+        while state.reclaim_pending:
+            state.reclaim_step(RECLAIM_PER_STEP)
+            await self.journal.commit([])  # tags the frees; they wait for durability
+            self._after_durable()
+            await asyncio.sleep(0)
+
+    async def wait_scan(self, timeout: float = SCAN_WAIT) -> None:  # noqa: ASYNC109
+        try:
+            await _wait(self._scan_complete, timeout)
+        except TimeoutError:
+            raise DeviceNotReady("the free-space scan did not finish in time") from None
+
+    async def wait_background(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until the scan, reclaim, freed-chunk release and any restore are done."""
+        deadline = time.monotonic() + timeout
+        await self.wait_scan(timeout)
+        state = self.state
+        while state.reclaim_pending or state.pending_count or state.restore_snapshot_id:
+            if time.monotonic() > deadline:
+                raise TimeoutError("background work of the volume is still running")
+            self._wake.set()
+            await self.journal.commit([])
+            self._after_durable()
+            await asyncio.sleep(0.005)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _paused_writes(self) -> AsyncIterator[None]:
+        """Hold new writes and wait for those in flight: the point in time."""
+        self._gate_open.clear()
+        try:
+            try:
+                await _wait(self._writes_drained, DRAIN_TIMEOUT)
+            except TimeoutError:
+                from sanstack.snapshot.model import SnapshotRefused
+
+                raise SnapshotRefused(
+                    f"writes in flight did not drain within {DRAIN_TIMEOUT:.0f} s"
+                ) from None
+            yield
+        finally:
+            self._gate_open.set()
+
+    async def create_snapshot(
+        self, name: str, *, weight: int = 1, keep: bool = False, scheduled: bool = False
+    ) -> SnapshotInfo:
+        self._check_open()
+        async with self._admin, self._paused_writes():
+            record, records = self.state.create_snapshot(
+                name, time.time(), weight=weight, keep=keep, scheduled=scheduled
+            )
+            await self.journal.commit(records)
+        return self.state.snapshot_info(record)
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        state = self.state
+        return [state.snapshot_info(s) for s in state.visible_snapshots()]
+
+    async def delete_snapshot(self, name: str) -> None:
+        self._check_open()
+        async with self._admin:
+            await self.journal.commit(self.state.delete_snapshot(name))
+        self._wake.set()
+
+    async def set_snapshot(
+        self, name: str, *, weight: int | None = None, keep: bool | None = None
+    ) -> SnapshotInfo:
+        self._check_open()
+        async with self._admin:
+            record, records = self.state.set_attributes(name, weight=weight, keep=keep)
+            await self.journal.commit(records)
+        return self.state.snapshot_info(record)
+
+    def open_snapshot(self, name: str) -> BlockDevice:
+        self._check_open()
+        from sanstack.snapshot.snapshot_device import SnapshotDevice
+
+        record = self.state.hold(name)
+        device = SnapshotDevice(self, record)
+        self.snapshot_devices.add(device)
+        return device
+
+    async def release_snapshot(self, device: BlockDevice, snapshot_id: int) -> None:
+        """Called by a snapshot device's close: drop its hold (may finish a delete)."""
+        self.snapshot_devices.discard(device)
+        records = self.state.release(snapshot_id)
+        if not self._closed or records:
+            await self.journal.commit(records)
+        self._wake.set()
+
+    async def read_snapshot(self, epoch: int, lba: int, count: int) -> bytes:
+        await self.wait_scan()
+        state = self.state
+        gen = state.io_begin()
+        try:
+            return await self._read_chunks(lba, count, lambda v: state.snapshot_chunk(epoch, v))
+        finally:
+            state.io_end(gen)
+            self._after_io()
+
+    # -- restore ----------------------------------------------------------------------
+
+    async def restore(self, name: str) -> None:
+        """Make the volume's content the snapshot's, online; other snapshots stay valid."""
+        self._check_open()
+        await self.wait_scan()
+        async with self._admin, self._paused_writes():
+            if self.state.restore_snapshot_id:
+                raise VolumeBusy("a restore is already running")
+            records = self.state.begin_restore(name)
+            await self.journal.commit(records)
+        self._restore_done = 0
+        self._restore_task = self._spawn(self._restore_merge(), "volume-restore")
+
+    async def _restore_merge(self) -> None:
+        """Copy the snapshot's chunks back, as dm-snapshot's merge does, while I/O goes on."""
+        state = self.state
+        await self.wait_scan(float("inf"))
+        v = 0
+        while v < state.n:
+            for u in list(state.restore_candidates(v, RESTORE_CHUNKS_PER_STEP)):
+                async with self._writing():
+                    lock = self._chunk_locks.setdefault(u, asyncio.Lock())
+                    async with lock:
+                        if state.unrestored(u):
+                            source = state.snapshots[state.restore_snapshot_id].epoch
+                            p = state.snapshot_chunk(source, u)
+                            if p == UNMAPPED:
+                                await self._write_chunk_locked(u, 0, None)
+                            else:
+                                data = await self._pool_read(p, 0, self._per_chunk)
+                                await self._write_chunk_locked(u, 0, memoryview(data))
+                            self._restore_done += 1
+                    if not lock.locked():
+                        self._chunk_locks.pop(u, None)
+            v += RESTORE_CHUNKS_PER_STEP
+            await asyncio.sleep(0)
+        async with self._admin:
+            await self.journal.commit(state.finish_restore())
+        self._wake.set()
+        log.info("restore finished: %d chunks copied back", self._restore_done)
+
+    # -- settings and reporting -------------------------------------------------------
+
+    async def set_policy(self, policy: SpacePolicy) -> None:
+        self._check_open()
+        async with self._admin:
+            await self.journal.commit(self.state.change_settings(policy, self.state.schedule))
+        self._wake.set()
+
+    async def set_schedule(self, schedule: Schedule | None) -> None:
+        self._check_open()
+        async with self._admin:
+            await self.journal.commit(self.state.change_settings(self.state.policy, schedule))
+        if self._schedule_task is not None:
+            self._schedule_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._schedule_task
+            self._schedule_task = None
+        if schedule is not None:
+            self._schedule_task = self._spawn(self._run_schedule(), "volume-schedule")
+
+    async def _run_schedule(self) -> None:
+        from sanstack.snapshot.schedule import next_due, scheduled_name, to_prune
+
+        while True:
+            schedule = self.state.schedule
+            if schedule is None:
+                return
+            snaps = self.state.visible_snapshots()
+            due = next_due(schedule, snaps, time.time())
+            await asyncio.sleep(max(0.0, due - time.time()))
+            schedule = self.state.schedule
+            if schedule is None:
+                return
+            now = time.time()
+            try:
+                await self.create_snapshot(
+                    scheduled_name(schedule, now),
+                    weight=schedule.weight,
+                    scheduled=True,
+                )
+            except Exception as exc:  # a refused snapshot is logged, the schedule goes on
+                log.warning("scheduled snapshot not taken: %s", exc)
+                await asyncio.sleep(min(schedule.interval, 60))
+            for record in to_prune(schedule, self.state.visible_snapshots()):
+                with contextlib.suppress(Exception):
+                    await self.delete_snapshot(record.name)
+
+    def info(self) -> VolumeInfo:
+        state = self.state
+        g = self.geometry
+        background: list[Progress] = []
+        if not state.scan_done:
+            background.append(Progress("scan", state.scan_next_page, g.table_pages))
+        if state.reclaim_pending:
+            background.append(Progress("reclaim", 0, state.reclaim_pending))
+        if state.restore_snapshot_id:
+            background.append(Progress("restore", self._restore_done, state.restore_total))
+        free = len(state.free) if state.scan_done else 0
+        return VolumeInfo(
+            uuid=state.superblock.uuid_text,
+            size_bytes=g.volume_chunks * g.chunk_size,
+            block_size=g.block_size,
+            chunk_size=g.chunk_size,
+            reserve_bytes=g.reserve_chunks * g.chunk_size,
+            snapshot_used_bytes=state.snapshot_used * g.chunk_size,
+            snapshot_used_percent=round(state.used_percent(), 2),
+            free_bytes=free * g.chunk_size,
+            snapshots=sum(1 for s in state.snapshots.values() if not s.deleting),
+            max_snapshots=g.max_snapshots,
+            policy=state.policy,
+            schedule=state.schedule,
+            holder=self.holder,
+            background=background,
+        )
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """``event.wait()`` bounded by ``seconds`` (raises TimeoutError).
+
+    ``asyncio.timeout`` rather than ``wait_for``: on 3.11 a task cancelled inside
+    ``wait_for`` on an Event could stay "cancelling" forever, hanging close.
+    """
+    if event.is_set():
+        return
+    async with asyncio.timeout(seconds):
+        await event.wait()
+
+
+def extents(
+    chunk_of: Callable[[int], int], lba: int, max_count: int, num_blocks: int, per: int
+) -> list[LBAExtent]:
+    """GET LBA STATUS from a chunk map: runs of mapped and deallocated blocks from ``lba``."""
+    end = min(num_blocks, lba + max_count)
+    out: list[LBAExtent] = []
+    while lba < end and len(out) < 64:
+        v = lba // per
+        status = (
+            ProvisioningStatus.DEALLOCATED if chunk_of(v) == UNMAPPED else ProvisioningStatus.MAPPED
+        )
+        start = lba
+        while lba < end:
+            v = lba // per
+            here = (
+                ProvisioningStatus.DEALLOCATED
+                if chunk_of(v) == UNMAPPED
+                else ProvisioningStatus.MAPPED
+            )
+            if here != status:
+                break
+            lba = min(end, (v + 1) * per)
+        out.append(LBAExtent(start, lba - start, status))
+    return out
