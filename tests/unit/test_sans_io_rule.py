@@ -9,7 +9,15 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "sanstack"
 CORE_PACKAGES = ("iscsi", "scsi", "mpio", "nbd")
-CORE_MODULES = ("target/config.py", "target/target.py", "target/registry.py")
+CORE_MODULES = (
+    "target/config.py",
+    "target/target.py",
+    "target/registry.py",
+    "snapshot/model.py",
+    "snapshot/layout.py",
+    "snapshot/state.py",
+    "snapshot/schedule.py",
+)
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "selectors", "uvloop", "concurrent"}
 
 

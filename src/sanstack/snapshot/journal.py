@@ -268,6 +268,26 @@ class Journal:
         await self._write_superblock_page()
         await self._base.flush()
 
+    async def invalidate_after_replay(self) -> None:
+        """Zero the pages after the end of the log found at open.
+
+        A multi-page write cut short can leave a later page whole after a torn one; replay
+        stops at the torn page, but once new pages are written over it, that stale page
+        would continue the sequence at the next crash. Zeroing as many pages as one write
+        can span removes it.
+        """
+        start = self._next_seq % self._ring
+        # Never reach the live log, which continues from the tail around the ring.
+        count = min(MAX_PAGES_PER_WRITE, self._ring - 1 - (self._next_seq - self._tail))
+        if count <= 0:
+            return
+        first = min(count, self._ring - start)
+        bs = self._base.block_size
+        await self._base.write((self._ring_offset + start * PAGE) // bs, bytes(first * PAGE))
+        if count > first:
+            await self._base.write(self._ring_offset // bs, bytes((count - first) * PAGE))
+        await self._base.flush()
+
     async def mark_open(self, holder: Holder | None) -> None:
         """At open: record who holds the volume, and that it was not closed cleanly."""
         self._superblock = self._superblock.next_generation(holder=holder, clean=False)

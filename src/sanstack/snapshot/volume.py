@@ -185,6 +185,7 @@ class SnapshotVolume(BlockDevice):
         state.start()
         volume = cls(base, state, next_seq, holder=holder, close_base=close_base)
         await volume.journal.mark_open(holder)
+        await volume.journal.invalidate_after_replay()
         volume.journal.start()
         volume._spawn(volume._maintain(), "volume-maintenance")
         await volume.journal.commit(state.finish_deletes_at_open())
@@ -258,6 +259,8 @@ class SnapshotVolume(BlockDevice):
     async def read(self, lba: int, count: int) -> bytes:
         self._check_open()
         state = self.state
+        if state.restore_snapshot_id and not state.scan_done:
+            await self.wait_scan()  # unrestored chunks are found among old versions
         gen = state.io_begin()
         try:
             return await self._read_chunks(lba, count, state.volume_chunk)
@@ -307,12 +310,14 @@ class SnapshotVolume(BlockDevice):
         self._check_open()
         if self.read_only:
             raise DeviceReadOnly("the volume is read-only")
-        if not self._gate_open.is_set():
+        while not self._gate_open.is_set():  # another pause may start as one ends
             try:
                 await _wait(self._gate_open, DRAIN_TIMEOUT * 2)
             except TimeoutError:
                 raise DeviceNotReady("the volume stayed paused for a snapshot") from None
             self._check_open()
+        if self.state.restore_snapshot_id and not self.state.scan_done:
+            await self.wait_scan()  # unrestored chunks are found among old versions
         self._writes_in_flight += 1
         self._writes_drained.clear()
         gen = self.state.io_begin()
