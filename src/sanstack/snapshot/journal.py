@@ -77,6 +77,7 @@ class Journal:
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self._checkpoint_requested = False
+        self._open_records: list[bytes] | None = None
         self.checkpoints = 0
         self.pages_written = 0
         g = superblock.geometry
@@ -174,19 +175,27 @@ class Journal:
                 await asyncio.sleep(0.01)
                 continue
             await self._checkpoint()
+        # The last page written may still have room: it is rewritten with more records
+        # (same sequence number), so the ring advances by pages of records, not by
+        # batches. A page covered by a FLUSH or a checkpoint is sealed instead.
+        first_seq = self._next_seq
+        current: list[bytes] = []
+        size = 0
+        if self._open_records is not None and self._next_seq % self._ring != 0:
+            first_seq = self._next_seq - 1
+            current = list(self._open_records)
+            size = sum(map(len, current))
         room = min(
             MAX_PAGES_PER_WRITE,
-            limit - (self._next_seq - self._tail),
-            self._ring - self._next_seq % self._ring,  # no wrap inside one write
+            limit - (self._next_seq - self._tail) + (self._next_seq - first_seq),
+            self._ring - first_seq % self._ring,  # no wrap inside one write
         )
         pages: list[bytes] = []
         groups: list[_Group] = []
-        current: list[bytes] = []
-        size = 0
         while self._queue:
             group = self._queue[0]
             if size + group.size > JOURNAL_CAPACITY:
-                pages.append(self._page(len(pages), current))
+                pages.append(self._page(first_seq + len(pages), current))
                 current, size = [], 0
                 if len(pages) >= room:
                     break
@@ -196,13 +205,14 @@ class Journal:
             size += group.size
             groups.append(group)
         if current:
-            pages.append(self._page(len(pages), current))
-        if not pages:
+            pages.append(self._page(first_seq + len(pages), current))
+        if not groups:
             return
-        start = self._next_seq % self._ring
+        start = first_seq % self._ring
         lba = (self._ring_offset + start * PAGE) // self._base.block_size
         await self._base.write(lba, b"".join(pages))
-        self._next_seq += len(pages)
+        self._next_seq = first_seq + len(pages)
+        self._open_records = current if current and size < JOURNAL_CAPACITY else None
         self.pages_written += len(pages)
         self._state.mark_durable(max(g.number for g in groups))
         for group in groups:
@@ -210,9 +220,12 @@ class Journal:
                 group.done.set_result(None)
         self._on_durable()
 
-    def _page(self, index: int, records: list[bytes]) -> bytes:
-        seq = self._next_seq + index
+    def _page(self, seq: int, records: list[bytes]) -> bytes:
         return encode_journal_page(seq, seq % self._ring, records)
+
+    def seal(self) -> None:
+        """No more records go into the last page written (it is covered by a FLUSH)."""
+        self._open_records = None
 
     # -- checkpoint -------------------------------------------------------------------
 
@@ -229,6 +242,7 @@ class Journal:
         state.dirty_slots.clear()
         state.dirty_map.clear()
         state.dirty_table.clear()
+        self._open_records = None  # replay starts after it: nothing more may go there
         # Records queued before the capture are in the images; they must still reach the
         # journal before any image does, so replay from the old tail never meets an image
         # ahead of its records. They go at sequence numbers >= tail.

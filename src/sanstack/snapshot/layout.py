@@ -42,7 +42,7 @@ MAP_PER_PAGE: Final = (PAGE - PAGE_TRAILER) // MAP_ENTRY  # 511
 TABLE_PER_PAGE: Final = (PAGE - PAGE_TRAILER) // TABLE_ENTRY  # 255
 SLOTS_PER_PAGE: Final = (PAGE - PAGE_TRAILER) // SNAPSHOT_SLOT  # 31
 JOURNAL_HEADER: Final = 24
-DEFAULT_JOURNAL_PAGES: Final = 2048  # 8 MiB: ~270k first-writes between checkpoints
+MAX_JOURNAL_PAGES: Final = 16384
 MAX_CHUNKS: Final = 0xFFFFFFF0
 
 _U32 = struct.Struct("<I")
@@ -122,8 +122,11 @@ class Geometry:
         """Lay out a device: metadata first, then the pool of chunks, reserve by policy."""
         cs = options.chunk_size
         slots_pages = -(-options.max_snapshots // SLOTS_PER_PAGE)
-        # 1/256 of the device, 512 KiB to 8 MiB: about 136 first-writes per page.
-        journal_pages = min(DEFAULT_JOURNAL_PAGES, max(128, device_bytes // (256 * PAGE)))
+        # About the size of the maps (at least 512 KiB, at most 64 MiB): a checkpoint,
+        # every half ring, then rewrites the changed map pages at most once per ~68 first
+        # writes per page of journal (136 first writes fit a page).
+        estimate = device_bytes // cs * (MAP_ENTRY + TABLE_ENTRY) // PAGE
+        journal_pages = min(MAX_JOURNAL_PAGES, max(128, estimate))
         fixed = (SUPERBLOCK_COPIES + slots_pages + journal_pages) * PAGE
         # Each pool chunk costs its data plus at most one map and one table entry.
         per_chunk = cs + MAP_ENTRY + TABLE_ENTRY

@@ -460,6 +460,7 @@ class SnapshotVolume(BlockDevice):
     async def flush(self) -> None:
         self._check_open()
         await self.journal.commit([])
+        self.journal.seal()
         await self.base.flush()
 
     async def unmap(self, lba: int, count: int) -> None:
