@@ -567,6 +567,11 @@ class VolumeState:
     def used_percent(self) -> float:
         return 100.0 * self.snapshot_used / max(1, self.geometry.reserve_chunks)
 
+    def kept_percent(self) -> float:
+        """Like ``used_percent`` without chunks already freed and waiting for release:
+        what another delete could still lower (the policy must not delete for those)."""
+        return 100.0 * self.dead_count / max(1, self.geometry.reserve_chunks)
+
     def reserve_full(self) -> bool:
         return self.snapshot_used >= self.geometry.reserve_chunks
 

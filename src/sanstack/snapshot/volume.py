@@ -305,8 +305,14 @@ class SnapshotVolume(BlockDevice):
         await self.base.write(self._data_lba + p * self._base_per_chunk + offset * ratio, data)
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[int]:
-        """Admit a write: past the snapshot gate, counted, inside an I/O generation."""
+    async def _writing(self) -> AsyncIterator[None]:
+        """Admit a write: past the snapshot gate, and counted for the next gate to drain.
+
+        A write takes no I/O generation here: a redirect works under its chunk's lock, on
+        chunks nobody else can free (its own live chunk, or a held snapshot's), and must
+        not hold back the release of chunks it is itself waiting for. An in-place write
+        takes a generation around its device write (see ``write``).
+        """
         self._check_open()
         if self.read_only:
             raise DeviceReadOnly("the volume is read-only")
@@ -320,11 +326,9 @@ class SnapshotVolume(BlockDevice):
             await self.wait_scan()  # unrestored chunks are found among old versions
         self._writes_in_flight += 1
         self._writes_drained.clear()
-        gen = self.state.io_begin()
         try:
-            yield gen
+            yield
         finally:
-            self.state.io_end(gen)
             self._writes_in_flight -= 1
             if not self._writes_in_flight:
                 self._writes_drained.set()
@@ -356,7 +360,13 @@ class SnapshotVolume(BlockDevice):
                         ):
                             break
                         run += min(per, end - lba - run)
-                    await self._pool_write(plan.p, offset, view[pos * bs : (pos + run) * bs])
+                    # No await since the plan: the generation covers p before anyone
+                    # can free it (an unmap of v), so p is not reused under this write.
+                    gen = state.io_begin()
+                    try:
+                        await self._pool_write(plan.p, offset, view[pos * bs : (pos + run) * bs])
+                    finally:
+                        state.io_end(gen)
                     n = run
                 else:
                     await self._write_chunk(v, offset, piece)
@@ -379,7 +389,7 @@ class SnapshotVolume(BlockDevice):
         state = self.state
         plan = state.plan_write(v)
         if piece is not None and plan.kind == WriteKind.IN_PLACE:
-            await self._pool_write(plan.p, offset, piece)
+            await self._pool_write(plan.p, offset, piece)  # p is v's: frees need v's lock
             return
         if piece is None and state.map_p[v] == UNMAPPED and not state.unrestored(v):
             return
@@ -512,7 +522,7 @@ class SnapshotVolume(BlockDevice):
         state = self.state
         if state.policy.on_full != OnFull.DELETE:
             return
-        while state.used_percent() >= state.policy.delete_percent and not state.reclaim_pending:
+        while state.kept_percent() >= state.policy.delete_percent and not state.reclaim_pending:
             candidates = state.deletion_candidates()
             if not candidates:
                 return
