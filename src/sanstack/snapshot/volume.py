@@ -474,13 +474,19 @@ class SnapshotVolume(BlockDevice):
         await self.base.flush()
 
     async def unmap(self, lba: int, count: int) -> None:
-        """Deallocate whole chunks; a partial chunk stays mapped (SBC-4 allows it)."""
+        """Deallocate whole chunks; the blocks of a partly covered chunk are written with
+        zeroes instead, so every unmapped block reads back as zeroes (LBPRZ)."""
         async with self._writing():
             per = self._per_chunk
-            first = -(-lba // per)
-            last = (lba + count) // per
-            for v in range(first, last):
-                await self._write_chunk(v, 0, None)
+            end = lba + count
+            while lba < end:
+                v, offset = divmod(lba, per)
+                n = min(per - offset, end - lba)
+                if n == per:
+                    await self._write_chunk(v, 0, None)
+                elif self.state.volume_chunk(v) != UNMAPPED:  # unmapped reads zeroes already
+                    await self._write_chunk(v, offset, memoryview(bytes(n * self.block_size)))
+                lba += n
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
         self._check_open()
