@@ -20,6 +20,7 @@ from tests.support.processes import (
     run_tool,
     running_config_target,
     running_target,
+    sanstack_command,
 )
 
 pytestmark = pytest.mark.interop
@@ -76,12 +77,21 @@ def parse_cunit(output: str) -> SuiteRun:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("lun_kind", ["file", "memory"])
+@pytest.mark.parametrize("lun_kind", ["file", "memory", "volume"])
 def test_conformance_suite(tmp_path: Path, lun_kind: str) -> None:
+    """``volume``: a snapshot volume with a snapshot taken, so every write that lands on a
+    chunk the snapshot shares goes down the redirect path, under the whole suite."""
     tool = require_tool("iscsi-test-cu")
     ports = [free_port(), free_port()]
-    lun = f"{tmp_path / 'lun.img'}:256M" if lun_kind == "file" else "memory:256M"
+    volume = tmp_path / "volume.img"
+    if lun_kind == "volume":
+        run_tool([*sanstack_command(), "volume", "format", str(volume), "--size", "256M"])
+        lun = f"volume:{volume}"
+    else:
+        lun = f"{tmp_path / 'lun.img'}:256M" if lun_kind == "file" else "memory:256M"
     with running_target(tmp_path, IQN, ports, [lun]):
+        if lun_kind == "volume":
+            run_tool([*sanstack_command(), "snapshot", "create", str(volume), "before-suite"])
         urls = [f"iscsi://127.0.0.1:{port}/{IQN}/0" for port in ports]
         result = run_tool([tool, "-d", "--test=ALL", *urls], timeout=850, check=False)
     output = result.stdout + result.stderr
