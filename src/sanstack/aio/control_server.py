@@ -4,6 +4,23 @@ h11 does the HTTP/1.1 framing (sans-IO, like sanstack's own cores); this module 
 routes to ``TargetService`` calls. A Unix socket keeps the control plane local and lets
 file permissions decide who may use it (root by default). Requests are small and bounded
 (``MAX_BODY``); each connection serves one request and closes.
+
+Snapshot volumes (``sanstack.snapshot.service.VolumeService``, the target service's
+``volumes``) are named by their file, which is no URL segment, so a volume route takes it
+as the query parameter ``path`` (URL-encoded, absolute); a snapshot is the segment NAME::
+
+    GET    /v1/volumes                                  volumes this daemon holds
+    GET    /v1/volumes/info?path=FILE                   volume info (space, policy, schedule,
+                                                        background work with progress)
+    GET    /v1/volumes/snapshots?path=FILE              snapshot list
+    POST   /v1/volumes/snapshots?path=FILE              {name, weight?, keep?} -> the snapshot
+    PUT    /v1/volumes/snapshots/NAME?path=FILE         {weight?, keep?} -> the snapshot
+    DELETE /v1/volumes/snapshots/NAME?path=FILE         -> {path, deleted}
+    POST   /v1/volumes/snapshots/NAME/restore?path=FILE -> volume info (restore started)
+    PUT    /v1/volumes/schedule?path=FILE               {interval, keep, weight?, prefix?}
+    DELETE /v1/volumes/schedule?path=FILE               no schedule
+    PUT    /v1/volumes/policy?path=FILE                 {warn_percent?, delete_percent?,
+                                                        on_full?} -> volume info
 """
 
 from __future__ import annotations
@@ -14,18 +31,29 @@ import json
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import h11
 
+from sanstack.snapshot.service import (
+    check_flag,
+    check_name,
+    check_weight,
+    policy_changes,
+    schedule_from_json,
+)
 from sanstack.target.service import ServiceError, TargetService
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # to receive a request
+# To carry it out: a snapshot waits for in-flight writes to drain (up to 15 s), a restore
+# for the free-space scan; below the CLI's 30 s socket timeout, so it hears why.
+HANDLER_TIMEOUT = 25.0
 Handler = Callable[[Any, dict[str, str], Any], Awaitable[Any]]
 Route = tuple[str, "re.Pattern[str]", Handler]
 _NAME = r"(?P<target>[^/]+)"
@@ -77,6 +105,86 @@ async def _reservations(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
     return svc.reservations(m["target"], int(m["lun"]))
 
 
+# -- snapshot volumes: ``path`` comes from the query string ----------------------------------
+
+
+def _volume_path(m: dict[str, str]) -> str:
+    path = m.get("path")
+    if not path or not path.startswith("/"):
+        raise ServiceError(400, "path: an absolute volume file is needed (?path=FILE)")
+    return path
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ServiceError(400, f"body: a JSON object {what} is needed")
+    return body
+
+
+async def _volumes(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
+    return svc.volumes.volumes()
+
+
+async def _volume_info(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.volumes.info(_volume_path(m))
+
+
+async def _snapshots(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.volumes.snapshots(_volume_path(m))
+
+
+async def _create_snapshot(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    request = _object(body, "{name, weight?, keep?}")
+    unknown = set(request) - {"name", "weight", "keep"}
+    if unknown:
+        raise ServiceError(400, f"{sorted(unknown)[0]}: unknown field")
+    return await svc.volumes.create(
+        _volume_path(m),
+        check_name(request.get("name")),
+        check_weight(request.get("weight", 1)),
+        check_flag(request.get("keep", False), "keep"),
+    )
+
+
+async def _set_snapshot(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    request = _object(body, "{weight?, keep?}")
+    unknown = set(request) - {"weight", "keep"}
+    if unknown:
+        raise ServiceError(400, f"{sorted(unknown)[0]}: unknown field")
+    weight = request.get("weight")
+    keep = request.get("keep")
+    return await svc.volumes.set_snapshot(
+        _volume_path(m),
+        m["name"],
+        None if weight is None else check_weight(weight),
+        None if keep is None else check_flag(keep, "keep"),
+    )
+
+
+async def _delete_snapshot(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.volumes.delete(_volume_path(m), m["name"])
+
+
+async def _restore(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.volumes.restore(_volume_path(m), m["name"])
+
+
+async def _set_schedule(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    return await svc.volumes.set_schedule(_volume_path(m), schedule_from_json(body))
+
+
+async def _clear_schedule(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
+    return await svc.volumes.set_schedule(_volume_path(m), None)
+
+
+async def _set_policy(svc: TargetService, m: dict[str, str], body: Any) -> Any:
+    return await svc.volumes.set_policy(_volume_path(m), **policy_changes(_object(body, "")))
+
+
+_SNAPSHOT = r"(?P<name>[A-Za-z0-9][A-Za-z0-9._:+-]*)"
+
 # (method, path pattern) -> handler. Anything else is 404 or 405.
 ROUTES: list[Route] = [
     ("GET", re.compile(r"^/v1/status$"), _status),
@@ -89,6 +197,16 @@ ROUTES: list[Route] = [
     ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)$"), _portal_group),
     ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)/alua$"), _alua),
     ("GET", re.compile(r"^/v1/sessions$"), _sessions),
+    ("GET", re.compile(r"^/v1/volumes$"), _volumes),
+    ("GET", re.compile(r"^/v1/volumes/info$"), _volume_info),
+    ("GET", re.compile(r"^/v1/volumes/snapshots$"), _snapshots),
+    ("POST", re.compile(r"^/v1/volumes/snapshots$"), _create_snapshot),
+    ("PUT", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}$"), _set_snapshot),
+    ("DELETE", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}$"), _delete_snapshot),
+    ("POST", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}/restore$"), _restore),
+    ("PUT", re.compile(r"^/v1/volumes/schedule$"), _set_schedule),
+    ("DELETE", re.compile(r"^/v1/volumes/schedule$"), _clear_schedule),
+    ("PUT", re.compile(r"^/v1/volumes/policy$"), _set_policy),
 ]
 
 
@@ -100,7 +218,12 @@ def register_route(method: str, pattern: str, handler: Handler) -> None:
 async def dispatch(
     service: Any, method: str, path: str, body: bytes, routes: list[Route] | None = None
 ) -> tuple[int, Any]:
-    """(HTTP status, JSON value) for one request; every failure is a JSON error object."""
+    """(HTTP status, JSON value) for one request; every failure is a JSON error object.
+
+    ``path`` may carry a query string; its parameters join the route's matched groups.
+    """
+    path, _sep, query = path.partition("?")
+    params = dict(urllib.parse.parse_qsl(query))
     allowed = False
     for route_method, pattern, handler in ROUTES if routes is None else routes:
         match = pattern.match(path)
@@ -114,7 +237,7 @@ async def dispatch(
         except ValueError:
             return 400, {"error": "body: not valid JSON"}
         try:
-            return 200, await handler(service, match.groupdict(), payload)
+            return 200, await handler(service, {**params, **match.groupdict()}, payload)
         except ServiceError as exc:
             return exc.status, {"error": str(exc)}
         except Exception:
@@ -162,7 +285,9 @@ class ControlServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            await asyncio.wait_for(self._serve(reader, writer), REQUEST_TIMEOUT)
+            await asyncio.wait_for(
+                self._serve(reader, writer), REQUEST_TIMEOUT + HANDLER_TIMEOUT + 1
+            )
         except (TimeoutError, ConnectionError, h11.ProtocolError) as exc:
             log.debug("control connection ended: %s", exc)
         finally:
@@ -179,7 +304,7 @@ class ControlServer:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                chunk = await reader.read(65536)
+                chunk = await asyncio.wait_for(reader.read(65536), REQUEST_TIMEOUT)
                 conn.receive_data(chunk)
                 continue
             if isinstance(event, h11.Request):
@@ -190,13 +315,20 @@ class ControlServer:
                     await self._reply(conn, writer, 413, {"error": "body: too large"})
                     return
             elif isinstance(event, h11.EndOfMessage) and request is not None:
-                status, payload = await dispatch(
-                    self.service,
-                    request.method.decode(),
-                    request.target.decode().split("?", 1)[0],
-                    bytes(body),
-                    self.routes,
-                )
+                try:
+                    status, payload = await asyncio.wait_for(
+                        dispatch(
+                            self.service,
+                            request.method.decode(),
+                            request.target.decode(),
+                            bytes(body),
+                            self.routes,
+                        ),
+                        HANDLER_TIMEOUT,
+                    )
+                except TimeoutError:
+                    status = 503
+                    payload = {"error": f"not done within {HANDLER_TIMEOUT:.0f} s; try again"}
                 await self._reply(conn, writer, status, payload)
                 return
             elif isinstance(event, h11.ConnectionClosed):

@@ -1,12 +1,15 @@
 """``sanstack demo``: the whole stack on one machine with an embedded default.
 
-For now: one target with 32 thin (sparse-file) LUNs on two portals of 127.0.0.1, each
-portal its own portal group, so an initiator sees two paths to every LUN.
+One target with 32 LUNs on two portals of 127.0.0.1, each portal its own portal group,
+so an initiator sees two paths to every LUN. The LUNs are thin (sparse files), and the last
+one is a snapshot volume (formatted in the demo directory on the first run) that takes a
+snapshot every minute and keeps the newest ten, run by the demo daemon that holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import shutil
 import socket
@@ -25,12 +28,15 @@ log = logging.getLogger("sanstack")
 
 DEMO_IQN = "iqn.2026-11.org.sanstack:demo"
 PREFERRED_PORTS = (3260, 3261)
+VOLUME_FILE = "volume.img"
+SCHEDULE_SECONDS = 60
+SCHEDULE_KEEP = 10
 
 
 def register(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run a demo target: 32 thin LUNs on two portals of 127.0.0.1",
+        help="run a demo target: 32 thin LUNs (one a snapshot volume) on two portals",
         description="Serve a demo target until SIGINT/SIGTERM and print how to reach it.",
     )
     demo.add_argument(
@@ -95,8 +101,11 @@ async def demo_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError("--dir", f"cannot create {args.dir}: {exc.strerror}") from None
     portals = [f"127.0.0.1:{port}" for port in choose_ports()]
-    luns = [f"{args.dir / f'lun{i}.img'}:{args.size}" for i in range(args.luns)]
-    spec = quick_target(DEMO_IQN, portals, luns)
+    volume = (args.dir / VOLUME_FILE).absolute()
+    await _prepare_volume(volume, args.size)
+    luns = [f"{args.dir / f'lun{i}.img'}:{args.size}" for i in range(args.luns - 1)]
+    spec = quick_target(DEMO_IQN, portals, [*luns, f"volume:{volume}"])
+    volume_lun = args.luns - 1
 
     def announce(server: TargetServer) -> str:
         bound = server.portals
@@ -105,7 +114,8 @@ async def demo_command(args: argparse.Namespace) -> int:
         sanstack = _own_command()
         return (
             f"sanstack demo: target {DEMO_IQN}\n"
-            f"  {args.luns} thin LUNs of {args.size} in {args.dir}\n"
+            f"  {args.luns - 1} thin LUNs of {args.size} in {args.dir}, and LUN {volume_lun}, "
+            f"a snapshot volume in {volume}\n"
             + "".join(f"  portal {h}:{p} (portal group {t})\n" for h, p, t in bound)
             + "\nTry, from another shell:\n"
             f"  iscsi-ls -s iscsi://{first}/\n"
@@ -149,9 +159,57 @@ async def demo_command(args: argparse.Namespace) -> int:
         [spec],
         ConnectionSettings(),
         args.control,
-        lambda server: announce(server) + _multipath_help(nbd_url[0], args, _own_command()),
+        lambda server: (
+            announce(server)
+            + _multipath_help(nbd_url[0], args, _own_command())
+            + _volume_help(server, volume, volume_lun, args, _own_command())
+        ),
         state_dir=args.dir / "state",
         companions=multipath_export,
+    )
+
+
+async def _prepare_volume(path: Path, size: str) -> None:
+    """Format the demo's snapshot volume on the first run, with its schedule.
+
+    It is formatted under a temporary name and renamed, so an interrupted first run leaves
+    no half-made volume behind; later runs keep the volume and its snapshots.
+    """
+    from sanstack.snapshot.files import format_volume_file, open_volume_file
+    from sanstack.snapshot.model import FormatOptions, Schedule
+    from sanstack.target.config import parse_size
+
+    if await asyncio.to_thread(path.exists):
+        return
+    partial = path.with_name(path.name + ".formatting")
+    await format_volume_file(partial, parse_size(size, "--size"), FormatOptions())
+    volume = await open_volume_file(partial)
+    try:
+        await volume.set_schedule(Schedule(SCHEDULE_SECONDS, SCHEDULE_KEEP, prefix="demo"))
+    finally:
+        await volume.close()
+    partial.replace(path)
+    log.info("formatted the demo's snapshot volume %s", path)
+
+
+def _volume_help(
+    server: TargetServer, volume: Path, lun: int, args: argparse.Namespace, sanstack: str
+) -> str:
+    host, port, _tag = server.portals[0]
+    control = "" if args.control == DEFAULT_TARGET_CONTROL else f" --control {args.control}"
+    return (
+        f"\n\nLUN {lun} is a snapshot volume: a snapshot every {SCHEDULE_SECONDS} s, the newest "
+        f"{SCHEDULE_KEEP} kept.\n"
+        f"The snapshot commands find this daemon through the volume (no --control needed):\n"
+        f"  {sanstack} snapshot list {volume}\n"
+        f"  {sanstack} snapshot create {volume} before-upgrade\n"
+        f"  {sanstack} volume info {volume}\n"
+        "Copy a snapshot out: serve it as a read-only LUN, convert it, remove the LUN:\n"
+        f"  {sanstack} target lun-add {DEMO_IQN} snapshot:{volume}@before-upgrade "
+        f"--number {lun + 1}{control}\n"
+        f"  qemu-img convert -p -O raw iscsi://{host}:{port}/{DEMO_IQN}/{lun + 1} "
+        "before-upgrade.raw\n"
+        f"  {sanstack} target lun-remove {DEMO_IQN} {lun + 1}{control}"
     )
 
 

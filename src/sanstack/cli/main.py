@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    from sanstack.cli import demo, mpio, nbd, proxy, target
+    from sanstack.cli import demo, mpio, nbd, proxy, target, volume
 
     target.register(commands)
+    volume.register(commands)
     demo.register(commands)
     mpio.register(commands)
     nbd.register(commands)

@@ -38,7 +38,9 @@ def register(commands: Any) -> None:
             "Serve iSCSI targets from a TOML config file (--config), or one target in the "
             "quick form: --iqn IQN --portal HOST:PORT [--portal ...] --lun FILE:SIZE [--lun ...]. "
             "In the quick form each portal is its own portal group (TPGT 1, 2, ...) and LUNs "
-            "are numbered from 0 in the order given; a missing FILE is created sparse."
+            "are numbered from 0 in the order given; a missing FILE is created sparse. "
+            "volume:FILE serves a snapshot volume (sanstack volume format), snapshot:FILE@NAME "
+            "one of its snapshots read-only; LUNs of one volume file share one open volume."
         ),
     )
     serve.add_argument("--config", type=Path, help="TOML config file (see docs)")
@@ -50,7 +52,8 @@ def register(commands: Any) -> None:
         "--lun",
         action="append",
         default=[],
-        help="FILE:SIZE (SIZE like 64M or 1G) or memory:SIZE (repeatable)",
+        help="FILE:SIZE (SIZE like 64M or 1G), memory:SIZE, volume:FILE or snapshot:FILE@NAME "
+        "(repeatable)",
     )
     serve.add_argument(
         "--control",
@@ -114,6 +117,7 @@ async def run_target_daemon(
     from sanstack.aio.control_server import ControlServer
     from sanstack.aio.target_server import TargetServer
     from sanstack.cli.main import StopSignals
+    from sanstack.snapshot.service import VolumeService
     from sanstack.target.build import build_registry
     from sanstack.target.service import TargetService
 
@@ -125,18 +129,22 @@ async def run_target_daemon(
             await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError("--state-dir", f"cannot create {state_dir}: {exc.strerror}") from None
-    registry = await build_registry(specs, state_dir)
+    # The volumes record this socket as their holder's, so the CLI can find this daemon.
+    volumes = VolumeService(control_path)
+    registry = await build_registry(specs, state_dir, volumes)
     server = TargetServer(registry, settings)
-    control = ControlServer(TargetService(server), control_path)
+    control = ControlServer(TargetService(server, volumes), control_path)
     try:
         await server.start()
     except OSError as exc:
         await server.stop(grace=0)
+        await volumes.close()
         raise ConfigError("--portal", f"cannot listen: {exc.strerror or exc}") from None
     try:
         await control.start()
     except OSError as exc:
         await server.stop(grace=0)
+        await volumes.close()
         raise ConfigError("--control", f"cannot serve {control_path}: {exc.strerror}") from None
     for target in registry.targets.values():
         log.info("serving %s with %d LUNs", target.name, len(target.luns))
@@ -152,7 +160,8 @@ async def run_target_daemon(
         if stop_companions is not None:
             await stop_companions()
         await control.close()
-        await server.stop()
+        await server.stop()  # closes every LUN, which releases the volumes they hold
+        await volumes.close()
     return 0
 
 
@@ -217,7 +226,11 @@ def _register_queries(sub: Any) -> None:
     alua.set_defaults(func=_alua)
     lun_add = sub.add_parser("lun-add", help="add a LUN to a running target")
     lun_add.add_argument("target", help="target name (IQN)")
-    lun_add.add_argument("spec", help="FILE:SIZE, FILE (existing) or memory:SIZE")
+    lun_add.add_argument(
+        "spec",
+        help="FILE:SIZE, FILE (existing), memory:SIZE, volume:FILE or snapshot:FILE@NAME "
+        "(read-only; e.g. to copy a snapshot out for a backup)",
+    )
     lun_add.add_argument("--number", type=int, help="LUN number (default: lowest free)")
     _common(lun_add)
     lun_add.set_defaults(func=_lun_add)
@@ -350,6 +363,8 @@ async def _lun_add(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"backstore": spec.backstore, "size": spec.size}
     if spec.path is not None:
         body["path"] = str(spec.path.resolve())
+    if spec.snapshot is not None:
+        body["snapshot"] = spec.snapshot
     if args.number is not None:
         body["number"] = args.number
     result = call(args.control, "POST", f"/v1/targets/{args.target}/luns", body)

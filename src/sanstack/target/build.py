@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sanstack.block.device import BlockDevice, DeviceIdentity
 from sanstack.block.file import FileDevice
@@ -11,6 +12,9 @@ from sanstack.errors import ConfigError
 from sanstack.target.config import LunSpec, TargetSpec
 from sanstack.target.registry import TargetRegistry
 from sanstack.target.target import PortalGroup, Target
+
+if TYPE_CHECKING:
+    from sanstack.snapshot.service import VolumeService
 
 
 def open_device(spec: LunSpec, target_name: str, field_name: str) -> BlockDevice:
@@ -41,11 +45,56 @@ def _open_backstore(spec: LunSpec, target_name: str, field_name: str) -> BlockDe
         raise ConfigError(field_name, f"cannot open {spec.path}: {exc.strerror or exc}") from None
 
 
-async def build_registry(specs: list[TargetSpec], state_dir: Path | None = None) -> TargetRegistry:
+async def open_lun_device(
+    spec: LunSpec, target_name: str, field_name: str, volumes: VolumeService | None
+) -> BlockDevice:
+    """``open_device``, and the ``volume`` and ``snapshot`` backstores through ``volumes``
+    (one ``SnapshotVolume`` per file, however many LUNs name it)."""
+    if spec.backstore not in ("volume", "snapshot"):
+        return open_device(spec, target_name, field_name)
+    from sanstack.snapshot.model import NotAVolume, SnapshotNotFound, VolumeError, VolumeHeld
+    from sanstack.snapshot.service import VolumeService, describe_holder, naming
+
+    assert spec.path is not None
+    if volumes is None:  # a registry built alone: its LUN leases still close what they open
+        volumes = VolumeService()
+    try:
+        device = await volumes.open_lun(spec.path, spec.snapshot)
+    except OSError as exc:
+        problem = f"cannot open {spec.path}: {exc.strerror or exc}"
+        raise ConfigError(f"{field_name}.path", problem) from None
+    except (NotAVolume, SnapshotNotFound) as exc:
+        where = "snapshot" if isinstance(exc, SnapshotNotFound) else "path"
+        raise ConfigError(f"{field_name}.{where}", naming(str(spec.path), exc)) from None
+    except VolumeHeld as exc:  # refused (exit 1), not bad input
+        held = describe_holder(str(spec.path), exc.holder).removeprefix("path: ")
+        raise VolumeError(f"{field_name}.path: {held}") from None
+    except VolumeError as exc:
+        raise VolumeError(f"{field_name}.path: {naming(str(spec.path), exc)}") from None
+    try:
+        device.set_physical_block_size(spec.physical_block_size)
+    except ValueError as exc:
+        await device.close()
+        raise ConfigError(f"{field_name}.physical_block_size", str(exc)) from None
+    return device
+
+
+async def build_registry(
+    specs: list[TargetSpec],
+    state_dir: Path | None = None,
+    volumes: VolumeService | None = None,
+) -> TargetRegistry:
     """Open every LUN's device; on any failure close what was opened and re-raise.
 
-    ``state_dir`` keeps each LUN's persistent reservations (APTPL) across restarts.
+    ``state_dir`` keeps each LUN's persistent reservations (APTPL) across restarts;
+    ``volumes`` holds the snapshot volumes that ``volume`` and ``snapshot`` LUNs share.
     """
+    if volumes is None and any(
+        lun.backstore in ("volume", "snapshot") for spec in specs for lun in spec.luns
+    ):
+        from sanstack.snapshot.service import VolumeService
+
+        volumes = VolumeService()  # one for the whole registry, so LUNs of one file share
     registry = TargetRegistry()
     opened: list[BlockDevice] = []
     try:
@@ -59,7 +108,8 @@ async def build_registry(specs: list[TargetSpec], state_dir: Path | None = None)
                 state_dir=state_dir,
             )
             for l_index, lun in enumerate(spec.luns):
-                device = open_device(lun, spec.name, f"target[{t_index}].lun[{l_index}]")
+                where = f"target[{t_index}].lun[{l_index}]"
+                device = await open_lun_device(lun, spec.name, where, volumes)
                 opened.append(device)
                 target.add_lun(lun.number, device)
             registry.add(target)

@@ -17,11 +17,26 @@ File format::
 
     [[target.lun]]
     number = 0                               # optional; default: next free
-    backstore = "file"                       # "file" or "memory"
+    backstore = "file"                       # "file", "memory", "volume" or "snapshot"
     path = "/var/lib/sanstack/lun0.img"      # file only; created sparse if missing
     size = "1G"                              # needed to create a file, or for memory
     block_size = 512                         # optional
     physical_block_size = 4096               # optional; reported in READ CAPACITY(16)
+
+    [[target.lun]]                           # a snapshot volume (sanstack volume format)
+    backstore = "volume"
+    path = "/var/lib/sanstack/vol0.img"
+
+    [[target.lun]]                           # one of its snapshots, read-only
+    backstore = "snapshot"
+    path = "/var/lib/sanstack/vol0.img"
+    snapshot = "before-upgrade"
+
+A volume's size and block size are its own (set when it was formatted). However many LUNs
+name one volume file, the daemon opens it once and they share it.
+
+The quick form's ``--lun`` takes ``FILE:SIZE``, ``FILE`` (existing), ``memory:SIZE``,
+``volume:FILE`` or ``snapshot:FILE@NAME``.
 """
 
 from __future__ import annotations
@@ -34,12 +49,14 @@ from typing import Any
 
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
+from sanstack.snapshot.model import VolumeError, check_snapshot_name
 from sanstack.target.target import Portal
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _IQN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
 BLOCK_SIZES = (512, 1024, 2048, 4096)
+_PHYSICAL_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
 def parse_size(text: str | int, field_name: str) -> int:
@@ -72,6 +89,7 @@ class LunSpec:
     block_size: int = 512
     read_only: bool = False
     physical_block_size: int | None = None
+    snapshot: str | None = None  # backstore "snapshot": which snapshot of the volume at path
 
 
 @dataclass(slots=True)
@@ -91,7 +109,17 @@ class TargetSpec:
 
 
 def parse_lun_argument(text: str, number: int, field_name: str) -> LunSpec:
-    """The quick form's ``--lun FILE:SIZE`` (or ``--lun FILE`` for an existing file)."""
+    """The quick form's ``--lun FILE:SIZE`` (or ``--lun FILE`` for an existing file),
+    ``memory:SIZE``, ``volume:FILE`` or ``snapshot:FILE@NAME``."""
+    kind, colon, rest = text.partition(":")
+    if colon and kind in ("volume", "snapshot"):
+        table: dict[str, Any] = {"path": rest}
+        if kind == "snapshot":
+            path_text, at, name = rest.rpartition("@")
+            if not at:
+                raise ConfigError(field_name, f"{text!r} names no snapshot (snapshot:FILE@NAME)")
+            table = {"path": path_text, "snapshot": name}
+        return volume_lun_spec(number, kind, table, field_name, own_field=True)
     path_text, sep, size_text = text.rpartition(":")
     if not sep:
         path_text, size_text = text, ""
@@ -108,6 +136,55 @@ def parse_lun_argument(text: str, number: int, field_name: str) -> LunSpec:
     if size is None and not path.exists():
         raise ConfigError(field_name, f"{path} does not exist and no size was given (FILE:SIZE)")
     return LunSpec(number, "file", path, size)
+
+
+def volume_lun_spec(
+    number: int, backstore: str, table: dict[str, Any], where: str, *, own_field: bool = False
+) -> LunSpec:
+    """A ``volume`` or ``snapshot`` LUN from ``table`` (``path``, ``snapshot``; the TOML
+    LUN table or a control request). ``own_field``: ``where`` names the whole value (the
+    quick form's ``--lun ...``), so problems are not attributed to a sub-field."""
+
+    def field(key: str) -> str:
+        if own_field:
+            return where
+        return f"{where}.{key}" if where else key
+
+    for key in ("size", "block_size", "read_only"):
+        if table.get(key) is not None:
+            raise ConfigError(
+                field(key), f"a {backstore} LUN takes its {key} from the volume, not the config"
+            )
+    path_text = table.get("path")
+    if not isinstance(path_text, str) or not path_text:
+        raise ConfigError(field("path"), f"a {backstore} LUN needs the volume file's path")
+    path = Path(path_text)
+    if not path.exists():
+        raise ConfigError(
+            field("path"), f"{path} does not exist (create it with: sanstack volume format)"
+        )
+    physical = table.get("physical_block_size")
+    if physical is not None and physical not in _PHYSICAL_SIZES:
+        raise ConfigError(
+            field("physical_block_size"), f"{physical!r} is not a power of two 512..65536"
+        )
+    snapshot = table.get("snapshot")
+    if backstore == "snapshot":
+        try:
+            snapshot = check_snapshot_name(snapshot)
+        except VolumeError as exc:
+            raise ConfigError(field("snapshot"), str(exc)) from None
+    elif snapshot is not None:
+        raise ConfigError(field("snapshot"), 'only a backstore = "snapshot" LUN names one')
+    return LunSpec(
+        number,
+        backstore,
+        path,
+        None,
+        read_only=backstore == "snapshot",
+        physical_block_size=physical,
+        snapshot=snapshot,
+    )
 
 
 def quick_target(name: str, portals: list[str], luns: list[str]) -> TargetSpec:
@@ -234,7 +311,7 @@ def _parse_group(value: object, where: str) -> PortalGroupSpec:
 def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
     table = _table(value, where)
     known = {"number", "backstore", "path", "size", "block_size", "read_only"}
-    known.add("physical_block_size")
+    known |= {"physical_block_size", "snapshot"}
     _no_unknown(table, known, where)
     number = table.get("number")
     if number is None:
@@ -243,16 +320,20 @@ def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
     if number in used:
         raise ConfigError(f"{where}.number", f"LUN {number} is defined twice")
     backstore = table.get("backstore", "file")
-    if backstore not in ("file", "memory"):
-        raise ConfigError(f"{where}.backstore", f"{backstore!r} is not 'file' or 'memory'")
+    if backstore not in ("file", "memory", "volume", "snapshot"):
+        raise ConfigError(
+            f"{where}.backstore", f"{backstore!r} is not 'file', 'memory', 'volume' or 'snapshot'"
+        )
+    if backstore in ("volume", "snapshot"):
+        return volume_lun_spec(number, backstore, table, where)
+    if "snapshot" in table:
+        raise ConfigError(f"{where}.snapshot", 'only a backstore = "snapshot" LUN names one')
     size = parse_size(table["size"], f"{where}.size") if "size" in table else None
     block_size = table.get("block_size", 512)
     if block_size not in BLOCK_SIZES:
         raise ConfigError(f"{where}.block_size", f"{block_size!r} is not one of {BLOCK_SIZES}")
     physical = table.get("physical_block_size")
-    if physical is not None and (
-        physical not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536) or physical < block_size
-    ):
+    if physical is not None and (physical not in _PHYSICAL_SIZES or physical < block_size):
         raise ConfigError(
             f"{where}.physical_block_size",
             f"{physical!r} is not a power of two from block_size up to 65536",

@@ -18,14 +18,15 @@ from sanstack.scsi.alua import TransitionRefused
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.constants import ASC
 from sanstack.scsi.pr import ITNexus
-from sanstack.target.build import open_device
-from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size
+from sanstack.target.build import open_lun_device
+from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size, volume_lun_spec
 from sanstack.target.target import MAX_LUNS, Target
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from sanstack.aio.target_server import TargetServer
+    from sanstack.snapshot.service import VolumeService
     from sanstack.target.logical_unit import LogicalUnit
 
 
@@ -61,10 +62,17 @@ class LunRequest:
 
 
 class TargetService:
-    """Queries and changes on a running target server."""
+    """Queries and changes on a running target server.
 
-    def __init__(self, server: TargetServer) -> None:
+    ``volumes`` holds the snapshot volumes the daemon's LUNs (and control requests) use;
+    the control plane serves its API beside this one.
+    """
+
+    def __init__(self, server: TargetServer, volumes: VolumeService | None = None) -> None:
+        from sanstack.snapshot.service import VolumeService
+
         self.server = server
+        self.volumes = volumes if volumes is not None else VolumeService()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -176,9 +184,11 @@ class TargetService:
         target = self._target(name)
         spec = _lun_spec(request, target)
         try:
-            device = open_device(spec, target.name, "lun")
+            device = await open_lun_device(spec, target.name, "lun", self.volumes)
         except ConfigError as exc:
             raise ServiceError(400, str(exc)) from None
+        except SanstackError as exc:  # a volume held elsewhere, busy: refused, not bad input
+            raise ServiceError(409, str(exc)) from None
         lu = target.add_lun(spec.number, device)
         _luns_changed(target, exclude=lu)
         return _lun_summary(lu)
@@ -244,7 +254,7 @@ def _lun_summary(lu: LogicalUnit) -> dict[str, Any]:
     device = lu.device
     return {
         "lun": lu.lun,
-        "backstore": type(device).__name__,
+        "backstore": getattr(device, "backstore", type(device).__name__),
         "path": str(getattr(device, "path", "")) or None,
         "block_size": device.block_size,
         "blocks": device.num_blocks,
@@ -268,8 +278,14 @@ def _lun_spec(request: dict[str, Any], target: Target) -> LunSpec:
     if number in target.luns:
         raise ServiceError(409, f"number: LUN {number} of {target.name} exists already")
     backstore = request.get("backstore", "file")
+    if backstore in ("volume", "snapshot"):
+        try:
+            return volume_lun_spec(number, backstore, request, "")
+        except ConfigError as exc:
+            raise ServiceError(400, str(exc)) from None
     if backstore not in ("file", "memory"):
-        raise ServiceError(400, f"backstore: {backstore!r} is not 'file' or 'memory'")
+        choices = "'file', 'memory', 'volume' or 'snapshot'"
+        raise ServiceError(400, f"backstore: {backstore!r} is not {choices}")
     block_size = request.get("block_size", 512)
     if block_size not in BLOCK_SIZES:
         raise ServiceError(400, f"block_size: {block_size!r} is not one of {BLOCK_SIZES}")
