@@ -86,6 +86,11 @@ class Journal:
         self._sectors = PAGE // base.block_size
 
     @property
+    def failed(self) -> BaseException | None:
+        """Why the writer stopped (the device failed), or None while it works."""
+        return self._failed
+
+    @property
     def superblock(self) -> Superblock:
         return self._superblock
 
@@ -210,7 +215,13 @@ class Journal:
             return
         start = first_seq % self._ring
         lba = (self._ring_offset + start * PAGE) // self._base.block_size
-        await self._base.write(lba, b"".join(pages))
+        try:
+            await self._base.write(lba, b"".join(pages))
+        except BaseException as exc:  # these groups left the queue: fail them here
+            for group in groups:
+                if not group.done.done():
+                    group.done.set_exception(DeviceNotReady(f"volume journal failed: {exc}"))
+            raise
         self._next_seq = first_seq + len(pages)
         self._open_records = current if current and size < JOURNAL_CAPACITY else None
         self.pages_written += len(pages)

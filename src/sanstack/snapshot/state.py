@@ -127,6 +127,7 @@ class VolumeState:
         self.scan_next_page = 0
         self.scan_done = False
         self._reclaim: deque[int] = deque()
+        self.reclaim_total = 0  # versions queued since the reclaim queue was last empty
         self.holds: dict[int, int] = {}  # snapshot id -> readers (and a running restore)
         # Durability and grace bookkeeping for freed chunks.
         self.emitted = 0
@@ -476,7 +477,11 @@ class VolumeState:
 
     def _remove(self, record: SnapshotRecord, out: list[Record]) -> None:
         self._emit(out, SnapshotSlotRecord(SnapshotRecord.empty(record.slot)))
-        self._reclaim.extend(self.owned.pop(record.id, ()))
+        owned = self.owned.pop(record.id, ())
+        if not self._reclaim:
+            self.reclaim_total = 0
+        self.reclaim_total += len(owned)
+        self._reclaim.extend(owned)
 
     def _hold(self, sid: int) -> None:
         self.holds[sid] = self.holds.get(sid, 0) + 1

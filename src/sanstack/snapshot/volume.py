@@ -91,8 +91,9 @@ async def format_volume(
         count = min(step, total - lba)
         await base.unmap(lba, count)
         lba += count
-        if progress:
-            progress(Progress("format", lba, total))
+        if progress:  # in chunks, like every other progress report
+            per = geometry.chunk_size // bs
+            progress(Progress("format", lba // per, total // per))
     superblock = Superblock.new(geometry, time.time())
     await base.write(PAGE // bs, superblock.next_generation().encode())
     await base.write(0, superblock.encode())
@@ -247,12 +248,18 @@ class SnapshotVolume(BlockDevice):
             if self._close_base:
                 await self.base.close()
 
+    def health(self) -> str | None:
+        if self._closed:
+            return "the volume is closed"
+        if self.journal.failed is not None:
+            return f"the volume's metadata journal failed: {self.journal.failed}"
+        return self.base.health()
+
     def _check_open(self) -> None:
         if self._closed:
             raise DeviceNotReady("the volume is closed")
-
-    def health(self) -> str | None:
-        return "the volume is closed" if self._closed else self.base.health()
+        if self.journal.failed is not None:
+            raise DeviceNotReady(f"the volume's metadata journal failed: {self.journal.failed}")
 
     # -- I/O --------------------------------------------------------------------------
 
@@ -743,7 +750,8 @@ class SnapshotVolume(BlockDevice):
         if not state.scan_done:
             background.append(Progress("scan", state.scan_next_page, g.table_pages))
         if state.reclaim_pending:
-            background.append(Progress("reclaim", 0, state.reclaim_pending))
+            total = state.reclaim_total
+            background.append(Progress("reclaim", total - state.reclaim_pending, total))
         if state.restore_snapshot_id:
             background.append(Progress("restore", self._restore_done, state.restore_total))
         free = len(state.free) if state.scan_done else 0
