@@ -197,9 +197,13 @@ class Journal:
         )
         pages: list[bytes] = []
         groups: list[_Group] = []
+        reopened = bool(current)  # the open page, not yet given a new group
         while self._queue:
             group = self._queue[0]
             if size + group.size > JOURNAL_CAPACITY:
+                if reopened and not pages:  # it is full: leave it as written
+                    first_seq, current, size, reopened = self._next_seq, [], 0, False
+                    continue
                 pages.append(self._page(first_seq + len(pages), current))
                 current, size = [], 0
                 if len(pages) >= room:
@@ -209,6 +213,7 @@ class Journal:
             current.extend(group.records)
             size += group.size
             groups.append(group)
+            reopened = False
         if current:
             pages.append(self._page(first_seq + len(pages), current))
         if not groups:
@@ -223,6 +228,8 @@ class Journal:
                     group.done.set_exception(DeviceNotReady(f"volume journal failed: {exc}"))
             raise
         self._next_seq = first_seq + len(pages)
+        # Rewriting a page assumes 4 KiB writes do not tear on power loss (true of 4Kn and
+        # 512e disks and NVMe); with a volatile cache a FLUSH seals the page anyway.
         self._open_records = current if current and size < JOURNAL_CAPACITY else None
         self.pages_written += len(pages)
         self._state.mark_durable(max(g.number for g in groups))

@@ -418,6 +418,10 @@ class VolumeState:
     ) -> tuple[SnapshotRecord, list[Record]]:
         check_snapshot_name(name)
         if name in self._by_name:
+            if self.snapshots[self._by_name[name]].deleting:
+                raise SnapshotExists(
+                    f"snapshot {name!r} is being deleted; its readers still hold it"
+                )
             raise SnapshotExists(f"snapshot {name!r} already exists")
         if self.restore_snapshot_id:
             raise VolumeBusy("a restore is running; snapshots can be taken when it ends")

@@ -185,15 +185,21 @@ class SnapshotVolume(BlockDevice):
         next_seq = await cls._replay(base, state, superblock)
         state.start()
         volume = cls(base, state, next_seq, holder=holder, close_base=close_base)
-        await volume.journal.mark_open(holder)
-        await volume.journal.invalidate_after_replay()
-        volume.journal.start()
-        volume._spawn(volume._maintain(), "volume-maintenance")
-        await volume.journal.commit(state.finish_deletes_at_open())
-        if state.restore_snapshot_id:
-            volume._restore_task = volume._spawn(volume._restore_merge(), "volume-restore")
-        if state.schedule:
-            volume._schedule_task = volume._spawn(volume._run_schedule(), "volume-schedule")
+        try:
+            await volume.journal.mark_open(holder)
+            await volume.journal.invalidate_after_replay()
+            volume.journal.start()
+            volume._spawn(volume._maintain(), "volume-maintenance")
+            # One group per delete: each is whole by itself, and many would not fit a page.
+            for record in state.finish_deletes_at_open():
+                await volume.journal.commit([record])
+            if state.restore_snapshot_id:
+                volume._restore_task = volume._spawn(volume._restore_merge(), "volume-restore")
+            if state.schedule:
+                volume._schedule_task = volume._spawn(volume._run_schedule(), "volume-schedule")
+        except BaseException:
+            await volume.close()  # stops what was started; the caller sees the error
+            raise
         return volume
 
     @staticmethod
@@ -231,13 +237,15 @@ class SnapshotVolume(BlockDevice):
         if self._closed:
             return
         self._closed = True
-        for device in list(self.snapshot_devices):
-            await device.close()
+        # Stop the background work first: closing a snapshot device may commit a record
+        # (a held delete completes), and a task running meanwhile would meet a closed volume.
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for device in list(self.snapshot_devices):
+            await device.close()
         try:
             await _wait(self._writes_drained, DRAIN_TIMEOUT)
         except TimeoutError:
