@@ -71,8 +71,9 @@ def _register_volume(commands: Any) -> None:
         "format",
         help="make FILE a snapshot volume (destroys what it holds)",
         description=(
-            "Format FILE as a snapshot volume: --reserve-percent of it is kept for metadata "
-            "and snapshot data, the rest is the volume. A missing FILE is created (sparse) "
+            "Format FILE as a snapshot volume: after the metadata (about 0.6%%), "
+            "--reserve-percent of the space is kept for snapshot data and the rest is the "
+            "volume. A missing FILE is created (sparse) "
             "with --size; an existing one is extended to --size if given."
         ),
     )

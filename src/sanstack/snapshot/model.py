@@ -129,7 +129,7 @@ class Schedule:
 class FormatOptions:
     """``sanstack volume format`` choices; the defaults suit a LUN of a few GiB to TiB."""
 
-    reserve_percent: int = 20  # of the device, kept for snapshot data (PSM: 10-20 %)
+    reserve_percent: int = 20  # of the space after metadata, for snapshot data (PSM: 10-20 %)
     block_size: int = 512  # the volume's logical block size
     chunk_size: int = 4096  # copy-on-write unit; a first write of a whole chunk needs no read
     max_snapshots: int = 4096

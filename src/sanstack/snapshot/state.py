@@ -119,7 +119,9 @@ class VolumeState:
         self._epoch_owner: dict[int, int] = {}  # epoch -> snapshot id
         self.versions: dict[int, list[int]] = {}  # v -> dead chunks, in birth order
         self.owned: dict[int, set[int]] = {}  # snapshot id -> dead chunks it is newest for
-        self.free: list[int] = []
+        # Oldest first: the scan finds free chunks in pool order, so a run of first writes
+        # lands in ascending, contiguous chunks that later reads and writes coalesce.
+        self.free: deque[int] = deque()
         self.live_count = 0
         self.dead_count = 0
         self.pending_count = 0
@@ -274,9 +276,13 @@ class VolumeState:
         return None
 
     def _add_version(self, v: int, p: int) -> None:
+        # A write appends (births only grow); the scan inserts in pool order.
         chain = self.versions.setdefault(v, [])
-        births = [self.dead_birth[q] for q in chain]
-        chain.insert(bisect.bisect_right(births, self.dead_birth[p]), p)
+        birth = self.dead_birth
+        if not chain or birth[chain[-1]] <= birth[p]:
+            chain.append(p)
+        else:
+            bisect.insort(chain, p, key=birth.__getitem__)
 
     def _drop_version(self, p: int) -> None:
         v = self.dead_v[p] - 1
@@ -292,10 +298,14 @@ class VolumeState:
         """The pool chunk holding ``v`` as snapshot ``epoch`` saw it (UNMAPPED: zeroes)."""
         if self.map_birth[v] <= epoch:
             return self.map_p[v]
-        for p in reversed(self.versions.get(v, ())):
-            if self.dead_birth[p] <= epoch:
-                return p if epoch < self.dead_death[p] else UNMAPPED
-        return UNMAPPED
+        chain = self.versions.get(v)
+        if not chain:
+            return UNMAPPED
+        i = bisect.bisect_right(chain, epoch, key=self.dead_birth.__getitem__) - 1
+        if i < 0:
+            return UNMAPPED
+        p = chain[i]
+        return p if epoch < self.dead_death[p] else UNMAPPED
 
     def unrestored(self, v: int) -> bool:
         """During a restore: does ``v`` still hold data newer than the restored snapshot?"""
@@ -313,17 +323,13 @@ class VolumeState:
 
     # -- writing ----------------------------------------------------------------------
 
-    @property
-    def latest_epoch(self) -> int:
-        return self._epochs[-1] if self._epochs else 0
-
     def plan_write(self, v: int) -> WritePlan:
         if self.restore_snapshot_id and self.unrestored(v):
             source = self.snapshots[self.restore_snapshot_id].epoch
             return WritePlan(WriteKind.REDIRECT, self.snapshot_chunk(source, v))
         p = self.map_p[v]
-        if p != UNMAPPED and self.map_birth[v] > self.latest_epoch:
-            return WritePlan(WriteKind.IN_PLACE, p)
+        if p != UNMAPPED and (not self._epochs or self.map_birth[v] > self._epochs[-1]):
+            return WritePlan(WriteKind.IN_PLACE, p)  # no snapshot sees this version
         return WritePlan(WriteKind.REDIRECT, p)
 
     def needs_snapshot_space(self, v: int) -> bool:
@@ -333,7 +339,7 @@ class VolumeState:
 
     def allocate(self) -> int | None:
         while self.free:
-            p = self.free.pop()
+            p = self.free.popleft()
             if self.chunk[p] == Chunk.FREE:
                 self.chunk[p] = Chunk.LIVE
                 return p
@@ -342,7 +348,7 @@ class VolumeState:
     def release_unused(self, p: int) -> None:
         """Give back a chunk allocated for a write that failed before it was mapped."""
         self.chunk[p] = Chunk.FREE
-        self.free.append(p)
+        self.free.appendleft(p)
 
     def commit_write(self, v: int, new_p: int) -> list[Record]:
         """Map ``v`` to ``new_p`` (already written, or UNMAPPED) and retire the old one."""
