@@ -281,6 +281,7 @@ class Journal:
         for offset, image in images:
             await self._base.write(offset // bs, image)
         await self._base.flush()
+        state.mark_flushed(barrier)
         self._superblock = self._superblock.next_generation(clean=False, **fields)
         await self._write_superblock_page()
         await self._base.flush()

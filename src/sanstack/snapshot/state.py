@@ -134,6 +134,8 @@ class VolumeState:
         # Durability and grace bookkeeping for freed chunks.
         self.emitted = 0
         self.durable = 0
+        self.flushed = 0
+        self.flush_needed = True  # the base device has a volatile write cache
         self._io_gen = 0
         self._io_in_flight: dict[int, int] = {}
         self._pending: deque[tuple[int, int, list[int]]] = deque()
@@ -399,6 +401,16 @@ class VolumeState:
 
     def mark_durable(self, record: int) -> None:
         self.durable = max(self.durable, record)
+        if not self.flush_needed:
+            self.flushed = self.durable
+
+    def mark_flushed(self, record: int) -> None:
+        """Records up to ``record`` were in the journal before a completed device FLUSH."""
+        self.flushed = max(self.flushed, min(record, self.durable))
+
+    def waiting_for_flush(self) -> bool:
+        """Are freed chunks held back only because their free has not been flushed?"""
+        return bool(self._pending) and self._pending[0][0] > self.flushed
 
     def release_pending(self) -> int:
         """Move chunks whose free is durable and older than every I/O to the free list."""
@@ -406,7 +418,9 @@ class VolumeState:
         released = 0
         while self._pending:
             record, gen, chunks = self._pending[0]
-            if record > self.durable or gen >= oldest_io:
+            # On a device with a volatile cache the free must be flushed too: reused
+            # before, a power cut could lose the delete but keep the new owner's data.
+            if record > self.flushed or gen >= oldest_io:
                 break
             self._pending.popleft()
             for p in chunks:

@@ -134,6 +134,7 @@ class SnapshotVolume(BlockDevice):
         self._per_chunk = g.chunk_size // g.block_size
         self._base_per_chunk = g.chunk_size // base.block_size
         self._data_lba = g.data // base.block_size
+        state.flush_needed = base.write_cache
         self.journal = Journal(
             base,
             state,
@@ -485,8 +486,15 @@ class SnapshotVolume(BlockDevice):
     async def flush(self) -> None:
         self._check_open()
         await self.journal.commit([])
+        await self._flush_base()
+
+    async def _flush_base(self) -> None:
+        """FLUSH the device; every record already in the journal is then on the medium."""
+        record = self.state.durable
         self.journal.seal()
         await self.base.flush()
+        self.state.mark_flushed(record)
+        self._after_durable()
 
     async def unmap(self, lba: int, count: int) -> None:
         """Deallocate whole chunks; the blocks of a partly covered chunk are written with
@@ -535,6 +543,8 @@ class SnapshotVolume(BlockDevice):
         while True:
             await self._reclaim_all()
             await self._apply_policy()
+            if self.state.waiting_for_flush():  # dm-thin commits every second; so do we
+                await self._flush_base()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await _wait(self._wake, 1.0)
@@ -610,10 +620,14 @@ class SnapshotVolume(BlockDevice):
     ) -> SnapshotInfo:
         self._check_open()
         async with self._admin, self._paused_writes():
+            # FLUSH before and after: every version the snapshot sees, then the snapshot
+            # itself, is on the medium when create returns, even on a write-back device.
+            await self._flush_base()
             record, records = self.state.create_snapshot(
                 name, time.time(), weight=weight, keep=keep, scheduled=scheduled
             )
             await self.journal.commit(records)
+            await self._flush_base()
         return self.state.snapshot_info(record)
 
     def snapshots(self) -> list[SnapshotInfo]:
