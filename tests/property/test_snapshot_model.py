@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 
 from sanstack.block.device import BlockDevice
 from sanstack.block.memory import MemoryDevice
-from sanstack.snapshot import volume as volume_module
+from sanstack.snapshot import volume_tasks
 from sanstack.snapshot.layout import UNMAPPED, Geometry
 from sanstack.snapshot.model import FormatOptions, SpacePolicy, VolumeBusy
 from sanstack.snapshot.state import Chunk
@@ -407,8 +407,8 @@ class SnapshotMachine(RuleBasedStateMachine):
 
 
 def test_snapshot_volume_against_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(volume_module, "SCAN_PAGES_PER_STEP", 1)  # 4 steps of scan
-    monkeypatch.setattr(volume_module, "RESTORE_CHUNKS_PER_STEP", 32)  # merges outlive a step
+    monkeypatch.setattr(volume_tasks, "SCAN_PAGES_PER_STEP", 1)  # 4 steps of scan
+    monkeypatch.setattr(volume_tasks, "RESTORE_CHUNKS_PER_STEP", 32)  # merges outlive a step
     run_state_machine_as_test(
         SnapshotMachine,
         settings=settings(settings(), stateful_step_count=50, deadline=None),

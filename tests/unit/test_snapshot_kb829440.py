@@ -20,7 +20,7 @@ import pytest
 
 from sanstack.block.device import BlockDevice
 from sanstack.block.memory import MemoryDevice
-from sanstack.snapshot import volume as volume_module
+from sanstack.snapshot import volume_tasks
 from sanstack.snapshot.model import FormatOptions, SnapshotNotFound, SpacePolicy
 from sanstack.snapshot.volume import SnapshotVolume, format_volume
 
@@ -138,7 +138,7 @@ async def reader(device: BlockDevice, versions: list[int], seed: int) -> int:
 def test_kb829440_delete_at_a_random_moment_of_the_free_space_scan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(volume_module, "SCAN_PAGES_PER_STEP", 1)
+    monkeypatch.setattr(volume_tasks, "SCAN_PAGES_PER_STEP", 1)
     rng = random.Random(829440)
 
     async def main() -> dict[str, int]:
@@ -225,7 +225,7 @@ def test_delete_during_a_backup_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backups read snapshots in a loop while they and others are deleted, the volume is
     written and reopened: a deleted snapshot's reader keeps reading its exact data until it
     closes, the name is gone at once, and the space comes back when the reader closes."""
-    monkeypatch.setattr(volume_module, "SCAN_PAGES_PER_STEP", 1)
+    monkeypatch.setattr(volume_tasks, "SCAN_PAGES_PER_STEP", 1)
     rng = random.Random(5)
 
     async def main() -> None:

@@ -56,7 +56,7 @@ class SnapshotDevice(BlockDevice):
         self._check_open()
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
-        from sanstack.snapshot.volume import extents
+        from sanstack.snapshot.volume_tasks import extents
 
         self._check_open()
         await self.volume.wait_scan()

@@ -30,7 +30,6 @@ from sanstack.block.device import (
     DeviceNotReady,
     DeviceReadOnly,
     LBAExtent,
-    ProvisioningStatus,
     SpaceExhausted,
 )
 from sanstack.snapshot.journal import Journal
@@ -55,12 +54,17 @@ from sanstack.snapshot.model import (
     VolumeInfo,
 )
 from sanstack.snapshot.state import VolumeState, WriteKind
+from sanstack.snapshot.volume_tasks import (
+    ChunkLock,
+    extents,
+    maintain,
+    restore_merge,
+    run_schedule,
+    wait_event,
+)
 
 log = logging.getLogger(__name__)
 
-SCAN_PAGES_PER_STEP: Final = 64
-RECLAIM_PER_STEP: Final = 4096
-RESTORE_CHUNKS_PER_STEP: Final = 256
 DRAIN_TIMEOUT: Final = 15.0  # PSM's "inactive time-out", much shorter: writes are fast
 SPACE_WAIT: Final = 30.0  # a writer waits this long for automatic deletes to free space
 SCAN_WAIT: Final = 60.0
@@ -154,7 +158,7 @@ class SnapshotVolume(BlockDevice):
         self._writes_in_flight = 0
         self._writes_drained = asyncio.Event()
         self._writes_drained.set()
-        self._chunk_locks: dict[int, asyncio.Lock] = {}
+        self._chunk_locks: dict[int, ChunkLock] = {}
         self._admin = asyncio.Lock()  # snapshot create/delete/restore, one at a time
         self._restore_done = 0
         self._schedule_task: asyncio.Task[None] | None = None
@@ -190,14 +194,14 @@ class SnapshotVolume(BlockDevice):
             await volume.journal.mark_open(holder)
             await volume.journal.invalidate_after_replay()
             volume.journal.start()
-            volume._spawn(volume._maintain(), "volume-maintenance")
+            volume._spawn(maintain(volume), "volume-maintenance")
             # One group per delete: each is whole by itself, and many would not fit a page.
             for record in state.finish_deletes_at_open():
                 await volume.journal.commit([record])
             if state.restore_snapshot_id:
-                volume._restore_task = volume._spawn(volume._restore_merge(), "volume-restore")
+                volume._restore_task = volume._spawn(restore_merge(volume), "volume-restore")
             if state.schedule:
-                volume._schedule_task = volume._spawn(volume._run_schedule(), "volume-schedule")
+                volume._schedule_task = volume._spawn(run_schedule(volume), "volume-schedule")
         except BaseException:
             await volume.close()  # stops what was started; the caller sees the error
             raise
@@ -248,7 +252,7 @@ class SnapshotVolume(BlockDevice):
         for device in list(self.snapshot_devices):
             await device.close()
         try:
-            await _wait(self._writes_drained, DRAIN_TIMEOUT)
+            await wait_event(self._writes_drained, DRAIN_TIMEOUT)
         except TimeoutError:
             log.warning("closing the volume with writes still in flight")
         try:
@@ -334,7 +338,7 @@ class SnapshotVolume(BlockDevice):
             raise DeviceReadOnly("the volume is read-only")
         while not self._gate_open.is_set():  # another pause may start as one ends
             try:
-                await _wait(self._gate_open, DRAIN_TIMEOUT * 2)
+                await wait_event(self._gate_open, DRAIN_TIMEOUT * 2)
             except TimeoutError:
                 raise DeviceNotReady("the volume stayed paused for a snapshot") from None
             self._check_open()
@@ -389,17 +393,25 @@ class SnapshotVolume(BlockDevice):
                 lba += n
                 pos += n
 
+    @contextlib.asynccontextmanager
+    async def _locked_chunk(self, v: int) -> AsyncIterator[None]:
+        """Hold chunk ``v``'s lock; the lock exists only while someone uses or awaits it."""
+        entry = self._chunk_locks.get(v)
+        if entry is None:
+            entry = self._chunk_locks[v] = ChunkLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._chunk_locks[v]
+
     async def _write_chunk(self, v: int, offset: int, piece: memoryview | None) -> None:
         """Write part of chunk ``v`` (None: unmap it) under the chunk's lock."""
-        lock = self._chunk_locks.get(v)
-        if lock is None:
-            lock = self._chunk_locks[v] = asyncio.Lock()
-        try:
-            async with lock:
-                await self._write_chunk_locked(v, offset, piece)
-        finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._chunk_locks.pop(v, None)
+        async with self._locked_chunk(v):
+            await self._write_chunk_locked(v, offset, piece)
 
     async def _write_chunk_locked(self, v: int, offset: int, piece: memoryview | None) -> None:
         state = self.state
@@ -451,7 +463,7 @@ class SnapshotVolume(BlockDevice):
             self._scan_progress.clear()
             self._wake.set()
             with contextlib.suppress(TimeoutError):
-                await _wait(self._scan_progress, min(left, 0.05))
+                await wait_event(self._scan_progress, min(left, 0.05))
             self._check_open()
 
     async def _make_room(self) -> None:
@@ -481,7 +493,7 @@ class SnapshotVolume(BlockDevice):
             self._space_freed.clear()
             self._wake.set()
             with contextlib.suppress(TimeoutError):
-                await _wait(self._space_freed, min(left, 0.05))
+                await wait_event(self._space_freed, min(left, 0.05))
 
     async def flush(self) -> None:
         self._check_open()
@@ -526,60 +538,9 @@ class SnapshotVolume(BlockDevice):
             self._space_freed.set()
             self._scan_progress.set()
 
-    async def _maintain(self) -> None:
-        state = self.state
-        g = self.geometry
-        bs = self.base.block_size
-        while not state.scan_done:
-            first = state.scan_next_page
-            count = min(SCAN_PAGES_PER_STEP, g.table_pages - first)
-            raw = await self.base.read((g.chunk_table + first * PAGE) // bs, count * PAGE // bs)
-            for i in range(count):
-                state.scan_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
-            self._scan_progress.set()
-            await asyncio.sleep(0)
-        self._scan_complete.set()
-        self._scan_progress.set()
-        while True:
-            await self._reclaim_all()
-            await self._apply_policy()
-            if self.state.waiting_for_flush():  # dm-thin commits every second; so do we
-                await self._flush_base()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await _wait(self._wake, 1.0)
-
-    async def _apply_policy(self) -> None:
-        state = self.state
-        if state.policy.on_full != OnFull.DELETE:
-            return
-        while state.kept_percent() >= state.policy.delete_percent and not state.reclaim_pending:
-            candidates = state.deletion_candidates()
-            if not candidates:
-                return
-            victim = candidates[0]
-            log.warning(
-                "snapshot space %.0f%% used (auto-delete at %d%%): deleting %r",
-                state.used_percent(),
-                state.policy.delete_percent,
-                victim.name,
-            )
-            async with self._admin:
-                with contextlib.suppress(Exception):
-                    await self.journal.commit(state.delete_snapshot(victim.name))
-            await self._reclaim_all()
-
-    async def _reclaim_all(self) -> None:
-        state = self.state
-        while state.reclaim_pending:
-            state.reclaim_step(RECLAIM_PER_STEP)
-            await self.journal.commit([])  # tags the frees; they wait for durability
-            self._after_durable()
-            await asyncio.sleep(0)
-
     async def wait_scan(self, timeout: float = SCAN_WAIT) -> None:  # noqa: ASYNC109
         try:
-            await _wait(self._scan_complete, timeout)
+            await wait_event(self._scan_complete, timeout)
         except TimeoutError:
             raise DeviceNotReady("the free-space scan did not finish in time") from None
 
@@ -604,7 +565,7 @@ class SnapshotVolume(BlockDevice):
         self._gate_open.clear()
         try:
             try:
-                await _wait(self._writes_drained, DRAIN_TIMEOUT)
+                await wait_event(self._writes_drained, DRAIN_TIMEOUT)
             except TimeoutError:
                 from sanstack.snapshot.model import SnapshotRefused
 
@@ -688,35 +649,7 @@ class SnapshotVolume(BlockDevice):
             records = self.state.begin_restore(name)
             await self.journal.commit(records)
         self._restore_done = 0
-        self._restore_task = self._spawn(self._restore_merge(), "volume-restore")
-
-    async def _restore_merge(self) -> None:
-        """Copy the snapshot's chunks back, as dm-snapshot's merge does, while I/O goes on."""
-        state = self.state
-        await self.wait_scan(float("inf"))
-        v = 0
-        while v < state.n:
-            for u in list(state.restore_candidates(v, RESTORE_CHUNKS_PER_STEP)):
-                async with self._writing():
-                    lock = self._chunk_locks.setdefault(u, asyncio.Lock())
-                    async with lock:
-                        if state.unrestored(u):
-                            source = state.snapshots[state.restore_snapshot_id].epoch
-                            p = state.snapshot_chunk(source, u)
-                            if p == UNMAPPED:
-                                await self._write_chunk_locked(u, 0, None)
-                            else:
-                                data = await self._pool_read(p, 0, self._per_chunk)
-                                await self._write_chunk_locked(u, 0, memoryview(data))
-                            self._restore_done += 1
-                    if not lock.locked():
-                        self._chunk_locks.pop(u, None)
-            v += RESTORE_CHUNKS_PER_STEP
-            await asyncio.sleep(0)
-        async with self._admin:
-            await self.journal.commit(state.finish_restore())
-        self._wake.set()
-        log.info("restore finished: %d chunks copied back", self._restore_done)
+        self._restore_task = self._spawn(restore_merge(self), "volume-restore")
 
     # -- settings and reporting -------------------------------------------------------
 
@@ -736,34 +669,7 @@ class SnapshotVolume(BlockDevice):
                 await self._schedule_task
             self._schedule_task = None
         if schedule is not None:
-            self._schedule_task = self._spawn(self._run_schedule(), "volume-schedule")
-
-    async def _run_schedule(self) -> None:
-        from sanstack.snapshot.schedule import next_due, scheduled_name, to_prune
-
-        while True:
-            schedule = self.state.schedule
-            if schedule is None:
-                return
-            snaps = self.state.visible_snapshots()
-            due = next_due(schedule, snaps, time.time())
-            await asyncio.sleep(max(0.0, due - time.time()))
-            schedule = self.state.schedule
-            if schedule is None:
-                return
-            now = time.time()
-            try:
-                await self.create_snapshot(
-                    scheduled_name(schedule, now),
-                    weight=schedule.weight,
-                    scheduled=True,
-                )
-            except Exception as exc:  # a refused snapshot is logged, the schedule goes on
-                log.warning("scheduled snapshot not taken: %s", exc)
-                await asyncio.sleep(min(schedule.interval, 60))
-            for record in to_prune(schedule, self.state.visible_snapshots()):
-                with contextlib.suppress(Exception):
-                    await self.delete_snapshot(record.name)
+            self._schedule_task = self._spawn(run_schedule(self), "volume-schedule")
 
     def info(self) -> VolumeInfo:
         state = self.state
@@ -793,41 +699,3 @@ class SnapshotVolume(BlockDevice):
             holder=self.holder,
             background=background,
         )
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """``event.wait()`` bounded by ``seconds`` (raises TimeoutError).
-
-    ``asyncio.timeout`` rather than ``wait_for``: on 3.11 a task cancelled inside
-    ``wait_for`` on an Event could stay "cancelling" forever, hanging close.
-    """
-    if event.is_set():
-        return
-    async with asyncio.timeout(seconds):
-        await event.wait()
-
-
-def extents(
-    chunk_of: Callable[[int], int], lba: int, max_count: int, num_blocks: int, per: int
-) -> list[LBAExtent]:
-    """GET LBA STATUS from a chunk map: runs of mapped and deallocated blocks from ``lba``."""
-    end = min(num_blocks, lba + max_count)
-    out: list[LBAExtent] = []
-    while lba < end and len(out) < 64:
-        v = lba // per
-        status = (
-            ProvisioningStatus.DEALLOCATED if chunk_of(v) == UNMAPPED else ProvisioningStatus.MAPPED
-        )
-        start = lba
-        while lba < end:
-            v = lba // per
-            here = (
-                ProvisioningStatus.DEALLOCATED
-                if chunk_of(v) == UNMAPPED
-                else ProvisioningStatus.MAPPED
-            )
-            if here != status:
-                break
-            lba = min(end, (v + 1) * per)
-        out.append(LBAExtent(start, lba - start, status))
-    return out
