@@ -119,10 +119,6 @@ class Journal:
     async def commit(self, records: list[Record]) -> None:
         await self.submit(records)
 
-    def request_checkpoint(self) -> None:
-        self._checkpoint_requested = True
-        self._wake.set()
-
     async def close(self, *, clean: bool) -> None:
         """Drain the queue, checkpoint (if the state allows) and stop the writer."""
         if self._task is None:
@@ -138,7 +134,7 @@ class Journal:
             await self._task
         self._task = None
         if self._failed is None:
-            await self._write_superblock(clean=clean, holder_cleared=True)
+            await self._write_superblock(clean=clean)
 
     # -- the writer task --------------------------------------------------------------
 
@@ -293,11 +289,9 @@ class Journal:
         copy = self._superblock.generation % 2
         await self._base.write(copy * self._sectors, self._superblock.encode())
 
-    async def _write_superblock(self, *, clean: bool, holder_cleared: bool) -> None:
-        changes: dict[str, object] = {"clean": clean}
-        if holder_cleared:
-            changes["holder"] = None
-        self._superblock = self._superblock.next_generation(**changes)
+    async def _write_superblock(self, *, clean: bool) -> None:
+        """At close: no holder any more, and whether the volume was left clean."""
+        self._superblock = self._superblock.next_generation(clean=clean, holder=None)
         await self._write_superblock_page()
         await self._base.flush()
 

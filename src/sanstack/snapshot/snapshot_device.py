@@ -17,6 +17,7 @@ from sanstack.block.device import (
     LBAExtent,
 )
 from sanstack.snapshot.layout import SnapshotRecord
+from sanstack.snapshot.volume_tasks import extents
 
 if TYPE_CHECKING:
     from sanstack.snapshot.volume import SnapshotVolume
@@ -56,8 +57,6 @@ class SnapshotDevice(BlockDevice):
         self._check_open()
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
-        from sanstack.snapshot.volume_tasks import extents
-
         self._check_open()
         await self.volume.wait_scan()
         state = self.volume.state

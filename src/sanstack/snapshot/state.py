@@ -33,7 +33,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Final
 
 from sanstack.snapshot.layout import (
     MAP_PER_PAGE,
@@ -51,6 +50,7 @@ from sanstack.snapshot.layout import (
     SnapshotSlotRecord,
     Superblock,
     decode_map_page,
+    decode_slot_page,
     decode_table_page,
     encode_map_page,
     encode_slot_page,
@@ -66,8 +66,6 @@ from sanstack.snapshot.model import (
     VolumeBusy,
     check_snapshot_name,
 )
-
-NO_VERSION: Final = 0xFFFFFFFF
 
 
 class Chunk(IntEnum):
@@ -158,8 +156,6 @@ class VolumeState:
             self.map_birth[v] = birth
 
     def load_snapshot_page(self, number: int, page: bytes | memoryview) -> None:
-        from sanstack.snapshot.layout import decode_slot_page
-
         for record in decode_slot_page(page, number):
             self._put_snapshot(record)
 

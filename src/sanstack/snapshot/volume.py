@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Final
 
 from sanstack.block.device import (
     BlockDevice,
@@ -49,6 +49,7 @@ from sanstack.snapshot.model import (
     Progress,
     Schedule,
     SnapshotInfo,
+    SnapshotRefused,
     SpacePolicy,
     VolumeBusy,
     VolumeInfo,
@@ -162,7 +163,6 @@ class SnapshotVolume(BlockDevice):
         self._admin = asyncio.Lock()  # snapshot create/delete/restore, one at a time
         self._restore_done = 0
         self._schedule_task: asyncio.Task[None] | None = None
-        self._restore_task: asyncio.Task[None] | None = None
         self.snapshot_devices: set[BlockDevice] = set()
 
     # -- open and close ---------------------------------------------------------------
@@ -199,7 +199,7 @@ class SnapshotVolume(BlockDevice):
             for record in state.finish_deletes_at_open():
                 await volume.journal.commit([record])
             if state.restore_snapshot_id:
-                volume._restore_task = volume._spawn(restore_merge(volume), "volume-restore")
+                volume._spawn(restore_merge(volume), "volume-restore")
             if state.schedule:
                 volume._schedule_task = volume._spawn(run_schedule(volume), "volume-schedule")
         except BaseException:
@@ -224,11 +224,8 @@ class SnapshotVolume(BlockDevice):
                     state.replay(record)
                 seq += 1
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            coro,  # type: ignore[arg-type]
-            name=name,
-        )
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -567,8 +564,6 @@ class SnapshotVolume(BlockDevice):
             try:
                 await wait_event(self._writes_drained, DRAIN_TIMEOUT)
             except TimeoutError:
-                from sanstack.snapshot.model import SnapshotRefused
-
                 raise SnapshotRefused(
                     f"writes in flight did not drain within {DRAIN_TIMEOUT:.0f} s"
                 ) from None
@@ -649,7 +644,7 @@ class SnapshotVolume(BlockDevice):
             records = self.state.begin_restore(name)
             await self.journal.commit(records)
         self._restore_done = 0
-        self._restore_task = self._spawn(restore_merge(self), "volume-restore")
+        self._spawn(restore_merge(self), "volume-restore")
 
     # -- settings and reporting -------------------------------------------------------
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from sanstack.block.device import LBAExtent, ProvisioningStatus
+from sanstack.block.device import DeviceNotReady, LBAExtent, ProvisioningStatus
 from sanstack.snapshot.layout import PAGE, UNMAPPED
 from sanstack.snapshot.model import OnFull
 
@@ -87,7 +87,9 @@ async def reclaim_all(volume: SnapshotVolume) -> None:
 async def restore_merge(volume: SnapshotVolume) -> None:
     """Copy the snapshot's chunks back, as dm-snapshot's merge does, while I/O goes on."""
     state = volume.state
-    await volume.wait_scan(float("inf"))
+    while not state.scan_done:  # bounded waits; close cancels this task
+        with contextlib.suppress(DeviceNotReady):
+            await volume.wait_scan()
     v = 0
     while v < state.n:
         for u in list(state.restore_candidates(v, RESTORE_CHUNKS_PER_STEP)):
