@@ -78,11 +78,11 @@ from bench.targets import (
     warm_page_cache,
     write_backing_file,
 )
-from sanstack.aio.fault_proxy import FaultProxy
-from sanstack.aio.initiator import ISCSISession
-from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.block.device import BlockDevice
-from sanstack.block.iscsi_device import ISCSIDevice
+from sanstack.initiator.lun_device import ISCSIDevice
+from sanstack.initiator.session import ISCSISession
+from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.tools.fault_proxy import FaultProxy
 
 INITIATOR = "iqn.2026-01.org.sanstack.bench:multipath-initiator"
 HOST = "127.0.0.1"

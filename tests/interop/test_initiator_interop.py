@@ -23,11 +23,11 @@ import pytest
 from bench.targets import TGT_IQN, BenchError, TgtTarget
 from tests.support.processes import Daemon, free_port, require_tool, running_target
 
-from sanstack.aio.initiator import ISCSISession, PathError, PathTimeout, discover
-from sanstack.block.iscsi_device import ISCSIDevice
+from sanstack.initiator.lun_device import ISCSIDevice
+from sanstack.initiator.session import ISCSISession, PathError, PathTimeout, discover
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences
 from sanstack.scsi.cdb import ReadWriteCDB
-from sanstack.scsi.constants import Opcode
+from sanstack.scsi.codes import Opcode
 
 pytestmark = pytest.mark.interop
 

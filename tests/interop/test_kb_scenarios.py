@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from tests.support.processes import free_port, running_target
 
-from sanstack.aio.fault_proxy import FaultProxy
-from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.block.device import DeviceNotReady
+from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.mpio.no_path import NoPathRetry
 from sanstack.scsi.pr_codec import PRType
+from sanstack.tools.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:kb"

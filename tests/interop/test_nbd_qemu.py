@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 from tests.support.processes import free_port, require_tool, run_tool, sanstack_command
 
-from sanstack.aio.nbd_server import MAX_IN_FLIGHT, NBDServer
 from sanstack.block.device import (
     BlockDevice,
     DeviceNotReady,
@@ -45,6 +44,7 @@ from sanstack.nbd.protocol import (
     ServerGreeting,
     SimpleReplyHeader,
 )
+from sanstack.nbd.server import MAX_IN_FLIGHT, NBDServer
 
 pytestmark = pytest.mark.interop
 

@@ -28,7 +28,7 @@ from tests.support.processes import (
     running_target,
 )
 
-from sanstack.cli.control_client import call
+from sanstack.control.client import call
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:snapshots"

@@ -17,8 +17,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from sanstack.scsi.codes import ASC, Opcode
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.constants import ASC, Opcode
 from sanstack.scsi.pr import PersistentReservations, TargetPort
 from sanstack.scsi.pr_codec import (
     PRInCdb,

@@ -10,8 +10,8 @@ from sanstack.iscsi import pdu as p
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import ConnectionSettings
 from sanstack.target.login_policy import TargetLoginDriver
+from sanstack.target.model import Portal, PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.target import Portal, PortalGroup, Target
 
 IQN = "iqn.2026-11.org.sanstack:prop"
 

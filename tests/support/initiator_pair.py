@@ -25,10 +25,10 @@ from sanstack.iscsi.target_events import (
     ConnectionSettings,
     TaskManagementRequested,
 )
-from sanstack.target.logical_unit import TaskAborted
+from sanstack.scsi.logical_unit import TaskAborted
 from sanstack.target.login_policy import TargetLoginDriver
+from sanstack.target.model import Portal, PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.target import Portal, PortalGroup, Target
 
 IQN = "iqn.2026-11.org.sanstack:ipair"
 INITIATOR = "iqn.2026-11.org.sanstack:ipair-initiator"

@@ -12,10 +12,10 @@ from sanstack.block.device import BlockDevice
 from sanstack.block.file import FileDevice
 from sanstack.block.memory import MemoryDevice
 from sanstack.scsi.cdb import ReadWriteCDB
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.sense import parse_sense
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 TARGET = "iqn.2026-11.test:t"
 NEXUS_A = Nexus("iqn.2026-11.test:a", 0x1, TARGET, 1)
@@ -56,34 +56,32 @@ async def execute(
     *,
     nexus: Nexus = NEXUS_A,
     data_in_length: int = 1 << 24,
-) -> ScsiResult:
-    cmd = ScsiCommand(
-        nexus, 0, cdb, tag=next(_tags), data_out=data_out, data_in_length=data_in_length
-    )
+) -> CommandResult:
+    cmd = Command(nexus, 0, cdb, tag=next(_tags), data_out=data_out, data_in_length=data_in_length)
     return await lu.execute(cmd)
 
 
-def sense_of(result: ScsiResult) -> tuple[SenseKey, ASC]:
+def sense_of(result: CommandResult) -> tuple[SenseKey, ASC]:
     assert result.status == Status.CHECK_CONDITION
     key, asc, ascq = parse_sense(result.sense)
     return key, ASC((asc << 8) | ascq)
 
 
-def information(result: ScsiResult) -> int | None:
+def information(result: CommandResult) -> int | None:
     valid = bool(result.sense[0] & 0x80)
     return int.from_bytes(result.sense[3:7], "big") if valid else None
 
 
-def field_pointer(result: ScsiResult) -> int:
+def field_pointer(result: CommandResult) -> int:
     assert result.sense[15] & 0x80, "SKSV must be set"
     return int.from_bytes(result.sense[16:18], "big")
 
 
-def expect(result: ScsiResult, key: SenseKey, asc: ASC) -> None:
+def expect(result: CommandResult, key: SenseKey, asc: ASC) -> None:
     assert sense_of(result) == (key, asc)
 
 
-def good(result: ScsiResult) -> ScsiResult:
+def good(result: CommandResult) -> CommandResult:
     assert result.status == Status.GOOD, result.sense.hex()
     return result
 

@@ -42,9 +42,7 @@ from sanstack.scsi.alua_codec import (
     SupportedStates,
     TargetPortGroupDescriptor,
 )
-from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.commands import command_table
-from sanstack.scsi.constants import (
+from sanstack.scsi.codes import (
     ASC,
     MaintenanceIn,
     MaintenanceOut,
@@ -53,9 +51,11 @@ from sanstack.scsi.constants import (
     ServiceActionIn16,
     Status,
 )
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection, Nexus
+from sanstack.scsi.command_table import command_table
 from sanstack.scsi.inquiry import Tpgs
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.sense import CheckCondition, parse_sense
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 TARGET = "iqn.2024-01.org.sanstack:alua"
 # A and B log in through portal group 1, C through portal group 2.
@@ -77,7 +77,9 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
 
 
-def assert_check(result: ScsiResult, key: SenseKey, asc: ASC, pointer: str | None = None) -> None:
+def assert_check(
+    result: CommandResult, key: SenseKey, asc: ASC, pointer: str | None = None
+) -> None:
     assert result.status == Status.CHECK_CONDITION
     assert parse_sense(result.sense) == (key, asc.asc, asc.ascq)
     if pointer is not None:
@@ -518,8 +520,8 @@ def test_access_table_is_total() -> None:
 
 
 def spec(opcode: int, service_action: int | None = None, *, media: bool = False) -> CommandSpec:
-    async def handler(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
-        return ScsiResult()
+    async def handler(lu: LogicalUnit, cmd: Command) -> CommandResult:
+        return CommandResult()
 
     return CommandSpec(
         opcode, "synthetic", handler, bytes(10), service_action=service_action, media_access=media
@@ -634,13 +636,15 @@ def make_lu(groups: ALUAGroups | None = None) -> LogicalUnit:
     return lu
 
 
-def run(lu: LogicalUnit, cdb: str | bytes, nexus: Nexus = A, data_out: bytes = b"") -> ScsiResult:
+def run(
+    lu: LogicalUnit, cdb: str | bytes, nexus: Nexus = A, data_out: bytes = b""
+) -> CommandResult:
     raw = h(cdb) if isinstance(cdb, str) else cdb
-    command = ScsiCommand(nexus, 0, raw, data_out=data_out, data_in_length=0xFFFF)
+    command = Command(nexus, 0, raw, data_out=data_out, data_in_length=0xFFFF)
     return asyncio.run(lu.execute(command))
 
 
-def stpg(lu: LogicalUnit, parameters: str, nexus: Nexus = A) -> ScsiResult:
+def stpg(lu: LogicalUnit, parameters: str, nexus: Nexus = A) -> CommandResult:
     data = h(parameters)
     return run(lu, SetTargetPortGroupsCdb(len(data)).encode(), nexus, data)
 
@@ -839,7 +843,7 @@ def test_every_lu_has_groups_by_default() -> None:
     device = MemoryDevice(8, 512, identity=DeviceIdentity.from_seed("alua-none"))
     lu = LogicalUnit(0, device, TargetInfo(TARGET, lambda: [0], lambda: [A]))
     assert [g.group_id for g in groups_of(lu).groups] == [1]
-    direct = ScsiCommand(A, 0, h(RTPG), data_in_length=0xFFFF)
+    direct = Command(A, 0, h(RTPG), data_in_length=0xFFFF)
     assert asyncio.run(report_target_port_groups(lu, direct)).data
 
 

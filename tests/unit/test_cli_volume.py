@@ -24,9 +24,9 @@ import pytest
 from tests.support.fake_volume import FakeFiles
 from tests.support.processes import free_port, running_target
 
-from sanstack.aio.control_server import ControlServer
 from sanstack.cli import volume as cli_volume
 from sanstack.cli.main import main
+from sanstack.control.server import ControlServer
 from sanstack.snapshot.model import Holder, Progress
 from sanstack.snapshot.service import VolumeService
 

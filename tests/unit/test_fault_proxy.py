@@ -23,14 +23,14 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
     HAVE_UVLOOP = False
 
-from sanstack.aio.fault_proxy import (
+from sanstack.cli.proxy import routes_from_args
+from sanstack.errors import ConfigError
+from sanstack.tools.fault_proxy import (
     FaultProxy,
     Route,
     run_command,
     run_proxies_from_cli,
 )
-from sanstack.cli.proxy import routes_from_args
-from sanstack.errors import ConfigError
 
 LOOPS = [
     "asyncio",

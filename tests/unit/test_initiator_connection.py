@@ -8,16 +8,16 @@ import struct
 import pytest
 from tests.support.initiator_pair import IQN, InitiatorPair, make_initiator_pair
 
-from sanstack.aio.initiator import CommandResult
 from sanstack.block.device import DeviceNotReady, DeviceReadOnly, MediumError, SpaceExhausted
-from sanstack.block.iscsi_device import (
+from sanstack.errors import LocalProtocolError
+from sanstack.initiator.lun_device import (
     ISCSICommandError,
     ReservationConflict,
     check,
     identity_from_vpd,
     relative_target_port,
 )
-from sanstack.errors import LocalProtocolError
+from sanstack.initiator.session import CommandResponse
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.iscsi.initiator_connection import CommandQueueFull, InitiatorConnection
@@ -32,10 +32,10 @@ from sanstack.iscsi.initiator_events import (
     NopInReceived,
     TaskManagementCompleted,
 )
-from sanstack.iscsi.initiator_tasks import sn_gt
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences, SessionType
+from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_events import ConnectionSettings
-from sanstack.scsi.constants import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey
 from sanstack.scsi.sense import fixed_sense, parse_sense
 
 RESERVED = 0xFFFFFFFF
@@ -490,8 +490,8 @@ def test_device_maps_status_and_sense_to_block_errors(
 ) -> None:
     sense = fixed_sense(key, asc) if key is not None and asc is not None else b""
     with pytest.raises(error):
-        check(CommandResult(status, b"", sense, 0), write=True)
-    check(CommandResult(0, b"", b"", 0), write=False)
+        check(CommandResponse(status, b"", sense, 0), write=True)
+    check(CommandResponse(0, b"", b"", 0), write=False)
 
 
 def test_device_identity_from_vpd_pages() -> None:

@@ -9,12 +9,12 @@ import pytest
 
 from sanstack.block.device import DeviceNotReady, MediumError, SpaceExhausted
 from sanstack.block.memory import MemoryDevice
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, SenseKey, Status
+from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo, TaskAborted
 from sanstack.scsi.sense import parse_sense
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo, TaskAborted
-from sanstack.target.target import Portal, PortalGroup, Target
-from sanstack.target.unknown_lun import execute_without_lun
+from sanstack.scsi.unknown_lun import execute_without_lun
+from sanstack.target.model import Portal, PortalGroup, Target
 
 A = Nexus("iqn.2026-11.org.sanstack:a", 1, "iqn.2026-11.org.sanstack:t", 1)
 B = Nexus("iqn.2026-11.org.sanstack:b", 2, "iqn.2026-11.org.sanstack:t", 1)
@@ -69,12 +69,12 @@ def unit(device: MemoryDevice) -> LogicalUnit:
     )
 
 
-def run(lu: LogicalUnit, cdb: bytes, nexus: Nexus = A, data_out: bytes = b"") -> ScsiResult:
-    command = ScsiCommand(nexus, 0, cdb, tag=1, data_out=data_out, data_in_length=512)
+def run(lu: LogicalUnit, cdb: bytes, nexus: Nexus = A, data_out: bytes = b"") -> CommandResult:
+    command = Command(nexus, 0, cdb, tag=1, data_out=data_out, data_in_length=512)
     return asyncio.run(lu.execute(command))
 
 
-def sense_of(result: ScsiResult) -> tuple[SenseKey, int]:
+def sense_of(result: CommandResult) -> tuple[SenseKey, int]:
     key, asc, ascq = parse_sense(result.sense)
     return key, asc << 8 | ascq
 
@@ -135,7 +135,7 @@ def test_unit_attention_is_reported_once_then_the_command_runs() -> None:
 def test_abort_task_ends_a_running_command_with_task_aborted() -> None:
     async def body() -> None:
         lu = unit(SlowDevice())
-        command = ScsiCommand(A, 0, read10(), tag=9, data_in_length=512)
+        command = Command(A, 0, read10(), tag=9, data_in_length=512)
         task = asyncio.ensure_future(lu.execute(command))
         await asyncio.sleep(0)
         assert lu.task_exists(A, 9)
@@ -154,7 +154,7 @@ def test_clear_task_set_from_another_nexus_reports_per_tas() -> None:
         device = SlowDevice()
         lu = unit(device)
         lu.mode.tas = tas
-        task = asyncio.ensure_future(lu.execute(ScsiCommand(A, 0, read10(), tag=1)))
+        task = asyncio.ensure_future(lu.execute(Command(A, 0, read10(), tag=1)))
         await asyncio.sleep(0)
         lu.clear_task_set(B)
         with pytest.raises(TaskAborted) as aborted:
@@ -168,7 +168,7 @@ def test_clear_task_set_from_another_nexus_reports_per_tas() -> None:
 def test_a_teardown_cancellation_is_not_an_abort() -> None:
     async def body() -> None:
         lu = unit(SlowDevice())
-        task = asyncio.ensure_future(lu.execute(ScsiCommand(A, 0, read10(), tag=1)))
+        task = asyncio.ensure_future(lu.execute(Command(A, 0, read10(), tag=1)))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -190,8 +190,8 @@ def test_commands_to_a_lun_that_does_not_exist() -> None:
     target = Target("iqn.2026-11.org.sanstack:t", [PortalGroup(1, [Portal("127.0.0.1", 3260)])])
     target.add_lun(0, MemoryDevice(64))
 
-    def ask(cdb: bytes) -> ScsiResult:
-        return asyncio.run(execute_without_lun(target, ScsiCommand(A, 7, cdb)))
+    def ask(cdb: bytes) -> CommandResult:
+        return asyncio.run(execute_without_lun(target, Command(A, 7, cdb)))
 
     inquiry = ask(bytes([0x12, 0, 0, 0, 36, 0]))
     assert inquiry.data[0] == 0x7F  # qualifier 011b, device type 1Fh

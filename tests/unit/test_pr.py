@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.pr import (
     ITNexus,
     LegacyReservation,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sanstack.scsi.constants import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey
 from sanstack.scsi.pr_codec import (
     ALLOW_COMMANDS_TEST_UNIT_READY,
     FullStatusDescriptor,

@@ -17,7 +17,7 @@ from sanstack.scsi.cdb import (
     UnmapParameterList,
     WriteSameCDB,
 )
-from sanstack.scsi.constants import ASC, Opcode, SenseKey
+from sanstack.scsi.codes import ASC, Opcode, SenseKey
 from sanstack.scsi.sense import CheckCondition
 
 Codec = (

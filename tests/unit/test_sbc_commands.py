@@ -48,9 +48,9 @@ from sanstack.scsi.cdb import (
     UnmapParameterList,
     WriteSameCDB,
 )
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
-from sanstack.target.logical_unit import LogicalUnit
+from sanstack.scsi.logical_unit import LogicalUnit
 
 
 @pytest.fixture(params=["memory", "file"])

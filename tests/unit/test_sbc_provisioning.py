@@ -41,10 +41,10 @@ from sanstack.scsi.cdb import (
     UnmapParameterList,
     WriteSameCDB,
 )
-from sanstack.scsi.command import DataDirection, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, ServiceActionIn16
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, ServiceActionIn16
+from sanstack.scsi.command import CommandResult, DataDirection
+from sanstack.scsi.logical_unit import LogicalUnit
 from sanstack.scsi.sbc import COMMANDS
-from sanstack.target.logical_unit import LogicalUnit
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -61,11 +61,11 @@ def _ws(op: Opcode, lba: int, count: int, **flags: int | bool) -> bytes:
     return WriteSameCDB(op, lba, count, **flags).encode()  # type: ignore[arg-type]
 
 
-def _status(lu: LogicalUnit, lba: int) -> Awaitable[ScsiResult]:
+def _status(lu: LogicalUnit, lba: int) -> Awaitable[CommandResult]:
     return execute(lu, GetLbaStatusCDB(lba, 24).encode())
 
 
-def _first_extent(result: ScsiResult) -> tuple[int, int, int]:
+def _first_extent(result: CommandResult) -> tuple[int, int, int]:
     lba, count, status = struct.unpack_from(">QIB", bytes(result.data), 8)
     return lba, count, status
 

@@ -11,8 +11,9 @@ import pytest
 from sanstack.block.device import DeviceIdentity
 from sanstack.block.memory import MemoryDevice
 from sanstack.scsi import spc
-from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.opcodes_report import ReportSupportedOpcodesCdb, ReportSupportedTmfCdb
 from sanstack.scsi.sense import CheckCondition, field_pointer, fixed_sense, parse_sense
 from sanstack.scsi.sense_descriptor import descriptor_sense, to_descriptor_format
@@ -27,7 +28,6 @@ from sanstack.scsi.spc import (
     decode_lun,
     encode_lun,
 )
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 TARGET = "iqn.2024-01.org.sanstack:disk"
 A = Nexus("iqn.2024-01.org.example:a", 1, TARGET, 1)
@@ -70,8 +70,8 @@ def flushes(lu: LogicalUnit) -> int:
     return lu.device.flushes
 
 
-def run(lu: LogicalUnit, cdb: Sequence[int] | bytes, nexus: Nexus = A) -> ScsiResult:
-    return asyncio.run(lu.execute(ScsiCommand(nexus, 0, bytes(cdb), data_in_length=0xFFFF)))
+def run(lu: LogicalUnit, cdb: Sequence[int] | bytes, nexus: Nexus = A) -> CommandResult:
+    return asyncio.run(lu.execute(Command(nexus, 0, bytes(cdb), data_in_length=0xFFFF)))
 
 
 def drain_unit_attentions(lu: LogicalUnit) -> None:
@@ -86,14 +86,16 @@ def spc_only(lu: LogicalUnit) -> LogicalUnit:
     return lu
 
 
-def assert_check(result: ScsiResult, key: SenseKey, asc: ASC, pointer: str | None = None) -> None:
+def assert_check(
+    result: CommandResult, key: SenseKey, asc: ASC, pointer: str | None = None
+) -> None:
     assert result.status == Status.CHECK_CONDITION
     assert parse_sense(result.sense) == (key, asc.asc, asc.ascq)
     if pointer is not None:
         assert result.sense[15:18].hex() == pointer
 
 
-def assert_invalid_field(result: ScsiResult, pointer: str) -> None:
+def assert_invalid_field(result: CommandResult, pointer: str) -> None:
     assert_check(result, SenseKey.ILLEGAL_REQUEST, ASC.INVALID_FIELD_IN_CDB, pointer)
 
 
@@ -434,7 +436,7 @@ def test_third_party_long_id_and_extents_are_refused(cdb: list[int], pointer: st
 
 def rsoc(
     lu: LogicalUnit, options: int, opcode: int = 0, sa: int = 0, *, rctd: bool = False
-) -> ScsiResult:
+) -> CommandResult:
     return run(lu, ReportSupportedOpcodesCdb(rctd, options, opcode, sa, 0xFFFF).encode())
 
 

@@ -10,8 +10,8 @@ import pytest
 from sanstack.block.device import DeviceIdentity
 from sanstack.block.memory import MemoryDevice
 from sanstack.scsi import limits
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.inquiry import (
     Association,
     BlockLimits,
@@ -24,8 +24,8 @@ from sanstack.scsi.inquiry import (
     block_limits,
     scsi_name_string,
 )
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.sense import CheckCondition, parse_sense
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 TARGET = "iqn.2024-01.org.sanstack:disk"
 NEXUS = Nexus("iqn.2024-01.org.example:host", 0x23D000000001, TARGET, 1)
@@ -47,8 +47,8 @@ def make_lu(
     return LogicalUnit(0, device, info)
 
 
-def run(lu: LogicalUnit, cdb: Sequence[int] | bytes, nexus: Nexus = NEXUS) -> ScsiResult:
-    return asyncio.run(lu.execute(ScsiCommand(nexus, 0, bytes(cdb), data_in_length=0xFFFF)))
+def run(lu: LogicalUnit, cdb: Sequence[int] | bytes, nexus: Nexus = NEXUS) -> CommandResult:
+    return asyncio.run(lu.execute(Command(nexus, 0, bytes(cdb), data_in_length=0xFFFF)))
 
 
 def inquiry(lu: LogicalUnit, page: int | None, length: int = 0xFFFF) -> bytes:
@@ -58,7 +58,7 @@ def inquiry(lu: LogicalUnit, page: int | None, length: int = 0xFFFF) -> bytes:
     return bytes(result.data)
 
 
-def assert_invalid_field_in_cdb(result: ScsiResult, pointer: str) -> None:
+def assert_invalid_field_in_cdb(result: CommandResult, pointer: str) -> None:
     assert result.status == Status.CHECK_CONDITION
     assert parse_sense(result.sense) == (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00)
     assert result.sense[15:18].hex() == pointer

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from sanstack.block.memory import MemoryDevice
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.mode_pages import (
     ModeSelectCdb,
@@ -22,7 +23,6 @@ from sanstack.scsi.mode_pages import (
 )
 from sanstack.scsi.sense import CheckCondition, parse_sense
 from sanstack.scsi.spc import check_writable
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 TARGET = "iqn.2024-01.org.sanstack:disk"
 A = Nexus("iqn.2024-01.org.example:a", 1, TARGET, 1)
@@ -52,8 +52,8 @@ def make_lu(
 
 def run(
     lu: LogicalUnit, cdb: Sequence[int] | bytes, nexus: Nexus = A, data_out: bytes = b""
-) -> ScsiResult:
-    cmd = ScsiCommand(nexus, 0, bytes(cdb), data_out=data_out, data_in_length=0xFFFF)
+) -> CommandResult:
+    cmd = Command(nexus, 0, bytes(cdb), data_out=data_out, data_in_length=0xFFFF)
     return asyncio.run(lu.execute(cmd))
 
 
@@ -65,18 +65,20 @@ def sense6(
     return bytes(result.data)
 
 
-def select6(lu: LogicalUnit, params: bytes, nexus: Nexus = A) -> ScsiResult:
+def select6(lu: LogicalUnit, params: bytes, nexus: Nexus = A) -> CommandResult:
     return run(lu, [Opcode.MODE_SELECT_6, 0x10, 0, 0, len(params), 0], nexus, params)
 
 
-def assert_check(result: ScsiResult, key: SenseKey, asc: ASC, pointer: str | None = None) -> None:
+def assert_check(
+    result: CommandResult, key: SenseKey, asc: ASC, pointer: str | None = None
+) -> None:
     assert result.status == Status.CHECK_CONDITION
     assert parse_sense(result.sense) == (key, asc.asc, asc.ascq)
     if pointer is not None:
         assert result.sense[15:18].hex() == pointer
 
 
-def assert_bad_parameter(result: ScsiResult, pointer: str) -> None:
+def assert_bad_parameter(result: CommandResult, pointer: str) -> None:
     assert_check(result, SenseKey.ILLEGAL_REQUEST, ASC.INVALID_FIELD_IN_PARAMETER_LIST, pointer)
 
 

@@ -10,7 +10,7 @@ from tests.support.pair import IQN, Pair, make_pair
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences
 from sanstack.iscsi.target_events import ConnectionSettings
-from sanstack.scsi.constants import Status
+from sanstack.scsi.codes import Status
 
 RESERVED = 0xFFFFFFFF
 

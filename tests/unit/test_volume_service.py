@@ -14,14 +14,14 @@ from urllib.parse import quote
 import pytest
 from tests.support.fake_volume import FakeFiles
 
-from sanstack.aio.control_server import dispatch
-from sanstack.aio.target_server import TargetServer
 from sanstack.block.device import DeviceReadOnly
+from sanstack.control.server import dispatch
 from sanstack.errors import ConfigError
 from sanstack.snapshot.model import Holder, NotAVolume, VolumeError
 from sanstack.snapshot.service import VolumeLease, VolumeService
 from sanstack.target.build import build_registry
 from sanstack.target.config import parse_config, parse_lun_argument
+from sanstack.target.server import TargetServer
 from sanstack.target.service import ServiceError, TargetService
 
 IQN = "iqn.2026-11.org.sanstack:volumes"

@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.cli.control_client import DEFAULT_TARGET_CONTROL
+from sanstack.control.client import DEFAULT_TARGET_CONTROL
 from sanstack.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sanstack.aio.target_server import TargetServer
+    from sanstack.target.server import TargetServer
 
 log = logging.getLogger("sanstack")
 
@@ -132,10 +132,10 @@ async def demo_command(args: argparse.Namespace) -> int:
 
     async def multipath_export(server: TargetServer) -> Callable[[], Awaitable[None]]:
         """LUN 0 through both portals as one multipath device, served over NBD."""
-        from sanstack.aio.control_server import ControlServer
-        from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
-        from sanstack.aio.nbd_server import NBDServer
         from sanstack.cli.mpio import MPIO_ROUTES, MpioService
+        from sanstack.control.server import ControlServer
+        from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+        from sanstack.nbd.server import NBDServer
 
         addresses = [PathAddress(host, port) for host, port, _tag in server.portals]
         options = MultipathOptions(initiator_name="iqn.2026-11.org.sanstack:demo-host")

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sanstack.cli.control_client import call, emit, render_table, socket_in_use
+from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.mpio.paths import FailbackPolicy
 
@@ -81,12 +81,12 @@ def _failback(text: str) -> tuple[FailbackPolicy, float]:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from sanstack.aio.control_server import ControlServer
-    from sanstack.aio.multipath import MultipathDevice, MultipathOptions, PathAddress
-    from sanstack.aio.nbd_server import NBDServer
     from sanstack.cli.main import StopSignals
+    from sanstack.control.server import ControlServer
+    from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
     from sanstack.mpio.no_path import NoPathRetry
     from sanstack.mpio.selectors import make_selector
+    from sanstack.nbd.server import NBDServer
     from sanstack.target.config import check_name
 
     if not args.portal:

@@ -66,9 +66,9 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 async def serve_command(args: argparse.Namespace) -> int:
-    from sanstack.aio.nbd_server import NBDServer
     from sanstack.block.device import BlockDevice
     from sanstack.cli.main import StopSignals
+    from sanstack.nbd.server import NBDServer
     from sanstack.target.build import open_device
     from sanstack.target.config import BLOCK_SIZES, parse_lun_argument
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sanstack.aio.fault_proxy import Route, run_proxies_from_cli
 from sanstack.errors import ConfigError
+from sanstack.tools.fault_proxy import Route, run_proxies_from_cli
 
 
 def register(commands: Any) -> None:

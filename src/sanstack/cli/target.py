@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.cli.control_client import (
+from sanstack.control.client import (
     DEFAULT_TARGET_CONTROL,
     call,
     emit,
@@ -19,9 +19,9 @@ from sanstack.cli.control_client import (
 from sanstack.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sanstack.aio.target_server import TargetServer
     from sanstack.iscsi.target_events import ConnectionSettings
     from sanstack.target.config import TargetSpec
+    from sanstack.target.server import TargetServer
 
 log = logging.getLogger("sanstack")
 DEFAULT_STATE_DIR = Path("/var/lib/sanstack")
@@ -114,11 +114,11 @@ async def run_target_daemon(
     starts whatever else runs beside the target (the demo's multipath export) and returns
     the coroutine function that stops it, which runs before the target stops.
     """
-    from sanstack.aio.control_server import ControlServer
-    from sanstack.aio.target_server import TargetServer
     from sanstack.cli.main import StopSignals
+    from sanstack.control.server import ControlServer
     from sanstack.snapshot.service import VolumeService
     from sanstack.target.build import build_registry
+    from sanstack.target.server import TargetServer
     from sanstack.target.service import TargetService
 
     stop = StopSignals()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sanstack.cli.control_client import call, emit, render_table, socket_in_use
+from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.snapshot.model import (
     FormatOptions,

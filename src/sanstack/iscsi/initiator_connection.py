@@ -48,19 +48,18 @@ from sanstack.iscsi.initiator_tasks import (
     QueuedLogout,
     QueuedText,
     TaskProtocolError,
-    sn_gt,
 )
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH, InitiatorLogin, LoginRejected
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
 from sanstack.iscsi.pdu_stream import PDUStream
+from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
 
-__all__ = ["TASK_ABORTED_STATUS", "CommandQueueFull", "InitiatorConnection", "Phase", "sn_gt"]
+__all__ = ["TASK_ABORTED_STATUS", "CommandQueueFull", "InitiatorConnection", "Phase"]
 
 log = logging.getLogger(__name__)
 
-_MASK = 0xFFFFFFFF
 MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
 TASK_ABORTED_STATUS = 0x40  # SAM-5 TASK ABORTED: what an aborted command ends with here
@@ -122,7 +121,7 @@ class InitiatorConnection(PDUStream[Event]):
         self.session_type = session_type
         self.parameters: OperationalParameters | None = None
         self.tsih = 0
-        self.cmd_sn = initial_cmd_sn & _MASK
+        self.cmd_sn = initial_cmd_sn & SERIAL_MASK
         self.exp_cmd_sn = self.cmd_sn
         self.max_cmd_sn = self.cmd_sn
         self.exp_stat_sn = 0
@@ -263,7 +262,7 @@ class InitiatorConnection(PDUStream[Event]):
             raise LocalProtocolError("bidirectional commands are not supported")
         if not 1 <= len(cdb) <= p.MAX_CDB_LENGTH:
             raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
-        if not 0 <= read_length <= _MASK or len(data_out) > _MASK:
+        if not 0 <= read_length <= SERIAL_MASK or len(data_out) > SERIAL_MASK:
             raise LocalProtocolError("transfer length does not fit 32 bits")
         view = memoryview(data_out).cast("B") if data_out else memoryview(b"")
         itt = self._take_itt()
@@ -374,13 +373,13 @@ class InitiatorConnection(PDUStream[Event]):
             self._on_logout_response(pdu)
 
     def _advance_stat_sn(self, stat_sn: int) -> None:
-        nxt = (stat_sn + 1) & _MASK
+        nxt = (stat_sn + 1) & SERIAL_MASK
         if sn_gt(nxt, self.exp_stat_sn):
             self.exp_stat_sn = nxt
 
     def _update_window(self, exp_cmd_sn: int, max_cmd_sn: int) -> None:
         # §4.2.2.1: a MaxCmdSN below ExpCmdSN - 1 is invalid, and both are ignored then.
-        if sn_gt((exp_cmd_sn - 1) & _MASK, max_cmd_sn):
+        if sn_gt((exp_cmd_sn - 1) & SERIAL_MASK, max_cmd_sn):
             return
         if sn_gt(exp_cmd_sn, self.exp_cmd_sn):
             self.exp_cmd_sn = exp_cmd_sn
@@ -393,7 +392,7 @@ class InitiatorConnection(PDUStream[Event]):
         if self._first_login_response:
             # Our first ExpStatSN was a guess; the target's first StatSN sets it (§4.2.2.2).
             self._first_login_response = False
-            self.exp_stat_sn = (pdu.stat_sn + 1) & _MASK
+            self.exp_stat_sn = (pdu.stat_sn + 1) & SERIAL_MASK
         else:
             self._advance_stat_sn(pdu.stat_sn)
         try:
@@ -587,7 +586,7 @@ class InitiatorConnection(PDUStream[Event]):
             assert params is not None
             item = queue.popleft()
             cmd_sn = self.cmd_sn
-            self.cmd_sn = (cmd_sn + 1) & _MASK
+            self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
             if isinstance(item, CommandTask):
                 for pdu in item.command_pdus(params, cmd_sn, self.exp_stat_sn):
                     self._send(pdu)
@@ -642,7 +641,7 @@ class InitiatorConnection(PDUStream[Event]):
         # Skip the reserved tag and any tag still in use after a wrap.
         while True:
             itt = self._next_itt
-            self._next_itt = (itt + 1) & _MASK
+            self._next_itt = (itt + 1) & SERIAL_MASK
             busy = itt in self._tasks or itt in self._tmfs or itt in self._aborted
             if itt != RESERVED_TAG and not busy:
                 return itt

@@ -17,11 +17,6 @@ from sanstack.iscsi.negotiation import OperationalParameters
 RESERVED_TAG = 0xFFFFFFFF
 
 
-def sn_gt(a: int, b: int) -> bool:
-    """RFC 1982 serial-number a > b for 32-bit sequence numbers (RFC 7143 §4.2.2.1)."""
-    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
-
-
 class CommandQueueFull(LocalProtocolError):
     """More requests are waiting for the CmdSN window than the queue holds."""
 

@@ -2,7 +2,7 @@
 
 Theory of operation. The edge feeds received bytes to ``receive_data(data, now)``, then
 sends ``data_to_send()`` to the socket and acts on ``next_event()``: ``LoginSucceeded``
-(register the session), ``CommandReady`` (run the ``ScsiCommand`` on its logical unit and
+(register the session), ``CommandReady`` (run the ``Command`` on its logical unit and
 call ``complete_command``), ``TaskManagementRequested`` (act on the logical units and call
 ``complete_task_management``) and ``ConnectionClosed`` (flush, then close the socket). Time
 enters as ``now``; ``get_timer()`` says when ``handle_timer(now)`` is due (aioquic's contract).
@@ -25,6 +25,7 @@ from enum import Enum, auto
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.pdu_stream import PDUStream
+from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_events import (
     CommandReady,
     ConnectionClosed,
@@ -36,8 +37,8 @@ from sanstack.iscsi.target_events import (
     TaskManagementRequested,
 )
 from sanstack.iscsi.target_tasks import RESERVED_TAG, DataOutError, WriteTask, data_in_pdus
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import Status, TaskAttribute
+from sanstack.scsi.codes import Status, TaskAttribute
+from sanstack.scsi.command import Command, CommandResult, Nexus
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,6 @@ _ACCEPTS: dict[Phase, frozenset[type]] = {
     ),
     Phase.CLOSED: frozenset(),
 }
-
-
-def sn_gt(a: int, b: int) -> bool:
-    """RFC 1982 serial-number comparison a > b for 32-bit sequence numbers (RFC 7143 §4.2.2.1)."""
-    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
 @dataclass(slots=True)
@@ -188,7 +184,7 @@ class TargetConnection(PDUStream[Event]):
             )
             self._ping_deadline = now + self.settings.nop_in_timeout
 
-    def complete_command(self, itt: int, result: ScsiResult) -> None:
+    def complete_command(self, itt: int, result: CommandResult) -> None:
         """Send the Data-In and status of a command that ``CommandReady`` delivered."""
         task = self._outstanding.pop(itt, None)
         if task is None or self.phase is not Phase.FULL_FEATURE:
@@ -239,7 +235,7 @@ class TargetConnection(PDUStream[Event]):
         if itt not in self._outstanding:
             return
         if report_status:
-            self.complete_command(itt, ScsiResult(status=Status.TASK_ABORTED))
+            self.complete_command(itt, CommandResult(status=Status.TASK_ABORTED))
         else:
             del self._outstanding[itt]
             self._maybe_finish_logout()
@@ -445,7 +441,7 @@ class TargetConnection(PDUStream[Event]):
     ) -> None:
         assert self.nexus is not None
         self._outstanding[itt] = _Outstanding(lun_field, read, write, edtl)
-        command = ScsiCommand(
+        command = Command(
             nexus=self.nexus,
             lun=p.decode_lun(lun_field),
             cdb=cdb,
@@ -509,7 +505,7 @@ class TargetConnection(PDUStream[Event]):
         itt: int,
         lun_field: int,
         data: bytes | memoryview,
-        result: ScsiResult,
+        result: CommandResult,
         overflow: bool,
         underflow: bool,
         residual: int,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sanstack.iscsi import pdu as p
-from sanstack.scsi.command import Nexus, ScsiCommand
+from sanstack.scsi.command import Command, Nexus
 
 # -- events ----------------------------------------------------------------------------
 
@@ -31,7 +31,7 @@ class CommandReady:
     """A SCSI command is in CmdSN order and has all its Data-Out: run it."""
 
     itt: int
-    command: ScsiCommand
+    command: Command
 
 
 @dataclass(frozen=True, slots=True)

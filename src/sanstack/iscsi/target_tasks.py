@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import pdu as p
-from sanstack.scsi.constants import TaskAttribute
+from sanstack.scsi.codes import TaskAttribute
 
 RESERVED_TAG = 0xFFFFFFFF
 

@@ -1,11 +1,11 @@
 """NBD (Network Block Device) server protocol, sans-IO.
 
 ``constants`` holds the protocol's values, ``protocol`` the message codecs, and
-``server_connection`` the connection state machine that ``sanstack.aio.nbd_server`` drives.
+``server_connection`` the connection state machine that ``sanstack.nbd.server`` drives.
 The reference is doc/proto.md of the NetworkBlockDevice/nbd project.
 """
 
-from sanstack.nbd.constants import (
+from sanstack.nbd.codes import (
     NBDClientFlag,
     NBDCmd,
     NBDCmdFlag,

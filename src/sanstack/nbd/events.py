@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sanstack.nbd.constants import (
+from sanstack.nbd.codes import (
     MAX_MINIMUM_BLOCK_SIZE,
     MAX_PAYLOAD_BYTES,
     NBDCmd,

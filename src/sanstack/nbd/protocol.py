@@ -18,7 +18,7 @@ from enum import IntEnum
 from typing import ClassVar, Final, TypeVar
 
 from sanstack.errors import RemoteProtocolError
-from sanstack.nbd.constants import (
+from sanstack.nbd.codes import (
     EXPORT_NAME_ZEROES,
     IHAVEOPT,
     MAX_STRING_BYTES,

@@ -21,7 +21,7 @@ from enum import Enum, auto
 from typing import Final
 
 from sanstack.errors import LocalProtocolError
-from sanstack.nbd.constants import (
+from sanstack.nbd.codes import (
     BASE_ALLOCATION,
     MAX_PAYLOAD_BYTES,
     NBDClientFlag,

@@ -39,8 +39,7 @@ from sanstack.scsi.alua_codec import (
     SupportedStates,
     TargetPortGroupDescriptor,
 )
-from sanstack.scsi.command import CommandSpec, DataDirection, Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import (
+from sanstack.scsi.codes import (
     ASC,
     MaintenanceIn,
     MaintenanceOut,
@@ -48,11 +47,12 @@ from sanstack.scsi.constants import (
     SenseKey,
     ServiceActionIn16,
 )
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection, Nexus
 from sanstack.scsi.inquiry import Tpgs
 from sanstack.scsi.sense import CheckCondition, invalid_field_in_parameter_list
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 __all__ = [
     "ACCESS_TABLE",
@@ -519,7 +519,7 @@ def announce_state_change(lus: Iterable[LogicalUnit], *, requester: Nexus | None
 # -- REPORT TARGET PORT GROUPS (SPC-4 §6.37) --------------------------------------------------
 
 
-async def report_target_port_groups(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def report_target_port_groups(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """REPORT TARGET PORT GROUPS: every group, cut to ALLOCATION LENGTH.
 
     Any allocation length is accepted, 0 and 4 included (SPC-4 §4.2.5.6); libiscsi's RTPG
@@ -527,7 +527,7 @@ async def report_target_port_groups(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiRe
     """
     request = ReportTargetPortGroupsCdb.decode(cmd.cdb)
     data = groups_of(lu).report(request.parameter_data_format).encode()
-    return ScsiResult(data=data[: request.allocation_length])
+    return CommandResult(data=data[: request.allocation_length])
 
 
 # -- SET TARGET PORT GROUPS (SPC-4 §6.45) -----------------------------------------------------
@@ -560,7 +560,7 @@ def _plan(groups: ALUAGroups, parameters: SetTargetPortGroupsParameters) -> dict
     return plan
 
 
-async def set_target_port_groups(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def set_target_port_groups(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """SET TARGET PORT GROUPS: explicit transitions, all or nothing.
 
     A PARAMETER LIST LENGTH of zero is not an error and changes nothing. When something did
@@ -574,7 +574,7 @@ async def set_target_port_groups(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResul
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
     needed = request.parameter_list_length
     if needed == 0:
-        return ScsiResult(data_out_used=0)
+        return CommandResult(data_out_used=0)
     data = bytes(cmd.data_out[:needed])
     if len(data) < needed:
         raise _parameter_list_length_error()
@@ -587,7 +587,7 @@ async def set_target_port_groups(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResul
             groups.on_change(cmd.nexus)
         else:
             announce_state_change((lu,), requester=cmd.nexus)
-    return ScsiResult(data_out_used=needed)
+    return CommandResult(data_out_used=needed)
 
 
 # -- the table ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import ClassVar, Self
 
-from sanstack.scsi.constants import ASC, MaintenanceIn, MaintenanceOut, Opcode, SenseKey
+from sanstack.scsi.codes import ASC, MaintenanceIn, MaintenanceOut, Opcode, SenseKey
 from sanstack.scsi.sense import (
     CheckCondition,
     invalid_field_in_cdb,

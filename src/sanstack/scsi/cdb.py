@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, ServiceActionIn16
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, ServiceActionIn16
 from sanstack.scsi.sense import CheckCondition
 
 # -- byte 1 bits shared by the READ/WRITE/VERIFY families --------------------------------

@@ -1,8 +1,8 @@
 """What passes between the transport (iSCSI) and the SCSI device server.
 
-A transport turns its PDUs into a ``ScsiCommand`` (CDB, the Data-Out buffer, the expected
-Data-In length) and turns the ``ScsiResult`` back into PDUs, computing residuals from
-``ScsiResult.data`` (Data-In) and ``ScsiResult.data_out_used`` (Data-Out).
+A transport turns its PDUs into a ``Command`` (CDB, the Data-Out buffer, the expected
+Data-In length) and turns the ``CommandResult`` back into PDUs, computing residuals from
+``CommandResult.data`` (Data-In) and ``CommandResult.data_out_used`` (Data-Out).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from sanstack.scsi.constants import Status, TaskAttribute
+from sanstack.scsi.codes import Status, TaskAttribute
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class DataDirection(IntEnum):
 
 
 @dataclass(slots=True)
-class ScsiCommand:
+class Command:
     """One SCSI command as the device server sees it.
 
     ``data_out`` holds the whole Data-Out buffer the initiator sent (its expected data transfer
@@ -79,7 +79,7 @@ class ScsiCommand:
 
 
 @dataclass(slots=True)
-class ScsiResult:
+class CommandResult:
     """The outcome of a command: status, Data-In, sense, and how much Data-Out it needed."""
 
     status: Status = Status.GOOD
@@ -88,7 +88,7 @@ class ScsiResult:
     data_out_used: int | None = None
 
 
-Handler = Callable[["LogicalUnit", ScsiCommand], Awaitable[ScsiResult]]
+Handler = Callable[["LogicalUnit", Command], Awaitable[CommandResult]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from sanstack.scsi import limits
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import MaintenanceIn, Opcode, PeripheralDeviceType
+from sanstack.scsi.codes import MaintenanceIn, Opcode, PeripheralDeviceType
+from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.sense import invalid_field_in_cdb
 
 if TYPE_CHECKING:
     from sanstack.block.device import BlockDevice, DeviceIdentity
-    from sanstack.target.logical_unit import LogicalUnit, TargetInfo
+    from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 
 
 class VpdPage(IntEnum):
@@ -446,11 +446,11 @@ def claimed_tpgs(lu: LogicalUnit) -> Tpgs:
     return lu.alua.tpgs if rtpg in lu.commands else Tpgs.NOT_SUPPORTED
 
 
-async def inquiry(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def inquiry(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """INQUIRY (SPC-4 §6.6): standard data or one VPD page, cut to ALLOCATION LENGTH."""
     request = InquiryCdb.decode(cmd.cdb)
     if request.evpd:
         data = vpd_page(lu, cmd.nexus, request.page_code)
     else:
         data = standard_inquiry(lu.target, tpgs=claimed_tpgs(lu))
-    return ScsiResult(data=data[: request.allocation_length])
+    return CommandResult(data=data[: request.allocation_length])

@@ -19,8 +19,8 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from sanstack.scsi import limits
-from sanstack.scsi.command import ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, SenseKey
+from sanstack.scsi.codes import ASC, Opcode, SenseKey
+from sanstack.scsi.command import Command, CommandResult
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.sense import (
     CheckCondition,
@@ -31,7 +31,7 @@ from sanstack.scsi.sense import (
 
 if TYPE_CHECKING:
     from sanstack.block.device import BlockDevice
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 
 class ModePageCode(IntEnum):
@@ -359,10 +359,10 @@ def mode_sense_data(lu: LogicalUnit, request: ModeSenseCdb) -> bytes:
     return header + descriptor + body
 
 
-async def mode_sense(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def mode_sense(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """MODE SENSE(6) / MODE SENSE(10) (SPC-4 §6.11, §6.12)."""
     request = ModeSenseCdb.decode(cmd.cdb)
-    return ScsiResult(data=mode_sense_data(lu, request)[: request.allocation_length])
+    return CommandResult(data=mode_sense_data(lu, request)[: request.allocation_length])
 
 
 def _parameter_list_length_error() -> CheckCondition:
@@ -442,7 +442,7 @@ def parse_mode_parameters(
     return values
 
 
-async def mode_select(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def mode_select(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """MODE SELECT(6) / MODE SELECT(10) (SPC-4 §6.13, §6.14).
 
     A change establishes MODE PARAMETERS CHANGED for every other I_T nexus (SPC-4 §7.5.1):
@@ -451,7 +451,7 @@ async def mode_select(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     request = ModeSelectCdb.decode(cmd.cdb)
     needed = request.parameter_list_length
     if needed == 0:
-        return ScsiResult(data_out_used=0)
+        return CommandResult(data_out_used=0)
     data = bytes(cmd.data_out[:needed])
     if len(data) < needed:
         raise _parameter_list_length_error()
@@ -463,4 +463,4 @@ async def mode_select(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         for f in dataclasses.fields(ModeParameters):
             setattr(lu.mode, f.name, getattr(new, f.name))
         lu.establish_unit_attention(ASC.MODE_PARAMETERS_CHANGED, exclude=cmd.nexus)
-    return ScsiResult(data_out_used=needed)
+    return CommandResult(data_out_used=needed)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from sanstack.scsi.command import CommandSpec, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import MaintenanceIn, Opcode
+from sanstack.scsi.codes import MaintenanceIn, Opcode
+from sanstack.scsi.command import Command, CommandResult, CommandSpec
 from sanstack.scsi.sense import invalid_field_in_cdb
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 
 class ReportingOptions(IntEnum):
@@ -195,11 +195,11 @@ def report_supported_opcodes_data(
     raise invalid_field_in_cdb(2, 2)
 
 
-async def report_supported_opcodes(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def report_supported_opcodes(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35)."""
     request = ReportSupportedOpcodesCdb.decode(cmd.cdb)
     data = report_supported_opcodes_data(lu.commands, request)
-    return ScsiResult(data=data[: request.allocation_length])
+    return CommandResult(data=data[: request.allocation_length])
 
 
 def supported_tmf_data(*, repd: bool) -> bytes:
@@ -209,7 +209,7 @@ def supported_tmf_data(*, repd: bool) -> bytes:
     return _RSTMF_BASIC.pack(SUPPORTED_TMFS, 0)
 
 
-async def report_supported_tmfs(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def report_supported_tmfs(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 §6.36)."""
     request = ReportSupportedTmfCdb.decode(cmd.cdb)
-    return ScsiResult(data=supported_tmf_data(repd=request.repd)[: request.allocation_length])
+    return CommandResult(data=supported_tmf_data(repd=request.repd)[: request.allocation_length])

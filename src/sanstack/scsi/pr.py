@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.constants import ASC, SenseKey, Status
 from sanstack.scsi.pr_codec import (
     ALLOW_COMMANDS_TEST_UNIT_READY,
     BASIC_PARAMETER_LIST_LENGTH,

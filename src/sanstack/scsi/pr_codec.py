@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, Self
 
-from sanstack.scsi.constants import ASC, Opcode, SenseKey
+from sanstack.scsi.codes import ASC, Opcode, SenseKey
 from sanstack.scsi.sense import (
     CheckCondition,
     invalid_field_in_cdb,

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sanstack.scsi.command import CommandSpec, DataDirection, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import Opcode, Status
+from sanstack.scsi.codes import Opcode, Status
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection
 from sanstack.scsi.pr_codec import PROutCdb
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 
-async def persistent_reserve_in(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def persistent_reserve_in(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """PERSISTENT RESERVE IN (SPC-4 §6.15): READ KEYS, RESERVATION, CAPABILITIES, FULL STATUS."""
     data = lu.pr.persistent_reserve_in(cmd.cdb, target_ports=lu.target.target_ports())
-    return ScsiResult(data=data)
+    return CommandResult(data=data)
 
 
-async def persistent_reserve_out(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def persistent_reserve_out(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """PERSISTENT RESERVE OUT (SPC-4 §6.16): every service action, then its side effects."""
     used = PROutCdb.decode(cmd.cdb).parameter_list_length
     outcome = lu.pr.persistent_reserve_out(
@@ -42,8 +42,8 @@ async def persistent_reserve_out(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResul
     if outcome.changed:
         await lu.save_reservations()
     if outcome.status != Status.GOOD:
-        return ScsiResult(status=outcome.status, data_out_used=used)
-    return ScsiResult(data_out_used=used)
+        return CommandResult(status=outcome.status, data_out_used=used)
+    return CommandResult(data_out_used=used)
 
 
 COMMANDS: list[CommandSpec] = [

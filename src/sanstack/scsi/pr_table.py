@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Self
 
+from sanstack.scsi.codes import MaintenanceIn, MaintenanceOut, Opcode, ServiceActionIn16
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.constants import MaintenanceIn, MaintenanceOut, Opcode, ServiceActionIn16
 from sanstack.scsi.pr_codec import PROutServiceAction, PRScope, PRType, TransportID
 
 

@@ -30,14 +30,14 @@ from sanstack.scsi.cdb import (
     ReadCapacity16CDB,
     SynchronizeCacheCDB,
 )
+from sanstack.scsi.codes import Opcode, ServiceActionIn16
 from sanstack.scsi.command import (
+    Command,
+    CommandResult,
     CommandSpec,
     DataDirection,
     Handler,
-    ScsiCommand,
-    ScsiResult,
 )
-from sanstack.scsi.constants import Opcode, ServiceActionIn16
 from sanstack.scsi.sbc_common import check_lba_range
 from sanstack.scsi.sbc_provisioning import get_lba_status, unmap, write_same
 from sanstack.scsi.sbc_rw import (
@@ -58,7 +58,7 @@ from sanstack.scsi.sense import invalid_field_in_cdb
 from sanstack.scsi.spc import check_ready
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 __all__ = ["COMMANDS"]
 
@@ -76,7 +76,7 @@ LBPRZ: Final = 0x4000
 _RC_LBA_BYTE: Final = 2  # INVALID FIELD IN CDB points at the LOGICAL BLOCK ADDRESS field
 
 
-async def read_capacity_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_capacity_10(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """READ CAPACITY(10), SBC-4 §5.20.
 
     A capacity past 2^32 blocks reports FFFFFFFFh so the initiator moves to READ
@@ -88,10 +88,10 @@ async def read_capacity_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     check_ready(lu)
     device = lu.device
     last = min(device.num_blocks - 1, RC10_MAX_LBA)
-    return ScsiResult(data=_RC10_DATA.pack(last, device.block_size))
+    return CommandResult(data=_RC10_DATA.pack(last, device.block_size))
 
 
-async def read_capacity_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_capacity_16(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """READ CAPACITY(16), SBC-4 §5.21: LBPME and LBPRZ set for a thin device; no protection
     information; LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT from the device's physical block
     size; data cut to the ALLOCATION LENGTH.
@@ -106,13 +106,13 @@ async def read_capacity_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     data = _RC16_DATA.pack(
         device.num_blocks - 1, device.block_size, RC_BASIS_LAST_LBA, per_physical, provisioning
     )
-    return ScsiResult(data=data[: c.allocation_length])
+    return CommandResult(data=data[: c.allocation_length])
 
 
 # -- SYNCHRONIZE CACHE, PRE-FETCH --------------------------------------------------------
 
 
-async def synchronize_cache(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def synchronize_cache(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """SYNCHRONIZE CACHE(10/16), SBC-4 §5.25-5.26.
 
     The whole device cache is flushed whatever the range (a superset is allowed). IMMED
@@ -123,10 +123,10 @@ async def synchronize_cache(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     check_ready(lu)
     check_lba_range(lu, c.lba, c.number_of_blocks)
     await lu.device.flush()
-    return ScsiResult()
+    return CommandResult()
 
 
-async def pre_fetch(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def pre_fetch(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """PRE-FETCH(10/16), SBC-4 §5.12-5.13.
 
     Backstores have no cache the device server controls, so no block is transferred to a
@@ -136,7 +136,7 @@ async def pre_fetch(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     c = PrefetchCDB.decode(cmd.cdb)
     check_ready(lu)
     check_lba_range(lu, c.lba, c.number_of_blocks)
-    return ScsiResult()
+    return CommandResult()
 
 
 # -- the command table -------------------------------------------------------------------

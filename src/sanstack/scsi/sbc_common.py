@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from sanstack.scsi.cdb import LENGTH_FIELD_BYTE
-from sanstack.scsi.command import ScsiResult
-from sanstack.scsi.constants import ASC, SenseKey, Status
+from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.command import CommandResult
 from sanstack.scsi.limits import MAX_TRANSFER_BLOCKS
 from sanstack.scsi.sense import fixed_sense, invalid_field_in_cdb, lba_out_of_range
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 PROTECT_BIT: Final = 7  # the field pointer names the most significant bit of xxPROTECT
 BYTCHK_BIT: Final = 2
@@ -52,13 +52,13 @@ def check_lba_range(lu: LogicalUnit, lba: int, count: int) -> None:
         raise lba_out_of_range()
 
 
-def data_out_mismatch(expected: int) -> ScsiResult:
+def data_out_mismatch(expected: int) -> CommandResult:
     """CHECK CONDITION for a Data-Out buffer the command cannot use, as FCP-4 §9.4.2 b) and
     LIO answer: ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT, nothing written.
     ``data_out_used`` still carries what the CDB called for, so the transport reports the
     residual libiscsi checks even on this path.
     """
-    return ScsiResult(
+    return CommandResult(
         status=Status.CHECK_CONDITION, sense=_DATA_OUT_MISMATCH_SENSE, data_out_used=expected
     )
 
@@ -102,9 +102,9 @@ def first_mismatch(expected: bytes | memoryview, actual: bytes | memoryview) -> 
     return None
 
 
-def miscompare(offset: int, data_out_used: int) -> ScsiResult:
+def miscompare(offset: int, data_out_used: int) -> CommandResult:
     """MISCOMPARE / MISCOMPARE DURING VERIFY OPERATION with VALID and the byte offset."""
-    return ScsiResult(
+    return CommandResult(
         status=Status.CHECK_CONDITION,
         sense=fixed_sense(
             SenseKey.MISCOMPARE, ASC.MISCOMPARE_DURING_VERIFY_OPERATION, information=offset

@@ -21,8 +21,8 @@ from sanstack.scsi.cdb import (
     UnmapParameterList,
     WriteSameCDB,
 )
-from sanstack.scsi.command import ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult
 from sanstack.scsi.limits import (
     MAX_UNMAP_BLOCKS,
     MAX_UNMAP_DESCRIPTORS,
@@ -45,7 +45,7 @@ from sanstack.scsi.sense import (
 from sanstack.scsi.spc import check_ready, check_writable
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 # WRITE SAME writes its pattern a slice of this many bytes at a time, so a 64 Ki-block
 # command never builds the whole range in memory.
@@ -71,7 +71,7 @@ MAX_LBA_STATUS_DESCRIPTORS: Final = 64
 # -- WRITE SAME --------------------------------------------------------------------------
 
 
-async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_same(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """WRITE SAME(10/16), SBC-4 §5.48-5.49.
 
     WSNZ=0: NUMBER OF LOGICAL BLOCKS zero means "through the last LBA", within the MAXIMUM
@@ -109,7 +109,7 @@ async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         # WriteSame10.UnmapUntilEnd (a 0xFF block with UNMAP set) expects.
         async with lu.lock_range(c.lba, count):
             await device.unmap(c.lba, count)
-        return ScsiResult(data_out_used=need)
+        return CommandResult(data_out_used=need)
     step = max(1, min(count, WRITE_SAME_CHUNK_BYTES // block_size))
     pattern = memoryview(block * step)
     async with lu.lock_range(c.lba, count):
@@ -117,21 +117,21 @@ async def write_same(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
             n = min(step, count - done)
             await device.write(c.lba + done, pattern[: n * block_size])
     await flush_if_needed(lu, False)
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)
 
 
 # -- UNMAP -------------------------------------------------------------------------------
 
 
-def _parameter_list_length_error(used: int) -> ScsiResult:
-    return ScsiResult(
+def _parameter_list_length_error(used: int) -> CommandResult:
+    return CommandResult(
         status=Status.CHECK_CONDITION,
         sense=fixed_sense(SenseKey.ILLEGAL_REQUEST, ASC.PARAMETER_LIST_LENGTH_ERROR),
         data_out_used=used,
     )
 
 
-async def unmap(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def unmap(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """UNMAP, SBC-4 §5.32.
 
     Every descriptor is validated before any block is touched, so a rejected list changes
@@ -149,7 +149,7 @@ async def unmap(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     check_writable(lu)
     length = c.parameter_list_length
     if length == 0:
-        return ScsiResult(data_out_used=0)
+        return CommandResult(data_out_used=0)
     data = memoryview(cmd.data_out)[:length]
     if len(data) < UnmapParameterList.HEADER_LENGTH:
         return _parameter_list_length_error(length)
@@ -172,7 +172,7 @@ async def unmap(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if d.count:
             async with lu.lock_range(d.lba, d.count):
                 await lu.device.unmap(d.lba, d.count)
-    return ScsiResult(data_out_used=length)
+    return CommandResult(data_out_used=length)
 
 
 # -- GET LBA STATUS ----------------------------------------------------------------------
@@ -192,7 +192,7 @@ def _merge(extents: list[LBAExtent], new: LBAExtent) -> None:
     extents.append(new)
 
 
-async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def get_lba_status(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """GET LBA STATUS(16), SBC-4 §5.8.
 
     Descriptors start at the requested LBA and run contiguously; as many are gathered as
@@ -208,7 +208,7 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if c.lba >= device.num_blocks:
         raise lba_out_of_range()
     if c.allocation_length == 0:
-        return ScsiResult()
+        return CommandResult()
     room = (c.allocation_length - _LBA_STATUS_HEADER.size) // _LBA_STATUS_DESCRIPTOR.size
     wanted = min(max(1, room), MAX_LBA_STATUS_DESCRIPTORS)
     extents: list[LBAExtent] = []
@@ -226,4 +226,4 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
             break
     body = b"".join(_LBA_STATUS_DESCRIPTOR.pack(e.lba, e.count, e.status) for e in extents)
     header = _LBA_STATUS_HEADER.pack(_LBA_STATUS_HEADER_AFTER_LENGTH + len(body))
-    return ScsiResult(data=(header + body)[: c.allocation_length])
+    return CommandResult(data=(header + body)[: c.allocation_length])

@@ -25,8 +25,8 @@ from sanstack.scsi.cdb import (
     CompareAndWriteCDB,
     ReadWriteCDB,
 )
-from sanstack.scsi.command import ScsiCommand, ScsiResult
-from sanstack.scsi.constants import Status
+from sanstack.scsi.codes import Status
+from sanstack.scsi.command import Command, CommandResult
 from sanstack.scsi.limits import MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BLOCKS
 from sanstack.scsi.sbc_common import (
     BYTCHK_BIT,
@@ -44,7 +44,7 @@ from sanstack.scsi.sense import invalid_field_in_cdb
 from sanstack.scsi.spc import check_ready, check_writable
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 
 class Bytchk:
@@ -69,7 +69,9 @@ def _read_rejected(lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length
     check_lba_range(lu, lba, count)
 
 
-async def _read(lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length: int) -> ScsiResult:
+async def _read(
+    lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length: int
+) -> CommandResult:
     device = lu.device
     if (
         flags & PROTECT_MASK
@@ -79,17 +81,17 @@ async def _read(lu: LogicalUnit, lba: int, count: int, flags: int, cdb_length: i
         or not count
     ):
         _read_rejected(lu, lba, count, flags, cdb_length)
-        return ScsiResult()  # a zero TRANSFER LENGTH reads nothing and is no error (§5.15)
-    return ScsiResult(data=await device.read(lba, count))
+        return CommandResult()  # a zero TRANSFER LENGTH reads nothing and is no error (§5.15)
+    return CommandResult(data=await device.read(lba, count))
 
 
-async def read_6(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_6(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, msb, low, count, _ = CDB6.unpack_from(cmd.cdb)
     lba = (msb & LBA6_MSB_MASK) << 16 | low
     return await _read(lu, lba, count or SIX_BYTE_MAX_BLOCKS, 0, 6)
 
 
-async def read_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_10(lu: LogicalUnit, cmd: Command) -> CommandResult:
     # READ(10) and READ(16) carry nearly all reads: the body of ``_read`` is inlined in both,
     # saving a coroutine frame per command.
     _, flags, lba, _, count, _ = _unpack10(cmd.cdb)
@@ -102,16 +104,16 @@ async def read_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         or not count
     ):
         _read_rejected(lu, lba, count, flags, 10)
-        return ScsiResult()
-    return ScsiResult(data=await device.read(lba, count))
+        return CommandResult()
+    return CommandResult(data=await device.read(lba, count))
 
 
-async def read_12(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_12(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, flags, lba, count, _, _ = CDB12.unpack_from(cmd.cdb)
     return await _read(lu, lba, count, flags, 12)
 
 
-async def read_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def read_16(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, flags, lba, count, _, _ = _unpack16(cmd.cdb)
     device = lu.device
     if (
@@ -122,8 +124,8 @@ async def read_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         or not count
     ):
         _read_rejected(lu, lba, count, flags, 16)
-        return ScsiResult()
-    return ScsiResult(data=await device.read(lba, count))
+        return CommandResult()
+    return CommandResult(data=await device.read(lba, count))
 
 
 # -- WRITE -------------------------------------------------------------------------------
@@ -138,8 +140,8 @@ def _check_write(lu: LogicalUnit, lba: int, count: int, protect: int, cdb_length
 
 
 async def _write(
-    lu: LogicalUnit, cmd: ScsiCommand, lba: int, count: int, *, flags: int, cdb_length: int
-) -> ScsiResult:
+    lu: LogicalUnit, cmd: Command, lba: int, count: int, *, flags: int, cdb_length: int
+) -> CommandResult:
     _check_write(lu, lba, count, flags >> PROTECT_SHIFT, cdb_length)
     device = lu.device
     block_size = device.block_size
@@ -152,26 +154,26 @@ async def _write(
         async with lu.lock_range(lba, blocks):
             await device.write(lba, data)
         await flush_if_needed(lu, bool(flags & FUA))
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)
 
 
-async def write_6(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_6(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, msb, low, count, _ = CDB6.unpack_from(cmd.cdb)
     lba = (msb & LBA6_MSB_MASK) << 16 | low
     return await _write(lu, cmd, lba, count or SIX_BYTE_MAX_BLOCKS, flags=0, cdb_length=6)
 
 
-async def write_10(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_10(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, flags, lba, _, count, _ = CDB10.unpack_from(cmd.cdb)
     return await _write(lu, cmd, lba, count, flags=flags, cdb_length=10)
 
 
-async def write_12(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_12(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, flags, lba, count, _, _ = CDB12.unpack_from(cmd.cdb)
     return await _write(lu, cmd, lba, count, flags=flags, cdb_length=12)
 
 
-async def write_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_16(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, flags, lba, count, _, _ = CDB16.unpack_from(cmd.cdb)
     return await _write(lu, cmd, lba, count, flags=flags, cdb_length=16)
 
@@ -179,7 +181,7 @@ async def write_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 # -- WRITE AND VERIFY, VERIFY ------------------------------------------------------------
 
 
-async def write_and_verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def write_and_verify(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """WRITE AND VERIFY(10/12/16), SBC-4 §5.45-5.47.
 
     The blocks are written, made durable (the verification is of the medium, not a cache)
@@ -206,10 +208,10 @@ async def write_and_verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
                 offset = first_mismatch(data, stored)
                 if offset is not None:
                     return miscompare(offset, need)
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)
 
 
-async def verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def verify(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """VERIFY(10/12/16), SBC-4 §5.37-5.39.
 
     BYTCHK=0 reads the range (a medium error surfaces as one); BYTCHK=1 compares it with the
@@ -230,7 +232,7 @@ async def verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if c.bytchk == Bytchk.NO_COMPARE:
         for done in range(0, count, step):
             await lu.device.read(c.lba + done, min(step, count - done))
-        return ScsiResult(data_out_used=0)
+        return CommandResult(data_out_used=0)
     if c.bytchk == Bytchk.COMPARE:
         need = count * block_size
         expected = whole_blocks_of_data_out(cmd.data_out, need, block_size)
@@ -252,7 +254,7 @@ async def verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         offset = first_mismatch(expected[start : start + n * block_size], stored)
         if offset is not None:
             return miscompare(done * block_size + offset, need)
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)
 
 
 # -- ORWRITE, COMPARE AND WRITE ----------------------------------------------------------
@@ -271,7 +273,7 @@ def _or_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bytes:
     return bytes(out)
 
 
-async def orwrite_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def orwrite_16(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """ORWRITE(16), SBC-4 §5.11: each block becomes (stored OR Data-Out), atomically."""
     c = ReadWriteCDB.decode(cmd.cdb)
     _check_write(lu, c.lba, c.transfer_length, c.protect, c.cdb_length)
@@ -287,10 +289,10 @@ async def orwrite_16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
             stored = await device.read(c.lba, blocks)
             await device.write(c.lba, _or_bytes(stored, data))
         await flush_if_needed(lu, c.fua)
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)
 
 
-async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def compare_and_write(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """COMPARE AND WRITE, SBC-4 §5.3.
 
     The Data-Out buffer must be exactly the verify blocks then the write blocks. Under the
@@ -312,13 +314,13 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         # The CDB's block count disagrees with the transfer. libiscsi 1.19's CompareAndWrite
         # tests send 256 blocks, which the one-byte field carries as 0, and expect INVALID
         # FIELD IN CDB; its InvalidDataOutSize test takes any ILLEGAL REQUEST.
-        return ScsiResult(
+        return CommandResult(
             status=Status.CHECK_CONDITION,
             sense=invalid_field_in_cdb(CompareAndWriteCDB.NUMBER_OF_BLOCKS_BYTE).sense,
             data_out_used=need,
         )
     if not count:
-        return ScsiResult(data_out_used=0)
+        return CommandResult(data_out_used=0)
     view = memoryview(cmd.data_out)
     async with lu.lock_range(c.lba, count):
         stored = await device.read(c.lba, count)
@@ -327,4 +329,4 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
             return miscompare(offset, need)
         await device.write(c.lba, view[half:])
     await flush_if_needed(lu, c.fua)
-    return ScsiResult(data_out_used=need)
+    return CommandResult(data_out_used=need)

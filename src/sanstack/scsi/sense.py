@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from sanstack.errors import SanstackError
-from sanstack.scsi.constants import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey
 
 FIXED_SENSE_LENGTH = 18
 _FIXED = struct.Struct(">BBBIBIBBB3s")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
-from sanstack.scsi.constants import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey
 from sanstack.scsi.sense import FIXED_SENSE_LENGTH
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from sanstack.scsi.command import CommandSpec, DataDirection, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, MaintenanceIn, Opcode, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection
 from sanstack.scsi.inquiry import inquiry
 from sanstack.scsi.mode_pages import mode_select, mode_sense
 from sanstack.scsi.opcodes_report import report_supported_opcodes, report_supported_tmfs
@@ -26,7 +26,7 @@ from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cd
 from sanstack.scsi.sense_descriptor import descriptor_sense
 
 if TYPE_CHECKING:
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.scsi.logical_unit import LogicalUnit
 
 # The control byte's NACA, FLAG and LINK bits are not examined: ACA is not supported and
 # linked commands are obsolete (SAM-5 §5.2), so CDB USAGE DATA shows 00h for it.
@@ -74,12 +74,12 @@ def check_writable(lu: LogicalUnit) -> None:
 # -- TEST UNIT READY (SPC-4 §6.47) -------------------------------------------------------
 
 
-async def handle_test_unit_ready(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def handle_test_unit_ready(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """TEST UNIT READY (SPC-4 §6.47): GOOD, or NOT READY with the reason."""
     reason = not_ready_reason(lu)
     if reason is not None:
         raise CheckCondition(SenseKey.NOT_READY, reason)
-    return ScsiResult()
+    return CommandResult()
 
 
 # -- REQUEST SENSE (SPC-4 §6.39) ---------------------------------------------------------
@@ -105,7 +105,7 @@ class RequestSenseCdb:
         return _REQUEST_SENSE_CDB.pack(Opcode.REQUEST_SENSE, flags, self.allocation_length, 0)
 
 
-async def request_sense(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def request_sense(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """REQUEST SENSE (SPC-4 §6.39): the pending unit attention (cleared), else the not-ready
     reason, else NO SENSE; fixed format, or descriptor format when DESC is set.
     """
@@ -119,7 +119,7 @@ async def request_sense(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if reason is not None:
             key, asc = SenseKey.NOT_READY, reason
     sense = descriptor_sense(key, asc) if request.desc else fixed_sense(key, asc)
-    return ScsiResult(data=sense[: request.allocation_length])
+    return CommandResult(data=sense[: request.allocation_length])
 
 
 # -- REPORT LUNS (SPC-4 §6.33) -----------------------------------------------------------
@@ -194,7 +194,7 @@ def report_luns_data(luns: list[int]) -> bytes:
     return _REPORT_LUNS_HEADER.pack(len(body)) + body
 
 
-async def report_luns(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def report_luns(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """REPORT LUNS (SPC-4 §6.33); clears REPORTED LUNS DATA HAS CHANGED for this nexus."""
     request = ReportLunsCdb.decode(cmd.cdb)
     if request.allocation_length < MIN_REPORT_LUNS_ALLOCATION:
@@ -207,7 +207,7 @@ async def report_luns(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         case _:
             raise invalid_field_in_cdb(2)
     lu.clear_unit_attention(cmd.nexus, ASC.REPORTED_LUNS_DATA_HAS_CHANGED)
-    return ScsiResult(data=report_luns_data(luns)[: request.allocation_length])
+    return CommandResult(data=report_luns_data(luns)[: request.allocation_length])
 
 
 # -- START STOP UNIT (SBC-4 §5.25) -------------------------------------------------------
@@ -276,7 +276,7 @@ class StartStopUnitCdb:
 _POWER_CONDITIONS = frozenset(int(p) for p in PowerCondition)
 
 
-async def start_stop_unit(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def start_stop_unit(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """START STOP UNIT (SBC-4 §5.25).
 
     A power condition other than START_VALID is accepted and changes nothing (there is no
@@ -289,7 +289,7 @@ async def start_stop_unit(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if request.power_condition not in _POWER_CONDITIONS:
         raise invalid_field_in_cdb(4, 7)
     if request.power_condition != PowerCondition.START_VALID:
-        return ScsiResult()
+        return CommandResult()
     if request.loej and lu.prevent_removal:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, ASC.MEDIUM_REMOVAL_PREVENTED)
     if request.start:
@@ -298,7 +298,7 @@ async def start_stop_unit(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if not request.no_flush and not lu.stopped:
             await lu.device.flush()
         lu.stopped = True
-    return ScsiResult()
+    return CommandResult()
 
 
 # -- PREVENT ALLOW MEDIUM REMOVAL (SBC-4 §5.15) ------------------------------------------
@@ -330,7 +330,7 @@ class PreventAllowCdb:
         return _PREVENT_ALLOW_CDB.pack(Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL, self.prevent, 0)
 
 
-async def prevent_allow_medium_removal(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def prevent_allow_medium_removal(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """PREVENT ALLOW MEDIUM REMOVAL (SBC-4 §5.15): removal stays prevented while any nexus
     that prevented it has not allowed it again (or was reset or lost).
     """
@@ -341,7 +341,7 @@ async def prevent_allow_medium_removal(lu: LogicalUnit, cmd: ScsiCommand) -> Scs
         lu.prevent_removal.discard(cmd.nexus)
     else:
         raise invalid_field_in_cdb(4, 1)
-    return ScsiResult()
+    return CommandResult()
 
 
 # -- RESERVE / RELEASE (SPC-2 §7.16, §7.17, §7.21, §7.22) -------------------------------
@@ -395,7 +395,7 @@ class ReserveReleaseCdb:
         return _RESERVE_6_CDB.pack(self.opcode, flags, 0, 0, 0)
 
 
-async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def reserve(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """RESERVE(10)/(6) (SPC-2 §7.21, §7.22): reserve the whole logical unit for this nexus.
 
     The dispatcher already answered RESERVATION CONFLICT if another nexus holds it; the
@@ -404,25 +404,25 @@ async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     ReserveReleaseCdb.decode(cmd.cdb)
     legacy = lu.pr.legacy_reservation(cmd.nexus)
     if legacy is LegacyReservation.CONFLICT:
-        return ScsiResult(status=Status.RESERVATION_CONFLICT)
+        return CommandResult(status=Status.RESERVATION_CONFLICT)
     if legacy is LegacyReservation.IGNORE:
-        return ScsiResult()  # SPC-4 §5.13.3: a PR holder's RESERVE is GOOD and changes nothing
+        return CommandResult()  # SPC-4 §5.13.3: a PR holder's RESERVE is GOOD and changes nothing
     holder = lu.scsi2_reservation
     if holder is not None and holder != cmd.nexus:
-        return ScsiResult(status=Status.RESERVATION_CONFLICT)
+        return CommandResult(status=Status.RESERVATION_CONFLICT)
     lu.scsi2_reservation = cmd.nexus
-    return ScsiResult()
+    return CommandResult()
 
 
-async def release(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+async def release(lu: LogicalUnit, cmd: Command) -> CommandResult:
     """RELEASE(10)/(6) (SPC-2 §7.16, §7.17): GOOD always; only the holder's release counts."""
     ReserveReleaseCdb.decode(cmd.cdb)
     legacy = lu.pr.legacy_reservation(cmd.nexus)
     if legacy is LegacyReservation.CONFLICT:
-        return ScsiResult(status=Status.RESERVATION_CONFLICT)
+        return CommandResult(status=Status.RESERVATION_CONFLICT)
     if legacy is LegacyReservation.SPC2 and lu.scsi2_reservation == cmd.nexus:
         lu.scsi2_reservation = None
-    return ScsiResult()
+    return CommandResult()
 
 
 # -- the table -----------------------------------------------------------------------------

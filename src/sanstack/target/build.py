@@ -10,8 +10,8 @@ from sanstack.block.file import FileDevice
 from sanstack.block.memory import MemoryDevice
 from sanstack.errors import ConfigError
 from sanstack.target.config import LunSpec, TargetSpec
+from sanstack.target.model import PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.target import PortalGroup, Target
 
 if TYPE_CHECKING:
     from sanstack.snapshot.service import VolumeService

@@ -50,7 +50,7 @@ from typing import Any
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.snapshot.model import VolumeError, check_snapshot_name
-from sanstack.target.target import Portal
+from sanstack.target.model import Portal
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}

@@ -14,8 +14,8 @@ from sanstack.iscsi.login import TargetLogin, TargetLoginInfo
 from sanstack.iscsi.login_pdus import request_fields, response_pdu
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
+from sanstack.target.model import Portal
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.target import Portal
 
 
 class RegistryLoginPolicy:

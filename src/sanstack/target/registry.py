@@ -14,7 +14,7 @@ from typing import Protocol
 from sanstack.iscsi.discovery import send_targets_response
 from sanstack.iscsi.negotiation import SessionType
 from sanstack.scsi.command import Nexus
-from sanstack.target.target import Target
+from sanstack.target.model import Target
 
 log = logging.getLogger(__name__)
 

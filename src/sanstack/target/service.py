@@ -16,18 +16,18 @@ from sanstack import __version__
 from sanstack.errors import ConfigError, SanstackError
 from sanstack.scsi.alua import TransitionRefused
 from sanstack.scsi.alua_codec import ALUAState
-from sanstack.scsi.constants import ASC
+from sanstack.scsi.codes import ASC
 from sanstack.scsi.pr import ITNexus
 from sanstack.target.build import open_lun_device
 from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size, volume_lun_spec
-from sanstack.target.target import MAX_LUNS, Target
+from sanstack.target.model import MAX_LUNS, Target
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sanstack.aio.target_server import TargetServer
+    from sanstack.scsi.logical_unit import LogicalUnit
     from sanstack.snapshot.service import VolumeService
-    from sanstack.target.logical_unit import LogicalUnit
+    from sanstack.target.server import TargetServer
 
 
 ALUA_STATE_NAMES = {

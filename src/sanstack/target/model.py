@@ -18,8 +18,8 @@ from sanstack.iscsi.chap import ChapCredentials
 from sanstack.scsi.alua import ALUAGroups, announce_state_change
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.command import Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 from sanstack.scsi.pr import TargetPort
-from sanstack.target.logical_unit import LogicalUnit, TargetInfo
 
 MAX_LUNS = 16384
 

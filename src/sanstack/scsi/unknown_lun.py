@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sanstack.scsi.command import ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, Opcode, PeripheralDeviceType, SenseKey
+from sanstack.scsi.codes import ASC, Opcode, PeripheralDeviceType, SenseKey
+from sanstack.scsi.command import Command, CommandResult
+from sanstack.scsi.logical_unit import check_condition
 from sanstack.scsi.sense import fixed_sense
-from sanstack.target.logical_unit import check_condition
 
 if TYPE_CHECKING:
-    from sanstack.target.target import Target
+    from sanstack.target.model import Target
 
 _NO_DEVICE = 0x60 | PeripheralDeviceType.UNKNOWN_OR_NO_DEVICE
 
 
-async def execute_without_lun(target: Target | None, cmd: ScsiCommand) -> ScsiResult:
+async def execute_without_lun(target: Target | None, cmd: Command) -> CommandResult:
     opcode = cmd.cdb[0] if cmd.cdb else -1
     if opcode == Opcode.INQUIRY and len(cmd.cdb) >= 6:
         if cmd.cdb[1] & 0x01:
@@ -30,15 +30,15 @@ async def execute_without_lun(target: Target | None, cmd: ScsiCommand) -> ScsiRe
         else:
             data = bytes([_NO_DEVICE, 0, 0x06, 0x02, 31]) + bytes(31)
         allocation = int.from_bytes(cmd.cdb[3:5], "big")
-        return ScsiResult(data=data[:allocation])
+        return CommandResult(data=data[:allocation])
     if opcode == Opcode.REPORT_LUNS and target is not None and target.luns:
         any_lu = next(iter(target.luns.values()))
         return await any_lu.execute(cmd)
     if opcode == Opcode.REPORT_LUNS:
         allocation = int.from_bytes(cmd.cdb[6:10], "big") if len(cmd.cdb) >= 12 else 0
-        return ScsiResult(data=bytes(8)[:allocation])
+        return CommandResult(data=bytes(8)[:allocation])
     if opcode == Opcode.REQUEST_SENSE:
         sense = fixed_sense(SenseKey.ILLEGAL_REQUEST, ASC.LOGICAL_UNIT_NOT_SUPPORTED)
         allocation = cmd.cdb[4] if len(cmd.cdb) >= 6 else 0
-        return ScsiResult(data=sense[:allocation])
+        return CommandResult(data=sense[:allocation])
     return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.LOGICAL_UNIT_NOT_SUPPORTED)

@@ -13,11 +13,11 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sanstack.aio.initiator import ISCSISession, PathError
-from sanstack.aio.multipath import PathAddress
-from sanstack.block.iscsi_device import ISCSIDevice
+from sanstack.initiator.lun_device import ISCSIDevice
+from sanstack.initiator.session import ISCSISession, PathError
 from sanstack.iscsi.codes import decode_lun
-from sanstack.scsi.constants import Opcode, Status
+from sanstack.mpio.device import PathAddress
+from sanstack.scsi.codes import Opcode, Status
 
 log = logging.getLogger(__name__)
 

@@ -71,7 +71,7 @@ class LoginRefused(SanstackError):
 
 
 @dataclass(frozen=True, slots=True)
-class CommandResult:
+class CommandResponse:
     """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4)."""
 
     status: int
@@ -106,7 +106,7 @@ class ISCSISession(asyncio.Protocol):
         self.logout_timeout = LOGOUT_TIMEOUT
         self._transport: asyncio.Transport | None = None
         self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
-        self._commands: dict[int, asyncio.Future[CommandResult]] = {}
+        self._commands: dict[int, asyncio.Future[CommandResponse]] = {}
         self._tmfs: dict[int, asyncio.Future[p.TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
@@ -234,7 +234,7 @@ class ISCSISession(asyncio.Protocol):
         while (event := core.next_event()) is not None:
             if isinstance(event, CommandCompleted):
                 fut = self._commands.pop(event.itt, None)
-                result = CommandResult(
+                result = CommandResponse(
                     event.status,
                     event.data,
                     event.sense,
@@ -370,7 +370,7 @@ class ISCSISession(asyncio.Protocol):
         read_length: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - bounds the command, then aborts it
         attribute: p.TaskAttribute = p.TaskAttribute.SIMPLE,
-    ) -> CommandResult:
+    ) -> CommandResponse:
         """Run one SCSI command; its status (CHECK CONDITION included) is the result.
 
         ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
@@ -391,7 +391,7 @@ class ISCSISession(asyncio.Protocol):
             itt = self.core.submit(
                 lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
             )
-            fut: asyncio.Future[CommandResult] = self.loop.create_future()
+            fut: asyncio.Future[CommandResponse] = self.loop.create_future()
             self._commands[itt] = fut
             self._pump()
             if deadline is not None:
@@ -417,7 +417,7 @@ class ISCSISession(asyncio.Protocol):
         except TimeoutError:
             raise PathTimeout(f"command did not complete within {limit}s") from None
 
-    def _expire(self, itt: int, fut: asyncio.Future[CommandResult], limit: float | None) -> None:
+    def _expire(self, itt: int, fut: asyncio.Future[CommandResponse], limit: float | None) -> None:
         if not fut.done():
             fut.set_exception(PathTimeout(f"command did not complete within {limit}s"))
             self._forget(itt)
@@ -567,7 +567,7 @@ def _resolve(fut: asyncio.Future[_T] | None, value: _T) -> None:
 
 
 __all__: Sequence[str] = (
-    "CommandResult",
+    "CommandResponse",
     "ConnectionLost",
     "ISCSISession",
     "LoginRefused",

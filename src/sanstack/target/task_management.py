@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.target_events import TaskManagementRequested
-from sanstack.scsi.constants import ASC
-from sanstack.target.logical_unit import LogicalUnit
+from sanstack.scsi.codes import ASC
+from sanstack.scsi.logical_unit import LogicalUnit
 
 if TYPE_CHECKING:
-    from sanstack.aio.target_server import ConnectionHandler, TargetServer
+    from sanstack.target.server import ConnectionHandler, TargetServer
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The SCSI device server of one logical unit: dispatch, unit attentions, task management.
 
-Theory of operation. A transport hands ``LogicalUnit.execute`` one ``ScsiCommand`` at a time
+Theory of operation. A transport hands ``LogicalUnit.execute`` one ``Command`` at a time
 per task; many run concurrently. ``execute`` applies the checks SAM-5 and SPC-4 order before
 any command runs (unit attention, reservations), finds the command in the table built from
 ``sanstack.scsi.spc.COMMANDS`` and ``sanstack.scsi.sbc.COMMANDS``, and turns every failure
@@ -32,8 +32,8 @@ from sanstack.block.device import (
     SpaceExhausted,
 )
 from sanstack.scsi.alua import ALUAGroups
-from sanstack.scsi.command import CommandSpec, Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, SenseKey, Status
+from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.command import Command, CommandResult, CommandSpec, Nexus
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.pr import PersistentReservations, TargetPort
 from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
@@ -88,7 +88,7 @@ class LogicalUnit:
     """A LUN: a block device plus the SCSI state SPC-4 and SBC-4 keep per logical unit."""
 
     def __init__(self, lun: int, device: BlockDevice, target: TargetInfo) -> None:
-        from sanstack.scsi.commands import command_table
+        from sanstack.scsi.command_table import command_table
 
         self.lun = lun
         self.device = device
@@ -171,7 +171,7 @@ class LogicalUnit:
             spec = self.commands.get((opcode, cdb[1] & 0x1F))
         return spec
 
-    async def execute(self, cmd: ScsiCommand) -> ScsiResult:
+    async def execute(self, cmd: Command) -> CommandResult:
         """Run one command to its result; raises ``TaskAborted`` if task management ended it."""
         key = (cmd.nexus, cmd.tag)
         running = _RunningTask(cmd.nexus, cmd.tag, asyncio.current_task())
@@ -191,7 +191,7 @@ class LogicalUnit:
             result = replace(result, sense=to_descriptor_format(result.sense))
         return result
 
-    async def _execute(self, cmd: ScsiCommand) -> ScsiResult:
+    async def _execute(self, cmd: Command) -> CommandResult:
         cdb = cmd.cdb
         if not cdb:
             return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
@@ -203,7 +203,7 @@ class LogicalUnit:
         if spec is None:
             if (cdb[0], None) not in self.commands and any(op == cdb[0] for op, _ in self.commands):
                 # The opcode exists with other service actions: point at the SA field.
-                return ScsiResult(
+                return CommandResult(
                     status=Status.CHECK_CONDITION, sense=invalid_field_in_cdb(1, 4).sense
                 )
             return check_condition(SenseKey.ILLEGAL_REQUEST, ASC.INVALID_COMMAND_OPERATION_CODE)
@@ -213,16 +213,16 @@ class LogicalUnit:
         # multipath treats as a path state, not RESERVATION CONFLICT, which it must not.
         inaccessible = self.alua.access_check(cmd.nexus.relative_target_port_id, spec, cdb)
         if inaccessible is not None:
-            return ScsiResult(status=Status.CHECK_CONDITION, sense=inaccessible.sense)
+            return CommandResult(status=Status.CHECK_CONDITION, sense=inaccessible.sense)
         holder = self.scsi2_reservation
         if holder is not None and holder != cmd.nexus and not spec.allowed_with_scsi2_reservation:
-            return ScsiResult(status=Status.RESERVATION_CONFLICT)
+            return CommandResult(status=Status.RESERVATION_CONFLICT)
         if self.pr.reservation is not None and self.pr.conflict(cmd.nexus, cdb):
-            return ScsiResult(status=Status.RESERVATION_CONFLICT)
+            return CommandResult(status=Status.RESERVATION_CONFLICT)
         try:
             return await spec.handler(self, cmd)
         except CheckCondition as cc:
-            return ScsiResult(status=Status.CHECK_CONDITION, sense=cc.sense)
+            return CommandResult(status=Status.CHECK_CONDITION, sense=cc.sense)
         except MediumError as error:
             asc = ASC.WRITE_ERROR if error.write else ASC.UNRECOVERED_READ_ERROR
             return check_condition(SenseKey.MEDIUM_ERROR, asc)
@@ -373,9 +373,9 @@ def check_condition(
     *,
     information: int | None = None,
     sense_key_specific: bytes | None = None,
-) -> ScsiResult:
+) -> CommandResult:
     """A CHECK CONDITION result with fixed-format sense."""
-    return ScsiResult(
+    return CommandResult(
         status=Status.CHECK_CONDITION,
         sense=fixed_sense(key, asc, information=information, sense_key_specific=sense_key_specific),
     )

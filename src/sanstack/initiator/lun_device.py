@@ -14,7 +14,6 @@ import logging
 import struct
 from collections.abc import Callable
 
-from sanstack.aio.initiator import CommandResult, ISCSISession, PathError
 from sanstack.block.device import (
     BlockDevice,
     BlockDeviceError,
@@ -24,6 +23,7 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
+from sanstack.initiator.session import CommandResponse, ISCSISession, PathError
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
     ReadCapacity16CDB,
@@ -32,7 +32,7 @@ from sanstack.scsi.cdb import (
     UnmapCDB,
     UnmapParameterList,
 )
-from sanstack.scsi.constants import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.sense import parse_sense
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def identity_from_vpd(page83: bytes | None, page80: bytes | None, fallback: str)
     return derived
 
 
-def check(result: CommandResult, *, write: bool) -> None:
+def check(result: CommandResponse, *, write: bool) -> None:
     """Raise the block error for a failed command (retryable ones are the caller's)."""
     status = result.status
     if status in (Status.GOOD, Status.CONDITION_MET) and not result.response:
@@ -184,7 +184,7 @@ def check(result: CommandResult, *, write: bool) -> None:
     raise ISCSICommandError(text, status, result.sense)
 
 
-def _retryable(result: CommandResult) -> bool:
+def _retryable(result: CommandResponse) -> bool:
     """Unit attentions (normal after resets, ALUA changes) and a busy target are retried."""
     if result.status in (Status.BUSY, Status.TASK_SET_FULL):
         return True
@@ -277,7 +277,7 @@ class ISCSIDevice(BlockDevice):
         data_out: bytes | memoryview = b"",
         read_length: int = 0,
         write: bool,
-    ) -> CommandResult:
+    ) -> CommandResponse:
         """Run a command, retrying unit attentions and BUSY a bounded number of times."""
         if self._closed:
             raise DeviceNotReady("device is closed")

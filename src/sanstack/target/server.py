@@ -14,8 +14,7 @@ import asyncio
 import logging
 from typing import cast
 
-from sanstack.aio.eager import start_eagerly
-from sanstack.aio.task_management import TMF_WAIT_SECONDS, run_task_management
+from sanstack.edge.tasks import start_eagerly
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
     CommandReady,
@@ -24,13 +23,14 @@ from sanstack.iscsi.target_events import (
     LoginSucceeded,
     TaskManagementRequested,
 )
-from sanstack.scsi.command import Nexus, ScsiCommand, ScsiResult
-from sanstack.scsi.constants import ASC, SenseKey
-from sanstack.target.logical_unit import LogicalUnit, TaskAborted, check_condition
+from sanstack.scsi.codes import ASC, SenseKey
+from sanstack.scsi.command import Command, CommandResult, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TaskAborted, check_condition
+from sanstack.scsi.unknown_lun import execute_without_lun
 from sanstack.target.login_policy import TargetLoginDriver
+from sanstack.target.model import Portal, PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.target import Portal, PortalGroup, Target
-from sanstack.target.unknown_lun import execute_without_lun
+from sanstack.target.task_management import TMF_WAIT_SECONDS, run_task_management
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class ConnectionHandler(asyncio.Protocol):
 
     # -- commands --------------------------------------------------------------------------
 
-    def _start_command(self, itt: int, command: ScsiCommand) -> None:
+    def _start_command(self, itt: int, command: Command) -> None:
         """Run a command; one that finishes without waiting (a cached read) needs no Task."""
         target = self.server.registry.targets.get(self.target_name or "")
         lu = target.luns.get(command.lun) if target is not None else None
@@ -323,11 +323,11 @@ class ConnectionHandler(asyncio.Protocol):
         self._tasks.pop(itt, None)
         self._pump()
 
-    async def _run_command(self, itt: int, lu: LogicalUnit | None, command: ScsiCommand) -> None:
+    async def _run_command(self, itt: int, lu: LogicalUnit | None, command: Command) -> None:
         try:
             if lu is None:
                 target = self.server.registry.targets.get(self.target_name or "")
-                result: ScsiResult = await execute_without_lun(target, command)
+                result: CommandResult = await execute_without_lun(target, command)
             else:
                 result = await lu.execute(command)
         except TaskAborted as aborted:

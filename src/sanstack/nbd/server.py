@@ -20,7 +20,6 @@ import logging
 from collections.abc import Mapping
 from typing import Final, cast
 
-from sanstack.aio.eager import start_eagerly
 from sanstack.block.device import (
     BlockDevice,
     BlockDeviceError,
@@ -29,6 +28,7 @@ from sanstack.block.device import (
     ProvisioningStatus,
     SpaceExhausted,
 )
+from sanstack.edge.tasks import start_eagerly
 from sanstack.nbd import (
     Disconnect,
     ExportChosen,

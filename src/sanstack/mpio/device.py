@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sanstack.aio.initiator import ISCSISession, PathError
 from sanstack.block.device import (
     BlockDevice,
     DeviceNotReady,
 )
-from sanstack.block.iscsi_device import ISCSIDevice, PortNotAccessible, ReservationConflict
+from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible, ReservationConflict
+from sanstack.initiator.session import ISCSISession, PathError
 from sanstack.mpio.no_path import NoPathRetry
 from sanstack.mpio.paths import FailbackPolicy, GroupChooser, Path, PathEvent, PathState
 from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
