@@ -1,4 +1,5 @@
-"""The root of sanstack's exceptions; per-layer errors live beside the code that raises them."""
+"""The root of sanstack's exceptions, and the errors every layer shares; the others live
+beside the code that raises them."""
 
 
 class SanstackError(Exception):
@@ -12,6 +13,18 @@ class ConfigError(SanstackError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class ServiceError(SanstackError):
+    """A request a daemon's service API refuses: ``status`` is 400, 404 or 409, like HTTP.
+
+    Every service (the target's, the snapshot volumes') raises it and every front end (the
+    control server, the CLI running a service itself) reports it, so it lives below them all.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ProtocolError(SanstackError):

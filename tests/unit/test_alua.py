@@ -630,8 +630,6 @@ def test_groups_access_check_uses_the_port_state() -> None:
 def make_lu(groups: ALUAGroups | None = None) -> LogicalUnit:
     device = MemoryDevice(1000, 512, identity=DeviceIdentity.from_seed("alua-tests"))
     lu = LogicalUnit(0, device, TargetInfo(TARGET, lambda: [0], lambda: [A, B, C]))
-    # The lead adds alua.COMMANDS to the table; here the test does.
-    lu.commands.update({(s.opcode, s.service_action): s for s in COMMANDS})
     attach_groups(lu, groups if groups is not None else two_groups())
     return lu
 

@@ -1,20 +1,26 @@
-"""The device server's own rules: error mapping, D_SENSE, task management, unit attentions."""
+"""The device server's own rules: error mapping, D_SENSE, task management, unit attentions,
+and where persistent reservations are stored."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
+from pathlib import Path
 
 import pytest
 
-from sanstack.block.device import DeviceNotReady, MediumError, SpaceExhausted
+from sanstack.block.device import DeviceIdentity, DeviceNotReady, MediumError, SpaceExhausted
 from sanstack.block.memory import MemoryDevice
 from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo, TaskAborted
+from sanstack.scsi.pr import PersistentReservations
+from sanstack.scsi.pr_codec import PROutCdb, PROutParameters, PROutServiceAction
 from sanstack.scsi.sense import parse_sense
 from sanstack.scsi.unknown_lun import execute_without_lun
 from sanstack.target.model import Portal, PortalGroup, Target
+from sanstack.target.state_store import ReservationFile, StateFileError, save_state
 
 A = Nexus("iqn.2026-11.org.sanstack:a", 1, "iqn.2026-11.org.sanstack:t", 1)
 B = Nexus("iqn.2026-11.org.sanstack:b", 2, "iqn.2026-11.org.sanstack:t", 1)
@@ -200,3 +206,76 @@ def test_commands_to_a_lun_that_does_not_exist() -> None:
     sense = ask(bytes([0x03, 0, 0, 0, 18, 0]))
     assert sense.status == Status.GOOD and sense.data[12] == 0x25
     assert sense_of(ask(read10()))[1] == ASC.LOGICAL_UNIT_NOT_SUPPORTED
+
+
+# -- persistent reservations outlive a restart through the logical unit's ReservationStore -----
+
+
+class GatedStore:
+    """A ReservationStore in memory whose saves wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.saved: PersistentReservations | None = None
+        self.saving = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    def load(self) -> PersistentReservations | None:
+        return self.saved
+
+    async def save(self, reservations: PersistentReservations) -> None:
+        self.saving.set()
+        await self.gate.wait()
+        self.saved = PersistentReservations.from_dict(reservations.to_dict())
+
+
+def register(key: int, *, aptpl: bool, old_key: int = 0) -> tuple[bytes, bytes]:
+    data = PROutParameters(old_key, key, aptpl=aptpl).encode()
+    return PROutCdb(PROutServiceAction.REGISTER, 0, 0, len(data)).encode(), data
+
+
+def test_a_reservation_change_is_stored_before_good_and_a_restart_keeps_only_aptpl() -> None:
+    info = TargetInfo("iqn.2026-11.org.sanstack:t", lambda: [0], lambda: [A, B])
+    store = GatedStore()
+    lu = LogicalUnit(0, MemoryDevice(64), info, store)
+
+    async def registered(aptpl: bool, old_key: int = 0) -> CommandResult:
+        store.saving = asyncio.Event()
+        store.gate = asyncio.Event()
+        cdb, data = register(0xA1, aptpl=aptpl, old_key=old_key)
+        command = Command(A, 0, cdb, tag=1, data_out=data)
+        task = asyncio.create_task(lu.execute(command))
+        await asyncio.wait_for(store.saving.wait(), 10)
+        assert not task.done()  # no status while the state is not stored
+        store.gate.set()
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(registered(aptpl=True)).status == Status.GOOD
+    restarted = LogicalUnit(0, MemoryDevice(64), info, store)
+    assert [r.reservation_key for r in restarted.pr.registrations] == [0xA1]
+    assert restarted.pr.generation == 0  # PRgeneration restarts (SPC-4 §6.15.2)
+    assert asyncio.run(registered(aptpl=False, old_key=0xA1)).status == Status.GOOD
+    assert LogicalUnit(0, MemoryDevice(64), info, store).pr.registrations == ()
+
+
+def test_a_target_keeps_each_luns_reservations_in_a_file_named_by_its_naa(
+    tmp_path: Path,
+) -> None:
+    def target() -> Target:
+        return Target(
+            "iqn.2026-11.org.sanstack:t",
+            [PortalGroup(1, [Portal("127.0.0.1", 3260)])],
+            reservation_store_for=functools.partial(ReservationFile.in_directory, tmp_path),
+        )
+
+    identity = DeviceIdentity.from_seed("pr-file")
+    lu = target().add_lun(0, MemoryDevice(64, identity=identity))
+    cdb, data = register(0xB2, aptpl=True)
+    assert run(lu, cdb, A, data).status == Status.GOOD
+    state_file = tmp_path / f"pr-{identity.naa.hex()}.json"
+    assert state_file.exists()
+    # The file follows the device, whatever its LUN number.
+    again = target().add_lun(3, MemoryDevice(64, identity=identity))
+    assert [r.reservation_key for r in again.pr.registrations] == [0xB2]
+    save_state(state_file, {"format": "something else"})
+    with pytest.raises(StateFileError, match=f"{state_file}: unusable reservation state"):
+        target().add_lun(0, MemoryDevice(64, identity=identity))

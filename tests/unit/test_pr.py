@@ -8,6 +8,7 @@ test_prin_report_caps.c, test_prin_serviceaction_range.c); the fencing flow is f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -786,9 +787,9 @@ def test_aptpl_round_trip() -> None:
     lu.register(A, 0xFFFF_FFFF_FFFF_FFFF, aptpl=True)
     good(lu.out(B, SA.REGISTER, 0, 5, aptpl=True, transport_ids=(TransportID(NODE_C),)))
     good(lu.out(A, SA.RESERVE, 0xFFFF_FFFF_FFFF_FFFF, 0, EARO))
-    text = lu.pr.to_json()
-    restored = PersistentReservations.from_json(text)
-    assert restored.to_json() == text
+    text = json.dumps(lu.pr.to_dict())
+    restored = PersistentReservations.from_dict(json.loads(text))
+    assert json.dumps(restored.to_dict()) == text
     assert restored.registrations == lu.pr.registrations
     assert restored.reservation == lu.pr.reservation
     powered = restored.after_power_on()
@@ -803,7 +804,7 @@ def test_without_aptpl_power_loss_clears_everything() -> None:
     lu.register(A, 1, aptpl=True)
     lu.register(A, 2)  # the last REGISTER's APTPL bit decides
     good(lu.out(A, SA.RESERVE, 2, 0, WE))
-    powered = PersistentReservations.from_json(lu.pr.to_json()).after_power_on()
+    powered = PersistentReservations.from_dict(lu.pr.to_dict()).after_power_on()
     assert powered.registrations == () and powered.reservation is None
     assert not powered.aptpl and powered.generation == 0
 
@@ -832,6 +833,6 @@ def test_changed_flag() -> None:
         ' "reservation": null}',
     ],
 )
-def test_from_json_refuses_bad_documents(text: str) -> None:
+def test_from_dict_refuses_bad_documents(text: str) -> None:
     with pytest.raises(ValueError):
-        PersistentReservations.from_json(text)
+        PersistentReservations.from_dict(json.loads(text))

@@ -15,14 +15,15 @@ import pytest
 from tests.support.fake_volume import FakeFiles
 
 from sanstack.block.device import DeviceReadOnly
-from sanstack.control.server import dispatch
-from sanstack.errors import ConfigError
+from sanstack.control.server import Route, bind_routes, dispatch
+from sanstack.errors import ConfigError, ServiceError
 from sanstack.snapshot.model import Holder, NotAVolume, VolumeError
+from sanstack.snapshot.routes import VOLUME_ROUTES
 from sanstack.snapshot.service import VolumeLease, VolumeService
 from sanstack.target.build import build_registry
 from sanstack.target.config import parse_config, parse_lun_argument
 from sanstack.target.server import TargetServer
-from sanstack.target.service import ServiceError, TargetService
+from sanstack.target.service import TargetService
 
 IQN = "iqn.2026-11.org.sanstack:volumes"
 
@@ -201,45 +202,44 @@ def test_shutdown_closes_whatever_is_left(volume_file: Path) -> None:
 # -- routes -------------------------------------------------------------------------------------
 
 
-class _Daemon:
-    def __init__(self, volumes: VolumeService) -> None:
-        self.volumes = volumes
+def _volume_routes() -> list[Route]:
+    return bind_routes(VolumeService(opener=FakeFiles()), VOLUME_ROUTES)
 
 
 def _request(
-    svc: Any, method: str, resource: str, body: Any = None, *, raw: bytes | None = None
+    routes: list[Route], method: str, resource: str, body: Any = None, *, raw: bytes | None = None
 ) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    result: tuple[int, Any] = asyncio.run(dispatch(svc, method, resource, data))
+    result: tuple[int, Any] = asyncio.run(dispatch(routes, method, resource, data))
     return result
 
 
 def test_volume_routes(volume_file: Path) -> None:
-    daemon = _Daemon(VolumeService(opener=FakeFiles()))
+    routes = _volume_routes()
     q = f"path={quote(str(volume_file))}"
-    status, created = _request(daemon, "POST", f"/v1/volumes/snapshots?{q}", {"name": "a:1+b"})
+    status, created = _request(routes, "POST", f"/v1/volumes/snapshots?{q}", {"name": "a:1+b"})
     assert status == 200 and created["name"] == "a:1+b"
-    status, listed = _request(daemon, "GET", f"/v1/volumes/snapshots?{q}")
+    status, listed = _request(routes, "GET", f"/v1/volumes/snapshots?{q}")
     assert status == 200 and [s["name"] for s in listed] == ["a:1+b"]
-    status, changed = _request(daemon, "PUT", f"/v1/volumes/snapshots/a:1+b?{q}", {"keep": True})
+    status, changed = _request(routes, "PUT", f"/v1/volumes/snapshots/a:1+b?{q}", {"keep": True})
     assert status == 200 and changed["keep"] is True
     status, info = _request(
-        daemon, "PUT", f"/v1/volumes/schedule?{q}", {"interval": 60, "keep": 10}
+        routes, "PUT", f"/v1/volumes/schedule?{q}", {"interval": 60, "keep": 10}
     )
     assert status == 200 and info["schedule"] == {
         "interval": 60, "keep": 10, "weight": 1, "prefix": "auto",
     }  # fmt: skip
-    status, info = _request(daemon, "DELETE", f"/v1/volumes/schedule?{q}")
+    status, info = _request(routes, "DELETE", f"/v1/volumes/schedule?{q}")
     assert status == 200 and info["schedule"] is None
-    status, info = _request(daemon, "PUT", f"/v1/volumes/policy?{q}", {"on_full": "fail-writes"})
+    status, info = _request(routes, "PUT", f"/v1/volumes/policy?{q}", {"on_full": "fail-writes"})
     assert status == 200 and info["policy"]["on_full"] == "fail-writes"
-    status, info = _request(daemon, "POST", f"/v1/volumes/snapshots/a:1+b/restore?{q}")
+    status, info = _request(routes, "POST", f"/v1/volumes/snapshots/a:1+b/restore?{q}")
     assert status == 200 and info["background"][0]["operation"] == "restore"
-    status, info = _request(daemon, "GET", f"/v1/volumes/info?{q}")
+    status, info = _request(routes, "GET", f"/v1/volumes/info?{q}")
     assert status == 200 and info["path"] == str(volume_file)
-    status, gone = _request(daemon, "DELETE", f"/v1/volumes/snapshots/a:1+b?{q}")
+    status, gone = _request(routes, "DELETE", f"/v1/volumes/snapshots/a:1+b?{q}")
     assert status == 200 and gone == {"path": str(volume_file), "deleted": "a:1+b"}
-    assert _request(daemon, "GET", "/v1/volumes") == (200, [])
+    assert _request(routes, "GET", "/v1/volumes") == (200, [])
 
 
 @pytest.mark.parametrize(
@@ -263,9 +263,9 @@ def test_volume_route_refusals(
 ) -> None:
     method, resource, body = req
     status, words = expected
-    daemon = _Daemon(VolumeService(opener=FakeFiles()))
+    routes = _volume_routes()
     resource = resource.replace("{q}", f"path={quote(str(volume_file))}")
-    got, answer = _request(daemon, method, resource, body)
+    got, answer = _request(routes, method, resource, body)
     assert got == status and words in answer["error"], answer
 
 

@@ -14,8 +14,12 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from sanstack.errors import SanstackError
+
+# The logical block sizes a backstore may have: those every initiator copes with.
+BLOCK_SIZES: Final = (512, 1024, 2048, 4096)
 
 
 class BlockDeviceError(SanstackError):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from sanstack.block.device import (
+    BLOCK_SIZES,
     BlockDevice,
     BlockDeviceError,
     DeviceIdentity,
@@ -44,7 +45,6 @@ from sanstack.errors import SanstackError
 
 _T = TypeVar("_T")
 
-BLOCK_SIZES: Final = (512, 1024, 2048, 4096)
 DEFAULT_IO_THREADS: Final = 8
 # Larger transfers skip the on-loop attempt: a cached copy of this size takes ~20 us.
 NOWAIT_MAX_BYTES: Final = 256 * 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sanstack.block.device import (
+    BLOCK_SIZES,
     BlockDevice,
     DeviceIdentity,
     DeviceNotReady,
@@ -25,8 +26,8 @@ class MemoryDevice(BlockDevice):
         identity: DeviceIdentity | None = None,
         read_only: bool = False,
     ) -> None:
-        if block_size not in (512, 1024, 2048, 4096):
-            raise ValueError(f"block_size {block_size} is not 512, 1024, 2048 or 4096")
+        if block_size not in BLOCK_SIZES:
+            raise ValueError(f"block_size {block_size} is not one of {BLOCK_SIZES}")
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
         self.block_size = block_size

@@ -1,51 +1,37 @@
-"""The target daemon's control plane: its service API as JSON over HTTP on a Unix socket.
+"""A daemon's control plane: its service API as JSON over HTTP on a Unix socket.
 
-h11 does the HTTP/1.1 framing (sans-IO, like sanstack's own cores); this module only maps
-routes to ``TargetService`` calls. A Unix socket keeps the control plane local and lets
-file permissions decide who may use it (root by default). Requests are small and bounded
+h11 does the HTTP/1.1 framing (sans-IO, like sanstack's own cores); this module knows no
+service. Each service defines its routes beside itself as a table of (method, path regex,
+handler) rows (``target/routes.py``, ``snapshot/routes.py``); a daemon binds each table to
+its service object with ``bind_routes`` and hands the routes to its ``ControlServer``. A
+handler gets the route's named groups and the query parameters in one dict, and the
+request's JSON body (None when there is none); what it returns is the JSON answer, and a
+``ServiceError`` it raises is the error answer with that HTTP status.
+
+A Unix socket keeps the control plane local and lets file permissions decide who may use
+it (0600: the daemon's user, root by default). Requests are small and bounded
 (``MAX_BODY``); each connection serves one request and closes.
-
-Snapshot volumes (``sanstack.snapshot.service.VolumeService``, the target service's
-``volumes``) are named by their file, which is no URL segment, so a volume route takes it
-as the query parameter ``path`` (URL-encoded, absolute); a snapshot is the segment NAME::
-
-    GET    /v1/volumes                                  volumes this daemon holds
-    GET    /v1/volumes/info?path=FILE                   volume info (space, policy, schedule,
-                                                        background work with progress)
-    GET    /v1/volumes/snapshots?path=FILE              snapshot list
-    POST   /v1/volumes/snapshots?path=FILE              {name, weight?, keep?} -> the snapshot
-    PUT    /v1/volumes/snapshots/NAME?path=FILE         {weight?, keep?} -> the snapshot
-    DELETE /v1/volumes/snapshots/NAME?path=FILE         -> {path, deleted}
-    POST   /v1/volumes/snapshots/NAME/restore?path=FILE -> volume info (restore started)
-    PUT    /v1/volumes/schedule?path=FILE               {interval, keep, weight?, prefix?}
-    DELETE /v1/volumes/schedule?path=FILE               no schedule
-    PUT    /v1/volumes/policy?path=FILE                 {warn_percent?, delete_percent?,
-                                                        on_full?} -> volume info
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h11
 
-from sanstack.snapshot.service import (
-    check_flag,
-    check_name,
-    check_weight,
-    policy_changes,
-    schedule_from_json,
-)
-from sanstack.target.service import ServiceError, TargetService
+from sanstack.edge.tasks import wait_ended
+from sanstack.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -54,190 +40,52 @@ REQUEST_TIMEOUT = 10.0  # to receive a request
 # To carry it out: a snapshot waits for in-flight writes to drain (up to 15 s), a restore
 # for the free-space scan; below the CLI's 30 s socket timeout, so it hears why.
 HANDLER_TIMEOUT = 25.0
-Handler = Callable[[Any, dict[str, str], Any], Awaitable[Any]]
-Route = tuple[str, "re.Pattern[str]", Handler]
-_NAME = r"(?P<target>[^/]+)"
+
+Service = TypeVar("Service")
+Params = dict[str, str]
+# A row of a service's route table: (method, path regex, handler(service, params, body)).
+RouteRow = tuple[str, str, Callable[[Service, Params, Any], Awaitable[Any]]]
 
 
-async def _status(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
-    return svc.status()
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One (method, path) a control server answers, with its handler bound to its service."""
+
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[[Params, Any], Awaitable[Any]]
 
 
-async def _targets(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
-    return svc.targets()
+def bind_routes(service: Service, table: Iterable[RouteRow[Service]]) -> list[Route]:
+    """``table``'s rows as routes whose handlers are called with ``service``."""
+    return [
+        Route(method, re.compile(pattern), functools.partial(handler, service))
+        for method, pattern, handler in table
+    ]
 
 
-async def _target(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return svc.target(m["target"])
-
-
-async def _luns(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return svc.luns(m["target"])
-
-
-async def _sessions(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
-    return svc.sessions()
-
-
-async def _add_lun(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise ServiceError(400, "body: a JSON object describing the LUN is needed")
-    return await svc.add_lun(m["target"], body)
-
-
-async def _remove_lun(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.remove_lun(m["target"], int(m["lun"]))
-
-
-async def _portal_group(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
-        raise ServiceError(400, 'enabled: the body must be {"enabled": true|false}')
-    return await svc.set_portal_group_enabled(m["target"], int(m["tag"]), body["enabled"])
-
-
-async def _alua(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
-        raise ServiceError(400, 'state: the body must be {"state": "<ALUA state>"}')
-    return svc.set_alua_state(m["target"], int(m["tag"]), body["state"])
-
-
-async def _reservations(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return svc.reservations(m["target"], int(m["lun"]))
-
-
-# -- snapshot volumes: ``path`` comes from the query string ----------------------------------
-
-
-def _volume_path(m: dict[str, str]) -> str:
-    path = m.get("path")
-    if not path or not path.startswith("/"):
-        raise ServiceError(400, "path: an absolute volume file is needed (?path=FILE)")
-    return path
-
-
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ServiceError(400, f"body: a JSON object {what} is needed")
-    return body
-
-
-async def _volumes(svc: TargetService, _m: dict[str, str], _b: Any) -> Any:
-    return svc.volumes.volumes()
-
-
-async def _volume_info(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.volumes.info(_volume_path(m))
-
-
-async def _snapshots(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.volumes.snapshots(_volume_path(m))
-
-
-async def _create_snapshot(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    request = _object(body, "{name, weight?, keep?}")
-    unknown = set(request) - {"name", "weight", "keep"}
-    if unknown:
-        raise ServiceError(400, f"{sorted(unknown)[0]}: unknown field")
-    return await svc.volumes.create(
-        _volume_path(m),
-        check_name(request.get("name")),
-        check_weight(request.get("weight", 1)),
-        check_flag(request.get("keep", False), "keep"),
-    )
-
-
-async def _set_snapshot(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    request = _object(body, "{weight?, keep?}")
-    unknown = set(request) - {"weight", "keep"}
-    if unknown:
-        raise ServiceError(400, f"{sorted(unknown)[0]}: unknown field")
-    weight = request.get("weight")
-    keep = request.get("keep")
-    return await svc.volumes.set_snapshot(
-        _volume_path(m),
-        m["name"],
-        None if weight is None else check_weight(weight),
-        None if keep is None else check_flag(keep, "keep"),
-    )
-
-
-async def _delete_snapshot(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.volumes.delete(_volume_path(m), m["name"])
-
-
-async def _restore(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.volumes.restore(_volume_path(m), m["name"])
-
-
-async def _set_schedule(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    return await svc.volumes.set_schedule(_volume_path(m), schedule_from_json(body))
-
-
-async def _clear_schedule(svc: TargetService, m: dict[str, str], _b: Any) -> Any:
-    return await svc.volumes.set_schedule(_volume_path(m), None)
-
-
-async def _set_policy(svc: TargetService, m: dict[str, str], body: Any) -> Any:
-    return await svc.volumes.set_policy(_volume_path(m), **policy_changes(_object(body, "")))
-
-
-_SNAPSHOT = r"(?P<name>[A-Za-z0-9][A-Za-z0-9._:+-]*)"
-
-# (method, path pattern) -> handler. Anything else is 404 or 405.
-ROUTES: list[Route] = [
-    ("GET", re.compile(r"^/v1/status$"), _status),
-    ("GET", re.compile(r"^/v1/targets$"), _targets),
-    ("GET", re.compile(rf"^/v1/targets/{_NAME}$"), _target),
-    ("GET", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _luns),
-    ("POST", re.compile(rf"^/v1/targets/{_NAME}/luns$"), _add_lun),
-    ("DELETE", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)$"), _remove_lun),
-    ("GET", re.compile(rf"^/v1/targets/{_NAME}/luns/(?P<lun>\d+)/pr$"), _reservations),
-    ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)$"), _portal_group),
-    ("PUT", re.compile(rf"^/v1/targets/{_NAME}/portal-groups/(?P<tag>\d+)/alua$"), _alua),
-    ("GET", re.compile(r"^/v1/sessions$"), _sessions),
-    ("GET", re.compile(r"^/v1/volumes$"), _volumes),
-    ("GET", re.compile(r"^/v1/volumes/info$"), _volume_info),
-    ("GET", re.compile(r"^/v1/volumes/snapshots$"), _snapshots),
-    ("POST", re.compile(r"^/v1/volumes/snapshots$"), _create_snapshot),
-    ("PUT", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}$"), _set_snapshot),
-    ("DELETE", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}$"), _delete_snapshot),
-    ("POST", re.compile(rf"^/v1/volumes/snapshots/{_SNAPSHOT}/restore$"), _restore),
-    ("PUT", re.compile(r"^/v1/volumes/schedule$"), _set_schedule),
-    ("DELETE", re.compile(r"^/v1/volumes/schedule$"), _clear_schedule),
-    ("PUT", re.compile(r"^/v1/volumes/policy$"), _set_policy),
-]
-
-
-def register_route(method: str, pattern: str, handler: Handler) -> None:
-    """Let a later layer (PR, ALUA) add its routes to the same control plane."""
-    ROUTES.append((method, re.compile(pattern), handler))
-
-
-async def dispatch(
-    service: Any, method: str, path: str, body: bytes, routes: list[Route] | None = None
-) -> tuple[int, Any]:
+async def dispatch(routes: Iterable[Route], method: str, path: str, body: bytes) -> tuple[int, Any]:
     """(HTTP status, JSON value) for one request; every failure is a JSON error object.
 
     ``path`` may carry a query string; its parameters join the route's matched groups.
+    A path no route matches is 404; one matched only for other methods is 405.
     """
     path, _sep, query = path.partition("?")
     params = dict(urllib.parse.parse_qsl(query))
     allowed = False
-    for route_method, pattern, handler in ROUTES if routes is None else routes:
-        match = pattern.match(path)
+    for route in routes:
+        match = route.pattern.match(path)
         if match is None:
             continue
         allowed = True
-        if route_method != method:
+        if route.method != method:
             continue
         try:
             payload = json.loads(body) if body else None
         except ValueError:
             return 400, {"error": "body: not valid JSON"}
         try:
-            return 200, await handler(service, {**params, **match.groupdict()}, payload)
+            return 200, await route.handler({**params, **match.groupdict()}, payload)
         except ServiceError as exc:
             return exc.status, {"error": str(exc)}
         except Exception:
@@ -249,16 +97,11 @@ async def dispatch(
 
 
 class ControlServer:
-    """Serves a daemon's service API on a Unix socket until ``close``.
+    """Serves ``routes`` (a daemon's bound route tables) on a Unix socket until ``close``."""
 
-    ``routes`` defaults to the target daemon's; other daemons (``sanstack mpio export``)
-    pass their own table and service object.
-    """
-
-    def __init__(self, service: Any, path: Path, routes: list[Route] | None = None) -> None:
-        self.service = service
+    def __init__(self, path: Path, routes: Iterable[Route]) -> None:
         self.path = path
-        self.routes = ROUTES if routes is None else routes
+        self.routes = list(routes)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -275,8 +118,7 @@ class ControlServer:
             await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=REQUEST_TIMEOUT)
+        await wait_ended(list(self._tasks), "control requests")
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -318,11 +160,10 @@ class ControlServer:
                 try:
                     status, payload = await asyncio.wait_for(
                         dispatch(
-                            self.service,
+                            self.routes,
                             request.method.decode(),
                             request.target.decode(),
                             bytes(body),
-                            self.routes,
                         ),
                         HANDLER_TIMEOUT,
                     )

@@ -54,15 +54,22 @@ class Tpgs(IntEnum):
     BOTH = 0b11
 
 
-# The TPGS value sanstack will claim once REPORT TARGET PORT GROUPS is served (SPC-4 §5.16
-# makes RTPG mandatory for any non-zero TPGS, and libiscsi's RTPG tests run when TPGS != 0).
-TPGS_IMPLICIT = Tpgs.IMPLICIT
-
-
 class ProtocolIdentifier(IntEnum):
-    """SPC-4 §7.6.1 table 'PROTOCOL IDENTIFIER values'."""
+    """SPC-4 §7.6.1 table 'PROTOCOL IDENTIFIER values' (all of them: an initiator decodes
+    whatever a target's Device Identification page names)."""
 
+    FCP = 0x0
+    SPI = 0x1
+    SSA = 0x2
+    SBP = 0x3
+    SRP = 0x4
     ISCSI = 0x5
+    SAS = 0x6
+    ADT = 0x7
+    ATA = 0x8
+    UAS = 0x9
+    SOP = 0xA
+    NONE = 0xF
 
 
 class CodeSet(IntEnum):
@@ -139,7 +146,6 @@ _LBPU = 0x80
 _LBPWS = 0x40
 _LBPWS10 = 0x20
 _LBPRZ_ZEROES = 0b001 << 2
-_ANC_SUP = 0x02
 
 # Optimal granularity for both transfers and unmaps: a 4 KiB page, below which a file-backed
 # store has to read-modify-write and cannot punch holes.

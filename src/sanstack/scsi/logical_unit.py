@@ -12,6 +12,10 @@ Task management aborts running commands by cancelling the asyncio task that awai
 ``execute``; ``execute`` turns that cancellation into ``TaskAborted`` so the transport knows
 to send nothing (or TASK ABORTED status when ``TaskAborted.report_status`` is set, SAM-5
 §5.6 with TAS=1), while any other cancellation (a session teardown) propagates unchanged.
+
+What a logical unit needs of the target that serves it comes in, never from an import: the
+target's LUN map, nexuses and ports (``TargetInfo``) and where its persistent reservations
+are kept (a ``ReservationStore``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import Protocol
 
 from sanstack.block.device import (
     BlockDevice,
@@ -31,21 +35,20 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
+from sanstack.edge.tasks import wait_ended
 from sanstack.scsi.alua import ALUAGroups
 from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, CommandSpec, Nexus
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.pr import PersistentReservations, TargetPort
-from sanstack.scsi.sense import CheckCondition, fixed_sense, invalid_field_in_cdb
+from sanstack.scsi.sense import CheckCondition, check_condition, invalid_field_in_cdb
 from sanstack.scsi.sense_descriptor import to_descriptor_format
-from sanstack.target.state_store import StateFileError, load_state, save_state
 
 log = logging.getLogger(__name__)
 
 # A nexus never needs more than a handful of distinct unit attentions queued; SPC-4 §4.5.5
 # lets a device server drop the older ones when it runs out of room.
 MAX_UNIT_ATTENTIONS_PER_NEXUS = 8
-ABORT_WAIT_SECONDS = 10.0
 
 
 class TaskAborted(Exception):
@@ -77,17 +80,42 @@ class TargetInfo:
     alua: ALUAGroups = field(default_factory=lambda: ALUAGroups.one_per_port([1]))
     # Every SCSI target port of the target (ALL_TG_PT, SPEC_I_PT, READ FULL STATUS).
     target_ports: Callable[[], list[TargetPort]] = field(default=list)
-    # Where persistent reservations are saved (APTPL); None keeps them in memory only.
-    state_dir: Path | None = None
     vendor: str = "SANSTACK"
     product: str = "VIRTUAL-DISK"
     revision: str = "0001"
 
 
+class ReservationStore(Protocol):
+    """Where one logical unit's persistent reservations outlive a restart (SPC-4 §5.13.5).
+
+    The target supplies one per LUN (``target/state_store.py``: a crash-safe file); a logical
+    unit without one keeps its reservations in memory only.
+    """
+
+    def load(self) -> PersistentReservations | None:
+        """The state last saved, None if there is none; a ``SanstackError`` naming the
+        store if what is there cannot be used."""
+        ...
+
+    async def save(self, reservations: PersistentReservations) -> None:
+        """Make ``reservations`` durable as they are when this save's turn comes.
+
+        Saves run one at a time, so concurrent PR OUTs (a REGISTER down every path at once)
+        can never leave an older state stored after a newer one.
+        """
+        ...
+
+
 class LogicalUnit:
     """A LUN: a block device plus the SCSI state SPC-4 and SBC-4 keep per logical unit."""
 
-    def __init__(self, lun: int, device: BlockDevice, target: TargetInfo) -> None:
+    def __init__(
+        self,
+        lun: int,
+        device: BlockDevice,
+        target: TargetInfo,
+        reservation_store: ReservationStore | None = None,
+    ) -> None:
         from sanstack.scsi.command_table import command_table
 
         self.lun = lun
@@ -95,13 +123,8 @@ class LogicalUnit:
         self.target = target
         self.mode = ModeParameters(wce=device.write_cache)
         self.alua = target.alua
-        self.pr_state_path = (
-            target.state_dir / f"pr-{device.identity.naa.hex()}.json"
-            if target.state_dir is not None
-            else None
-        )
+        self.reservation_store = reservation_store
         self.pr = self._load_reservations()
-        self._save_lock = asyncio.Lock()
         self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
         self._unit_attentions: dict[Nexus, deque[ASC]] = {}
         self.scsi2_reservation: Nexus | None = None
@@ -110,35 +133,18 @@ class LogicalUnit:
         self._running: dict[tuple[Nexus, int], _RunningTask] = {}
         self._locked_ranges: list[tuple[int, int, asyncio.Future[None]]] = []
 
-    # -- command execution ---------------------------------------------------------------
-
     # -- persistent reservations (SPC-4 §5.13) --------------------------------------------
 
     def _load_reservations(self) -> PersistentReservations:
         """A restart is a power cycle: only an APTPL state comes back (SPC-4 §5.13.5)."""
-        if self.pr_state_path is None:
-            return PersistentReservations()
-        state = load_state(self.pr_state_path)
-        if state is None:
-            return PersistentReservations()
-        try:
-            return PersistentReservations.from_dict(state).after_power_on()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StateFileError(
-                f"{self.pr_state_path}: unusable reservation state ({exc})"
-            ) from None
+        store = self.reservation_store
+        saved = None if store is None else store.load()
+        return PersistentReservations() if saved is None else saved.after_power_on()
 
     async def save_reservations(self) -> None:
-        """Save the reservation state crash-safely before the PR OUT is acknowledged.
-
-        Saves of one LUN run one at a time and each writes the state as it is when its turn
-        comes, so concurrent PR OUTs (a REGISTER down every path at once) can never leave an
-        older state on disk after a newer one.
-        """
-        if self.pr_state_path is None:
-            return
-        async with self._save_lock:
-            await asyncio.to_thread(save_state, self.pr_state_path, self.pr.to_dict())
+        """Store the reservation state (crash-safely) before the PR OUT is acknowledged."""
+        if self.reservation_store is not None:
+            await self.reservation_store.save(self.pr)
 
     async def abort_task_sets(self, nexuses: Iterable[Nexus], *, requester: Nexus) -> None:
         """PREEMPT AND ABORT: end the preempted nexuses' tasks, then return (bounded)."""
@@ -153,10 +159,9 @@ class LogicalUnit:
             self.establish_unit_attention(
                 ASC.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, nexuses=cleared
             )
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=ABORT_WAIT_SECONDS)
-            if pending:
-                log.warning("LUN %d: %d preempted tasks still running", self.lun, len(pending))
+        await wait_ended(tasks, f"preempted tasks of LUN {self.lun}")
+
+    # -- command execution ---------------------------------------------------------------
 
     def attach_task(self, nexus: Nexus, tag: int, task: asyncio.Task[None]) -> None:
         """The command started outside a Task and now waits inside ``task``: abort cancels it."""
@@ -365,17 +370,3 @@ class LogicalUnit:
                 running.task.cancel()
                 tasks.append(running.task)
         return tasks
-
-
-def check_condition(
-    key: SenseKey,
-    asc: ASC,
-    *,
-    information: int | None = None,
-    sense_key_specific: bytes | None = None,
-) -> CommandResult:
-    """A CHECK CONDITION result with fixed-format sense."""
-    return CommandResult(
-        status=Status.CHECK_CONDITION,
-        sense=fixed_sense(key, asc, information=information, sense_key_specific=sense_key_specific),
-    )

@@ -8,8 +8,9 @@ table in ``sanstack.scsi.pr_table``). RESERVE and RELEASE (6/10) ask
 ``legacy_reservation`` how SPC-4 §5.13.3 (CRH=1) lets them coexist with persistent
 reservations. The engine never touches tasks, unit attentions or files: a
 ``PROutOutcome`` lists the unit attentions to establish, the I_T nexuses whose tasks
-PREEMPT AND ABORT aborts, and whether the state changed (to be saved when APTPL is in force,
-through ``to_json``; ``from_json(...).after_power_on()`` restores it).
+PREEMPT AND ABORT aborts, and whether the state changed (to be saved, as ``to_dict``'s
+document, through the logical unit's ``ReservationStore``; ``from_dict(...).after_power_on()``
+is what a restart keeps of it).
 
 Registrations outlive connections and may name I_T nexuses that have never logged in
 (SPEC_I_PT, ALL_TG_PT, REGISTER AND MOVE), so they are keyed by ``ITNexus``: the initiator
@@ -23,7 +24,6 @@ Section numbers are SPC-4 (T10/BSR INCITS 513, r37).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -94,7 +94,7 @@ class PROutOutcome:
     ``unit_attentions`` are to be established, one I_T nexus each; ``abort_nexuses`` are the
     I_T nexuses whose tasks for this logical unit PREEMPT AND ABORT aborts (§5.13.11.2.7),
     possibly the sender's own, whose PERSISTENT RESERVE OUT itself must complete.
-    ``changed`` says the state in ``to_json`` changed.
+    ``changed`` says the state in ``to_dict`` changed.
     """
 
     status: Status = Status.GOOD
@@ -617,18 +617,8 @@ class PersistentReservations:
             restored.aptpl = True
         return restored
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(
-        cls, text: str, *, max_registrations: int = DEFAULT_MAX_REGISTRATIONS
-    ) -> PersistentReservations:
-        """The state ``to_json`` wrote; raises ``ValueError`` for anything else."""
-        return cls.from_dict(json.loads(text), max_registrations=max_registrations)
-
     def to_dict(self) -> dict[str, Any]:
-        """The whole state as a versioned JSON-able document (what ``save_state`` takes)."""
+        """The whole state as a versioned JSON-able document (what a store saves)."""
         reservation = self.reservation
         return {
             "format": JSON_FORMAT,

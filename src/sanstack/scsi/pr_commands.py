@@ -4,7 +4,8 @@ The reservation logic is ``sanstack.scsi.pr``; these handlers feed it the CDB an
 parameter list and carry out what it decides on the logical unit: unit attentions to the
 affected nexuses, PREEMPT AND ABORT's aborted task sets (awaited before the command
 completes, SPC-4 §5.13.11.2.7), and the crash-safe save of the state before GOOD is sent
-(APTPL, SPC-4 §5.13.5), so an acknowledged registration survives a power loss.
+(APTPL, SPC-4 §5.13.5) through the logical unit's ``ReservationStore``, so an acknowledged
+registration survives a power loss.
 """
 
 from __future__ import annotations

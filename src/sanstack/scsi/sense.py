@@ -1,4 +1,5 @@
-"""Sense data (SPC-4 §4.5) and the CheckCondition exception that carries it.
+"""Sense data (SPC-4 §4.5), the CheckCondition exception that carries it, and the
+CHECK CONDITION ``CommandResult`` made of it (``check_condition``).
 
 sanstack returns fixed-format sense (response code 70h): every initiator parses it, and
 libiscsi's tests compare the sense key and ASC/ASCQ through either format.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import struct
 
 from sanstack.errors import SanstackError
-from sanstack.scsi.codes import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.command import CommandResult
 
 FIXED_SENSE_LENGTH = 18
 _FIXED = struct.Struct(">BBBIBIBBB3s")
@@ -80,6 +82,25 @@ class CheckCondition(SanstackError):
             information=self.information,
             sense_key_specific=self.sense_key_specific,
         )
+
+
+def check_condition(
+    key: SenseKey,
+    asc: ASC,
+    *,
+    information: int | None = None,
+    sense_key_specific: bytes | None = None,
+) -> CommandResult:
+    """A CHECK CONDITION result with fixed-format sense.
+
+    Handlers raise ``CheckCondition``; this is for the code that returns results itself (the
+    device server's checks before a handler runs, a LUN that does not exist, the target's
+    last resort when a command fails unexpectedly).
+    """
+    return CommandResult(
+        status=Status.CHECK_CONDITION,
+        sense=fixed_sense(key, asc, information=information, sense_key_specific=sense_key_specific),
+    )
 
 
 def invalid_field_in_cdb(byte: int, bit: int | None = None) -> CheckCondition:

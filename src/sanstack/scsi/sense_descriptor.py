@@ -30,7 +30,6 @@ class SenseDescriptorType(IntEnum):
     SENSE_KEY_SPECIFIC = 0x02
 
 
-DESCRIPTOR_SENSE_HEADER_LENGTH = 8
 _HEADER = struct.Struct(">BBBB3xB")
 # Information descriptor (§4.5.2.2): type, additional length 0Ah, VALID, reserved, 8 bytes.
 _INFORMATION = struct.Struct(">BBBxQ")

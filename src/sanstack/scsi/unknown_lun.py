@@ -4,24 +4,32 @@ INQUIRY answers with peripheral qualifier 011b ("not capable of supporting a dev
 LUN") and device type 1Fh; REPORT LUNS is answered for the whole target; REQUEST SENSE
 returns LOGICAL UNIT NOT SUPPORTED as sense data with GOOD status; everything else fails with
 CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED.
+
+All this needs of the target is its LUN map (``LunMap``), to answer REPORT LUNS.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from sanstack.scsi.codes import ASC, Opcode, PeripheralDeviceType, SenseKey
 from sanstack.scsi.command import Command, CommandResult
-from sanstack.scsi.logical_unit import check_condition
-from sanstack.scsi.sense import fixed_sense
-
-if TYPE_CHECKING:
-    from sanstack.target.model import Target
+from sanstack.scsi.logical_unit import LogicalUnit
+from sanstack.scsi.sense import check_condition, fixed_sense
 
 _NO_DEVICE = 0x60 | PeripheralDeviceType.UNKNOWN_OR_NO_DEVICE
 
 
-async def execute_without_lun(target: Target | None, cmd: Command) -> CommandResult:
+class LunMap(Protocol):
+    """The LUNs a target has (the target model's ``Target`` is one)."""
+
+    @property
+    def luns(self) -> Mapping[int, LogicalUnit]: ...
+
+
+async def execute_without_lun(target: LunMap | None, cmd: Command) -> CommandResult:
+    """Answer ``cmd`` for a LUN that ``target`` (None: no target reached) does not have."""
     opcode = cmd.cdb[0] if cmd.cdb else -1
     if opcode == Opcode.INQUIRY and len(cmd.cdb) >= 6:
         if cmd.cdb[1] & 0x01:

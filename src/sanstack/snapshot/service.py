@@ -8,10 +8,11 @@ use, ``release_volume`` closes on last. A LUN holds its reference through a
 ``VolumeLease`` (a ``BlockDevice``), so the target's ordinary LUN teardown (``lun-remove``,
 shutdown) is what releases it; a control request holds one only while it runs.
 
-Every method the control plane serves returns plain JSON-able values (the model's
-``to_json`` shapes, plus ``path``) and refuses with ``ServiceError(status, "field: why")``:
-404 no such snapshot or file, 409 held, busy or refused, 400 bad input. The CLI runs these
-same methods when it opens a volume itself, so ``--json`` looks the same either way.
+Every method the control plane serves (its routes: ``snapshot/routes.py``) returns plain
+JSON-able values (the model's ``to_dict`` shapes, plus ``path``) and refuses with
+``ServiceError(status, "field: why")``: 404 no such snapshot or file, 409 held, busy or
+refused, 400 bad input. The CLI runs these same methods when it opens a volume itself, so
+``--json`` looks the same either way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sanstack.block.device import BlockDevice, DeviceNotReady, DeviceReadOnly, LBAExtent
+from sanstack.errors import ServiceError
 from sanstack.snapshot.model import (
     Holder,
     NotAVolume,
@@ -42,7 +44,6 @@ from sanstack.snapshot.model import (
     VolumeHeld,
     check_snapshot_name,
 )
-from sanstack.target.service import ServiceError
 
 if TYPE_CHECKING:
     from sanstack.snapshot.volume import SnapshotVolume
@@ -353,17 +354,17 @@ class VolumeService:
     def volumes(self) -> list[dict[str, Any]]:
         """The volumes this process holds, with their LUN and request counts."""
         return [
-            {"path": key, "luns": held.luns, "users": held.users, **held.volume.info().to_json()}
+            {"path": key, "luns": held.luns, "users": held.users, **held.volume.info().to_dict()}
             for key, held in sorted(self._held.items())
         ]
 
     async def info(self, path: str) -> dict[str, Any]:
         async with self._using(path) as (key, volume):
-            return {"path": key, **volume.info().to_json()}
+            return {"path": key, **volume.info().to_dict()}
 
     async def snapshots(self, path: str) -> list[dict[str, Any]]:
         async with self._using(path) as (_key, volume):
-            return [s.to_json() for s in volume.snapshots()]
+            return [s.to_dict() for s in volume.snapshots()]
 
     async def create(
         self, path: str, name: str, weight: int = 1, keep: bool = False
@@ -372,7 +373,7 @@ class VolumeService:
         weight = check_weight(weight)
         keep = check_flag(keep, "keep")
         async with self._using(path) as (_key, volume):
-            return (await volume.create_snapshot(name, weight=weight, keep=keep)).to_json()
+            return (await volume.create_snapshot(name, weight=weight, keep=keep)).to_dict()
 
     async def delete(self, path: str, name: str) -> dict[str, Any]:
         """Durable when it returns; the space comes back in the background (``info``)."""
@@ -390,19 +391,19 @@ class VolumeService:
         if keep is not None:
             check_flag(keep, "keep")
         async with self._using(path) as (_key, volume):
-            return (await volume.set_snapshot(name, weight=weight, keep=keep)).to_json()
+            return (await volume.set_snapshot(name, weight=weight, keep=keep)).to_dict()
 
     async def restore(self, path: str, name: str) -> dict[str, Any]:
         """Durable and started when it returns; ``info()["background"]`` shows progress."""
         name = check_name(name)
         async with self._using(path) as (key, volume):
             await volume.restore(name)
-            return {"path": key, **volume.info().to_json()}
+            return {"path": key, **volume.info().to_dict()}
 
     async def set_schedule(self, path: str, schedule: Schedule | None) -> dict[str, Any]:
         async with self._using(path) as (key, volume):
             await volume.set_schedule(schedule)
-            return {"path": key, **volume.info().to_json()}
+            return {"path": key, **volume.info().to_dict()}
 
     async def set_policy(
         self,
@@ -421,4 +422,4 @@ class VolumeService:
                 old.on_full if on_full is None else on_full,
             )
             await volume.set_policy(policy)
-            return {"path": key, **volume.info().to_json()}
+            return {"path": key, **volume.info().to_dict()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from sanstack.errors import ConfigError
 from sanstack.target.config import LunSpec, TargetSpec
 from sanstack.target.model import PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
+from sanstack.target.state_store import ReservationFile
 
 if TYPE_CHECKING:
     from sanstack.snapshot.service import VolumeService
@@ -95,6 +97,9 @@ async def build_registry(
         from sanstack.snapshot.service import VolumeService
 
         volumes = VolumeService()  # one for the whole registry, so LUNs of one file share
+    store_for = (
+        None if state_dir is None else functools.partial(ReservationFile.in_directory, state_dir)
+    )
     registry = TargetRegistry()
     opened: list[BlockDevice] = []
     try:
@@ -105,7 +110,7 @@ async def build_registry(
                 alias=spec.alias,
                 allowed_initiators=spec.initiators,
                 chap=spec.chap,
-                state_dir=state_dir,
+                reservation_store_for=store_for,
             )
             for l_index, lun in enumerate(spec.luns):
                 where = f"target[{t_index}].lun[{l_index}]"

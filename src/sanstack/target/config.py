@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sanstack.block.device import BLOCK_SIZES
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.snapshot.model import VolumeError, check_snapshot_name
@@ -55,7 +56,6 @@ from sanstack.target.model import Portal
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _IQN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
-BLOCK_SIZES = (512, 1024, 2048, 4096)
 _PHYSICAL_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 

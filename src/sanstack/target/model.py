@@ -8,17 +8,16 @@ portals in two groups are two paths a multipath initiator can tell apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from sanstack.block.device import BlockDevice
+from sanstack.block.device import BlockDevice, DeviceIdentity
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.scsi.alua import ALUAGroups, announce_state_change
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.command import Nexus
-from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
+from sanstack.scsi.logical_unit import LogicalUnit, ReservationStore, TargetInfo
 from sanstack.scsi.pr import TargetPort
 
 MAX_LUNS = 16384
@@ -68,7 +67,9 @@ class Target:
     alias: str = ""
     allowed_initiators: frozenset[str] | None = None
     chap: ChapCredentials | None = None
-    state_dir: Path | None = None
+    # Where a LUN's persistent reservations outlive a restart (APTPL), given its device's
+    # identity (``target/state_store.py``); None keeps them in memory only.
+    reservation_store_for: Callable[[DeviceIdentity], ReservationStore] | None = None
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
     _nexuses: dict[Nexus, int] = field(default_factory=dict)
     info: TargetInfo = field(init=False)
@@ -88,7 +89,6 @@ class Target:
             target_ports=lambda: [
                 TargetPort(group.tag, self.name, group.tag) for group in self.portal_groups
             ],
-            state_dir=self.state_dir,
         )
 
     @property
@@ -111,7 +111,9 @@ class Target:
             raise ConfigError("lun", f"LUN {number} is outside 0..{MAX_LUNS - 1}")
         if number in self.luns:
             raise ConfigError("lun", f"LUN {number} of {self.name} is defined twice")
-        lu = LogicalUnit(number, device, self.info)
+        store_for = self.reservation_store_for
+        store = None if store_for is None else store_for(device.identity)
+        lu = LogicalUnit(number, device, self.info, store)
         self.luns[number] = lu
         return lu
 

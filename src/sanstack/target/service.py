@@ -2,29 +2,29 @@
 
 Every call takes and returns plain JSON-able values, and every refusal is a
 ``ServiceError`` with an HTTP-like status and a one-line message naming the field, so the
-control server and any other front end are thin. The API acts on a running
-``TargetServer``; nothing here touches sockets itself.
+control server (its routes are ``target/routes.py``) and any other front end are thin. The
+API acts on a running ``TargetServer``; nothing here touches sockets itself.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sanstack import __version__
-from sanstack.errors import ConfigError, SanstackError
+from sanstack.block.device import BLOCK_SIZES
+from sanstack.edge.tasks import wait_ended
+from sanstack.errors import ConfigError, SanstackError, ServiceError
 from sanstack.scsi.alua import TransitionRefused
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.codes import ASC
 from sanstack.scsi.pr import ITNexus
 from sanstack.target.build import open_lun_device
-from sanstack.target.config import BLOCK_SIZES, LunSpec, parse_size, volume_lun_spec
+from sanstack.target.config import LunSpec, parse_size, volume_lun_spec
 from sanstack.target.model import MAX_LUNS, Target
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from sanstack.scsi.logical_unit import LogicalUnit
     from sanstack.snapshot.service import VolumeService
     from sanstack.target.server import TargetServer
@@ -42,30 +42,11 @@ _ALUA_NAMES = {state: name for name, state in ALUA_STATE_NAMES.items()}
 _ALUA_NAMES[ALUAState.LOGICAL_BLOCK_DEPENDENT] = "lba-dependent"
 
 
-class ServiceError(SanstackError):
-    """A request the service refuses: ``status`` is 400, 404 or 409, like HTTP."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class LunRequest:
-    """What ``add_lun`` needs, checked before anything is opened."""
-
-    number: int
-    backstore: str
-    path: Path | None
-    size: int | None
-    block_size: int = 512
-
-
 class TargetService:
     """Queries and changes on a running target server.
 
     ``volumes`` holds the snapshot volumes the daemon's LUNs (and control requests) use;
-    the control plane serves its API beside this one.
+    the target daemon's control plane serves its API (``snapshot/routes.py``) beside this one.
     """
 
     def __init__(self, server: TargetServer, volumes: VolumeService | None = None) -> None:
@@ -201,7 +182,7 @@ class TargetService:
             raise ServiceError(404, f"lun: {name} has no LUN {number}")
         del target.luns[number]
         tasks = lu.logical_unit_reset(None)
-        await self.server.wait_tasks(tasks)
+        await wait_ended(tasks, "aborted tasks")
         await lu.device.flush()
         await lu.device.close()
         _luns_changed(target, exclude=None)
@@ -268,8 +249,6 @@ def _lun_summary(lu: LogicalUnit) -> dict[str, Any]:
 
 
 def _lun_spec(request: dict[str, Any], target: Target) -> LunSpec:
-    from pathlib import Path
-
     number = request.get("number")
     if number is None:
         number = next(n for n in range(MAX_LUNS) if n not in target.luns)

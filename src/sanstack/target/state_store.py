@@ -5,10 +5,14 @@ fsyncs it, renames it over the old file, then fsyncs the directory: at any insta
 file holds either the complete old state or the complete new one, never a torn mix
 (rename is atomic within a filesystem; the directory fsync makes the rename durable).
 Each file also carries a CRC32C so that a medium that returns garbage is noticed.
+
+``ReservationFile`` is the target's ``ReservationStore`` (``scsi/logical_unit.py``): one
+such file per LUN, named by the LUN's NAA so that it follows the device, not its number.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,8 +20,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sanstack.block.device import DeviceIdentity
 from sanstack.errors import SanstackError
 from sanstack.iscsi.digest import crc32c
+from sanstack.scsi.pr import PersistentReservations
 
 FORMAT = "sanstack-state/1"
 
@@ -83,3 +89,30 @@ def remove_stale_temporaries(directory: Path) -> None:
     for tmp in directory.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+class ReservationFile:
+    """A LUN's persistent reservations in a state file (APTPL, SPC-4 §5.13.5)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._save_lock = asyncio.Lock()
+
+    @classmethod
+    def in_directory(cls, directory: Path, identity: DeviceIdentity) -> ReservationFile:
+        return cls(directory / f"pr-{identity.naa.hex()}.json")
+
+    def load(self) -> PersistentReservations | None:
+        state = load_state(self.path)
+        if state is None:
+            return None
+        try:
+            return PersistentReservations.from_dict(state)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateFileError(f"{self.path}: unusable reservation state ({exc})") from None
+
+    async def save(self, reservations: PersistentReservations) -> None:
+        """Saves run one at a time and each writes the state as it is when its turn comes,
+        so concurrent PR OUTs can never leave an older state on disk after a newer one."""
+        async with self._save_lock:
+            await asyncio.to_thread(save_state, self.path, reservations.to_dict())
