@@ -8,17 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sanstack.errors import RemoteProtocolError
+from sanstack.iscsi.codes import BHS_LENGTH, Opcode
 from sanstack.iscsi.digest import digest_bytes
-from sanstack.iscsi.pdu import (
-    BHS_LENGTH,
-    DataOut,
-    LoginRequest,
-    NopOut,
-    Opcode,
-    SCSICommand,
-    SCSIResponse,
-    TextRequest,
-)
+from sanstack.iscsi.pdu import DataOut, LoginRequest, NopOut, SCSICommand, SCSIResponse, TextRequest
 from sanstack.iscsi.pdu_reader import PDUReader
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,6 +19,7 @@ from tests.support.iscsi_client import TestInitiator
 from tests.support.processes import free_port, running_target
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import SNACKType, TaskManagementFunction
 
 IQN = "iqn.2026-11.org.sanstack:fuzz"
 ROUNDS = 160
@@ -30,7 +31,7 @@ def _valid_pdus(rng: random.Random, cmd_sn: int) -> list[p.PDU]:
     read10 = struct.pack(">BBIBHB", 0x28, 0, lba, 0, 1, 0).ljust(16, b"\0")
     write10 = struct.pack(">BBIBHB", 0x2A, 0, lba, 0, 2, 0).ljust(16, b"\0")
     random_cdb = bytes(rng.randrange(256) for _ in range(16))
-    abort = p.TaskManagementFunction.ABORT_TASK
+    abort = TaskManagementFunction.ABORT_TASK
     return [
         p.SCSICommand(
             itt=7, cdb=read10, expected_data_transfer_length=512, read=True, cmd_sn=cmd_sn
@@ -52,7 +53,7 @@ def _valid_pdus(rng: random.Random, cmd_sn: int) -> list[p.PDU]:
         p.TaskManagementRequest(function=abort, itt=11, referenced_task_tag=7, cmd_sn=cmd_sn),
         p.TextRequest(itt=12, cmd_sn=cmd_sn, data=b"SendTargets=All\0"),
         p.LoginRequest(isid=1, itt=13, data=b"InitiatorName=x\0"),
-        p.SNACKRequest(type=p.SNACKType(0), itt=14),
+        p.SNACKRequest(type=SNACKType(0), itt=14),
     ]
 
 

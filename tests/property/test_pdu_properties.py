@@ -10,40 +10,43 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sanstack.iscsi.pdu import (
-    PDU,
-    R2T,
+from sanstack.iscsi.codes import (
     AsyncEvent,
-    AsyncMessage,
-    DataIn,
-    DataOut,
     ISCSIResponse,
-    LoginRequest,
-    LoginResponse,
     LoginStage,
     LogoutReason,
-    LogoutRequest,
-    LogoutResponse,
     LogoutResponseCode,
-    NopIn,
-    NopOut,
-    Reject,
     RejectReason,
-    SCSICommand,
-    SCSIResponse,
-    SNACKRequest,
     SNACKType,
     TaskAttribute,
     TaskManagementFunction,
-    TaskManagementRequest,
-    TaskManagementResponse,
     TaskManagementResponseCode,
-    TextRequest,
-    TextResponse,
     decode_sense,
     encode_sense,
 )
-from sanstack.iscsi.pdu_reader import DataDigestError, PDUReader, decode
+from sanstack.iscsi.pdu import (
+    PDU,
+    R2T,
+    AsyncMessage,
+    DataDigestError,
+    DataIn,
+    DataOut,
+    LoginRequest,
+    LoginResponse,
+    LogoutRequest,
+    LogoutResponse,
+    NopIn,
+    NopOut,
+    Reject,
+    SCSICommand,
+    SCSIResponse,
+    SNACKRequest,
+    TaskManagementRequest,
+    TaskManagementResponse,
+    TextRequest,
+    TextResponse,
+)
+from sanstack.iscsi.pdu_reader import PDUReader, decode
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import LoginStage
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import ConnectionSettings
 from sanstack.target.login_policy import TargetLoginDriver
@@ -31,7 +32,7 @@ def _login_bytes() -> bytes:
         "HeaderDigest=None\0DataDigest=None\0"
     ).encode()
     return p.LoginRequest(
-        isid=1, transit=True, csg=p.LoginStage(1), nsg=p.LoginStage(3), data=text
+        isid=1, transit=True, csg=LoginStage(1), nsg=LoginStage(3), data=text
     ).encode()
 
 

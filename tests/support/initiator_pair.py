@@ -15,9 +15,11 @@ from typing import TypeVar
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.codes import MAX_DATA_SEGMENT_LENGTH, TaskManagementResponseCode
 from sanstack.iscsi.initiator_connection import InitiatorConnection
 from sanstack.iscsi.initiator_events import Event, LoginCompleted
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
+from sanstack.iscsi.pdu_reader import PDUReader
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
     CommandReady,
@@ -49,7 +51,7 @@ class InitiatorPair:
     held: list[CommandReady] = field(default_factory=list)
     tmf_seen: list[TaskManagementRequested] = field(default_factory=list)
     blackhole: bool = False
-    _tap: p.PDUReader = field(default_factory=lambda: p.PDUReader(p.MAX_DATA_SEGMENT_LENGTH))
+    _tap: PDUReader = field(default_factory=lambda: PDUReader(MAX_DATA_SEGMENT_LENGTH))
 
     def pump(self) -> None:
         """Move bytes both ways until both cores are quiet."""
@@ -96,7 +98,7 @@ class InitiatorPair:
             elif isinstance(event, TaskManagementRequested):
                 self.tmf_seen.append(event)
                 self.target_conn.complete_task_management(
-                    event.itt, p.TaskManagementResponseCode.FUNCTION_COMPLETE
+                    event.itt, TaskManagementResponseCode.FUNCTION_COMPLETE
                 )
             elif isinstance(event, ConnectionClosed):
                 self.target_closed = event.reason

@@ -12,8 +12,10 @@ import struct
 from dataclasses import dataclass
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import encode_lun
 from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
+from sanstack.iscsi.pdu_reader import PDUReader
 
 RESERVED = 0xFFFFFFFF
 
@@ -41,7 +43,7 @@ class TestInitiator:
         timeout: float = 10.0,
     ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.reader = p.PDUReader(max_data_segment_length=1 << 20)
+        self.reader = PDUReader(max_data_segment_length=1 << 20)
         self.itt = 1
         self.cmd_sn = 0
         self.exp_stat_sn = 0
@@ -89,7 +91,7 @@ class TestInitiator:
         self.send(
             p.SCSICommand(
                 itt=itt,
-                lun=p.encode_lun(lun),
+                lun=encode_lun(lun),
                 cdb=cdb.ljust(16, b"\x00") if len(cdb) < 16 else cdb,
                 expected_data_transfer_length=len(data_out) or read_length,
                 cmd_sn=self.cmd_sn,

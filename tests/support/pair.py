@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import MAX_DATA_SEGMENT_LENGTH, TaskManagementResponseCode
 from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters
+from sanstack.iscsi.pdu_reader import PDUReader
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
     CommandReady,
@@ -43,7 +45,7 @@ class Pair:
     params: OperationalParameters | None = None
     held: list[CommandReady] = field(default_factory=list)
     hold_commands: bool = False
-    _reader: p.PDUReader = field(default_factory=lambda: p.PDUReader(p.MAX_DATA_SEGMENT_LENGTH))
+    _reader: PDUReader = field(default_factory=lambda: PDUReader(MAX_DATA_SEGMENT_LENGTH))
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -68,7 +70,7 @@ class Pair:
                     self.run(event)
             elif isinstance(event, TaskManagementRequested):
                 self.conn.complete_task_management(
-                    event.itt, p.TaskManagementResponseCode.FUNCTION_COMPLETE
+                    event.itt, TaskManagementResponseCode.FUNCTION_COMPLETE
                 )
             elif isinstance(event, ConnectionClosed):
                 self.closed = event.reason

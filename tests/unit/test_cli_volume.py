@@ -26,8 +26,9 @@ from tests.support.processes import free_port, running_target
 
 from sanstack.cli import volume as cli_volume
 from sanstack.cli.main import main
-from sanstack.control.server import ControlServer
+from sanstack.control.server import ControlServer, bind_routes
 from sanstack.snapshot.model import Holder, Progress
+from sanstack.snapshot.routes import VOLUME_ROUTES
 from sanstack.snapshot.service import VolumeService
 
 IQN = "iqn.2026-11.org.sanstack:cli-volume"
@@ -278,11 +279,6 @@ def test_restore_wait_shows_progress_and_json_stays_clean(
 # -- through a daemon's control socket, over fake volumes ------------------------------------------
 
 
-class _Daemon:
-    def __init__(self, volumes: VolumeService) -> None:
-        self.volumes = volumes
-
-
 @pytest.fixture
 def fake_daemon(tmp_path: Path) -> Iterator[tuple[Path, FakeFiles]]:
     """A control server over a fake-volume service, on its own loop in a thread."""
@@ -293,7 +289,7 @@ def fake_daemon(tmp_path: Path) -> Iterator[tuple[Path, FakeFiles]]:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        server = ControlServer(_Daemon(VolumeService(sock, opener=files)), sock)
+        server = ControlServer(sock, bind_routes(VolumeService(sock, opener=files), VOLUME_ROUTES))
         await server.start()
         started.set()
         await stop.wait()

@@ -8,6 +8,7 @@ import struct
 from tests.support.pair import IQN, Pair, make_pair
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import RejectReason, TaskManagementFunction, TaskManagementResponseCode
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences
 from sanstack.iscsi.target_events import ConnectionSettings
 from sanstack.scsi.codes import Status
@@ -167,7 +168,7 @@ def test_data_out_with_wrong_data_sn_is_rejected() -> None:
     assert isinstance(r2t, p.R2T)
     pair.send(p.DataOut(itt=5, ttt=r2t.ttt, data_sn=1, buffer_offset=0, data=bytes(512)))
     (reject,) = pair.take()
-    assert isinstance(reject, p.Reject) and reject.reason == p.RejectReason.PROTOCOL_ERROR
+    assert isinstance(reject, p.Reject) and reject.reason == RejectReason.PROTOCOL_ERROR
     assert pair.closed is None
 
 
@@ -238,7 +239,7 @@ def test_unknown_opcode_is_rejected_and_the_connection_goes_on() -> None:
     pair.send_bytes(bytes(bogus))
     (reject,) = pair.take()
     assert isinstance(reject, p.Reject)
-    assert reject.reason == p.RejectReason.COMMAND_NOT_SUPPORTED
+    assert reject.reason == RejectReason.COMMAND_NOT_SUPPORTED
     pair.send(p.NopOut(itt=1, cmd_sn=0, immediate=True))
     assert isinstance(pair.take()[0], p.NopIn)
 
@@ -249,7 +250,7 @@ def test_data_digest_error_is_rejected() -> None:
     wire[-1] ^= 0xFF  # corrupt the data digest
     pair.send_bytes(bytes(wire))
     (reject,) = pair.take()
-    assert isinstance(reject, p.Reject) and reject.reason == p.RejectReason.DATA_DIGEST_ERROR
+    assert isinstance(reject, p.Reject) and reject.reason == RejectReason.DATA_DIGEST_ERROR
     pair.send(p.NopOut(itt=2, cmd_sn=0, immediate=True), header_digest=True, data_digest=True)
     assert isinstance(pair.take()[0], p.NopIn)
 
@@ -262,12 +263,12 @@ def test_abort_task_drops_a_write_still_waiting_for_data() -> None:
     assert isinstance(pair.take()[0], p.R2T)
     pair.send(
         p.TaskManagementRequest(
-            function=p.TaskManagementFunction.ABORT_TASK, itt=6, referenced_task_tag=5, cmd_sn=1
+            function=TaskManagementFunction.ABORT_TASK, itt=6, referenced_task_tag=5, cmd_sn=1
         )
     )
     (response,) = pair.take()
     assert isinstance(response, p.TaskManagementResponse)
-    assert response.response == p.TaskManagementResponseCode.FUNCTION_COMPLETE
+    assert response.response == TaskManagementResponseCode.FUNCTION_COMPLETE
     assert pair.conn.outstanding_commands == 0
 
 

@@ -43,24 +43,38 @@ def register(commands: Any) -> None:
         "--dir",
         type=Path,
         default=Path("/var/tmp/sanstack-demo"),
-        help="where the sparse LUN files live (default: /var/tmp/sanstack-demo)",
+        help="where the LUN files and the snapshot volume live (default %(default)s)",
     )
-    demo.add_argument("--luns", type=int, default=32, help="number of LUNs (default 32)")
-    demo.add_argument("--size", default="1G", help="size of each thin LUN (default 1G)")
+    demo.add_argument(
+        "--luns",
+        type=int,
+        default=32,
+        metavar="N",
+        help="number of LUNs, 1..1024; the last is the snapshot volume (default %(default)s)",
+    )
+    demo.add_argument(
+        "--size", default="1G", help="size of each thin LUN, like 64M or 1G (default %(default)s)"
+    )
     demo.add_argument(
         "--control",
         type=Path,
         default=DEFAULT_TARGET_CONTROL,
-        help=f"control socket (default {DEFAULT_TARGET_CONTROL})",
+        metavar="SOCKET",
+        help="the target's control socket (default %(default)s)",
     )
     demo.add_argument(
-        "--nbd-port", type=int, default=10809, help="NBD port of the multipath export (10809)"
+        "--nbd-port",
+        type=int,
+        default=10809,
+        metavar="PORT",
+        help="NBD port of the multipath export of LUN 0; another if taken (default %(default)s)",
     )
     demo.add_argument(
         "--mpio-control",
         type=Path,
         default=Path("/run/sanstack/mpio.sock"),
-        help="control socket of the demo's multipath device",
+        metavar="SOCKET",
+        help="control socket of the demo's multipath device (default %(default)s)",
     )
     demo.set_defaults(func=demo_command)
 
@@ -133,7 +147,7 @@ async def demo_command(args: argparse.Namespace) -> int:
     async def multipath_export(server: TargetServer) -> Callable[[], Awaitable[None]]:
         """LUN 0 through both portals as one multipath device, served over NBD."""
         from sanstack.cli.mpio import MPIO_ROUTES, MpioService
-        from sanstack.control.server import ControlServer
+        from sanstack.control.server import ControlServer, bind_routes
         from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
         from sanstack.nbd.server import NBDServer
 
@@ -144,7 +158,8 @@ async def demo_command(args: argparse.Namespace) -> int:
             {"": device}, "127.0.0.1", args.nbd_port if _port_is_free(args.nbd_port) else 0
         )
         await nbd.start()
-        mpio_control = ControlServer(MpioService([device]), args.mpio_control, MPIO_ROUTES)
+        mpio_routes = bind_routes(MpioService([device]), MPIO_ROUTES)
+        mpio_control = ControlServer(args.mpio_control, mpio_routes)
         await mpio_control.start()
         nbd_url.append(f"nbd://127.0.0.1:{nbd.port}")
 

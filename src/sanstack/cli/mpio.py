@@ -6,11 +6,14 @@ import argparse
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.mpio.paths import FailbackPolicy
+
+if TYPE_CHECKING:
+    from sanstack.control.server import RouteRow
 
 log = logging.getLogger("sanstack")
 DEFAULT_MPIO_CONTROL = Path("/run/sanstack/mpio.sock")
@@ -23,40 +26,66 @@ def register(commands: Any) -> None:
     sub.required = True
     export = sub.add_parser(
         "export",
-        help="serve one LUN through all given portals as an NBD export until stopped",
+        help="serve one LUN through all given portals as an NBD export until SIGINT/SIGTERM",
         description=(
             "Log in to IQN through every --portal, build one multipath device for LUN N "
             "(paths grouped by VPD 0x83 identity, ALUA-aware, failover and failback), and "
             "serve it over NBD (nbd://HOST:PORT) until SIGINT/SIGTERM."
         ),
     )
-    export.add_argument("--portal", action="append", default=[], help="HOST:PORT (repeatable)")
-    export.add_argument("--iqn", required=True, help="target name")
-    export.add_argument("--lun", type=int, required=True, help="LUN number")
-    export.add_argument("--nbd", required=True, help="HOST:PORT to serve NBD on")
+    export.add_argument(
+        "--portal",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a portal of the target, one path each (repeatable; at least one)",
+    )
+    export.add_argument("--iqn", required=True, help="the target's name")
+    export.add_argument("--lun", type=int, required=True, metavar="N", help="the LUN to serve")
+    export.add_argument("--nbd", required=True, metavar="HOST:PORT", help="address to serve NBD on")
     export.add_argument(
         "--no-path-queue",
         default="30",
         metavar="SECONDS",
         help="with every path down: queue I/O this long, then fail it ('queue' = forever, "
-        "0 or 'fail' = fail at once; default 30)",
+        "0 or 'fail' = fail at once; default %(default)s)",
     )
     export.add_argument(
         "--selector",
         default="service-time",
-        help="service-time (default), round-robin, least-queue-depth, failover, weighted",
+        metavar="NAME",
+        help="path selector: service-time, round-robin, least-queue-depth, failover or "
+        "weighted (default %(default)s)",
     )
     export.add_argument(
         "--failback",
         default="immediate",
-        help="immediate (default), manual, or SECONDS (deferred): when a better path that "
-        "came back takes the I/O again",
+        metavar="WHEN",
+        help="when a better path that came back takes the I/O again: immediate, manual, or "
+        "after SECONDS (default %(default)s)",
     )
-    export.add_argument("--initiator-name", default=DEFAULT_INITIATOR, help="our iSCSI name")
-    export.add_argument("--control", type=Path, default=DEFAULT_MPIO_CONTROL, help="control socket")
+    export.add_argument(
+        "--initiator-name",
+        default=DEFAULT_INITIATOR,
+        metavar="IQN",
+        help="the iSCSI name we log in with (default %(default)s)",
+    )
+    export.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_MPIO_CONTROL,
+        metavar="SOCKET",
+        help="control socket for 'sanstack mpio status' (default %(default)s)",
+    )
     export.set_defaults(func=_export)
     status = sub.add_parser("status", help="devices, paths, states, ALUA groups, I/O counts")
-    status.add_argument("--control", type=Path, default=DEFAULT_MPIO_CONTROL, help="control socket")
+    status.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_MPIO_CONTROL,
+        metavar="SOCKET",
+        help="the multipath daemon's control socket (default %(default)s)",
+    )
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=_status)
 
@@ -81,8 +110,8 @@ def _failback(text: str) -> tuple[FailbackPolicy, float]:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from sanstack.cli.main import StopSignals
-    from sanstack.control.server import ControlServer
+    from sanstack.cli.common import StopSignals
+    from sanstack.control.server import ControlServer, bind_routes
     from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
     from sanstack.mpio.no_path import NoPathRetry
     from sanstack.mpio.selectors import make_selector
@@ -111,7 +140,7 @@ async def _export(args: argparse.Namespace) -> int:
     stop = StopSignals()
     device = await MultipathDevice.open(iqn, args.lun, addresses, options)
     server = NBDServer({"": device, f"{iqn}/{args.lun}": device}, nbd_host, nbd_port)
-    control = ControlServer(MpioService([device]), args.control, MPIO_ROUTES)
+    control = ControlServer(args.control, bind_routes(MpioService([device]), MPIO_ROUTES))
     try:
         await server.start()
         await control.start()
@@ -142,7 +171,7 @@ async def _devices(service: MpioService, _m: dict[str, str], _b: Any) -> Any:
     return service.status()
 
 
-MPIO_ROUTES: list[Any] = [("GET", re.compile(r"^/v1/devices$"), _devices)]
+MPIO_ROUTES: list[RouteRow[MpioService]] = [("GET", r"^/v1/devices$", _devices)]
 
 _PATH_COLUMNS = [
     ("device", "DEVICE"),

@@ -13,6 +13,13 @@ import logging
 import sys
 from typing import Any
 
+from sanstack.cli.common import (
+    CommandParser,
+    StopSignals,
+    add_log_level,
+    run_command,
+    setup_logging,
+)
 from sanstack.errors import ConfigError
 
 log = logging.getLogger("sanstack")
@@ -32,7 +39,10 @@ def register(commands: Any) -> None:
         ),
     )
     serve.add_argument(
-        "--listen", default="127.0.0.1:10809", help="HOST:PORT (default 127.0.0.1:10809)"
+        "--listen",
+        default="127.0.0.1:10809",
+        metavar="HOST:PORT",
+        help="address to listen on (default %(default)s)",
     )
     serve.add_argument(
         "--export",
@@ -52,7 +62,8 @@ def register(commands: Any) -> None:
         "--block-size",
         type=int,
         default=512,
-        help="logical block size of the exports: 512, 1024, 2048 or 4096 (default 512)",
+        metavar="BYTES",
+        help="logical block size of the exports: 512, 1024, 2048 or 4096 (default %(default)s)",
     )
     serve.set_defaults(func=serve_command)
 
@@ -66,11 +77,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 async def serve_command(args: argparse.Namespace) -> int:
-    from sanstack.block.device import BlockDevice
-    from sanstack.cli.main import StopSignals
+    from sanstack.block.device import BLOCK_SIZES, BlockDevice
     from sanstack.nbd.server import NBDServer
     from sanstack.target.build import open_device
-    from sanstack.target.config import BLOCK_SIZES, parse_lun_argument
+    from sanstack.target.config import parse_lun_argument
 
     host, port = parse_listen(args.listen)
     if not args.export:
@@ -127,32 +137,14 @@ async def serve_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m sanstack.cli.nbd serve ...``: the ``nbd`` commands on their own, with
     the error handling of ``sanstack`` (one line on stderr, exit 2 or 1)."""
-    from sanstack.cli.main import _Parser, run_async
-    from sanstack.errors import SanstackError
-
-    parser = _Parser(prog="sanstack")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = CommandParser(prog="sanstack")
+    add_log_level(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
     register(commands)
     args = parser.parse_args(["nbd", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return run_async(args.func(args))
-    except SanstackError as exc:
-        print(f"sanstack: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-    except OSError as exc:
-        print(f"sanstack: error: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    setup_logging(args.log_level)
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sanstack.cli.common import StopSignals
 from sanstack.errors import ConfigError
 from sanstack.tools.fault_proxy import Route, run_proxies_from_cli
 
@@ -75,8 +76,6 @@ def routes_from_args(listen: list[str], to: list[str]) -> list[Route]:
 
 
 async def proxy_command(args: argparse.Namespace) -> int:
-    from sanstack.cli.main import StopSignals
-
     routes = routes_from_args(args.listen, args.to)
     stop = StopSignals()
     return await run_proxies_from_cli(routes, stop.wait)

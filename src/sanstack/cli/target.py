@@ -43,15 +43,25 @@ def register(commands: Any) -> None:
             "one of its snapshots read-only; LUNs of one volume file share one open volume."
         ),
     )
-    serve.add_argument("--config", type=Path, help="TOML config file (see docs)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of targets, portal groups, LUNs, ACLs and CHAP (format in README.md)",
+    )
     serve.add_argument("--iqn", help="target name, e.g. iqn.2026-11.org.sanstack:disk")
     serve.add_argument(
-        "--portal", action="append", default=[], help="HOST:PORT to listen on (repeatable)"
+        "--portal",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="address to listen on; each is its own portal group (repeatable)",
     )
     serve.add_argument(
         "--lun",
         action="append",
         default=[],
+        metavar="SPEC",
         help="FILE:SIZE (SIZE like 64M or 1G), memory:SIZE, volume:FILE or snapshot:FILE@NAME "
         "(repeatable)",
     )
@@ -59,19 +69,22 @@ def register(commands: Any) -> None:
         "--control",
         type=Path,
         default=DEFAULT_TARGET_CONTROL,
-        help=f"control socket for the other target commands (default {DEFAULT_TARGET_CONTROL})",
+        metavar="SOCKET",
+        help="control socket for the other target commands (default %(default)s)",
     )
     serve.add_argument(
         "--state-dir",
         type=Path,
         default=DEFAULT_STATE_DIR,
-        help=f"where persistent reservations (APTPL) are kept (default {DEFAULT_STATE_DIR})",
+        metavar="DIR",
+        help="where persistent reservations (APTPL) are kept (default %(default)s)",
     )
     serve.add_argument(
         "--nop-interval",
         type=float,
         default=5.0,
-        help="seconds of silence before pinging an initiator with NOP-In (0 = never)",
+        metavar="SECONDS",
+        help="silence before pinging an initiator with NOP-In, 0 for never (default %(default)s)",
     )
     serve.set_defaults(func=serve_command)
     _register_queries(sub)
@@ -114,10 +127,12 @@ async def run_target_daemon(
     starts whatever else runs beside the target (the demo's multipath export) and returns
     the coroutine function that stops it, which runs before the target stops.
     """
-    from sanstack.cli.main import StopSignals
-    from sanstack.control.server import ControlServer
+    from sanstack.cli.common import StopSignals
+    from sanstack.control.server import ControlServer, bind_routes
+    from sanstack.snapshot.routes import VOLUME_ROUTES
     from sanstack.snapshot.service import VolumeService
     from sanstack.target.build import build_registry
+    from sanstack.target.routes import TARGET_ROUTES
     from sanstack.target.server import TargetServer
     from sanstack.target.service import TargetService
 
@@ -133,7 +148,11 @@ async def run_target_daemon(
     volumes = VolumeService(control_path)
     registry = await build_registry(specs, state_dir, volumes)
     server = TargetServer(registry, settings)
-    control = ControlServer(TargetService(server, volumes), control_path)
+    control = ControlServer(
+        control_path,
+        bind_routes(TargetService(server, volumes), TARGET_ROUTES)
+        + bind_routes(volumes, VOLUME_ROUTES),
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -173,7 +192,8 @@ def _common(parser: Any) -> None:
         "--control",
         type=Path,
         default=DEFAULT_TARGET_CONTROL,
-        help=f"the daemon's control socket (default {DEFAULT_TARGET_CONTROL})",
+        metavar="SOCKET",
+        help="the daemon's control socket (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -198,7 +218,9 @@ def _register_queries(sub: Any) -> None:
     )
     portal.add_argument("target", help="target name (IQN)")
     portal.add_argument("tag", type=int, help="portal group tag (TPGT)")
-    portal.add_argument("state", choices=["up", "down"])
+    portal.add_argument(
+        "state", choices=["up", "down"], help="down drops its connections and refuses new ones"
+    )
     _common(portal)
     portal.set_defaults(func=_portal_group)
     pr = sub.add_parser("pr", help="show a LUN's persistent reservations")
@@ -221,6 +243,9 @@ def _register_queries(sub: Any) -> None:
             "transitioning",
             "offline",
         ],
+        metavar="STATE",
+        help="active-optimized, active-non-optimized, standby, unavailable, transitioning or "
+        "offline",
     )
     _common(alua)
     alua.set_defaults(func=_alua)

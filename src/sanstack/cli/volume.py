@@ -18,15 +18,21 @@ import os
 import re
 import socket
 import sys
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sanstack.control.client import call, emit, render_table, socket_in_use
-from sanstack.errors import ConfigError
+from sanstack.cli.volume_tables import (
+    human_bytes,
+    info_table,
+    policy_text,
+    schedule_text,
+    snapshot_table,
+)
+from sanstack.control.client import call, emit, socket_in_use
+from sanstack.errors import ConfigError, ServiceError
 from sanstack.snapshot.model import (
     FormatOptions,
     Holder,
@@ -58,7 +64,9 @@ def _output(parser: Any, *, progress: bool = False) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     if progress:
         parser.add_argument(
-            "--progress", action="store_true", help="show progress on stderr (default: on a tty)"
+            "--progress",
+            action="store_true",
+            help="show progress on stderr (default: only when stderr is a terminal)",
         )
 
 
@@ -71,7 +79,7 @@ def _register_volume(commands: Any) -> None:
         "format",
         help="make FILE a snapshot volume (destroys what it holds)",
         description=(
-            "Format FILE as a snapshot volume: after the metadata (about 0.6%%), "
+            "Format FILE as a snapshot volume: after the metadata (about 0.6%), "
             "--reserve-percent of the space is kept for snapshot data and the rest is the "
             "volume. A missing FILE is created (sparse) "
             "with --size; an existing one is extended to --size if given."
@@ -79,10 +87,35 @@ def _register_volume(commands: Any) -> None:
     )
     _file(fmt)
     fmt.add_argument("--size", help="size of FILE, like 64M or 1T (default: its current size)")
-    fmt.add_argument("--reserve-percent", type=int, default=defaults.reserve_percent)
-    fmt.add_argument("--block-size", type=int, default=defaults.block_size)
-    fmt.add_argument("--chunk-size", default=str(defaults.chunk_size), help="e.g. 4K, 64K")
-    fmt.add_argument("--max-snapshots", type=int, default=defaults.max_snapshots)
+    fmt.add_argument(
+        "--reserve-percent",
+        type=int,
+        metavar="PERCENT",
+        default=defaults.reserve_percent,
+        help="percent of the space after the metadata kept for snapshot data, 1..90 "
+        "(default %(default)s)",
+    )
+    fmt.add_argument(
+        "--block-size",
+        type=int,
+        metavar="BYTES",
+        default=defaults.block_size,
+        help="the volume's logical block size: 512, 1024, 2048 or 4096 (default %(default)s)",
+    )
+    fmt.add_argument(
+        "--chunk-size",
+        metavar="SIZE",
+        default=human_bytes(defaults.chunk_size),
+        help="copy-on-write unit, a power of two from the block size to 1M, like 4K or 64K "
+        "(default %(default)s)",
+    )
+    fmt.add_argument(
+        "--max-snapshots",
+        type=int,
+        metavar="N",
+        default=defaults.max_snapshots,
+        help="how many snapshots the volume can hold, 16..65536 (default %(default)s)",
+    )
     fmt.add_argument("--force", action="store_true", help="format over an existing volume")
     _output(fmt, progress=True)
     fmt.set_defaults(func=_format)
@@ -95,25 +128,53 @@ def _register_volume(commands: Any) -> None:
         help="take a snapshot every interval, keep the newest N (run by the volume's holder)",
     )
     _file(schedule)
-    schedule.add_argument("--every", help="interval: 90s, 15m, 1h, 1d or seconds")
-    schedule.add_argument("--keep", type=int, help="how many scheduled snapshots to keep")
-    schedule.add_argument("--weight", type=int, default=1, help="their weight (0..255)")
-    schedule.add_argument("--prefix", default="auto", help="their names' prefix (auto)")
-    schedule.add_argument("--off", action="store_true", help="no more scheduled snapshots")
+    schedule.add_argument(
+        "--every",
+        metavar="INTERVAL",
+        help="take a snapshot every INTERVAL: 90s, 15m, 1h, 1d or a number of seconds",
+    )
+    schedule.add_argument(
+        "--keep", type=int, metavar="N", help="keep the newest N scheduled snapshots"
+    )
+    schedule.add_argument(
+        "--weight",
+        type=int,
+        metavar="WEIGHT",
+        default=1,
+        help="weight of the scheduled snapshots, 0..255; low goes first when space runs out "
+        "(default %(default)s)",
+    )
+    schedule.add_argument(
+        "--prefix",
+        default="auto",
+        help="scheduled snapshots are named PREFIX-YYYYmmddTHHMMSSZ (default %(default)s)",
+    )
+    schedule.add_argument("--off", action="store_true", help="stop taking scheduled snapshots")
     _output(schedule)
     schedule.set_defaults(func=_schedule)
     policy = sub.add_parser(
         "policy", help="what happens as the snapshot space fills (only given fields change)"
     )
     _file(policy)
-    policy.add_argument("--warn-percent", type=int, help="refuse new snapshots above this")
     policy.add_argument(
-        "--delete-percent", type=int, help="delete snapshots by weight and age above this"
+        "--warn-percent",
+        type=int,
+        metavar="PERCENT",
+        help="refuse new snapshots once the snapshot space is this full, 1..100 "
+        "(a new volume has 80)",
+    )
+    policy.add_argument(
+        "--delete-percent",
+        type=int,
+        metavar="PERCENT",
+        help="once the snapshot space is this full, delete snapshots in the background (lowest "
+        "weight, then oldest; never kept ones), 1..100 (a new volume has 90)",
     )
     policy.add_argument(
         "--on-full",
         choices=["delete", "fail-writes"],
-        help="when full: delete snapshots, or fail writes that need space",
+        help="when the snapshot space is full: delete snapshots to make room for a write, or "
+        "fail the writes that need space (a new volume has delete)",
     )
     _output(policy)
     policy.set_defaults(func=_policy)
@@ -125,8 +186,15 @@ def _register_snapshot(commands: Any) -> None:
     sub.required = True
     create = sub.add_parser("create", help="take a snapshot now")
     _file(create)
-    create.add_argument("name", metavar="NAME", help="letters, digits, ._:+-")
-    create.add_argument("--weight", type=int, default=1, help="0..255; low goes first when full")
+    create.add_argument(
+        "name", metavar="NAME", help="the new snapshot's name: letters, digits and ._:+-"
+    )
+    create.add_argument(
+        "--weight",
+        type=int,
+        default=1,
+        help="0..255; low goes first when space runs out (default %(default)s)",
+    )
     create.add_argument("--keep", action="store_true", help="never delete it to make space")
     _output(create)
     create.set_defaults(func=_create)
@@ -136,7 +204,7 @@ def _register_snapshot(commands: Any) -> None:
     listing.set_defaults(func=_list)
     delete = sub.add_parser("delete", help="delete a snapshot (space comes back in background)")
     _file(delete)
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the snapshot to delete")
     delete.add_argument("--wait", action="store_true", help="wait until the space is back")
     _output(delete, progress=True)
     delete.set_defaults(func=_delete)
@@ -144,16 +212,20 @@ def _register_snapshot(commands: Any) -> None:
         "restore", help="bring the volume back to a snapshot, online; others stay valid"
     )
     _file(restore)
-    restore.add_argument("name", metavar="NAME")
+    restore.add_argument("name", metavar="NAME", help="the snapshot to bring the volume back to")
     restore.add_argument("--wait", action="store_true", help="wait until the data is back")
     _output(restore, progress=True)
     restore.set_defaults(func=_restore)
     change = sub.add_parser("set", help="change a snapshot's weight or keep mark")
     _file(change)
-    change.add_argument("name", metavar="NAME")
-    change.add_argument("--weight", type=int, help="0..255")
+    change.add_argument("name", metavar="NAME", help="the snapshot to change")
     change.add_argument(
-        "--keep", action=argparse.BooleanOptionalAction, help="never delete it to make space"
+        "--weight", type=int, help="its new weight, 0..255; low goes first when space runs out"
+    )
+    change.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        help="never delete it to make space (--keep), or allow it again (--no-keep)",
     )
     _output(change)
     change.set_defaults(func=_set)
@@ -188,8 +260,6 @@ class Volume:
         body: Any,
         local: Callable[[VolumeService], Awaitable[Any]],
     ) -> Any:
-        from sanstack.target.service import ServiceError
-
         if self.control is not None:
             return call(self.control, method, _resource(suffix, self.key), body)
         assert self.service is not None
@@ -343,111 +413,6 @@ async def wait_for(volume: Volume, operations: Iterable[str], show: ProgressLine
         show.finish()
 
 
-# -- tables -----------------------------------------------------------------------------------
-
-
-def human_bytes(size: int) -> str:
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift:
-            if size % (1 << shift) == 0:
-                return f"{size >> shift}{unit}"
-            return f"{size / (1 << shift):.1f}{unit}"
-    return f"{size}B"
-
-
-def _interval(seconds: int) -> str:
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % n == 0:
-            return f"{seconds // n}{unit}"
-    return f"{seconds}s"
-
-
-def _schedule_text(schedule: dict[str, Any] | None) -> str:
-    if schedule is None:
-        return "off"
-    return (
-        f"every {_interval(schedule['interval'])}, keep {schedule['keep']} "
-        f"(weight {schedule['weight']}, names {schedule['prefix']}-...)"
-    )
-
-
-def _policy_text(policy: dict[str, Any]) -> str:
-    return (
-        f"refuse new snapshots at {policy['warn_percent']}%, delete snapshots at "
-        f"{policy['delete_percent']}%, when full: {policy['on_full']}"
-    )
-
-
-def _background_text(work: list[dict[str, Any]]) -> str:
-    if not work:
-        return "idle"
-    return ", ".join(
-        f"{p['operation']} {100 * p['done'] // p['total'] if p['total'] else 100}% "
-        f"({p['done']}/{p['total']} chunks)"
-        for p in work
-    )
-
-
-def info_table(info: dict[str, Any]) -> str:
-    holder = info["holder"]
-    rows = [
-        ("path", info["path"]),
-        ("uuid", info["uuid"]),
-        (
-            "size",
-            f"{human_bytes(info['size_bytes'])} ({info['block_size']}-byte blocks, "
-            f"{human_bytes(info['chunk_size'])} chunks)",
-        ),
-        (
-            "reserve",
-            f"{human_bytes(info['reserve_bytes'])}, {info['snapshot_used_percent']:.1f}% used "
-            f"({human_bytes(info['snapshot_used_bytes'])}), "
-            f"{human_bytes(info['free_bytes'])} free",
-        ),
-        ("snapshots", f"{info['snapshots']} of at most {info['max_snapshots']}"),
-        ("policy", _policy_text(info["policy"])),
-        ("schedule", _schedule_text(info["schedule"])),
-        (
-            "holder",
-            "-"
-            if holder is None
-            else f"pid {holder['pid']} on {holder['host']}"
-            + (f" (control {holder['control']})" if holder["control"] else ""),
-        ),
-        ("background", _background_text(info["background"])),
-    ]
-    return "\n".join(f"{key:11} {value}" for key, value in rows)
-
-
-_SNAPSHOT_COLUMNS = [
-    ("name", "NAME"),
-    ("created", "CREATED"),
-    ("size", "SIZE"),
-    ("used", "USED"),
-    ("weight", "WEIGHT"),
-    ("keep", "KEEP"),
-    ("state", "STATE"),
-]
-
-
-def snapshot_rows(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            **s,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["created"])),
-            "size": human_bytes(s["size_bytes"]),
-            "used": human_bytes(s["used_bytes"]),
-            "keep": "keep" if s["keep"] else "-",
-            "state": s["state"] + (" (scheduled)" if s["scheduled"] else ""),
-        }
-        for s in snapshots
-    ]
-
-
-def snapshot_table(snapshots: list[dict[str, Any]]) -> str:
-    return render_table(snapshot_rows(snapshots), _SNAPSHOT_COLUMNS)
-
-
 # -- volume commands --------------------------------------------------------------------------
 
 
@@ -490,7 +455,7 @@ async def _format(args: argparse.Namespace) -> int:
         raise
     finally:
         show.finish()
-    result = {"path": key, **info.to_json()}
+    result = {"path": key, **info.to_dict()}
     emit(result, as_json=args.json, table=info_table(result))
     return 0
 
@@ -531,10 +496,10 @@ async def _schedule(args: argparse.Namespace) -> int:
         else:
             chosen = schedule
             result = await volume.run(
-                "PUT", "schedule", chosen.to_json(), lambda s: s.set_schedule(volume.key, chosen)
+                "PUT", "schedule", chosen.to_dict(), lambda s: s.set_schedule(volume.key, chosen)
             )
         local = volume.service is not None
-    table = f"{result['path']}: schedule {_schedule_text(result['schedule'])}"
+    table = f"{result['path']}: schedule {schedule_text(result['schedule'])}"
     if local and result["schedule"] is not None:
         table += "\n(saved in the volume; it runs while a daemon serves the volume)"
     emit(result, as_json=args.json, table=table)
@@ -562,7 +527,7 @@ async def _policy(args: argparse.Namespace) -> int:
         result = await volume.run(
             "PUT", "policy", body, lambda s: s.set_policy(volume.key, **changes)
         )
-    emit(result, as_json=args.json, table=f"{result['path']}: {_policy_text(result['policy'])}")
+    emit(result, as_json=args.json, table=f"{result['path']}: {policy_text(result['policy'])}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """iSCSI codes and field helpers (RFC 7143 §11): opcodes, enums, LUN and sense encodings.
 
-Split from :mod:`sanstack.iscsi.pdu`, which re-exports every name here, so callers keep
-writing ``pdu.Opcode`` and ``pdu.encode_lun``.
+The lowest module of the iSCSI core: ``pdu.py`` (the PDU classes and encoders) and
+``pdu_reader.py`` (the decoder) build on it, and every other module takes these names from
+here.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ an initiator (request out, response in).
 from __future__ import annotations
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import LoginStage
 from sanstack.iscsi.login import LoginRequestFields, LoginResponseFields
 
 
@@ -39,8 +40,8 @@ def request_pdu(fields: LoginRequestFields, *, cmd_sn: int, exp_stat_sn: int) ->
         exp_stat_sn=exp_stat_sn,
         transit=fields.transit,
         cont=fields.cont,
-        csg=p.LoginStage(fields.csg),
-        nsg=p.LoginStage(fields.nsg),
+        csg=LoginStage(fields.csg),
+        nsg=LoginStage(fields.nsg),
         version_max=fields.version_max,
         version_min=fields.version_min,
         data=fields.data,
@@ -81,8 +82,8 @@ def response_pdu(
         status_detail=fields.status_detail,
         transit=fields.transit,
         cont=fields.cont,
-        csg=p.LoginStage(fields.csg),
-        nsg=p.LoginStage(fields.nsg),
+        csg=LoginStage(fields.csg),
+        nsg=LoginStage(fields.nsg),
         version_max=fields.version_max,
         version_active=fields.version_active,
         data=fields.data,

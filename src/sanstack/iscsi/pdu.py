@@ -1,10 +1,10 @@
-# ruff: noqa: PLC0414
 """iSCSI PDU model and encoder (RFC 7143 §11), sans-IO.
 
 Every PDU is a frozen, slotted dataclass whose field names are the RFC names in snake_case.
 Sequence numbers and tags are plain 32-bit unsigned ints; ``lun`` is the raw 64-bit LUN field
-(see :func:`encode_lun` / :func:`decode_lun` for the SAM addressing). Decoding and the decode
-errors live in :mod:`sanstack.iscsi.pdu_reader`; they are re-exported here.
+(see :func:`~sanstack.iscsi.codes.encode_lun` / ``decode_lun`` for the SAM addressing). The
+codes the fields carry are in :mod:`sanstack.iscsi.codes`; decoding is
+:mod:`sanstack.iscsi.pdu_reader`, which raises the errors defined at the end of this module.
 
 Wire layout (§11.2): a 48-byte Basic Header Segment, Additional Header Segments (SCSI Command
 only), an optional CRC32C header digest, then the data segment padded to 4 bytes and an
@@ -16,88 +16,29 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
-from sanstack.errors import LocalProtocolError
+from sanstack.errors import LocalProtocolError, RemoteProtocolError
+from sanstack.iscsi.codes import (
+    MAX_CDB_LENGTH,
+    MAX_DATA_SEGMENT_LENGTH,
+    RESERVED_TAG,
+    AHSType,
+    AsyncEvent,
+    ISCSIResponse,
+    LoginStage,
+    LoginStatus,
+    LogoutReason,
+    LogoutResponseCode,
+    Opcode,
+    RejectReason,
+    SNACKType,
+    TaskAttribute,
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+    encode_sense,
+)
 from sanstack.iscsi.digest import crc32c, crc32c_extend
-
-if TYPE_CHECKING:
-    # Explicit re-exports (PLC0414 is off for this file); bound lazily by __getattr__ below.
-    from sanstack.iscsi.pdu_reader import DataDigestError as DataDigestError
-    from sanstack.iscsi.pdu_reader import HeaderDigestError as HeaderDigestError
-    from sanstack.iscsi.pdu_reader import PDUFormatError as PDUFormatError
-    from sanstack.iscsi.pdu_reader import PDUReader as PDUReader
-    from sanstack.iscsi.pdu_reader import decode as decode
-
-from sanstack.iscsi.codes import (
-    BHS_LENGTH as BHS_LENGTH,
-)
-from sanstack.iscsi.codes import (
-    MAX_CDB_LENGTH as MAX_CDB_LENGTH,
-)
-from sanstack.iscsi.codes import (
-    MAX_DATA_SEGMENT_LENGTH as MAX_DATA_SEGMENT_LENGTH,
-)
-from sanstack.iscsi.codes import (
-    RESERVED_TAG as RESERVED_TAG,
-)
-from sanstack.iscsi.codes import (
-    UNSUPPORTED_LUN_FLAG as UNSUPPORTED_LUN_FLAG,
-)
-from sanstack.iscsi.codes import (
-    AHSType as AHSType,
-)
-from sanstack.iscsi.codes import (
-    AsyncEvent as AsyncEvent,
-)
-from sanstack.iscsi.codes import (
-    ISCSIResponse as ISCSIResponse,
-)
-from sanstack.iscsi.codes import (
-    LoginStage as LoginStage,
-)
-from sanstack.iscsi.codes import (
-    LoginStatus as LoginStatus,
-)
-from sanstack.iscsi.codes import (
-    LoginStatusClass as LoginStatusClass,
-)
-from sanstack.iscsi.codes import (
-    LogoutReason as LogoutReason,
-)
-from sanstack.iscsi.codes import (
-    LogoutResponseCode as LogoutResponseCode,
-)
-from sanstack.iscsi.codes import (
-    Opcode as Opcode,
-)
-from sanstack.iscsi.codes import (
-    RejectReason as RejectReason,
-)
-from sanstack.iscsi.codes import (
-    SNACKType as SNACKType,
-)
-from sanstack.iscsi.codes import (
-    TaskAttribute as TaskAttribute,
-)
-from sanstack.iscsi.codes import (
-    TaskManagementFunction as TaskManagementFunction,
-)
-from sanstack.iscsi.codes import (
-    TaskManagementResponseCode as TaskManagementResponseCode,
-)
-from sanstack.iscsi.codes import (
-    decode_lun as decode_lun,
-)
-from sanstack.iscsi.codes import (
-    decode_sense as decode_sense,
-)
-from sanstack.iscsi.codes import (
-    encode_lun as encode_lun,
-)
-from sanstack.iscsi.codes import (
-    encode_sense as encode_sense,
-)
 
 # Bytes 4-7 of every BHS are packed as one word: TotalAHSLength << 24 | DataSegmentLength.
 # The attrgetters list the remaining fields in wire order; pdu_reader unpacks the same structs.
@@ -661,17 +602,52 @@ PDU: TypeAlias = (
     | Reject
 )
 
-_READER_NAMES = frozenset(
-    ("DataDigestError", "HeaderDigestError", "PDUFormatError", "PDUReader", "decode")
-)
+
+class PDUFormatError(RemoteProtocolError):
+    """A received PDU breaks the wire format.
+
+    ``header`` is the offending 48-byte BHS when known (a Reject carries it back, §11.17) and
+    ``reject_reason`` the reason to reject with. ``fatal`` is True when the stream can no
+    longer be framed (oversized DataSegmentLength): the connection must then be dropped and
+    the reader is unusable. Otherwise the whole PDU has been consumed and reading may go on.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reject_reason: RejectReason = RejectReason.PROTOCOL_ERROR,
+        header: bytes = b"",
+        *,
+        fatal: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.reject_reason = reject_reason
+        self.header = header
+        self.fatal = fatal
 
 
-def __getattr__(name: str) -> object:
-    # pdu_reader imports this module, so its public names are bound on first use instead.
-    if name in _READER_NAMES:
-        from sanstack.iscsi import pdu_reader
+class HeaderDigestError(RemoteProtocolError):
+    """The header digest does not match (§7.8): the framing is lost, drop the connection."""
 
-        value = getattr(pdu_reader, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    fatal = True
+
+    def __init__(self, message: str, header: bytes = b"") -> None:
+        super().__init__(message)
+        self.header = header
+
+
+class DataDigestError(RemoteProtocolError):
+    """The data digest does not match (§7.8).
+
+    The whole PDU was consumed. ``header`` is the BHS to return in a Reject with reason
+    DATA_DIGEST_ERROR; ``pdu`` is that header decoded with an empty data segment (None if the
+    header itself is malformed), so recovery can find the task and DataSN.
+    """
+
+    fatal = False
+    reject_reason = RejectReason.DATA_DIGEST_ERROR
+
+    def __init__(self, message: str, header: bytes, pdu: PDU | None) -> None:
+        super().__init__(message)
+        self.header = header
+        self.pdu = pdu

@@ -5,7 +5,7 @@ are kept as they are (no copy into a staging buffer); each data segment is copie
 and not at all when it is exactly one fed ``bytes`` object. A PDU is consumed only once it is
 complete, so a partial PDU is never half-read.
 
-Errors (all :class:`sanstack.errors.RemoteProtocolError`):
+Errors (all :class:`sanstack.errors.RemoteProtocolError`, defined in :mod:`.pdu`):
 
 * :class:`PDUFormatError` with ``fatal=False``: unknown opcode (COMMAND_NOT_SUPPORTED) or a
   malformed field (INVALID_PDU_FIELD). The PDU was skipped whole; reading may continue.
@@ -23,18 +23,33 @@ from collections.abc import Callable
 
 import google_crc32c
 
-from sanstack.errors import RemoteProtocolError
+from sanstack.iscsi.codes import (
+    BHS_LENGTH,
+    MAX_CDB_LENGTH,
+    MAX_DATA_SEGMENT_LENGTH,
+    AHSType,
+    AsyncEvent,
+    ISCSIResponse,
+    LoginStage,
+    LoginStatusClass,
+    LogoutReason,
+    LogoutResponseCode,
+    Opcode,
+    RejectReason,
+    SNACKType,
+    TaskAttribute,
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+    decode_sense,
+)
 from sanstack.iscsi.pdu import (
     ASYNC_STRUCT,
-    BHS_LENGTH,
     DATA_IN_STRUCT,
     DATA_OUT_STRUCT,
     LOGIN_REQUEST_STRUCT,
     LOGIN_RESPONSE_STRUCT,
     LOGOUT_REQUEST_STRUCT,
     LOGOUT_RESPONSE_STRUCT,
-    MAX_CDB_LENGTH,
-    MAX_DATA_SEGMENT_LENGTH,
     NOP_IN_STRUCT,
     NOP_OUT_STRUCT,
     PDU,
@@ -46,97 +61,27 @@ from sanstack.iscsi.pdu import (
     SNACK_STRUCT,
     TMF_REQUEST_STRUCT,
     TMF_RESPONSE_STRUCT,
-    AHSType,
-    AsyncEvent,
     AsyncMessage,
+    DataDigestError,
     DataIn,
     DataOut,
-    ISCSIResponse,
+    HeaderDigestError,
     LoginRequest,
     LoginResponse,
-    LoginStage,
-    LoginStatusClass,
-    LogoutReason,
     LogoutRequest,
     LogoutResponse,
-    LogoutResponseCode,
     NopIn,
     NopOut,
-    Opcode,
+    PDUFormatError,
     Reject,
-    RejectReason,
     SCSICommand,
     SCSIResponse,
     SNACKRequest,
-    SNACKType,
-    TaskAttribute,
-    TaskManagementFunction,
     TaskManagementRequest,
     TaskManagementResponse,
-    TaskManagementResponseCode,
     TextRequest,
     TextResponse,
-    decode_sense,
 )
-
-__all__ = [
-    "DataDigestError",
-    "HeaderDigestError",
-    "PDUFormatError",
-    "PDUReader",
-    "decode",
-]
-
-
-class PDUFormatError(RemoteProtocolError):
-    """A received PDU breaks the wire format.
-
-    ``header`` is the offending 48-byte BHS when known (a Reject carries it back, §11.17) and
-    ``reject_reason`` the reason to reject with. ``fatal`` is True when the stream can no
-    longer be framed (oversized DataSegmentLength): the connection must then be dropped and
-    the reader is unusable. Otherwise the whole PDU has been consumed and reading may go on.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        reject_reason: RejectReason = RejectReason.PROTOCOL_ERROR,
-        header: bytes = b"",
-        *,
-        fatal: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.reject_reason = reject_reason
-        self.header = header
-        self.fatal = fatal
-
-
-class HeaderDigestError(RemoteProtocolError):
-    """The header digest does not match (§7.8): the framing is lost, drop the connection."""
-
-    fatal = True
-
-    def __init__(self, message: str, header: bytes = b"") -> None:
-        super().__init__(message)
-        self.header = header
-
-
-class DataDigestError(RemoteProtocolError):
-    """The data digest does not match (§7.8).
-
-    The whole PDU was consumed. ``header`` is the BHS to return in a Reject with reason
-    DATA_DIGEST_ERROR; ``pdu`` is that header decoded with an empty data segment (None if the
-    header itself is malformed), so recovery can find the task and DataSN.
-    """
-
-    fatal = False
-    reject_reason = RejectReason.DATA_DIGEST_ERROR
-
-    def __init__(self, message: str, header: bytes, pdu: PDU | None) -> None:
-        super().__init__(message)
-        self.header = header
-        self.pdu = pdu
-
 
 _U32 = struct.Struct(">I")
 _LE32 = struct.Struct("<I")

@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from enum import Enum, auto
 
 from sanstack.errors import RemoteProtocolError
+from sanstack.iscsi import codes as iscsi_codes
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import (
+    RESERVED_TAG,
+    AsyncEvent,
+    LogoutReason,
+    LogoutResponseCode,
+    RejectReason,
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+    decode_lun,
+)
+from sanstack.iscsi.pdu_reader import PDUReader
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_events import (
@@ -36,7 +48,7 @@ from sanstack.iscsi.target_events import (
     LoginSucceeded,
     TaskManagementRequested,
 )
-from sanstack.iscsi.target_tasks import RESERVED_TAG, DataOutError, WriteTask, data_in_pdus
+from sanstack.iscsi.target_tasks import DataOutError, WriteTask, data_in_pdus
 from sanstack.scsi.codes import Status, TaskAttribute
 from sanstack.scsi.command import Command, CommandResult, Nexus
 
@@ -95,7 +107,7 @@ class TargetConnection(PDUStream[Event]):
         self.phase = Phase.LOGIN
         self._login = login
         self._send_targets = send_targets
-        self._reader = p.PDUReader(max_data_segment_length=8192)
+        self._reader = PDUReader(max_data_segment_length=8192)
         self.outcome: LoginOutcome | None = None
         self.nexus: Nexus | None = None
         self.stat_sn = 0
@@ -125,10 +137,10 @@ class TargetConnection(PDUStream[Event]):
             try:
                 pdu = self._reader.next_pdu()
             except p.DataDigestError as exc:
-                self._reject(p.RejectReason.DATA_DIGEST_ERROR, exc.header)
+                self._reject(RejectReason.DATA_DIGEST_ERROR, exc.header)
                 continue
             except p.PDUFormatError as exc:
-                if exc.reject_reason == p.RejectReason.COMMAND_NOT_SUPPORTED and (
+                if exc.reject_reason == RejectReason.COMMAND_NOT_SUPPORTED and (
                     self.phase is Phase.FULL_FEATURE
                 ):
                     self._reject(exc.reject_reason, exc.header)
@@ -245,7 +257,7 @@ class TargetConnection(PDUStream[Event]):
         for itt in [i for i, w in self._writes.items() if lun_field in (None, w.lun)]:
             del self._writes[itt]
 
-    def complete_task_management(self, itt: int, response: p.TaskManagementResponseCode) -> None:
+    def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         self._send(
             p.TaskManagementResponse(
                 itt=itt,
@@ -261,7 +273,7 @@ class TargetConnection(PDUStream[Event]):
         if self.phase is Phase.FULL_FEATURE:
             self._send(
                 p.AsyncMessage(
-                    async_event=p.AsyncEvent.LOGOUT_REQUEST,
+                    async_event=AsyncEvent.LOGOUT_REQUEST,
                     lun=0,
                     stat_sn=self._take_stat_sn(),
                     exp_cmd_sn=self.exp_cmd_sn,
@@ -289,7 +301,7 @@ class TargetConnection(PDUStream[Event]):
             if self.phase is Phase.LOGIN:
                 self._close(f"{type(pdu).__name__} during login")
             else:
-                self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+                self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
             return
         if isinstance(pdu, p.LoginRequest):
             self._on_login(pdu)
@@ -378,19 +390,19 @@ class TargetConnection(PDUStream[Event]):
         outcome = self.outcome
         assert outcome is not None
         if self.nexus is None:
-            self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+            self._reject(RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
             return
         if cmd.itt in self._outstanding or cmd.itt in self._writes:
-            self._reject(p.RejectReason.TASK_IN_PROGRESS, cmd.encode()[:48])
+            self._reject(RejectReason.TASK_IN_PROGRESS, cmd.encode()[:48])
             return
         if cmd.bidi_read_expected_length is not None or (cmd.read and cmd.write):
-            self._reject(p.RejectReason.COMMAND_NOT_SUPPORTED, cmd.encode()[:48])
+            self._reject(RejectReason.COMMAND_NOT_SUPPORTED, cmd.encode()[:48])
             return
         edtl = cmd.expected_data_transfer_length
         attribute = _TASK_ATTRIBUTES.get(cmd.attr, TaskAttribute.SIMPLE)
         if cmd.write and edtl > 0:
             if cmd.data and not outcome.immediate_data:
-                self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+                self._reject(RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
                 return
             unsolicited = len(cmd.data)
             if not outcome.initial_r2t and not cmd.final:
@@ -407,7 +419,7 @@ class TargetConnection(PDUStream[Event]):
             try:
                 task.add_immediate(cmd.data)
             except DataOutError:
-                self._reject(p.RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
+                self._reject(RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
                 return
             if not task.complete:
                 self._writes[cmd.itt] = task
@@ -443,7 +455,7 @@ class TargetConnection(PDUStream[Event]):
         self._outstanding[itt] = _Outstanding(lun_field, read, write, edtl)
         command = Command(
             nexus=self.nexus,
-            lun=p.decode_lun(lun_field),
+            lun=decode_lun(lun_field),
             cdb=cdb,
             tag=itt,
             attribute=attribute,
@@ -476,13 +488,13 @@ class TargetConnection(PDUStream[Event]):
     def _on_data_out(self, pdu: p.DataOut) -> None:
         task = self._writes.get(pdu.itt)
         if task is None:
-            self._reject(p.RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
+            self._reject(RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
             return
         try:
             task.add_data_out(pdu.ttt, pdu.data_sn, pdu.buffer_offset, pdu.data)
         except DataOutError as exc:
             log.info("ITT %#x: %s", pdu.itt, exc)
-            self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+            self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
             return
         if task.complete:
             del self._writes[pdu.itt]
@@ -549,11 +561,11 @@ class TargetConnection(PDUStream[Event]):
 
     def _on_task_management(self, pdu: p.TaskManagementRequest) -> None:
         fn = pdu.function
-        code = p.TaskManagementResponseCode
+        code = TaskManagementResponseCode
         if self.nexus is None:
             self.complete_task_management(pdu.itt, code.FUNCTION_REJECTED)
             return
-        if fn == p.TaskManagementFunction.ABORT_TASK:
+        if fn == TaskManagementFunction.ABORT_TASK:
             ref = pdu.referenced_task_tag
             if self._writes.pop(ref, None) is not None:
                 self.complete_task_management(pdu.itt, code.FUNCTION_COMPLETE)
@@ -570,24 +582,24 @@ class TargetConnection(PDUStream[Event]):
                 )
                 return
         elif fn in (
-            p.TaskManagementFunction.ABORT_TASK_SET,
-            p.TaskManagementFunction.CLEAR_TASK_SET,
-            p.TaskManagementFunction.LOGICAL_UNIT_RESET,
+            TaskManagementFunction.ABORT_TASK_SET,
+            TaskManagementFunction.CLEAR_TASK_SET,
+            TaskManagementFunction.LOGICAL_UNIT_RESET,
         ):
             self.drop_undelivered(pdu.lun)
         elif fn in (
-            p.TaskManagementFunction.TARGET_WARM_RESET,
-            p.TaskManagementFunction.TARGET_COLD_RESET,
+            TaskManagementFunction.TARGET_WARM_RESET,
+            TaskManagementFunction.TARGET_COLD_RESET,
         ):
             self.drop_undelivered(None)
-        elif fn == p.TaskManagementFunction.TASK_REASSIGN:
+        elif fn == TaskManagementFunction.TASK_REASSIGN:
             self.complete_task_management(pdu.itt, code.TASK_ALLEGIANCE_REASSIGNMENT_NOT_SUPPORTED)
             return
         else:
             self.complete_task_management(pdu.itt, code.FUNCTION_NOT_SUPPORTED)
             return
         self._events.append(
-            TaskManagementRequested(pdu.itt, fn, p.decode_lun(pdu.lun), pdu.referenced_task_tag)
+            TaskManagementRequested(pdu.itt, fn, decode_lun(pdu.lun), pdu.referenced_task_tag)
         )
 
     def _on_text(self, pdu: p.TextRequest) -> None:
@@ -596,7 +608,7 @@ class TargetConnection(PDUStream[Event]):
         if pdu.ttt != RESERVED_TAG:
             cont = self._text_continuation
             if cont is None or cont[0] != pdu.ttt:
-                self._reject(p.RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
+                self._reject(RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
                 return
             self._text_continuation = None
             self._send_text(pdu.itt, cont[1])
@@ -604,7 +616,7 @@ class TargetConnection(PDUStream[Event]):
         self._text_buffer += pdu.data
         if len(self._text_buffer) > MAX_TEXT_REQUEST:
             self._text_buffer.clear()
-            self._reject(p.RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
+            self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
             return
         if pdu.cont:
             self._send(
@@ -651,11 +663,11 @@ class TargetConnection(PDUStream[Event]):
         )
 
     def _on_logout(self, pdu: p.LogoutRequest) -> None:
-        if pdu.reason == p.LogoutReason.REMOVE_CONNECTION_FOR_RECOVERY:
+        if pdu.reason == LogoutReason.REMOVE_CONNECTION_FOR_RECOVERY:
             self._send(
                 p.LogoutResponse(
                     itt=pdu.itt,
-                    response=p.LogoutResponseCode.RECOVERY_NOT_SUPPORTED,
+                    response=LogoutResponseCode.RECOVERY_NOT_SUPPORTED,
                     stat_sn=self._take_stat_sn(),
                     exp_cmd_sn=self.exp_cmd_sn,
                     max_cmd_sn=self._window_end(),
@@ -683,7 +695,7 @@ class TargetConnection(PDUStream[Event]):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _reject(self, reason: p.RejectReason, header: bytes) -> None:
+    def _reject(self, reason: RejectReason, header: bytes) -> None:
         self._send(
             p.Reject(
                 reason=reason,
@@ -725,9 +737,9 @@ class TargetConnection(PDUStream[Event]):
 _ORDERED_PDUS = (p.SCSICommand, p.NopOut, p.TaskManagementRequest, p.TextRequest, p.LogoutRequest)
 
 _TASK_ATTRIBUTES: dict[int, TaskAttribute] = {
-    p.TaskAttribute.UNTAGGED: TaskAttribute.SIMPLE,
-    p.TaskAttribute.SIMPLE: TaskAttribute.SIMPLE,
-    p.TaskAttribute.ORDERED: TaskAttribute.ORDERED,
-    p.TaskAttribute.HEAD_OF_QUEUE: TaskAttribute.HEAD_OF_QUEUE,
-    p.TaskAttribute.ACA: TaskAttribute.ACA,
+    iscsi_codes.TaskAttribute.UNTAGGED: TaskAttribute.SIMPLE,
+    iscsi_codes.TaskAttribute.SIMPLE: TaskAttribute.SIMPLE,
+    iscsi_codes.TaskAttribute.ORDERED: TaskAttribute.ORDERED,
+    iscsi_codes.TaskAttribute.HEAD_OF_QUEUE: TaskAttribute.HEAD_OF_QUEUE,
+    iscsi_codes.TaskAttribute.ACA: TaskAttribute.ACA,
 }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import TaskManagementFunction
 from sanstack.scsi.command import Command, Nexus
 
 # -- events ----------------------------------------------------------------------------
@@ -39,7 +40,7 @@ class TaskManagementRequested:
     """RFC 7143 §11.5: the edge acts on logical units, then calls ``complete_task_management``."""
 
     itt: int
-    function: p.TaskManagementFunction
+    function: TaskManagementFunction
     lun: int
     referenced_task_tag: int
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import RESERVED_TAG
 from sanstack.scsi.codes import TaskAttribute
-
-RESERVED_TAG = 0xFFFFFFFF
 
 
 class DataOutError(RemoteProtocolError):
