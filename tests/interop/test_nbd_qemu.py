@@ -17,13 +17,13 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, require_tool, run_tool, sanstack_command
+from tests.support.waits import wait_until
 
 from sanstack.block.device import (
     BlockDevice,
@@ -430,8 +430,10 @@ class SlowDevice(MemoryDevice):
     """Reads take ``delay`` seconds: a request is in flight when the server stops."""
 
     delay = 0.5
+    reads_started = 0
 
     async def read(self, lba: int, count: int) -> bytes:
+        self.reads_started += 1
         await asyncio.sleep(self.delay)
         return await super().read(lba, count)
 
@@ -445,7 +447,9 @@ def test_stop_answers_requests_in_flight_then_closes(caplog: pytest.LogCaptureFi
         busy = RawClient(running.server.port)
         busy.handshake_go("disk")
         busy.send(RequestHeader(0, NBDCmd.NBD_CMD_READ, 1, 0, 4096).encode())
-        time.sleep(0.1)
+        slow = running.devices["disk"]
+        assert isinstance(slow, SlowDevice)
+        wait_until(lambda: slow.reads_started == 1, 30, "the read reached the device")
     # The server stopped at the end of the with-block; the read was answered first.
     assert busy.simple_reply() == SimpleReplyHeader(0, 1)
     assert busy.recv_exact(4096) == bytes(4096)

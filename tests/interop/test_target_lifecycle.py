@@ -20,6 +20,7 @@ from tests.support.processes import (
     running_target,
     sanstack_command,
 )
+from tests.support.waits import wait_until
 
 from sanstack.iscsi import pdu as p
 
@@ -77,7 +78,8 @@ def test_sigterm_during_a_large_copy_stops_cleanly(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(0.5)
+        lun = tmp_path / "lun.img"
+        wait_until(lambda: lun.stat().st_blocks > 0, 60, "the copy's first writes reached the LUN")
         started = time.monotonic()
         daemon.process.send_signal(signal.SIGTERM)
         daemon.process.wait(30)

@@ -1,16 +1,29 @@
-"""Run a coroutine's first step at once; make a Task only if it really waits.
+"""Tasks at the edges: started eagerly, and waited for (bounded) once cancelled.
 
 A cached READ never suspends: the file backstore serves it with ``preadv(RWF_NOWAIT)`` on
 the event loop. Creating and scheduling an asyncio Task for it would cost more than the read.
 Python 3.12's ``asyncio.eager_task_factory`` does this for every task; sanstack supports 3.11,
-so the target's command path does it by hand with ``start_eagerly``.
+so the command paths do it by hand with ``start_eagerly``.
+
+Every edge that aborts or cancels tasks then waits for them to end, but never without bound
+(ARCHITECTURE.md rule 5): ``wait_ended`` waits ``TASK_END_WAIT_SECONDS`` at most and logs
+what is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
-from typing import Any
+import logging
+from collections.abc import Collection, Coroutine, Generator
+from typing import Any, Final, TypeVar
+
+log = logging.getLogger(__name__)
+
+# How long an aborted or cancelled task may take to end. A task that outlives it is logged
+# and left to finish on its own: the caller (a task management response, a shutdown) goes on.
+TASK_END_WAIT_SECONDS: Final = 10.0
+
+_TaskT = TypeVar("_TaskT", bound="asyncio.Future[Any]")
 
 
 class _Resume:
@@ -59,3 +72,17 @@ def start_eagerly(
     except StopIteration:
         return None
     return loop.create_task(_continue(coro, waiting))
+
+
+async def wait_ended(tasks: Collection[_TaskT], what: str) -> set[_TaskT]:
+    """Wait until ``tasks`` end, ``TASK_END_WAIT_SECONDS`` at most; return those that ended.
+
+    Those still running are logged, as "N ``what`` still running" (``what`` is a plural,
+    such as "aborted tasks"), and left to end on their own. Never raises ``TimeoutError``.
+    """
+    if not tasks:
+        return set()
+    done, pending = await asyncio.wait(tasks, timeout=TASK_END_WAIT_SECONDS)
+    if pending:
+        log.warning("%d %s still running after %ss", len(pending), what, TASK_END_WAIT_SECONDS)
+    return done

@@ -2,15 +2,18 @@
 
 ``ISCSISession`` is the ``asyncio.Protocol`` of its connection and drives an
 ``InitiatorConnection`` core: bytes in, events out, everything the core produced during
-one loop iteration written with one ``writelines`` (as the target's edge does). It owns no
+one loop iteration written with one ``writelines`` (``edge/driver.py``, the loop the
+target's edge runs too). It owns no
 reader task; the only tasks it starts are the logout a target may ask for, kept in a set
 and ended by ``abort``.
 
 Errors. Every awaiting caller gets an answer: when the connection dies (transport error,
 NOP timeout, protocol error, ``abort``) every command, task management request and text
-exchange in flight or queued fails with a ``PathError``: ``PathTimeout`` when the path
-went silent or a wait ran out, ``ConnectionLost`` otherwise. A target that refuses the
-login raises ``LoginRefused`` (not a path error: another path will refuse as well).
+exchange in flight or queued fails with ``PathFailed``, whose ``kind`` (a
+``PathFailureKind``: connection lost, NOP timeout, command timeout, ...) is what callers
+decide on. ``PathFailed`` is a ``DeviceNotReady``, so a block layer above sees a dead path
+as a device that is not ready. A target that refuses the login raises ``LoginRefused`` (not
+a path failure: another path will refuse as well).
 Logging in again after a failure is the caller's (the multipath layer's) job.
 """
 
@@ -22,11 +25,18 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
+from sanstack.block.device import DeviceNotReady
+from sanstack.edge.driver import TimedCoreDriver, ignore_event
 from sanstack.errors import LocalProtocolError, SanstackError
-from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.codes import (
+    AsyncEvent,
+    ISCSIResponse,
+    TaskAttribute,
+    TaskManagementResponseCode,
+)
 from sanstack.iscsi.initiator_connection import InitiatorConnection
 from sanstack.iscsi.initiator_events import (
     AsyncEventReceived,
@@ -36,6 +46,8 @@ from sanstack.iscsi.initiator_events import (
     LoginCompleted,
     LoginFailed,
     LogoutCompleted,
+    NopInReceived,
+    PathFailureKind,
     TaskManagementCompleted,
 )
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
@@ -49,16 +61,13 @@ MAX_OUTSTANDING = 128
 _T = TypeVar("_T")
 
 
-class PathError(SanstackError):
-    """The path (this session's connection) failed; the command's fate is unknown."""
+class PathFailed(DeviceNotReady):
+    """The path (this session's connection) failed as ``kind`` says; the fate of a command
+    in flight on it is unknown. The message is the reason, for people."""
 
-
-class ConnectionLost(PathError):
-    """The connection closed, broke the protocol, or could not be made."""
-
-
-class PathTimeout(PathError):
-    """The path went silent (NOP-Out unanswered) or a bounded wait ran out."""
+    def __init__(self, kind: PathFailureKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class LoginRefused(SanstackError):
@@ -79,10 +88,10 @@ class CommandResponse:
     sense: bytes
     residual: int
     residual_overflow: bool = False
-    response: int = p.ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+    response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
 
 
-class ISCSISession(asyncio.Protocol):
+class ISCSISession(TimedCoreDriver[InitiatorConnection]):
     """One logged-in iSCSI session (ErrorRecoveryLevel 0, one connection)."""
 
     def __init__(
@@ -92,11 +101,11 @@ class ISCSISession(asyncio.Protocol):
         max_outstanding: int = MAX_OUTSTANDING,
         command_timeout: float | None = None,
     ) -> None:
+        super().__init__()
         self.core = core
-        self.loop = asyncio.get_running_loop()
         self.parameters: OperationalParameters | None = None
         self.tsih = 0
-        self.failure: PathError | None = None
+        self.failure: PathFailed | None = None
         self.async_events: deque[AsyncEventReceived] = deque(maxlen=64)
         # The RELATIVE TARGET PORT IDENTIFIER (VPD 83h) of the port this session reaches,
         # filled in when an ISCSIDevice opens over it; None until then or if not reported.
@@ -104,18 +113,15 @@ class ISCSISession(asyncio.Protocol):
         self.command_timeout = command_timeout
         self.tmf_timeout = TMF_TIMEOUT
         self.logout_timeout = LOGOUT_TIMEOUT
-        self._transport: asyncio.Transport | None = None
         self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
         self._commands: dict[int, asyncio.Future[CommandResponse]] = {}
-        self._tmfs: dict[int, asyncio.Future[p.TaskManagementResponseCode]] = {}
+        self._tmfs: dict[int, asyncio.Future[TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
         self._slots = asyncio.Semaphore(max_outstanding)
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_scheduled = False
         self._background: set[asyncio.Task[None]] = set()
 
     # -- opening ---------------------------------------------------------------------------
@@ -137,7 +143,7 @@ class ISCSISession(asyncio.Protocol):
         command_timeout: float | None = 60.0,
         max_outstanding: int = MAX_OUTSTANDING,
     ) -> ISCSISession:
-        """Connect and log in to a Normal session; raises PathError or LoginRefused."""
+        """Connect and log in to a Normal session; raises PathFailed or LoginRefused."""
         return await cls._open(
             host,
             port,
@@ -193,10 +199,14 @@ class ISCSISession(asyncio.Protocol):
                 await session._login
         except TimeoutError:
             session.abort("login timed out")
-            raise PathTimeout(f"login to {host}:{port} timed out") from None
+            raise PathFailed(
+                PathFailureKind.LOGIN_TIMEOUT, f"login to {host}:{port} timed out"
+            ) from None
         except OSError as exc:
             session.abort("cannot connect")
-            raise ConnectionLost(f"cannot connect to {host}:{port}: {exc}") from None
+            raise PathFailed(
+                PathFailureKind.CONNECTION_LOST, f"cannot connect to {host}:{port}: {exc}"
+            ) from None
         except BaseException:
             session.abort("login failed")
             raise
@@ -204,21 +214,7 @@ class ISCSISession(asyncio.Protocol):
             _retrieved(session._login)
         return session
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
-        self._pump()
-
-    def data_received(self, data: bytes) -> None:
-        self.core.receive_data(data, self.loop.time())
-        self._pump()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.core.connection_lost()
-        self._pump()
-        self._teardown()
+    # -- asyncio.Protocol: the rest is TimedCoreDriver's ----------------------------------
 
     def pause_writing(self) -> None:
         # New commands wait while the target does not read what we already sent.
@@ -227,75 +223,39 @@ class ISCSISession(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    # -- driving the core ------------------------------------------------------------------
+    # -- core events: dispatched through _event_handlers -----------------------------------
 
-    def _pump(self) -> None:
-        core = self.core
-        while (event := core.next_event()) is not None:
-            if isinstance(event, CommandCompleted):
-                fut = self._commands.pop(event.itt, None)
-                result = CommandResponse(
-                    event.status,
-                    event.data,
-                    event.sense,
-                    event.residual,
-                    event.residual_overflow,
-                    event.response,
-                )
-                _resolve(fut, result)
-            elif isinstance(event, TaskManagementCompleted):
-                _resolve(self._tmfs.pop(event.itt, None), event.response)
-            elif isinstance(event, DiscoveryCompleted):
-                _resolve(self._texts.pop(event.itt, None), event.targets)
-            elif isinstance(event, AsyncEventReceived):
-                self._on_async_event(event)
-            elif isinstance(event, LogoutCompleted):
-                _resolve(self._logout, event)
-                self._flush()
-                if self._transport is not None:
-                    self._transport.close()
-            elif isinstance(event, ConnectionFailed):
-                self._on_failure(event.reason)
-            elif isinstance(event, LoginCompleted):
-                self.parameters = event.parameters
-                self.tsih = event.tsih
-                _resolve(self._login, event)
-            elif isinstance(event, LoginFailed):
-                self._on_login_failed(event)
-        if core.has_data_to_send and not self._flush_scheduled:
-            # Everything produced in this loop iteration (many commands submitted or R2Ts
-            # answered together at queue depth) leaves in one writelines.
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-        self._arm_timer()
+    def _on_command_completed(self, event: CommandCompleted) -> None:
+        result = CommandResponse(
+            event.status,
+            event.data,
+            event.sense,
+            event.residual,
+            event.residual_overflow,
+            event.response,
+        )
+        _resolve(self._commands.pop(event.itt, None), result)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        parts = self.core.data_to_send()
-        transport = self._transport
-        if parts and transport is not None and not transport.is_closing():
-            transport.writelines(parts)
+    def _on_task_management_completed(self, event: TaskManagementCompleted) -> None:
+        _resolve(self._tmfs.pop(event.itt, None), event.response)
 
-    def _arm_timer(self) -> None:
-        """One timer at the core's earliest deadline; a deadline moving later (the NOP idle
-        timer moves with every PDU) keeps it, and the core re-checks when it fires."""
-        when = self.core.get_timer()
-        if when is None:
-            return
-        if self._timer is not None:
-            if self._timer.when() <= when:
-                return
-            self._timer.cancel()
-        self._timer = self.loop.call_at(when, self._on_timer)
+    def _on_discovery_completed(self, event: DiscoveryCompleted) -> None:
+        _resolve(self._texts.pop(event.itt, None), event.targets)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(self.loop.time())
-        self._pump()
+    def _on_logout_completed(self, event: LogoutCompleted) -> None:
+        _resolve(self._logout, event)
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _on_login_completed(self, event: LoginCompleted) -> None:
+        self.parameters = event.parameters
+        self.tsih = event.tsih
+        _resolve(self._login, event)
 
     def _on_async_event(self, event: AsyncEventReceived) -> None:
         self.async_events.append(event)
-        if event.event == p.AsyncEvent.LOGOUT_REQUEST:
+        if event.event == AsyncEvent.LOGOUT_REQUEST:
             log.info("target asks us to log out within %ds", event.parameter3)
             task = self.loop.create_task(self.logout())
             self._background.add(task)
@@ -303,25 +263,24 @@ class ISCSISession(asyncio.Protocol):
 
     def _on_login_failed(self, event: LoginFailed) -> None:
         error: SanstackError
-        if event.status is not None:
+        if event.kind is None:
+            assert event.status is not None
             error = LoginRefused(event.status, event.reason, event.target_address)
-        elif "timed out" in event.reason:
-            error = PathTimeout(event.reason)
         else:
-            error = ConnectionLost(event.reason)
+            error = PathFailed(event.kind, event.reason)
         if not self._login.done():
             self._login.set_exception(error)
         self._drop()
 
-    def _on_failure(self, reason: str) -> None:
-        error = PathTimeout(reason) if reason == "nop timeout" else ConnectionLost(reason)
+    def _on_failure(self, event: ConnectionFailed) -> None:
+        error = PathFailed(event.kind, event.reason)
         if self.failure is None:
             self.failure = error
-            log.info("session failed: %s", reason)
+            log.info("session failed (%s): %s", event.kind.value, event.reason)
         self._fail_waiters(error)
         self._drop()
 
-    def _fail_waiters(self, error: PathError) -> None:
+    def _fail_waiters(self, error: PathFailed) -> None:
         waiters: list[asyncio.Future[Any]] = [
             *self._commands.values(),
             *self._tmfs.values(),
@@ -337,19 +296,31 @@ class ISCSISession(asyncio.Protocol):
                 fut.set_exception(error)
 
     def _drop(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
         self._teardown()
 
     def _teardown(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._fail_waiters(self.failure or ConnectionLost("session closed"))
+        super()._teardown()
+        self._fail_waiters(self.failure or _closed())
         if not self._login.done():
-            self._login.set_exception(ConnectionLost("connection closed during login"))
+            self._login.set_exception(
+                PathFailed(PathFailureKind.CONNECTION_LOST, "connection closed during login")
+            )
         self._writable.set()  # wake writers: they will find the session closed
         self._closed.set()
+
+    _event_handlers = {
+        CommandCompleted: _on_command_completed,
+        TaskManagementCompleted: _on_task_management_completed,
+        DiscoveryCompleted: _on_discovery_completed,
+        AsyncEventReceived: _on_async_event,
+        LogoutCompleted: _on_logout_completed,
+        ConnectionFailed: _on_failure,
+        LoginCompleted: _on_login_completed,
+        LoginFailed: _on_login_failed,
+        NopInReceived: ignore_event,
+    }
 
     # -- public API --------------------------------------------------------------------------
 
@@ -359,7 +330,7 @@ class ISCSISession(asyncio.Protocol):
 
     def _check_open(self) -> None:
         if self.closed:
-            raise self.failure or ConnectionLost("session closed")
+            raise self.failure or _closed()
 
     async def command(
         self,
@@ -369,12 +340,12 @@ class ISCSISession(asyncio.Protocol):
         data_out: bytes | bytearray | memoryview = b"",
         read_length: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - bounds the command, then aborts it
-        attribute: p.TaskAttribute = p.TaskAttribute.SIMPLE,
+        attribute: TaskAttribute = TaskAttribute.SIMPLE,
     ) -> CommandResponse:
         """Run one SCSI command; its status (CHECK CONDITION included) is the result.
 
         ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
-        on expiry the task is aborted at the target and PathTimeout raised.
+        on expiry the task is aborted at the target and PathFailed (COMMAND_TIMEOUT) raised.
         """
         self._check_open()
         limit = self.command_timeout if timeout is None else timeout
@@ -408,18 +379,18 @@ class ISCSISession(asyncio.Protocol):
     async def _wait_until(
         self, waiting: Awaitable[Any], deadline: float | None, limit: float | None, wait: bool
     ) -> None:
-        """Await ``waiting`` until ``deadline``; PathTimeout past it."""
+        """Await ``waiting`` until ``deadline``; PathFailed (COMMAND_TIMEOUT) past it."""
         if not wait or deadline is None:
             await waiting
             return
         try:
             await asyncio.wait_for(waiting, max(deadline - self.loop.time(), 0))
         except TimeoutError:
-            raise PathTimeout(f"command did not complete within {limit}s") from None
+            raise _command_timeout(f"command did not complete within {limit}s") from None
 
     def _expire(self, itt: int, fut: asyncio.Future[CommandResponse], limit: float | None) -> None:
         if not fut.done():
-            fut.set_exception(PathTimeout(f"command did not complete within {limit}s"))
+            fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
             self._forget(itt)
 
     def _forget(self, itt: int | None) -> None:
@@ -430,18 +401,18 @@ class ISCSISession(asyncio.Protocol):
             self.core.abort_task(itt)  # its answer has no waiter and is dropped
             self._pump()
 
-    async def abort_task(self, itt: int) -> p.TaskManagementResponseCode:
+    async def abort_task(self, itt: int) -> TaskManagementResponseCode:
         """ABORT TASK for the command with ``itt``; the response code (``tmf_timeout``)."""
         self._check_open()
         return await self._task_management(self.core.abort_task(itt))
 
-    async def lun_reset(self, lun: int) -> p.TaskManagementResponseCode:
+    async def lun_reset(self, lun: int) -> TaskManagementResponseCode:
         """LOGICAL UNIT RESET; commands in flight on ``lun`` end with TASK ABORTED status."""
         self._check_open()
         return await self._task_management(self.core.lun_reset(lun))
 
-    async def _task_management(self, itt: int) -> p.TaskManagementResponseCode:
-        fut: asyncio.Future[p.TaskManagementResponseCode] = self.loop.create_future()
+    async def _task_management(self, itt: int) -> TaskManagementResponseCode:
+        fut: asyncio.Future[TaskManagementResponseCode] = self.loop.create_future()
         self._tmfs[itt] = fut
         self._pump()
         return await self._bounded(fut, self.tmf_timeout, "task management")
@@ -460,11 +431,11 @@ class ISCSISession(asyncio.Protocol):
             async with asyncio.timeout(seconds):
                 return await fut
         except TimeoutError:
-            raise PathTimeout(f"{what} not answered within {seconds}s") from None
+            raise _command_timeout(f"{what} not answered within {seconds}s") from None
 
     async def logout(self) -> None:
         """Log out (after every queued command has gone out) and close; bounded: on expiry
-        or any failure the connection is dropped instead. Never raises a PathError."""
+        or any failure the connection is dropped instead. Never raises PathFailed."""
         if self.closed:
             return
         try:
@@ -475,7 +446,7 @@ class ISCSISession(asyncio.Protocol):
             async with asyncio.timeout(self.logout_timeout):
                 await asyncio.shield(self._logout)
                 await self._closed.wait()
-        except (TimeoutError, PathError, LocalProtocolError) as exc:
+        except (TimeoutError, PathFailed, LocalProtocolError) as exc:
             log.info("logout did not complete (%s); dropping the connection", str(exc) or "timeout")
         finally:
             if not self._closed.is_set():
@@ -500,27 +471,6 @@ class ISCSISession(asyncio.Protocol):
                 await self._closed.wait()
                 if tasks:
                     await asyncio.wait(tasks)
-
-    @classmethod
-    async def discover(
-        cls,
-        host: str,
-        port: int,
-        *,
-        initiator_name: str,
-        isid: int = DEFAULT_ISID,
-        chap: ChapCredentials | None = None,
-        login_timeout: float = 10.0,
-    ) -> list[tuple[str, list[str]]]:
-        """The module's :func:`discover`, for callers holding only the class."""
-        return await discover(
-            host,
-            port,
-            initiator_name=initiator_name,
-            isid=isid,
-            chap=chap,
-            login_timeout=login_timeout,
-        )
 
 
 async def discover(
@@ -555,6 +505,16 @@ async def discover(
         await session.logout()
 
 
+def _closed() -> PathFailed:
+    """What a request on a session that ended without a failure (logged out, or the
+    transport closed after our logout) gets."""
+    return PathFailed(PathFailureKind.CLOSED, "session closed")
+
+
+def _command_timeout(reason: str) -> PathFailed:
+    return PathFailed(PathFailureKind.COMMAND_TIMEOUT, reason)
+
+
 def _retrieved(fut: asyncio.Future[_T] | None) -> None:
     """Mark a failed future's exception as seen: its failure was reported another way."""
     if fut is not None and fut.done() and not fut.cancelled():
@@ -568,10 +528,8 @@ def _resolve(fut: asyncio.Future[_T] | None, value: _T) -> None:
 
 __all__: Sequence[str] = (
     "CommandResponse",
-    "ConnectionLost",
     "ISCSISession",
     "LoginRefused",
-    "PathError",
-    "PathTimeout",
+    "PathFailed",
     "discover",
 )

@@ -6,7 +6,8 @@ export's ``BlockDevice``, started eagerly (a cached read finishes without a Task
 that wait become Tasks the connection owns, cancels and awaits when it ends. At most
 ``max_in_flight`` requests run per connection: beyond that the protocol stops taking events
 from the core and pauses reading, as it does while the socket's write buffer is full.
-Everything the core produced during one loop iteration leaves in one ``writelines``.
+Everything the core produced during one loop iteration leaves in one ``writelines`` (the
+loop is ``edge/driver.py``'s, shared with the iSCSI edges).
 
 Shutdown ("Terminating the transmission phase" of doc/proto.md, NetworkBlockDevice/nbd):
 stop accepting, let requests in flight finish within a grace period while new ones get
@@ -28,6 +29,7 @@ from sanstack.block.device import (
     ProvisioningStatus,
     SpaceExhausted,
 )
+from sanstack.edge.driver import CoreDriver
 from sanstack.edge.tasks import start_eagerly
 from sanstack.nbd import (
     Disconnect,
@@ -151,14 +153,13 @@ class NBDServer:
             await listener.wait_closed()
 
 
-class NBDConnectionHandler(asyncio.Protocol):
+class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     """One TCP connection: the glue between the socket, the core and the device."""
 
     def __init__(self, server: NBDServer) -> None:
+        super().__init__()
         self.server = server
-        self.loop = asyncio.get_running_loop()
         self.core = NBDServerConnection(server.infos)
-        self.transport: asyncio.Transport | None = None
         self.device: BlockDevice | None = None
         self.peer = "?"
         self.closed = asyncio.Event()
@@ -167,7 +168,7 @@ class NBDConnectionHandler(asyncio.Protocol):
         self._finishing = False  # close once the requests in flight are answered
         self._write_paused = False
         self._reading = True
-        self._flush_scheduled = False
+        self._event_gate = self._has_room
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -207,36 +208,11 @@ class NBDConnectionHandler(asyncio.Protocol):
 
     # -- driving the core --------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        core = self.core
-        while not self._lost and core.in_flight < self.server.max_in_flight:
-            event = core.next_event()
-            if event is None:
-                break
-            if isinstance(event, Request):
-                self._start(event)
-            elif isinstance(event, ExportChosen):
-                self.device = self.server.exports[event.name]
-                log.info(
-                    "%s: export %r (structured replies: %s, contexts: %s)",
-                    self.peer,
-                    event.name,
-                    event.structured_replies,
-                    ",".join(event.meta_contexts) or "none",
-                )
-            elif isinstance(event, RequestRejected):
-                log.debug("%s: request %#x refused: %s", self.peer, event.cookie, event.reason)
-            elif isinstance(event, Disconnect):
-                log.info("%s: %s", self.peer, event.reason)
-                self._finishing = True
-            elif isinstance(event, ProtocolFailure):
-                log.warning("%s: protocol failure, dropping: %s", self.peer, event.reason)
-                self._abort()
-                return
-        if core.has_data_to_send and not self._flush_scheduled:
-            # Replies completed in this loop iteration leave together: one syscall.
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+    def _has_room(self) -> bool:
+        """Whether another request may start (the pump takes events only while it may)."""
+        return not self._lost and self.core.in_flight < self.server.max_in_flight
+
+    def _after_pump(self) -> None:
         if self._finishing and not self._tasks and self.transport is not None:
             self._flush()
             self.transport.close()
@@ -246,7 +222,7 @@ class NBDConnectionHandler(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._lost or transport.is_closing():
             return
-        want = not self._write_paused and self.core.in_flight < self.server.max_in_flight
+        want = not self._write_paused and self._has_room()
         if want != self._reading:
             self._reading = want
             if want:
@@ -254,12 +230,27 @@ class NBDConnectionHandler(asyncio.Protocol):
             else:
                 transport.pause_reading()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        parts = self.core.data_to_send()
-        transport = self.transport
-        if parts and transport is not None and not transport.is_closing():
-            transport.writelines(parts)
+    def _on_export_chosen(self, event: ExportChosen) -> None:
+        self.device = self.server.exports[event.name]
+        log.info(
+            "%s: export %r (structured replies: %s, contexts: %s)",
+            self.peer,
+            event.name,
+            event.structured_replies,
+            ",".join(event.meta_contexts) or "none",
+        )
+
+    def _on_request_rejected(self, event: RequestRejected) -> None:
+        log.debug("%s: request %#x refused: %s", self.peer, event.cookie, event.reason)
+
+    def _on_disconnect(self, event: Disconnect) -> None:
+        log.info("%s: %s", self.peer, event.reason)
+        self._finishing = True
+
+    def _on_protocol_failure(self, event: ProtocolFailure) -> bool:
+        log.warning("%s: protocol failure, dropping: %s", self.peer, event.reason)
+        self._abort()
+        return True
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -324,6 +315,14 @@ class NBDConnectionHandler(asyncio.Protocol):
         if request.fua and request.command != NBDCmd.NBD_CMD_FLUSH:
             await device.flush()
         core.reply_ok(request.cookie)
+
+    _event_handlers = {
+        Request: _start,
+        ExportChosen: _on_export_chosen,
+        RequestRejected: _on_request_rejected,
+        Disconnect: _on_disconnect,
+        ProtocolFailure: _on_protocol_failure,
+    }
 
     # -- lifetime ----------------------------------------------------------------------------
 

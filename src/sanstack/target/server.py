@@ -1,7 +1,8 @@
 """The asyncio edge of the iSCSI target: sockets, command tasks, timers, shutdown.
 
 Each accepted connection gets a ``TargetConnection`` core and an ``asyncio.Protocol`` that
-feeds it bytes and writes what it returns with one ``writelines`` per batch. Each delivered
+feeds it bytes and writes what it returns with one ``writelines`` per batch (the loop is
+``edge/driver.py``'s, shared with the initiator and NBD edges). Each delivered
 SCSI command runs as one task owned by its connection; the connection cancels and awaits
 its tasks when it ends, so no task outlives its owner. Output is bounded by the CmdSN window
 (the core closes it while commands are outstanding), and reading pauses while the socket's
@@ -14,7 +15,8 @@ import asyncio
 import logging
 from typing import cast
 
-from sanstack.edge.tasks import start_eagerly
+from sanstack.edge.driver import TimedCoreDriver
+from sanstack.edge.tasks import TASK_END_WAIT_SECONDS, start_eagerly, wait_ended
 from sanstack.iscsi.target_connection import TargetConnection
 from sanstack.iscsi.target_events import (
     CommandReady,
@@ -25,12 +27,13 @@ from sanstack.iscsi.target_events import (
 )
 from sanstack.scsi.codes import ASC, SenseKey
 from sanstack.scsi.command import Command, CommandResult, Nexus
-from sanstack.scsi.logical_unit import LogicalUnit, TaskAborted, check_condition
+from sanstack.scsi.logical_unit import LogicalUnit, TaskAborted
+from sanstack.scsi.sense import check_condition
 from sanstack.scsi.unknown_lun import execute_without_lun
 from sanstack.target.login_policy import TargetLoginDriver
 from sanstack.target.model import Portal, PortalGroup, Target
 from sanstack.target.registry import TargetRegistry
-from sanstack.target.task_management import TMF_WAIT_SECONDS, run_task_management
+from sanstack.target.task_management import run_task_management
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +137,6 @@ class TargetServer:
         group.enabled = True
         await self._listen_all(group)
 
-    async def wait_tasks(self, tasks: list[asyncio.Task[object]]) -> None:
-        """Wait (bounded) for aborted command tasks to end."""
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=TMF_WAIT_SECONDS)
-            if pending:
-                log.warning("%d aborted tasks still running", len(pending))
-
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop listening, let in-flight commands finish within ``grace``, then close all."""
         self._closing = True
@@ -161,28 +157,27 @@ class TargetServer:
             *(h.close("target shutting down") for h in list(self.connections)),
             return_exceptions=True,
         )
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=TMF_WAIT_SECONDS)
+        await wait_ended(list(self._background), "background tasks")
         await self.registry.close()
 
 
-class ConnectionHandler(asyncio.Protocol):
-    """One TCP connection: the glue between the socket and a ``TargetConnection`` core."""
+class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
+    """One TCP connection: the glue between the socket and a ``TargetConnection`` core.
+
+    The core exists from ``connection_made`` until the connection ends (then None).
+    """
 
     def __init__(self, server: TargetServer, portal: Portal) -> None:
+        super().__init__()
         self.server = server
         self.portal = portal
         self.tpgt: int | None = None
-        self.loop = asyncio.get_running_loop()
-        self.core: TargetConnection | None = None
-        self.transport: asyncio.Transport | None = None
+        self.core = None
         self.peer = "?"
         self.target_name: str | None = None
         self.nexus: Nexus | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
         self._closed = asyncio.Event()
-        self._flush_scheduled = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -213,17 +208,6 @@ class ConnectionHandler(asyncio.Protocol):
         )
         self._pump()
 
-    def data_received(self, data: bytes) -> None:
-        if self.core is not None:
-            self.core.receive_data(data, self.loop.time())
-            self._pump()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.core is not None:
-            self.core.connection_lost()
-            self._pump()
-        self._teardown()
-
     def pause_writing(self) -> None:
         # Stop taking new commands while the peer is not reading what we send.
         if self.transport is not None:
@@ -233,70 +217,15 @@ class ConnectionHandler(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    # -- driving the core ------------------------------------------------------------------
+    # -- core events -------------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        core = self.core
-        transport = self.transport
-        if core is None or transport is None:
-            return
-        while True:
-            event = core.next_event()
-            if event is None:
-                break
-            if isinstance(event, CommandReady):
-                self._start_command(event.itt, event.command)
-            elif isinstance(event, TaskManagementRequested):
-                self._spawn_tmf(event)
-            elif isinstance(event, LoginSucceeded):
-                self._on_login(event)
-            elif isinstance(event, ConnectionClosed):
-                log.info("%s: connection closed: %s", self.peer, event.reason)
-                self._flush()
-                transport.close()
-                self._teardown()
-                return
-        if core.has_data_to_send and not self._flush_scheduled:
-            # Everything the core produces in this loop iteration (many commands complete
-            # together at queue depth) goes out in one writelines: one syscall, not one each.
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-        self._arm_timer()
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        core = self.core
-        transport = self.transport
-        if core is None or transport is None:
-            return
-        parts = core.data_to_send()
-        if parts and not transport.is_closing():
-            transport.writelines(parts)
-
-    def _arm_timer(self) -> None:
-        """Keep one timer at the core's earliest deadline.
-
-        A deadline that moves later (the NOP-In idle timer, with every PDU) keeps the timer
-        where it is; when it fires the core re-checks and asks again, so a busy connection
-        costs no timer churn.
-        """
-        core = self.core
-        if core is None:
-            return
-        when = core.get_timer()
-        if when is None:
-            return
-        if self._timer is not None:
-            if self._timer.when() <= when:
-                return
-            self._timer.cancel()
-        self._timer = self.loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.core is not None:
-            self.core.handle_timer(self.loop.time())
-            self._pump()
+    def _on_closed(self, event: ConnectionClosed) -> bool:
+        log.info("%s: connection closed: %s", self.peer, event.reason)
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+        self._teardown()
+        return True
 
     def _on_login(self, event: LoginSucceeded) -> None:
         self.target_name = event.target_name if not event.discovery else None
@@ -307,8 +236,10 @@ class ConnectionHandler(asyncio.Protocol):
 
     # -- commands --------------------------------------------------------------------------
 
-    def _start_command(self, itt: int, command: Command) -> None:
+    def _start_command(self, event: CommandReady) -> None:
         """Run a command; one that finishes without waiting (a cached read) needs no Task."""
+        itt = event.itt
+        command = event.command
         target = self.server.registry.targets.get(self.target_name or "")
         lu = target.luns.get(command.lun) if target is not None else None
         task = start_eagerly(self.loop, self._run_command(itt, lu, command))
@@ -356,6 +287,13 @@ class ConnectionHandler(asyncio.Protocol):
             self.core.complete_task_management(event.itt, response)
             self._pump()
 
+    _event_handlers = {
+        CommandReady: _start_command,
+        TaskManagementRequested: _spawn_tmf,
+        LoginSucceeded: _on_login,
+        ConnectionClosed: _on_closed,
+    }
+
     # -- lifetime ----------------------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
@@ -389,14 +327,12 @@ class ConnectionHandler(asyncio.Protocol):
             self.transport.close()
         self._teardown()
         try:
-            await asyncio.wait_for(self._closed.wait(), TMF_WAIT_SECONDS)
+            await asyncio.wait_for(self._closed.wait(), TASK_END_WAIT_SECONDS)
         except TimeoutError:
-            log.warning("%s: tasks did not end within %ss", self.peer, TMF_WAIT_SECONDS)
+            log.warning("%s: tasks did not end within %ss", self.peer, TASK_END_WAIT_SECONDS)
 
     def _teardown(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        super()._teardown()
         if self.core is None and self._closed.is_set():
             return
         self.core = None
@@ -416,9 +352,6 @@ class ConnectionHandler(asyncio.Protocol):
 
 
 async def _await_all(tasks: list[asyncio.Task[None]]) -> None:
-    done, pending = await asyncio.wait(tasks, timeout=TMF_WAIT_SECONDS)
-    for task in done:
+    for task in await wait_ended(tasks, "cancelled command tasks"):
         if not task.cancelled() and task.exception() is not None:
             log.error("command task failed", exc_info=task.exception())
-    if pending:
-        log.warning("%d command tasks did not finish after cancellation", len(pending))

@@ -2,16 +2,16 @@
 
 The connection core has already dropped the tasks it still held (writes waiting for data);
 here the logical units abort the tasks they run, and the response is sent only after every
-aborted task has ended (bounded by ``TMF_WAIT_SECONDS``), as RFC 7143 §4.2.3.3 requires.
+aborted task has ended (bounded by ``TASK_END_WAIT_SECONDS``), as RFC 7143 §4.2.3.3 requires.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
-from sanstack.iscsi import pdu as p
+from sanstack.edge.tasks import wait_ended
+from sanstack.iscsi.codes import TaskManagementFunction, TaskManagementResponseCode, encode_lun
 from sanstack.iscsi.target_events import TaskManagementRequested
 from sanstack.scsi.codes import ASC
 from sanstack.scsi.logical_unit import LogicalUnit
@@ -19,16 +19,13 @@ from sanstack.scsi.logical_unit import LogicalUnit
 if TYPE_CHECKING:
     from sanstack.target.server import ConnectionHandler, TargetServer
 
-log = logging.getLogger(__name__)
-
-TMF_WAIT_SECONDS = 10.0
-Fn = p.TaskManagementFunction
-Code = p.TaskManagementResponseCode
+Fn = TaskManagementFunction
+Code = TaskManagementResponseCode
 
 
 async def run_task_management(
     server: TargetServer, handler: ConnectionHandler, event: TaskManagementRequested
-) -> p.TaskManagementResponseCode:
+) -> TaskManagementResponseCode:
     target = server.registry.targets.get(handler.target_name or "")
     nexus = handler.nexus
     if target is None or nexus is None:
@@ -41,7 +38,7 @@ async def run_task_management(
         for other in server.connections_of(target.name):
             if other.core is not None:
                 other.core.drop_undelivered(None)
-        await _wait(tasks)
+        await wait_ended(tasks, "aborted tasks")
         if fn == Fn.TARGET_COLD_RESET:
             # RFC 7143 §11.5.1: after a cold reset the target closes every connection; ours
             # goes after its response is queued.
@@ -65,22 +62,14 @@ async def run_task_management(
         _drop_undelivered_elsewhere(server, handler, event)
     else:
         return Code.FUNCTION_NOT_SUPPORTED
-    await _wait(tasks)
+    await wait_ended(tasks, "aborted tasks")
     return Code.FUNCTION_COMPLETE
 
 
 def _drop_undelivered_elsewhere(
     server: TargetServer, handler: ConnectionHandler, event: TaskManagementRequested
 ) -> None:
-    lun_field = p.encode_lun(event.lun)
+    lun_field = encode_lun(event.lun)
     for other in server.connections_of(handler.target_name or ""):
         if other is not handler and other.core is not None:
             other.core.drop_undelivered(lun_field)
-
-
-async def _wait(tasks: list[asyncio.Task[object]]) -> None:
-    if not tasks:
-        return
-    _done, pending = await asyncio.wait(tasks, timeout=TMF_WAIT_SECONDS)
-    if pending:
-        log.warning("%d aborted tasks still running after %ss", len(pending), TMF_WAIT_SECONDS)

@@ -1,0 +1,169 @@
+"""The one loop that drives a sans-IO connection core from an ``asyncio.Protocol``.
+
+The target's connections, the initiator's sessions and the NBD server's connections are
+each an ``asyncio.Protocol`` around a sans-IO core. This module is the part they share, as
+aioquic shares one protocol class between client and server: bytes in, the core's events
+out to the edge's handlers, everything the core produced during one loop iteration written
+with one ``writelines`` (32 commands completing together cost one syscall), and one timer
+at the core's earliest deadline. What an edge does with each event, how it starts and owns
+tasks, and how it applies flow control stay in the edge.
+
+The pump runs for every received segment, completed task and fired timer, and on the
+target it carries every command, so it is written for speed: events are dispatched through a
+class-level table keyed by the event's exact type, which costs what an ``isinstance`` chain
+costs and adds no call per event; hooks run once per pump, never per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
+
+
+class SansIOCore(Protocol):
+    """What a sans-IO connection core offers the edge that drives it."""
+
+    def next_event(self) -> object | None: ...
+
+    @property
+    def has_data_to_send(self) -> bool: ...
+
+    def data_to_send(self) -> Sequence[bytes | memoryview]: ...
+
+
+class TimedCore(SansIOCore, Protocol):
+    """A core that also keeps time: time enters as ``now`` (aioquic's contract)."""
+
+    def receive_data(self, data: bytes, now: float) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+# ``None`` stands for "no core (any more)": the target makes its core only once connected
+# and drops it when the connection ends.
+CoreT = TypeVar("CoreT", bound="SansIOCore | None")
+TimedCoreT = TypeVar("TimedCoreT", bound="TimedCore | None")
+
+# An event handler: (edge, event). It returns True when the connection has ended and the
+# pump must stop at once (nothing left to send, no timer to arm); anything else goes on.
+EventHandler = Callable[[Any, Any], bool | None]
+
+
+def ignore_event(_edge: object, _event: object) -> None:
+    """The handler of an event the edge has no use for."""
+
+
+class CoreDriver(asyncio.Protocol, Generic[CoreT]):
+    """Drains a core's events into the edge's handlers and batches its output.
+
+    A subclass sets ``core`` and lists a handler for every event type its core emits in
+    ``_event_handlers`` (an unknown type is a bug: the lookup raises ``KeyError``).
+    """
+
+    core: CoreT
+    transport: asyncio.Transport | None
+    _event_handlers: ClassVar[Mapping[type, EventHandler]]
+    # Flow control: while set and False, the pump leaves further events in the core.
+    _event_gate: Callable[[], bool] | None = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport = None
+        self._flush_scheduled = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand the core's events to their handlers, then schedule the write and the hook."""
+        core = self.core
+        if core is None:
+            return
+        handlers = self._event_handlers
+        gate = self._event_gate
+        while (gate is None or gate()) and (event := core.next_event()) is not None:
+            if handlers[type(event)](self, event):
+                return
+        if core.has_data_to_send and not self._flush_scheduled:
+            # Everything the core produces in this loop iteration (many commands complete
+            # together at queue depth) goes out in one writelines: one syscall, not one each.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        self._after_pump()
+
+    def _after_pump(self) -> None:
+        """What the edge does after each pump (arm a timer, adjust reading)."""
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        core = self.core
+        if core is None:
+            return
+        parts = core.data_to_send()
+        transport = self.transport
+        if parts and transport is not None and not transport.is_closing():
+            transport.writelines(parts)
+
+
+class TimedCoreDriver(CoreDriver[TimedCoreT]):
+    """A ``CoreDriver`` for a core that keeps time and is told when the transport is lost.
+
+    A subclass's ``_teardown`` (called once the connection is lost, and as often as the
+    edge likes before) must call this one, which stops the timer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        if core is not None:
+            core.receive_data(data, self.loop.time())
+            self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        core = self.core
+        if core is not None:
+            core.connection_lost()
+            self._pump()
+        self._teardown()
+
+    def _after_pump(self) -> None:
+        """Keep one timer at the core's earliest deadline.
+
+        A deadline that moves later (the NOP idle timer, with every PDU) keeps the timer
+        where it is; when it fires the core re-checks and asks again, so a busy connection
+        costs no timer churn.
+        """
+        core = self.core
+        if core is None:
+            return
+        when = core.get_timer()
+        if when is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        core = self.core
+        if core is not None:
+            core.handle_timer(self.loop.time())
+            self._pump()
+
+    def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
