@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, running_target
+from tests.support.waits import until
 
 from sanstack.block.device import DeviceNotReady
 from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
@@ -61,6 +62,7 @@ def test_kb963702_no_path_left_under_stress_with_many_luns(tmp_path: Path) -> No
             )
             await asyncio.gather(*(d.pr_register(0x1000 + d.lun) for d in devices))
             rng = random.Random(963702)
+            succeeded = [0]
 
             async def stress(device: MultipathDevice) -> list[BaseException | None]:
                 outcomes: list[BaseException | None] = []
@@ -71,16 +73,26 @@ def test_kb963702_no_path_left_under_stress_with_many_luns(tmp_path: Path) -> No
                         else:
                             await device.write(rng.randrange(0, 256) * 8, bytes(4096))
                         outcomes.append(None)
+                        succeeded[0] += 1
                     except DeviceNotReady as exc:
                         outcomes.append(exc)
                         break
                 return outcomes
 
             work = [asyncio.create_task(stress(d)) for d in devices]
-            await asyncio.sleep(1.0)
+            await until(lambda: succeeded[0] >= 5 * LUNS, 60, "I/O and PR work under way")
             for proxy in proxies:  # every path gone while I/O and PR work are in flight
                 proxy.down()
-            await asyncio.sleep(2.0)
+
+            def stalled() -> bool:
+                """Every path of every device failed, and each device's work either waits
+                for a path (queued) or has ended."""
+                return all(
+                    d.health() == "all paths down" and (d.queued or w.done())
+                    for d, w in zip(devices, work, strict=True)
+                )
+
+            await until(stalled, 30, "every device's work queued on dead paths")
             # Tear the devices down with I/O queued on dead paths: the KB's use-after-free.
             await asyncio.gather(*(d.close() for d in devices))
             outcomes = await asyncio.wait_for(asyncio.gather(*work), 30)
@@ -90,9 +102,8 @@ def test_kb963702_no_path_left_under_stress_with_many_luns(tmp_path: Path) -> No
             assert sum(1 for per in outcomes if per and per[-1] is not None) >= LUNS // 2
             for proxy in proxies:
                 await proxy.close()
-            await asyncio.sleep(0.3)
+            await until(lambda: len(asyncio.all_tasks()) <= tasks_before, 10, "tasks ended")
             assert not unhandled, unhandled[:3]
-            assert len(asyncio.all_tasks()) <= tasks_before
 
         asyncio.run(body())
 

@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.processes import free_port, require_tool, run_tool, running_target
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:export"
@@ -45,7 +47,7 @@ def proxies(target_ports: list[int]) -> Iterator[tuple[subprocess.Popen[str], li
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
-        time.sleep(1.0)
+        _wait_line(process, f"proxy {len(target_ports)} ")  # printed once all listen
         yield process, listen
     finally:
         process.send_signal(signal.SIGTERM)
@@ -79,13 +81,24 @@ def export(tmp_path: Path, ports: list[int], *extra: str) -> Iterator[str]:
         assert "Traceback" not in text, text[-3000:]
 
 
-def mpio_status(tmp_path: Path) -> list[dict[str, object]]:
+def mpio_status(tmp_path: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
         _sanstack("mpio", "status", "--control", str(tmp_path / "mpio.sock"), "--json"),
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
-    status: list[dict[str, object]] = json.loads(result.stdout)
+    status: list[dict[str, Any]] = json.loads(result.stdout)
     return status
+
+
+def path_field(tmp_path: Path, field: str) -> list[Any]:
+    """``field`` of every path of the one exported device, as ``mpio status`` shows it."""
+    (device,) = mpio_status(tmp_path)
+    return [path[field] for path in device["paths"]]
+
+
+def queued(tmp_path: Path) -> int:
+    (device,) = mpio_status(tmp_path)
+    return int(device["queued"])
 
 
 @pytest.mark.parametrize("cut", ["reset", "down"])
@@ -104,18 +117,16 @@ def test_convert_while_a_path_is_cut_and_restored(tmp_path: Path, cut: str, vict
             [qemu_img, "convert", "-n", "-f", "raw", "-O", "raw", str(source), url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(1.0)
+        wait_until(lambda: sum(path_field(tmp_path, "completed")) >= 64, 60, "the copy runs")
         fault(proxy, f"{cut} {victim}")
-        time.sleep(1.5)
+        wait_until(
+            lambda: path_field(tmp_path, "failures")[victim - 1] >= 1, 30, f"path {victim} failed"
+        )
         if cut == "down":
             fault(proxy, f"up {victim}")
         _out, err = copy.communicate(timeout=240)
         assert copy.returncode == 0, err
         run_tool([qemu_img, "compare", "-f", "raw", "-F", "raw", str(source), url])
-        (device,) = mpio_status(tmp_path)
-        paths = device["paths"]
-        assert isinstance(paths, list)
-        assert sum(p["failures"] for p in paths) >= 1
 
 
 def test_all_paths_down_queues_for_the_bound_then_fails(tmp_path: Path) -> None:
@@ -129,13 +140,15 @@ def test_all_paths_down_queues_for_the_bound_then_fails(tmp_path: Path) -> None:
         run_tool([qemu_io, "-f", "raw", "-c", "write -P 0x5a 0 64k", url])
         fault(proxy, "down 1")
         fault(proxy, "down 2")
-        time.sleep(0.5)
+        wait_until(
+            lambda: path_field(tmp_path, "state") == ["failed", "failed"], 30, "both paths failed"
+        )
         # Back within 10 s: the read waits and then succeeds.
         reader = subprocess.Popen(
             [qemu_io, "-f", "raw", "-c", "read -P 0x5a 0 64k", url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(3)
+        wait_until(lambda: queued(tmp_path) >= 1, 8, "the read waits for a path")
         assert reader.poll() is None
         fault(proxy, "up 2")
         out, err = reader.communicate(timeout=60)
@@ -149,6 +162,6 @@ def test_all_paths_down_queues_for_the_bound_then_fails(tmp_path: Path) -> None:
         assert waited >= 9
         fault(proxy, "up 1")
         fault(proxy, "up 2")
-        time.sleep(2.5)
+        wait_until(lambda: "active" in path_field(tmp_path, "state"), 30, "a path back")
         again = run_tool([qemu_io, "-f", "raw", "-c", "read -P 0x5a 0 64k", url])
         assert "Pattern verification failed" not in again.stdout

@@ -6,12 +6,13 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, running_target
+from tests.support.waits import until
 
 from sanstack.block.device import DeviceNotReady
 from sanstack.initiator.lun_device import ReservationConflict
@@ -49,28 +50,65 @@ async def multipath(
             await proxy.close()
 
 
-async def _load(device: MultipathDevice, seconds: float, seed: int) -> tuple[int, float]:
-    """Random writes then read-backs; returns (I/Os done, longest stall)."""
-    rng = random.Random(seed)
-    written: dict[int, bytes] = {}
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    done = 0
-    worst = 0.0
-    while loop.time() < end:
-        lba = rng.randrange(0, 2048) * 8
-        began = loop.time()
-        if rng.random() < 0.5 or lba not in written:
-            data = os.urandom(8 * BS)
-            await device.write(lba, data)
-            written[lba] = data
-        else:
-            assert bytes(await device.read(lba, 8)) == written[lba]
-        worst = max(worst, loop.time() - began)
-        done += 1
-    for lba, data in written.items():
-        assert bytes(await device.read(lba, 8)) == data
-    return done, worst
+class _Load:
+    """Random writes then read-backs on ``device`` until ``finish``: the tests inject faults
+    as the load makes progress, never after a guessed time."""
+
+    def __init__(self, device: MultipathDevice, seed: int) -> None:
+        self.device = device
+        self.rng = random.Random(seed)
+        self.written: dict[int, bytes] = {}
+        self.done = 0
+        self.worst = 0.0
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            lba = self.rng.randrange(0, 2048) * 8
+            began = loop.time()
+            if self.rng.random() < 0.5 or lba not in self.written:
+                data = os.urandom(8 * BS)
+                await self.device.write(lba, data)
+                self.written[lba] = data
+            else:
+                assert bytes(await self.device.read(lba, 8)) == self.written[lba]
+            self.worst = max(self.worst, loop.time() - began)
+            self.done += 1
+
+    async def progressed(self, ios: int) -> None:
+        """Wait until ``ios`` more I/Os completed (or the load failed)."""
+        target = self.done + ios
+        await until(lambda: self.done >= target or self.task.done(), 30, f"{ios} more I/Os")
+        if self.task.done():
+            self.task.result()
+
+    async def finish(self) -> tuple[int, float]:
+        """Stop, check every block written reads back; (I/Os done, longest I/O)."""
+        self.stop.set()
+        await asyncio.wait_for(self.task, 60)
+        for lba, data in self.written.items():
+            assert bytes(await self.device.read(lba, 8)) == data
+        return self.done, self.worst
+
+
+def _states(device: MultipathDevice) -> list[str]:
+    return [str(p["state"]) for p in device.status()["paths"]]
+
+
+def _failures(device: MultipathDevice, index: int) -> int:
+    return int(device.status()["paths"][index]["failures"])
+
+
+def _failed_again(device: MultipathDevice, index: int) -> Callable[[], bool]:
+    """True once path ``index`` has failed since this call."""
+    before = _failures(device, index)
+    return lambda: _failures(device, index) > before
+
+
+async def _all_active(device: MultipathDevice) -> None:
+    await until(lambda: set(_states(device)) == {"active"}, 15, "every path active")
 
 
 def test_reset_and_restore_of_either_path_loses_nothing(tmp_path: Path) -> None:
@@ -80,15 +118,19 @@ def test_reset_and_restore_of_either_path_loses_nothing(tmp_path: Path) -> None:
         async def body() -> None:
             async with multipath(ports) as (device, proxies):
                 assert device.num_blocks == 16 * 2048
-                load = asyncio.create_task(_load(device, 4.0, seed=1))
+                load = _Load(device, seed=1)
                 for victim in (0, 1, 0):
-                    await asyncio.sleep(0.6)
+                    # One path at a time: the other carries the I/O meanwhile.
+                    await _all_active(device)
+                    await load.progressed(30)
+                    noticed = _failed_again(device, victim)
                     proxies[victim].reset()
-                done, worst = await load
+                    await until(noticed, 15, f"path {victim} failed")
+                await _all_active(device)
+                await load.progressed(30)
+                done, worst = await load.finish()
                 assert done > 100
                 assert worst < 1.0, f"a reset stalled I/O for {worst:.2f}s"
-                status = device.status()
-                assert sum(p["failures"] for p in status["paths"]) >= 1
 
         asyncio.run(body())
 
@@ -99,13 +141,16 @@ def test_blackholed_path_is_failed_by_nop_timeout(tmp_path: Path) -> None:
 
         async def body() -> None:
             async with multipath(ports) as (device, proxies):
-                load = asyncio.create_task(_load(device, 5.0, seed=2))
-                await asyncio.sleep(0.5)
+                load = _Load(device, seed=2)
+                await load.progressed(20)
                 proxies[0].blackhole()
-                done, worst = await load
+                await until(lambda: _states(device)[0] == "failed", 10, "path 0 failed")
+                await load.progressed(50)  # on the other path
+                done, worst = await load.finish()
                 assert done > 50
                 assert worst < 5.0, f"a blackhole stalled I/O for {worst:.2f}s"
-                assert device.status()["paths"][0]["state"] == "failed"
+                # Logins through the blackhole cannot succeed: the path stays failed.
+                assert _states(device)[0] == "failed"
                 proxies[0].restore()
 
         asyncio.run(body())
@@ -122,7 +167,7 @@ def test_all_paths_down_queues_then_resumes_or_fails(tmp_path: Path) -> None:
                     proxy.down()
                 # Back within the bound: the queued write completes without error.
                 write = asyncio.create_task(device.write(0, data))
-                await asyncio.sleep(1.0)
+                await until(lambda: device.queued == 1, 10, "the write waits for a path")
                 assert not write.done()
                 proxies[1].up()
                 await asyncio.wait_for(write, 10)
@@ -136,7 +181,7 @@ def test_all_paths_down_queues_then_resumes_or_fails(tmp_path: Path) -> None:
                 assert waited >= 2.5
                 for proxy in proxies:
                     proxy.up()
-                await asyncio.sleep(1.0)
+                await until(lambda: "active" in _states(device), 15, "a path back")
                 assert bytes(await device.read(0, 8)) == data
 
         asyncio.run(body())
@@ -152,7 +197,7 @@ def test_close_with_io_queued_on_dead_paths_ends_every_io(tmp_path: Path) -> Non
                 for proxy in proxies:
                     proxy.down()
                 ios = [asyncio.create_task(device.read(i * 8, 8)) for i in range(32)]
-                await asyncio.sleep(0.5)
+                await until(lambda: device.queued == 32, 10, "every read waits for a path")
                 await device.close()
                 results = await asyncio.wait_for(asyncio.gather(*ios, return_exceptions=True), 10)
                 assert all(isinstance(r, DeviceNotReady) for r in results)
@@ -161,31 +206,43 @@ def test_close_with_io_queued_on_dead_paths_ends_every_io(tmp_path: Path) -> Non
         asyncio.run(body())
 
 
+@asynccontextmanager
+async def two_nodes(
+    ports: list[int],
+) -> AsyncIterator[tuple[list[MultipathDevice], list[FaultProxy]]]:
+    """Two hosts (two initiator names), each a MultipathDevice over the same two proxies."""
+    proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
+    addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+    nodes: list[MultipathDevice] = []
+    try:
+        for n in (1, 2):
+            options = MultipathOptions(initiator_name=f"{INITIATOR}-{n}", checker_interval=0.2)
+            nodes.append(await MultipathDevice.open(IQN, 0, addresses, options))
+        yield nodes, proxies
+    finally:
+        for node in nodes:
+            await node.close()
+        for proxy in proxies:
+            await proxy.close()
+
+
 def test_reservations_over_multipath_fence_a_node_on_every_path(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:16M"]):
 
         async def body() -> None:
-            proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
-            addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
-
-            def options(name: str) -> MultipathOptions:
-                return MultipathOptions(initiator_name=name, checker_interval=0.2)
-
-            node1 = await MultipathDevice.open(IQN, 0, addresses, options(f"{INITIATOR}-1"))
-            node2 = await MultipathDevice.open(IQN, 0, addresses, options(f"{INITIATOR}-2"))
-            try:
+            async with two_nodes(ports) as ((node1, node2), proxies):
                 # Node 1 registers while its second path is down; that path must be
                 # registered when it comes back, before it carries I/O.
                 proxies[1].down()
-                await asyncio.sleep(0.5)
+                await until(lambda: _states(node1)[1] == "failed", 10, "node 1's path 1 down")
                 await node1.pr_register(0x1111)
                 proxies[1].up()
                 await node2.pr_register(0x2222)
-                for _ in range(50):
-                    if all(p["state"] == "active" for p in node1.status()["paths"]):
-                        break
-                    await asyncio.sleep(0.1)
+                # A path is active only once registered: with every path of both nodes
+                # active, every I_T nexus holds its node's key.
+                await _all_active(node1)
+                await _all_active(node2)
                 keys = await node1.pr_read_keys()
                 assert sorted(keys.reservation_keys) == [0x1111, 0x1111, 0x2222, 0x2222]
                 we_ro = PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
@@ -201,11 +258,47 @@ def test_reservations_over_multipath_fence_a_node_on_every_path(tmp_path: Path) 
                 await node1.write(0, b"\x01" * BS)
                 reservation = await node2.pr_read_reservation()
                 assert (reservation.reservation_key, reservation.pr_type) == (0x1111, we_ro)
-            finally:
-                await node1.close()
-                await node2.close()
-                for proxy in proxies:
-                    await proxy.close()
+
+        asyncio.run(body())
+
+
+def test_release_and_clear_over_multipath_with_a_dead_path(tmp_path: Path) -> None:
+    """RELEASE goes down every path (only the holder's nexus releases): a dead other path
+    is failed and does not stop it. CLEAR goes down one path: when that one is dead
+    (blackholed, noticed by the NOP timeout) the other carries it."""
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            async with two_nodes(ports) as ((node1, node2), proxies):
+                await node1.pr_register(0xA1)
+                await node2.pr_register(0xB2)
+                await node1.pr_reserve(PRType.WRITE_EXCLUSIVE)
+                with pytest.raises(ReservationConflict):
+                    await node2.write(0, bytes(BS))
+                proxies[1].blackhole()
+                await node1.pr_release(PRType.WRITE_EXCLUSIVE)
+                assert _states(node1)[1] == "failed"
+                assert (await node2.pr_read_reservation()).pr_type is None
+                await node2.write(0, b"\x02" * BS)  # no reservation: anyone writes
+                proxies[1].restore()
+                await _all_active(node1)
+                await _all_active(node2)
+                keys = await node2.pr_read_keys()
+                assert sorted(keys.reservation_keys) == [0xA1, 0xA1, 0xB2, 0xB2]
+                await node1.pr_reserve(PRType.WRITE_EXCLUSIVE)
+                proxies[0].blackhole()  # node 1's first path: its CLEAR goes there first
+                await node1.pr_clear()
+                assert _states(node1)[0] == "failed"
+                assert (await node2.pr_read_keys()).reservation_keys == ()
+                assert (await node2.pr_read_reservation()).pr_type is None
+                # Back after the CLEAR, node 1's path must not bring its old key back (node
+                # 2 does not know of the CLEAR: its returning path may re-register 0xB2).
+                proxies[0].restore()
+                await _all_active(node1)
+                assert 0xA1 not in (await node1.pr_read_keys()).reservation_keys
+                await node2.write(0, b"\x03" * BS)
+                assert bytes(await node1.read(0, 1)) == b"\x03" * BS
 
         asyncio.run(body())
 
@@ -219,24 +312,24 @@ def test_alua_standby_moves_io_to_the_optimized_path_without_errors(tmp_path: Pa
                 sys.executable, "-m", "sanstack.cli.main", "target", "alua", IQN, str(tag),
                 state, "--control", str(daemon.control),
             )  # fmt: skip
-            assert await process.wait() == 0
+            assert await asyncio.wait_for(process.wait(), 60) == 0
+
+        def groups(device: MultipathDevice) -> list[tuple[object, object]]:
+            return sorted((p["alua"], p["active_group"]) for p in device.status()["paths"])
 
         async def body() -> None:
             async with multipath(ports) as (device, _proxies):
-                load = asyncio.create_task(_load(device, 3.0, seed=3))
-                await asyncio.sleep(0.5)
+                load = _Load(device, seed=3)
+                await load.progressed(20)
                 await set_state(1, "standby")
-                await asyncio.sleep(1.0)
-                states = {
-                    p["path"]: (p["alua"], p["active_group"]) for p in device.status()["paths"]
-                }
-                assert sorted(states.values()) == [("active_optimized", True), ("standby", False)]
+                standby = [("active_optimized", True), ("standby", False)]
+                await until(lambda: groups(device) == standby, 10, "port group 1 standby")
+                await load.progressed(20)  # on the optimized path alone
                 await set_state(1, "active-optimized")
-                done, _worst = await load
-                assert done > 50
-                await asyncio.sleep(1.0)  # the checker re-reads the groups
-                groups = [(p["alua"], p["active_group"]) for p in device.status()["paths"]]
-                assert groups == [("active_optimized", True)] * 2
+                both = [("active_optimized", True)] * 2
+                await until(lambda: groups(device) == both, 10, "both paths optimized")
+                done, _worst = await load.finish()
+                assert done >= 40
 
         asyncio.run(body())
 
@@ -255,12 +348,14 @@ def test_discovery_groups_paths_by_identity_and_paths_come_and_go(tmp_path: Path
             device = await MultipathDevice.open(IQN, found[1].lun, addresses, options)
             try:
                 assert device.identity.naa.hex() == found[1].naa
-                load = asyncio.create_task(_load(device, 2.0, seed=5))
-                await asyncio.sleep(0.5)
+                load = _Load(device, seed=5)
+                await load.progressed(20)
                 await device.remove_path(addresses[0])  # I/O in flight re-driven, no error
                 assert [p["path"] for p in device.status()["paths"]] == [str(addresses[1])]
+                await load.progressed(20)
                 await device.add_path(addresses[0])
-                done, _worst = await load
+                await load.progressed(20)
+                done, _worst = await load.finish()
                 assert done > 50
                 assert all(p["state"] == "active" for p in device.status()["paths"])
             finally:

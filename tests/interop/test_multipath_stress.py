@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, running_target
+from tests.support.waits import until
 
 from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
 from sanstack.mpio.no_path import NoPathRetry
@@ -37,7 +38,9 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-async def _worker(device: MultipathDevice, rng: random.Random, stop: asyncio.Event) -> int:
+async def _worker(
+    device: MultipathDevice, rng: random.Random, stop: asyncio.Event, progress: list[int]
+) -> int:
     model: dict[int, bytes] = {}
     done = 0
     while not stop.is_set():
@@ -50,18 +53,21 @@ async def _worker(device: MultipathDevice, rng: random.Random, stop: asyncio.Eve
             got = bytes(await device.read(lba, 8))
             assert got == model[lba], f"LUN {device.lun} LBA {lba}: stale or torn data"
         done += 1
+        progress[0] += 1
     for lba, data in model.items():
         assert bytes(await device.read(lba, 8)) == data
     return done
 
 
-async def _chaos(proxies: list[FaultProxy], rng: random.Random, stop: asyncio.Event) -> int:
-    cuts = 0
+async def _chaos(
+    proxies: list[FaultProxy], rng: random.Random, stop: asyncio.Event, cuts: list[int]
+) -> None:
+    """Cut a random path now and then: the random pauses are the chaos, not waits."""
     while not stop.is_set():
         await asyncio.sleep(rng.uniform(0.3, 1.5))
         victim = rng.choice(proxies)
         kind = rng.choice(["reset", "down", "blackhole"])
-        cuts += 1
+        cuts[0] += 1
         if kind == "reset":
             victim.reset()
             continue
@@ -71,7 +77,6 @@ async def _chaos(proxies: list[FaultProxy], rng: random.Random, stop: asyncio.Ev
     for proxy in proxies:
         proxy.up()
         proxy.restore()
-    return cuts
 
 
 @pytest.mark.timeout(600)
@@ -110,16 +115,23 @@ def test_sixty_four_luns_survive_random_path_cuts(tmp_path: Path) -> None:
                 )
                 stop = asyncio.Event()
                 rng = random.Random(4096)
+                progress, cuts = [0], [0]
                 workers = [
-                    asyncio.create_task(_worker(d, random.Random(rng.random()), stop))
+                    asyncio.create_task(_worker(d, random.Random(rng.random()), stop, progress))
                     for d in devices
                 ]
-                chaos = asyncio.create_task(_chaos(proxies, random.Random(7), stop))
-                await asyncio.sleep(SECONDS)
+                chaos = asyncio.create_task(_chaos(proxies, random.Random(7), stop, cuts))
+                await asyncio.sleep(SECONDS)  # the soak's length, not a wait for anything
+                # However slow the machine, the soak covers this many cuts and I/Os.
+                await until(
+                    lambda: cuts[0] >= SECONDS / 3 and progress[0] > LUNS * 20,
+                    SECONDS,
+                    "enough path cuts and I/O",
+                )
                 stop.set()
-                cuts = await chaos
+                await asyncio.wait_for(chaos, 30)
                 done = await asyncio.wait_for(asyncio.gather(*workers), 120)
-                assert cuts >= SECONDS / 3 and sum(done) > LUNS * 20
+                assert sum(done) > LUNS * 20
                 assert any(p["failures"] for d in devices for p in d.status()["paths"]), (
                     "no path ever failed: the chaos did nothing"
                 )
@@ -127,9 +139,8 @@ def test_sixty_four_luns_survive_random_path_cuts(tmp_path: Path) -> None:
                 for proxy in proxies:
                     await proxy.close()
                 del devices, workers
-                await asyncio.sleep(0.5)
+                await until(lambda: len(asyncio.all_tasks()) <= tasks_before, 10, "tasks ended")
                 gc.collect()
-                assert len(asyncio.all_tasks()) <= tasks_before
                 growth = tracemalloc.get_traced_memory()[0] - memory_before
                 top = tracemalloc.take_snapshot().compare_to(baseline, "lineno")[:8]
                 tracemalloc.stop()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import signal
-import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from tests.support.iscsi_client import Response, TestInitiator
-from tests.support.processes import free_port, running_target
+from tests.support.processes import free_port, running_target, wait_for_line
 
+from sanstack.scsi.cdb import ReadWriteCDB
+from sanstack.scsi.codes import ASC, Opcode, Status
 from sanstack.scsi.pr_codec import (
     PRInCdb,
     PRInServiceAction,
@@ -25,12 +25,14 @@ from sanstack.scsi.pr_codec import (
     ReadFullStatusData,
     ReadReservationData,
 )
+from sanstack.scsi.sense import parse_sense
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:pr"
 NODE1 = "iqn.2026-11.org.sanstack:node1"
 NODE2 = "iqn.2026-11.org.sanstack:node2"
-RESERVATION_CONFLICT = 0x18
+READ_ONE = ReadWriteCDB(Opcode.READ_10, 0, 1).encode()
+WRITE_ONE = ReadWriteCDB(Opcode.WRITE_10, 0, 1).encode()
 
 
 def prout(
@@ -51,18 +53,16 @@ def prout(
 
 def prin(client: TestInitiator, action: PRInServiceAction) -> bytes:
     answer = client.command(PRInCdb(action, 8192).encode(), read_length=8192)
-    assert answer.status == 0, answer.sense.hex()
+    assert answer.status == Status.GOOD, answer.sense.hex()
     return answer.data
 
 
 def write_status(client: TestInitiator) -> int:
-    cdb = struct.pack(">BBIBHB", 0x2A, 0, 0, 0, 1, 0)
-    return client.command(cdb, data_out=bytes(512)).status
+    return client.command(WRITE_ONE, data_out=bytes(512)).status
 
 
 def read_status(client: TestInitiator) -> int:
-    cdb = struct.pack(">BBIBHB", 0x28, 0, 0, 0, 1, 0)
-    return client.command(cdb, read_length=512).status
+    return client.command(READ_ONE, read_length=512).status
 
 
 def test_fence_scsi_flow_across_two_initiators_and_two_paths(tmp_path: Path) -> None:
@@ -75,27 +75,32 @@ def test_fence_scsi_flow_across_two_initiators_and_two_paths(tmp_path: Path) -> 
         node2 = [TestInitiator("127.0.0.1", p, IQN, initiator_name=NODE2, isid=0x23d000101 + i)
                  for i, p in enumerate(ports)]  # fmt: skip
         for path in node1:
-            assert prout(path, PROutServiceAction.REGISTER, sa_key=0x1111).status == 0
+            assert prout(path, PROutServiceAction.REGISTER, sa_key=0x1111).status == Status.GOOD
         for path in node2:
-            assert prout(path, PROutServiceAction.REGISTER, sa_key=0x2222).status == 0
+            assert prout(path, PROutServiceAction.REGISTER, sa_key=0x2222).status == Status.GOOD
         we_ro = PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-        assert prout(node1[0], PROutServiceAction.RESERVE, key=0x1111, pr_type=we_ro).status == 0
+        assert (
+            prout(node1[0], PROutServiceAction.RESERVE, key=0x1111, pr_type=we_ro).status
+            == Status.GOOD
+        )
         # Both nodes are registrants: both may write under WE-RO.
         for path in (*node1, *node2):
-            assert write_status(path) == 0
+            assert write_status(path) == Status.GOOD
         fenced = prout(
             node1[1], PROutServiceAction.PREEMPT_AND_ABORT, key=0x1111, sa_key=0x2222,
             pr_type=we_ro,
         )  # fmt: skip
-        assert fenced.status == 0
+        assert fenced.status == Status.GOOD
         for path in node2:
             # The preempted registrations first learn of it by unit attention (2A/05).
-            first = path.command(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 1, 0), read_length=512)
-            assert first.status == 2 and first.sense[12:14] == b"\x2a\x05"
-            assert write_status(path) == RESERVATION_CONFLICT
-            assert read_status(path) == 0
+            first = path.command(READ_ONE, read_length=512)
+            assert first.status == Status.CHECK_CONDITION
+            _, asc, ascq = parse_sense(first.sense)
+            assert asc << 8 | ascq == ASC.REGISTRATIONS_PREEMPTED
+            assert write_status(path) == Status.RESERVATION_CONFLICT
+            assert read_status(path) == Status.GOOD
         for path in node1:
-            assert write_status(path) == 0
+            assert write_status(path) == Status.GOOD
         reservation = ReadReservationData.decode(prin(node2[0], PRInServiceAction.READ_RESERVATION))
         assert (reservation.reservation_key, reservation.pr_type) == (0x1111, we_ro)
         # The operator's view through the control plane agrees.
@@ -121,8 +126,7 @@ def _start(tmp_path: Path, port: int, state: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path
     )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == b"ready"
+    wait_for_line(process, b"ready", 30)
     return process
 
 
@@ -133,18 +137,21 @@ def test_aptpl_state_survives_kill_9(tmp_path: Path) -> None:
     try:
         node1 = TestInitiator("127.0.0.1", port, IQN, initiator_name=NODE1, isid=0x23D000001)
         node2 = TestInitiator("127.0.0.1", port, IQN, initiator_name=NODE2, isid=0x23D000002)
-        assert prout(node1, PROutServiceAction.REGISTER, sa_key=0xA1, aptpl=True).status == 0
-        assert prout(node2, PROutServiceAction.REGISTER, sa_key=0xB2, aptpl=True).status == 0
+        assert (
+            prout(node1, PROutServiceAction.REGISTER, sa_key=0xA1, aptpl=True).status == Status.GOOD
+        )
+        assert (
+            prout(node2, PROutServiceAction.REGISTER, sa_key=0xB2, aptpl=True).status == Status.GOOD
+        )
         reserve = prout(
             node1, PROutServiceAction.RESERVE, key=0xA1, pr_type=PRType.EXCLUSIVE_ACCESS
         )
-        assert reserve.status == 0
+        assert reserve.status == Status.GOOD
         before = ReadFullStatusData.decode(prin(node1, PRInServiceAction.READ_FULL_STATUS))
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         node1.close()
         node2.close()
-        time.sleep(0.2)
         process = _start(tmp_path, port, state)
         again = TestInitiator("127.0.0.1", port, IQN, initiator_name=NODE1, isid=0x23D000001)
         after = ReadFullStatusData.decode(prin(again, PRInServiceAction.READ_FULL_STATUS))

@@ -20,6 +20,14 @@ from sanstack.initiator.lun_device import (
 from sanstack.initiator.session import CommandResponse
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.codes import (
+    AsyncEvent,
+    LoginStatus,
+    LogoutResponseCode,
+    RejectReason,
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+)
 from sanstack.iscsi.initiator_connection import CommandQueueFull, InitiatorConnection
 from sanstack.iscsi.initiator_events import (
     AsyncEventReceived,
@@ -30,12 +38,13 @@ from sanstack.iscsi.initiator_events import (
     LoginFailed,
     LogoutCompleted,
     NopInReceived,
+    PathFailureKind,
     TaskManagementCompleted,
 )
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences, SessionType
 from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_events import ConnectionSettings
-from sanstack.scsi.codes import ASC, SenseKey
+from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.sense import fixed_sense, parse_sense
 
 RESERVED = 0xFFFFFFFF
@@ -104,8 +113,8 @@ def test_chap_login_and_wrong_secret() -> None:
     assert read(pair, 0, 1).status == 0
     bad = make_initiator_pair(target_chap=creds, chap=ChapCredentials("alice", "not-the-secret!!"))
     (event,) = bad.take()
-    assert isinstance(event, LoginFailed)
-    assert event.status == p.LoginStatus.AUTHENTICATION_FAILURE
+    assert isinstance(event, LoginFailed) and event.kind is None
+    assert event.status == LoginStatus.AUTHENTICATION_FAILURE
     assert bad.initiator.closed
 
 
@@ -122,7 +131,8 @@ def test_login_timeout_and_commands_before_login_are_refused() -> None:
         pair.initiator.submit(0, read16(0, 1), read_length=BS)
     pair.tick(11.0)
     (event,) = pair.take()
-    assert isinstance(event, LoginFailed) and event.status is None and "timed out" in event.reason
+    assert isinstance(event, LoginFailed) and event.status is None
+    assert event.kind is PathFailureKind.LOGIN_TIMEOUT
 
 
 # -- reads and writes --------------------------------------------------------------------------
@@ -302,7 +312,7 @@ def test_silent_path_fails_with_nop_timeout() -> None:
     assert pair.take() == []  # not yet
     pair.tick(0.2)
     (event,) = pair.take()
-    assert isinstance(event, ConnectionFailed) and event.reason == "nop timeout"
+    assert isinstance(event, ConnectionFailed) and event.kind is PathFailureKind.NOP_TIMEOUT
     assert itt in event.itts
     assert pair.initiator.closed and pair.initiator.get_timer() is None
 
@@ -335,9 +345,9 @@ def test_abort_task_ends_the_command_and_drops_its_late_answer() -> None:
     tmf = pair.initiator.abort_task(itt)
     pair.pump()
     events = pair.take()
-    assert TaskManagementCompleted(tmf, p.TaskManagementResponseCode.FUNCTION_COMPLETE) in events
+    assert TaskManagementCompleted(tmf, TaskManagementResponseCode.FUNCTION_COMPLETE) in events
     (done,) = [e for e in events if isinstance(e, CommandCompleted)]
-    assert done.itt == itt and done.status == 0x40
+    assert done.itt == itt and done.status == Status.TASK_ABORTED
     request = pair.sent_of(p.TaskManagementRequest)[-1]
     assert isinstance(request, p.TaskManagementRequest)
     assert request.referenced_task_tag == itt and request.immediate
@@ -368,9 +378,9 @@ def test_lun_reset_ends_the_lun_s_commands() -> None:
     tmf = pair.initiator.lun_reset(0)
     pair.pump()
     events = pair.take()
-    assert TaskManagementCompleted(tmf, p.TaskManagementResponseCode.FUNCTION_COMPLETE) in events
+    assert TaskManagementCompleted(tmf, TaskManagementResponseCode.FUNCTION_COMPLETE) in events
     assert {e.itt for e in events if isinstance(e, CommandCompleted)} == itts
-    assert pair.tmf_seen[-1].function == p.TaskManagementFunction.LOGICAL_UNIT_RESET
+    assert pair.tmf_seen[-1].function == TaskManagementFunction.LOGICAL_UNIT_RESET
 
 
 # -- logout, discovery, async events, failures ------------------------------------------
@@ -386,7 +396,7 @@ def test_logout_waits_for_queued_commands_then_closes() -> None:
     events = pair.take()
     assert isinstance(events[0], CommandCompleted) and events[0].itt == itt
     assert isinstance(events[1], LogoutCompleted)
-    assert events[1].response == p.LogoutResponseCode.CONNECTION_CLOSED_SUCCESSFULLY
+    assert events[1].response == LogoutResponseCode.CONNECTION_CLOSED_SUCCESSFULLY
     assert pair.initiator.closed and pair.target_closed == "logout"
     assert len(events) == 2
 
@@ -407,7 +417,7 @@ def test_target_logout_request_is_reported() -> None:
     pair.pump()
     (event,) = pair.take()
     assert isinstance(event, AsyncEventReceived)
-    assert event.event == p.AsyncEvent.LOGOUT_REQUEST and event.parameter3 == 3
+    assert event.event == AsyncEvent.LOGOUT_REQUEST and event.parameter3 == 3
 
 
 def test_target_side_close_fails_everything_in_flight() -> None:
@@ -418,7 +428,8 @@ def test_target_side_close_fails_everything_in_flight() -> None:
     pair.target_conn.close("portal group taken down")
     pair.pump()
     (event,) = pair.take()
-    assert isinstance(event, ConnectionFailed) and event.reason == "connection lost"
+    assert isinstance(event, ConnectionFailed)
+    assert event.kind is PathFailureKind.CONNECTION_LOST
     assert set(event.itts) == itts
     with pytest.raises(LocalProtocolError):
         pair.initiator.submit(0, read16(0, 1), read_length=BS)
@@ -431,7 +442,7 @@ def test_target_side_close_fails_everything_in_flight() -> None:
         p.SCSIResponse(itt=0x7777),
         p.R2T(itt=0x7777, ttt=1, desired_data_transfer_length=512),
         p.LoginResponse(isid=0, itt=0),
-        p.Reject(reason=p.RejectReason.PROTOCOL_ERROR, data=b"\x01" + bytes(47)),
+        p.Reject(reason=RejectReason.PROTOCOL_ERROR, data=b"\x01" + bytes(47)),
     ],
     ids=lambda x: type(x).__name__,
 )
@@ -444,6 +455,7 @@ def test_protocol_errors_fail_the_connection(bogus: p.PDU) -> None:
     pair.pump()
     (event,) = pair.take()
     assert isinstance(event, ConnectionFailed) and itt in event.itts
+    assert event.kind is PathFailureKind.PROTOCOL_ERROR
 
 
 def test_data_sn_gap_fails_the_connection() -> None:
@@ -454,7 +466,7 @@ def test_data_sn_gap_fails_the_connection() -> None:
     pair.initiator.receive_data(p.DataIn(itt=itt, data_sn=1, data=bytes(BS)).encode(), 0.0)
     pair.pump()
     (event,) = [e for e in pair.take() if isinstance(e, ConnectionFailed)]
-    assert "DataSN" in event.reason
+    assert event.kind is PathFailureKind.PROTOCOL_ERROR and "DataSN" in event.reason
 
 
 def test_local_close_and_bidirectional_refusal() -> None:
@@ -462,7 +474,7 @@ def test_local_close_and_bidirectional_refusal() -> None:
     assert conn.data_to_send()  # the first Login Request is ready at once
     conn.close("bored")
     event = conn.next_event()
-    assert isinstance(event, LoginFailed) and conn.closed
+    assert isinstance(event, LoginFailed) and event.kind is PathFailureKind.CLOSED and conn.closed
     pair = logged_in()
     with pytest.raises(LocalProtocolError):
         pair.initiator.submit(0, write16(0, 1), data_out=bytes(BS), read_length=BS)
@@ -514,3 +526,11 @@ def test_device_identity_from_vpd_pages() -> None:
     assert other == identity_from_vpd(page83(naa(naa6)), None, "y")  # stable across paths
     assert other.naa[0] >> 4 == 3
     assert identity_from_vpd(None, page80, "x") == identity_from_vpd(None, page80, "y")
+
+
+def test_device_identity_falls_back_to_the_serial_when_page_83h_uses_reserved_codes() -> None:
+    reserved_type = bytes([0x01, 0x0F, 0, 8]) + bytes.fromhex("3123456789abcdef")
+    page83 = bytes([0, 0x83, 0, len(reserved_type)]) + reserved_type
+    page80 = bytes([0, 0x80, 0, 6]) + b"SER123"
+    assert identity_from_vpd(page83, page80, "x") == identity_from_vpd(None, page80, "y")
+    assert relative_target_port(page83) is None

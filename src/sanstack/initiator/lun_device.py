@@ -4,7 +4,8 @@ Opening reads what a block layer needs: READ CAPACITY(16) for the size, block si
 thin provisioning; VPD 83h's NAA designator for the identity a multipath layer groups
 paths by (VPD 80h when there is none); VPD B0h's MAXIMUM TRANSFER LENGTH to split I/O; VPD
 B2h's LBPU for UNMAP. Status and sense come back as the ``block.device`` errors, so the
-layers above see a remote LUN fail the way a local device does.
+layers above see a remote LUN fail the way a local device does; a failed path comes up as
+the session's ``PathFailed`` (a ``DeviceNotReady`` whose ``kind`` a multipath layer reads).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
-from sanstack.initiator.session import CommandResponse, ISCSISession, PathError
+from sanstack.initiator.session import CommandResponse, ISCSISession
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
     ReadCapacity16CDB,
@@ -33,6 +34,14 @@ from sanstack.scsi.cdb import (
     UnmapParameterList,
 )
 from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.inquiry import (
+    Association,
+    BlockLimits,
+    Designator,
+    DesignatorType,
+    InquiryCdb,
+    VpdPage,
+)
 from sanstack.scsi.sense import parse_sense
 
 log = logging.getLogger(__name__)
@@ -42,11 +51,7 @@ BUSY_RETRIES = 8
 BUSY_DELAY = 0.05
 DEFAULT_MAX_TRANSFER_BYTES = 1 << 20  # our own cap per command when the target sets none
 VPD_ALLOCATION = 4096
-_NAA = 0x3
-_T10 = 0x1
-_LU_ASSOCIATION = 0x0
-_PORT_ASSOCIATION = 0x1
-_RELATIVE_PORT = 0x4
+_BLOCK_LIMITS_LENGTH = 64  # SBC-4 §6.6.4: PAGE LENGTH 3Ch
 _LBPU = 0x80
 _LBPME = 0x80
 
@@ -60,12 +65,12 @@ class PortNotAccessible(DeviceNotReady):
         self.alua_state = alua_state
 
 
-# ASC 04h with these ASCQs names the ALUA state of the port that answered (SPC-4 Annex D).
-_INACCESSIBLE: dict[tuple[int, int], ALUAState] = {
-    (0x04, 0x0A): ALUAState.TRANSITIONING,
-    (0x04, 0x0B): ALUAState.STANDBY,
-    (0x04, 0x0C): ALUAState.UNAVAILABLE,
-    (0x04, 0x12): ALUAState.OFFLINE,
+# These NOT READY codes name the ALUA state of the port that answered (SPC-4 Annex D).
+_INACCESSIBLE: dict[int, ALUAState] = {
+    ASC.LOGICAL_UNIT_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION: ALUAState.TRANSITIONING,
+    ASC.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE: ALUAState.STANDBY,
+    ASC.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE: ALUAState.UNAVAILABLE,
+    ASC.LOGICAL_UNIT_NOT_READY_OFFLINE: ALUAState.OFFLINE,
 }
 
 
@@ -82,41 +87,26 @@ class ISCSICommandError(BlockDeviceError):
         self.sense = sense
 
 
-def inquiry_cdb(page: int | None, allocation: int = VPD_ALLOCATION) -> bytes:
-    evpd = 0 if page is None else 1
-    return struct.pack(">BBBHB", Opcode.INQUIRY, evpd, page or 0, allocation, 0)
-
-
-def designators(page: bytes) -> list[tuple[int, int, bytes]]:
-    """(association, designator type, designator) of each descriptor of VPD page 83h.
-
-    Parsed leniently (unknown code sets and types kept as numbers): a target's vendor
-    designators must not stop a device from opening.
-    """
-    if len(page) < 4:
+def designators(page: bytes) -> list[Designator]:
+    """The designation descriptors of VPD page 83h; none if one of them uses a code SPC-4
+    reserves: the identity then comes from the unit serial, the same on every path."""
+    try:
+        return Designator.decode_all(page)
+    except ValueError as exc:
+        log.info("VPD page 83h not used: %s", exc)
         return []
-    end = min(len(page), 4 + int.from_bytes(page[2:4], "big"))
-    found: list[tuple[int, int, bytes]] = []
-    offset = 4
-    while offset + 4 <= end:
-        byte1, length = page[offset + 1], page[offset + 3]
-        body = page[offset + 4 : offset + 4 + length]
-        found.append(((byte1 >> 4) & 0x3, byte1 & 0x0F, bytes(body)))
-        offset += 4 + length
-    return found
-
-
-def lu_designators(page: bytes) -> list[tuple[int, bytes]]:
-    """(designator type, designator) of every logical-unit designator of VPD page 83h."""
-    return [(kind, body) for assoc, kind, body in designators(page) if assoc == _LU_ASSOCIATION]
 
 
 def relative_target_port(page: bytes) -> int | None:
     """The RELATIVE TARGET PORT IDENTIFIER of the port this page came through (SPC-4
     §7.8.6.5), which tells a multipath layer which ALUA port group a path belongs to."""
-    for assoc, kind, body in designators(page):
-        if assoc == _PORT_ASSOCIATION and kind == _RELATIVE_PORT and len(body) >= 4:
-            return int.from_bytes(body[2:4], "big")
+    for found in designators(page):
+        if (
+            found.association is Association.TARGET_PORT
+            and found.designator_type is DesignatorType.RELATIVE_TARGET_PORT
+            and len(found.designator) >= 4
+        ):
+            return int.from_bytes(found.designator[2:4], "big")
     return None
 
 
@@ -129,11 +119,15 @@ def identity_from_vpd(page83: bytes | None, page80: bytes | None, fallback: str)
     serial = ""
     if page80 is not None and len(page80) >= 4:
         serial = bytes(page80[4 : 4 + page80[3]]).decode("ascii", "replace").strip(" \x00")
-    designators = lu_designators(page83) if page83 is not None else []
-    naa = next((d for t, d in designators if t == _NAA and d), None)
+    lu = [
+        (d.designator_type, d.designator)
+        for d in (designators(page83) if page83 is not None else [])
+        if d.association is Association.LOGICAL_UNIT
+    ]
+    naa = next((d for t, d in lu if t is DesignatorType.NAA and d), None)
     seed = f"naa:{naa.hex()}" if naa is not None else None
     if seed is None:
-        t10 = next((d for t, d in designators if t == _T10 and d), None)
+        t10 = next((d for t, d in lu if t is DesignatorType.T10_VENDOR_ID and d), None)
         if serial:
             seed = f"serial:{serial}"
         elif t10 is not None:
@@ -171,7 +165,7 @@ def check(result: CommandResponse, *, write: bool) -> None:
     if key == SenseKey.MEDIUM_ERROR:
         raise MediumError(text, write=write)
     if key == SenseKey.NOT_READY:
-        state = _INACCESSIBLE.get((asc, ascq))
+        state = _INACCESSIBLE.get(asc << 8 | ascq)
         if state is not None:
             raise PortNotAccessible(text, state)
         raise DeviceNotReady(text)
@@ -182,6 +176,12 @@ def check(result: CommandResponse, *, write: bool) -> None:
     if key in (SenseKey.UNIT_ATTENTION, SenseKey.ABORTED_COMMAND):
         raise DeviceNotReady(text)
     raise ISCSICommandError(text, status, result.sense)
+
+
+def _alua_changed(result: CommandResponse) -> bool:
+    """UNIT ATTENTION / ASYMMETRIC ACCESS STATE CHANGED (fixed or descriptor sense)."""
+    _, asc, ascq = parse_sense(result.sense)  # readable: _retryable parsed it already
+    return asc << 8 | ascq == ASC.ASYMMETRIC_ACCESS_STATE_CHANGED
 
 
 def _retryable(result: CommandResponse) -> bool:
@@ -238,33 +238,36 @@ class ISCSIDevice(BlockDevice):
         if exponent:
             self.set_physical_block_size(block_length << exponent)
         self.thin_provisioned = bool(len(data) > 14 and data[14] & _LBPME)
-        supported = await self._vpd(0x00)
+        supported = await self._vpd(VpdPage.SUPPORTED_VPD_PAGES)
         self.vpd_pages = frozenset(supported[4 : 4 + supported[3]]) if supported else frozenset()
-        page83 = await self._vpd(0x83) if 0x83 in self.vpd_pages else None
-        page80 = await self._vpd(0x80) if 0x80 in self.vpd_pages else None
+        page83 = await self._vpd_if_supported(VpdPage.DEVICE_IDENTIFICATION)
+        page80 = await self._vpd_if_supported(VpdPage.UNIT_SERIAL_NUMBER)
         target = self.session.parameters.target_name if self.session.parameters else None
         self.identity = identity_from_vpd(page83, page80, f"iscsi:{target}:{self.lun}")
         if page83 is not None:
             self.relative_target_port_id = relative_target_port(page83)
             if self.relative_target_port_id is not None:
                 self.session.relative_target_port_id = self.relative_target_port_id
-        if 0xB0 in self.vpd_pages:
-            limits = await self._vpd(0xB0)
-            if limits is not None and len(limits) >= 28:
-                (self.max_transfer_blocks,) = struct.unpack_from(">I", limits, 8)
-                self.max_unmap_blocks, self.max_unmap_descriptors = struct.unpack_from(
-                    ">II", limits, 20
-                )
-        if 0xB2 in self.vpd_pages:
-            provisioning = await self._vpd(0xB2)
-            self.unmap_supported = bool(
-                provisioning is not None and len(provisioning) > 5 and provisioning[5] & _LBPU
-            )
+        page_b0 = await self._vpd_if_supported(VpdPage.BLOCK_LIMITS)
+        if page_b0 is not None:
+            # A short page (an older target's) reads as zeros past its end: "no limit".
+            limits = BlockLimits.decode(page_b0.ljust(_BLOCK_LIMITS_LENGTH, b"\0"))
+            self.max_transfer_blocks = limits.max_transfer_length
+            self.max_unmap_blocks = limits.max_unmap_lba_count
+            self.max_unmap_descriptors = limits.max_unmap_block_descriptor_count
+        provisioning = await self._vpd_if_supported(VpdPage.LOGICAL_BLOCK_PROVISIONING)
+        self.unmap_supported = bool(
+            provisioning is not None and len(provisioning) > 5 and provisioning[5] & _LBPU
+        )
 
-    async def _vpd(self, page: int) -> bytes | None:
+    async def _vpd_if_supported(self, page: VpdPage) -> bytes | None:
+        return await self._vpd(page) if page in self.vpd_pages else None
+
+    async def _vpd(self, page: VpdPage) -> bytes | None:
         """A VPD page, or None if the target refuses it (an optional page)."""
+        cdb = InquiryCdb(evpd=True, page_code=page, allocation_length=VPD_ALLOCATION).encode()
         try:
-            result = await self.execute(inquiry_cdb(page), read_length=VPD_ALLOCATION, write=False)
+            result = await self.execute(cdb, read_length=VPD_ALLOCATION, write=False)
         except ISCSICommandError:
             return None
         data = bytes(result.data)
@@ -278,21 +281,21 @@ class ISCSIDevice(BlockDevice):
         read_length: int = 0,
         write: bool,
     ) -> CommandResponse:
-        """Run a command, retrying unit attentions and BUSY a bounded number of times."""
+        """Run a command, retrying unit attentions and BUSY a bounded number of times.
+
+        A failed path raises the session's ``PathFailed`` as it is: a multipath layer
+        decides on its ``kind``, and to anyone else it is a ``DeviceNotReady``."""
         if self._closed:
             raise DeviceNotReady("device is closed")
         attentions = busy = 0
         while True:
-            try:
-                result = await self.session.command(
-                    self.lun, cdb, data_out=data_out, read_length=read_length
-                )
-            except PathError as exc:
-                raise DeviceNotReady(f"path failed: {exc}") from exc
+            result = await self.session.command(
+                self.lun, cdb, data_out=data_out, read_length=read_length
+            )
             if _retryable(result):
                 if result.status == Status.CHECK_CONDITION:
                     attentions += 1
-                    if result.sense[12:14] == b"\x2a\x06" and self.on_alua_change is not None:
+                    if _alua_changed(result) and self.on_alua_change is not None:
                         self.on_alua_change()
                     if attentions <= UNIT_ATTENTION_RETRIES:
                         continue

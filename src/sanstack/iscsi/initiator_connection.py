@@ -10,8 +10,9 @@ After ``LoginCompleted`` the caller ``submit``s SCSI commands. Each non-immediat
 beyond MaxCmdSN (§4.2.2.1); ExpCmdSN and MaxCmdSN come with every target PDU and only ever
 move forward in serial-number arithmetic. Task management and NOP-Out go immediate.
 A silent connection is pinged with NOP-Out after ``nop_interval`` seconds; no answer within
-``nop_timeout`` is ``ConnectionFailed("nop timeout")``: a blackholed path shows itself that
-way, since TCP alone may not notice for many minutes.
+``nop_timeout`` fails the connection with ``PathFailureKind.NOP_TIMEOUT``: a blackholed path
+shows itself that way, since TCP alone may not notice for many minutes. Every failure event
+names its ``PathFailureKind``; the reason text is only for people.
 
 sanstack's initiator runs ErrorRecoveryLevel 0 with one connection per session: any
 sequencing error, digest error or Reject fails the connection and every task on it; the
@@ -28,6 +29,18 @@ from enum import Enum, auto
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials, RandomBytes
+from sanstack.iscsi.codes import (
+    BHS_LENGTH,
+    MAX_CDB_LENGTH,
+    AsyncEvent,
+    Opcode,
+    TaskAttribute,
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+    decode_lun,
+    decode_sense,
+    encode_lun,
+)
 from sanstack.iscsi.discovery import DiscoveryError, parse_send_targets, send_targets_request
 from sanstack.iscsi.initiator_events import (
     AsyncEventReceived,
@@ -39,6 +52,7 @@ from sanstack.iscsi.initiator_events import (
     LoginFailed,
     LogoutCompleted,
     NopInReceived,
+    PathFailureKind,
     TaskManagementCompleted,
 )
 from sanstack.iscsi.initiator_tasks import (
@@ -52,17 +66,18 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH, InitiatorLogin, LoginRejected
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+from sanstack.iscsi.pdu_reader import PDUReader
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
+from sanstack.scsi.codes import Status
 
-__all__ = ["TASK_ABORTED_STATUS", "CommandQueueFull", "InitiatorConnection", "Phase"]
+__all__ = ["CommandQueueFull", "InitiatorConnection", "Phase"]
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
-TASK_ABORTED_STATUS = 0x40  # SAM-5 TASK ABORTED: what an aborted command ends with here
 
 
 class Phase(Enum):
@@ -128,11 +143,11 @@ class InitiatorConnection(PDUStream[Event]):
         self.nop_interval = nop_interval
         self.nop_timeout = nop_timeout
         self._max_queued = max_queued
-        self._reader = p.PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
+        self._reader = PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
         self._next_itt = 1
         self._tasks: dict[int, CommandTask] = {}
         self._queue: deque[_Queued] = deque()
-        self._tmfs: dict[int, tuple[p.TaskManagementFunction, int, int]] = {}
+        self._tmfs: dict[int, tuple[TaskManagementFunction, int, int]] = {}
         self._texts: dict[int, bytearray] = {}
         self._logout_itt: int | None = None
         # ITTs of commands ended by task management whose late PDUs we still drop quietly.
@@ -183,17 +198,18 @@ class InitiatorConnection(PDUStream[Event]):
 
     def connection_lost(self) -> None:
         """The transport went away."""
+        lost = PathFailureKind.CONNECTION_LOST
         if self.phase is Phase.LOGIN:
-            self._fail_login(None, "connection lost during login")
+            self._fail_login(LoginFailed("connection lost during login", lost))
         else:
-            self._fail("connection lost")
+            self._fail(lost, "connection lost")
 
     def close(self, reason: str = "closed locally") -> None:
         """Give the connection up at once (the edge aborts the transport)."""
         if self.phase is Phase.LOGIN:
-            self._fail_login(None, reason)
+            self._fail_login(LoginFailed(reason, PathFailureKind.CLOSED))
         else:
-            self._fail(reason)
+            self._fail(PathFailureKind.CLOSED, reason)
 
     def get_timer(self) -> float | None:
         if self.phase is Phase.LOGIN:
@@ -209,13 +225,13 @@ class InitiatorConnection(PDUStream[Event]):
     def handle_timer(self, now: float) -> None:
         if self.phase is Phase.LOGIN:
             if self._login_deadline is not None and now >= self._login_deadline:
-                self._fail_login(None, "login timed out")
+                self._fail_login(LoginFailed("login timed out", PathFailureKind.LOGIN_TIMEOUT))
             return
         if self.phase is Phase.CLOSED:
             return
         if self._ping_deadline is not None:
             if now >= self._ping_deadline:
-                self._fail("nop timeout")
+                self._fail(PathFailureKind.NOP_TIMEOUT, "nop timeout")
             return
         if self.nop_interval is not None and now >= self._last_activity + self.nop_interval:
             self._ping_itt = self._take_itt()
@@ -252,7 +268,7 @@ class InitiatorConnection(PDUStream[Event]):
         *,
         data_out: bytes | bytearray | memoryview = b"",
         read_length: int = 0,
-        attribute: p.TaskAttribute = p.TaskAttribute.SIMPLE,
+        attribute: TaskAttribute = TaskAttribute.SIMPLE,
     ) -> int:
         """Queue a SCSI command; returns its ITT. It goes out as soon as the window allows."""
         self._check_ffp()
@@ -260,7 +276,7 @@ class InitiatorConnection(PDUStream[Event]):
             raise LocalProtocolError("a discovery session carries no SCSI commands")
         if data_out and read_length:
             raise LocalProtocolError("bidirectional commands are not supported")
-        if not 1 <= len(cdb) <= p.MAX_CDB_LENGTH:
+        if not 1 <= len(cdb) <= MAX_CDB_LENGTH:
             raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
         if not 0 <= read_length <= SERIAL_MASK or len(data_out) > SERIAL_MASK:
             raise LocalProtocolError("transfer length does not fit 32 bits")
@@ -268,7 +284,7 @@ class InitiatorConnection(PDUStream[Event]):
         itt = self._take_itt()
         task = CommandTask(
             itt=itt,
-            lun_field=p.encode_lun(lun),
+            lun_field=encode_lun(lun),
             cdb=bytes(cdb),
             attribute=attribute,
             data_out=view,
@@ -301,12 +317,12 @@ class InitiatorConnection(PDUStream[Event]):
             self._queue.remove(task)
             self._complete_aborted(task)
             self._events.append(
-                TaskManagementCompleted(tmf_itt, p.TaskManagementResponseCode.FUNCTION_COMPLETE)
+                TaskManagementCompleted(tmf_itt, TaskManagementResponseCode.FUNCTION_COMPLETE)
             )
             return tmf_itt
         lun_field = task.lun_field if task is not None else 0
         ref_cmd_sn = task.cmd_sn if task is not None else self.cmd_sn
-        fn = p.TaskManagementFunction.ABORT_TASK
+        fn = TaskManagementFunction.ABORT_TASK
         self._send_tmf(tmf_itt, fn, lun_field, referenced=itt, ref_cmd_sn=ref_cmd_sn)
         return tmf_itt
 
@@ -314,8 +330,8 @@ class InitiatorConnection(PDUStream[Event]):
         """LOGICAL UNIT RESET (§11.5.1); commands of the LUN end with TASK ABORTED."""
         self._check_ffp(allow_logout=True)
         tmf_itt = self._take_itt()
-        fn = p.TaskManagementFunction.LOGICAL_UNIT_RESET
-        self._send_tmf(tmf_itt, fn, p.encode_lun(lun), referenced=RESERVED_TAG, ref_cmd_sn=0)
+        fn = TaskManagementFunction.LOGICAL_UNIT_RESET
+        self._send_tmf(tmf_itt, fn, encode_lun(lun), referenced=RESERVED_TAG, ref_cmd_sn=0)
         return tmf_itt
 
     def ping(self, data: bytes = b"") -> int:
@@ -398,10 +414,10 @@ class InitiatorConnection(PDUStream[Event]):
         try:
             request = self._login.receive(response_fields(pdu))
         except LoginRejected as exc:
-            self._fail_login(exc.status, str(exc), exc.target_address)
+            self._fail_login(LoginFailed(str(exc), None, exc.status, exc.target_address))
             return
         except (RemoteProtocolError, TextFormatError) as exc:
-            self._fail_login(None, f"login failed: {exc}")
+            self._protocol_error(f"login failed: {exc}")
             return
         if request is not None:
             self._send(request_pdu(request, cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))
@@ -506,10 +522,10 @@ class InitiatorConnection(PDUStream[Event]):
         if entry is None:
             raise RemoteProtocolError(f"Task Management Response for unknown ITT {pdu.itt:#x}")
         fn, lun_field, referenced = entry
-        if pdu.response == p.TaskManagementResponseCode.FUNCTION_COMPLETE:
+        if pdu.response == TaskManagementResponseCode.FUNCTION_COMPLETE:
             # At ErrorRecoveryLevel 0 an aborted task gets no further answer (TAS=0), or a
             # TASK ABORTED status we then ignore: end it here so no caller waits forever.
-            if fn == p.TaskManagementFunction.ABORT_TASK:
+            if fn == TaskManagementFunction.ABORT_TASK:
                 victims = [self._tasks[referenced]] if referenced in self._tasks else []
             else:
                 victims = [t for t in self._tasks.values() if t.sent and t.lun_field == lun_field]
@@ -541,21 +557,20 @@ class InitiatorConnection(PDUStream[Event]):
         self._events.append(DiscoveryCompleted(pdu.itt, targets))
 
     def _on_async(self, pdu: p.AsyncMessage) -> None:
-        sense = (
-            p.decode_sense(pdu.data) if pdu.async_event == p.AsyncEvent.SCSI_ASYNC_EVENT else b""
-        )
-        lun = p.decode_lun(pdu.lun)
+        sense = decode_sense(pdu.data) if pdu.async_event == AsyncEvent.SCSI_ASYNC_EVENT else b""
+        lun = decode_lun(pdu.lun)
         self._events.append(
             AsyncEventReceived(
                 pdu.async_event, lun, sense, pdu.parameter1, pdu.parameter2, pdu.parameter3
             )
         )
-        if pdu.async_event in (p.AsyncEvent.CONNECTION_DROP, p.AsyncEvent.SESSION_DROP):
-            self._fail(f"target dropped the connection ({pdu.async_event.name})")
+        if pdu.async_event in (AsyncEvent.CONNECTION_DROP, AsyncEvent.SESSION_DROP):
+            reason = f"target dropped the connection ({pdu.async_event.name})"
+            self._fail(PathFailureKind.CONNECTION_LOST, reason)
 
     def _on_reject(self, pdu: p.Reject) -> None:
         header = pdu.data
-        if len(header) >= p.BHS_LENGTH and header[0] & 0x3F == p.Opcode.NOP_OUT:
+        if len(header) >= BHS_LENGTH and header[0] & 0x3F == Opcode.NOP_OUT:
             log.info("target rejected a NOP-Out (%s)", pdu.reason.name)
             return
         # ErrorRecoveryLevel 0 has no way to recover the rejected PDU's task (§7.2).
@@ -567,7 +582,7 @@ class InitiatorConnection(PDUStream[Event]):
         self._logout_itt = None
         self.phase = Phase.CLOSED
         self._events.append(LogoutCompleted(pdu.response, pdu.time2wait, pdu.time2retain))
-        self._fail_remaining("session logged out")
+        self._fail_remaining(PathFailureKind.LOGGED_OUT, "session logged out")
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -608,7 +623,7 @@ class InitiatorConnection(PDUStream[Event]):
     def _send_tmf(
         self,
         itt: int,
-        fn: p.TaskManagementFunction,
+        fn: TaskManagementFunction,
         lun_field: int,
         *,
         referenced: int,
@@ -649,29 +664,29 @@ class InitiatorConnection(PDUStream[Event]):
     def _complete_aborted(self, task: CommandTask) -> None:
         self._tasks.pop(task.itt, None)
         self._events.append(
-            CommandCompleted(task.itt, TASK_ABORTED_STATUS, task.data(), b"", task.expected_length)
+            CommandCompleted(task.itt, Status.TASK_ABORTED, task.data(), b"", task.expected_length)
         )
 
     def _protocol_error(self, reason: str) -> None:
         log.info("initiator connection: %s", reason)
         if self.phase is Phase.LOGIN:
-            self._fail_login(None, reason)
+            self._fail_login(LoginFailed(reason, PathFailureKind.PROTOCOL_ERROR))
         else:
-            self._fail(reason)
+            self._fail(PathFailureKind.PROTOCOL_ERROR, reason)
 
-    def _fail_login(self, status: int | None, reason: str, address: str | None = None) -> None:
+    def _fail_login(self, event: LoginFailed) -> None:
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
-        self._events.append(LoginFailed(status, reason, address))
+        self._events.append(event)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, kind: PathFailureKind, reason: str) -> None:
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
-        self._fail_remaining(reason)
+        self._fail_remaining(kind, reason)
 
-    def _fail_remaining(self, reason: str) -> None:
+    def _fail_remaining(self, kind: PathFailureKind, reason: str) -> None:
         itts = (*self._tasks, *self._tmfs, *self._texts)
         if self._logout_itt is not None:
             itts = (*itts, self._logout_itt)
@@ -681,5 +696,5 @@ class InitiatorConnection(PDUStream[Event]):
         self._queue.clear()
         self._logout_itt = None
         self._ping_deadline = None
-        if reason != "session logged out" or itts:
-            self._events.append(ConnectionFailed(reason, itts))
+        if kind is not PathFailureKind.LOGGED_OUT or itts:
+            self._events.append(ConnectionFailed(kind, reason, itts))

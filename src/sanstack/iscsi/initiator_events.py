@@ -6,9 +6,27 @@ The edge reads them with ``next_event()`` after feeding bytes, a timer or a call
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import (
+    AsyncEvent,
+    ISCSIResponse,
+    LogoutResponseCode,
+    TaskManagementResponseCode,
+)
 from sanstack.iscsi.negotiation import OperationalParameters
+
+
+class PathFailureKind(Enum):
+    """How a connection (a path) failed: what a multipath layer decides on, never the text."""
+
+    CONNECTION_LOST = "connection-lost"  # the transport closed, could not be made, or was dropped
+    NOP_TIMEOUT = "nop-timeout"  # our keep-alive ping went unanswered: a silent path
+    LOGIN_TIMEOUT = "login-timeout"
+    COMMAND_TIMEOUT = "command-timeout"  # a command, task management or text request
+    PROTOCOL_ERROR = "protocol-error"  # the target broke RFC 7143 (or failed the login so)
+    CLOSED = "closed"  # closed on our side
+    LOGGED_OUT = "logged-out"  # the session logged out with requests still outstanding
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +41,14 @@ class LoginCompleted:
 class LoginFailed:
     """The login ended without a session; the connection is closed.
 
-    ``status`` is the target's §11.13.5 status (``Status-Class << 8 | Status-Detail``), or
-    None when the login broke for another reason (protocol error, timeout, lost transport).
-    ``target_address`` is where a redirection points.
+    Either the target refused it: ``status`` is its §11.13.5 status (``Status-Class << 8 |
+    Status-Detail``), ``target_address`` where a redirection points, and ``kind`` None (no
+    path failed: the target said no); or the login broke (``kind``) and ``status`` is None.
     """
 
-    status: int | None
     reason: str
+    kind: PathFailureKind | None
+    status: int | None = None
     target_address: str | None = None
 
 
@@ -49,20 +68,20 @@ class CommandCompleted:
     sense: bytes
     residual: int = 0
     residual_overflow: bool = False
-    response: int = p.ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+    response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
 
 
 @dataclass(frozen=True, slots=True)
 class TaskManagementCompleted:
     itt: int
-    response: p.TaskManagementResponseCode
+    response: TaskManagementResponseCode
 
 
 @dataclass(frozen=True, slots=True)
 class AsyncEventReceived:
     """RFC 7143 §11.9. For LOGOUT_REQUEST the edge should log out within ``parameter3`` s."""
 
-    event: p.AsyncEvent
+    event: AsyncEvent
     lun: int
     sense: bytes
     parameter1: int
@@ -82,7 +101,7 @@ class NopInReceived:
 class LogoutCompleted:
     """The target answered our logout; the edge closes the transport."""
 
-    response: p.LogoutResponseCode
+    response: LogoutResponseCode
     time2wait: int
     time2retain: int
 
@@ -100,9 +119,10 @@ class ConnectionFailed:
     """The connection is unusable (protocol error, NOP timeout, lost transport, local abort).
 
     ``itts`` names every command and task management request still in flight or queued:
-    none of them will complete. The edge drops the transport.
+    none of them will complete. The edge drops the transport. ``reason`` is for people.
     """
 
+    kind: PathFailureKind
     reason: str
     itts: tuple[int, ...] = ()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.codes import TaskAttribute
 from sanstack.iscsi.negotiation import OperationalParameters
 
 RESERVED_TAG = 0xFFFFFFFF
@@ -87,7 +88,7 @@ class CommandTask:
     itt: int
     lun_field: int
     cdb: bytes
-    attribute: p.TaskAttribute
+    attribute: TaskAttribute
     data_out: memoryview
     read_length: int
     cmd_sn: int = 0

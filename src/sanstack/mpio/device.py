@@ -1,8 +1,9 @@
 """``MultipathDevice``: one ``BlockDevice`` per LUN over every path to it (asyncio edge).
 
 Theory of operation. Each path is an iSCSI session to one portal of the target; the policy
-core (``sanstack.mpio``) decides which path carries each I/O. An I/O that fails with a path
-error (connection lost, NOP timeout) fails the path at once and is re-driven on another;
+core (``sanstack.mpio``) decides which path carries each I/O. An I/O that fails with the
+session's ``PathFailed`` (connection lost, NOP timeout, ...: its ``kind`` becomes the path's
+event, ``paths.FAILURE_EVENTS``) fails the path at once and is re-driven on another;
 an error that is about the data or the reservation (CHECK CONDITION other than a unit
 attention, RESERVATION CONFLICT) goes back to the caller and never fails over (dm-multipath's
 ``blk_path_error``). When no path is usable the I/O waits for one until the no-path-retry
@@ -11,9 +12,13 @@ deadline, then fails with ``DeviceNotReady``; ``close`` ends every wait at once.
 Lifetime (the KB963702 lesson): a path's session is only ever used through ``_PathSlot``,
 whose ``session`` is None while the path is down; I/O never holds a session object past a
 failure, a removed path or a closed device, and every I/O in flight on a failed session
-ends with that session's ``PathError`` before it is re-driven. Each device owns one
+ends with that session's ``PathFailed`` before it is re-driven. Each device owns one
 checker task, which it cancels and awaits on ``close``; nothing is shared between devices
 (KB967724: no LUN's work waits behind another's in a common pool).
+
+Persistent reservations go down the paths as ``mpio.reservations`` decides; one lock per
+device orders a key change against a path's reinstatement, so a path that comes back while
+the key changes is registered with the new key, never left with the old one.
 """
 
 from __future__ import annotations
@@ -25,20 +30,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sanstack.block.device import (
-    BlockDevice,
-    DeviceNotReady,
-)
+from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
 from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible, ReservationConflict
-from sanstack.initiator.session import ISCSISession, PathError
+from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
+from sanstack.mpio import reservations
 from sanstack.mpio.no_path import NoPathRetry
-from sanstack.mpio.paths import FailbackPolicy, GroupChooser, Path, PathEvent, PathState
+from sanstack.mpio.paths import (
+    FAILURE_EVENTS,
+    FailbackPolicy,
+    GroupChooser,
+    Path,
+    PathEvent,
+    PathState,
+)
+from sanstack.mpio.reservations import HostRegistration, Next, Outcome, Registration
 from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
 from sanstack.scsi.alua_codec import (
     ALUAState,
     ReportTargetPortGroupsCdb,
     ReportTargetPortGroupsData,
 )
+from sanstack.scsi.codes import Status
 from sanstack.scsi.pr_codec import (
     PRInCdb,
     PRInServiceAction,
@@ -56,7 +68,9 @@ T = TypeVar("T")
 
 CHECKER_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
+RTPG_TIMEOUT = 5.0
 OPEN_ATTEMPTS = 5
+PR_IN_ALLOCATION = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +116,7 @@ class _PathSlot:
         self.alua_refresh: asyncio.Task[None] | None = None
 
     def drop(self) -> None:
-        """Forget the session; its in-flight I/O ends with its PathError."""
+        """Forget the session; its in-flight I/O ends with its PathFailed."""
         session, self.session, self.device = self.session, None, None
         if session is not None:
             session.abort()
@@ -129,10 +143,8 @@ class MultipathDevice(BlockDevice):
         self._closed = False
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
-        # The key this host registered (MSDSM and mpathpersist remember it): every new or
-        # reinstated path is registered with it before it carries I/O.
-        self.reservation_key = 0
-        self.aptpl = False
+        self.registration = HostRegistration()
+        self._registering = asyncio.Lock()
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -192,7 +204,7 @@ class MultipathDevice(BlockDevice):
         await asyncio.gather(*(_bounded_logout(s) for s in sessions), return_exceptions=True)
 
     async def remove_path(self, address: PathAddress) -> None:
-        """Take a path away for good: its I/O in flight ends with its PathError and is
+        """Take a path away for good: its I/O in flight ends with its PathFailed and is
         re-driven on the others; nothing keeps the session afterwards."""
         slot = next((s for s in self.slots if s.address == address), None)
         if slot is None:
@@ -259,10 +271,8 @@ class MultipathDevice(BlockDevice):
                 log.info("path %s is %s", slot.address, exc.alua_state.name.lower())
                 slot.path.alua_state = exc.alua_state
                 self._changed.set()
-            except DeviceNotReady as exc:
-                if not isinstance(exc.__cause__, PathError):
-                    raise
-                self._fail(slot, f"I/O: {exc.__cause__}")
+            except PathFailed as failure:
+                self._path_failed(device, failure, "I/O")
             finally:
                 slot.path.finished(size)
 
@@ -286,10 +296,17 @@ class MultipathDevice(BlockDevice):
     def _slot_of(self, path: Path) -> _PathSlot | None:
         return next((s for s in self.slots if s.path is path), None)
 
-    def _fail(self, slot: _PathSlot, reason: str) -> None:
+    def _path_failed(self, device: ISCSIDevice, failure: PathFailed, during: str) -> None:
+        """``device``'s session failed: fail its path, unless the path has dropped that
+        session already (then the failure is old news and the work is simply re-driven)."""
+        slot = next((s for s in self.slots if s.device is device), None)
+        if slot is not None:
+            self._fail(slot, FAILURE_EVENTS[failure.kind], f"{during}: {failure}")
+
+    def _fail(self, slot: _PathSlot, event: PathEvent, reason: str) -> None:
         if slot.path.state is PathState.ACTIVE:
-            log.warning("path %s failed: %s", slot.address, reason)
-        slot.path.handle(PathEvent.IO_PATH_ERROR, self._loop.time())
+            log.warning("path %s failed (%s): %s", slot.address, event.value, reason)
+        slot.path.handle(event, self._loop.time())
         slot.drop()
         self._changed.set()
 
@@ -306,7 +323,11 @@ class MultipathDevice(BlockDevice):
             return
         if slot.session is None or slot.session.closed:
             if slot.session is not None:
-                self._fail(slot, "session closed")
+                failure = slot.session.failure
+                event = (
+                    PathEvent.CHECKER_FAILED if failure is None else FAILURE_EVENTS[failure.kind]
+                )
+                self._fail(slot, event, f"session closed: {failure or 'logged out'}")
             await self._connect(slot)
             return
         await self._read_alua(slot)
@@ -325,9 +346,17 @@ class MultipathDevice(BlockDevice):
                 ),
                 CONNECT_TIMEOUT,
             )
-        except (PathError, OSError, TimeoutError) as exc:
+        except (PathFailed, TimeoutError) as exc:
             if slot.path.state is PathState.ACTIVE:
-                self._fail(slot, f"login: {exc}")
+                kind = exc.kind if isinstance(exc, PathFailed) else None
+                event = PathEvent.CHECKER_FAILED if kind is None else FAILURE_EVENTS[kind]
+                self._fail(slot, event, f"login: {exc}")
+            return
+        except LoginRefused as exc:
+            # Not a path failure (every path would say the same), but this one stays down.
+            if slot.path.state is PathState.ACTIVE:
+                self._fail(slot, PathEvent.CHECKER_FAILED, f"login refused: {exc}")
+            log.warning("path %s: login refused: %s", slot.address, exc)
             return
         try:
             device = await asyncio.wait_for(ISCSIDevice.open(session, self.lun), CONNECT_TIMEOUT)
@@ -335,17 +364,18 @@ class MultipathDevice(BlockDevice):
             session.abort()
             log.warning("path %s: LUN %d not usable: %s", slot.address, self.lun, str(exc))
             return
-        if self._closed:
-            session.abort()
-            return
-        if self.reservation_key:
-            try:
-                await self._register_path(device, self.reservation_key, ignore_existing=True)
-            except Exception as exc:  # an unregistered path must not carry I/O
+        async with self._registering:
+            if self._closed:
                 session.abort()
-                log.warning("path %s: could not register our key: %s", slot.address, str(exc))
                 return
-        slot.session, slot.device = session, device
+            step = self.registration.reinstatement()
+            if step is not None:
+                outcome, error = await self._register(device, step)
+                if outcome is not Outcome.GOOD:  # an unregistered path must not carry I/O
+                    session.abort()
+                    log.warning("path %s: could not register our key: %s", slot.address, error)
+                    return
+            slot.session, slot.device = session, device
         device.on_alua_change = lambda: self._alua_changed(slot)
         await self._read_alua(slot)
         if slot.path.state is PathState.FAILED:
@@ -368,11 +398,12 @@ class MultipathDevice(BlockDevice):
             return
         cdb = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
         try:
-            result = await asyncio.wait_for(session.command(self.lun, cdb, read_length=4096), 5)
-        except (PathError, TimeoutError) as exc:
-            self._fail(slot, f"RTPG: {exc}")
+            result = await session.command(self.lun, cdb, read_length=4096, timeout=RTPG_TIMEOUT)
+        except PathFailed as failure:
+            if slot.session is session:
+                self._fail(slot, FAILURE_EVENTS[failure.kind], f"RTPG: {failure}")
             return
-        if result.status != 0:
+        if result.status != Status.GOOD:
             return  # a target without ALUA (tgt): every path stays active/optimized
         port = session.relative_target_port_id
         for group in ReportTargetPortGroupsData.decode(result.data).descriptors:
@@ -385,110 +416,118 @@ class MultipathDevice(BlockDevice):
     # -- persistent reservations over every path (MSDSM, mpathpersist) ----------------------------
 
     async def pr_register(self, key: int, *, aptpl: bool = False) -> None:
-        """REGISTER ``key`` (0 unregisters) on every usable path; a path that already holds a
-        registration gets REGISTER AND IGNORE EXISTING KEY (libmpathpersist's retry)."""
-        devices = [s.device for s in self.slots if s.device is not None and s.path.usable]
-        if not devices:
-            raise DeviceNotReady("no usable path to register on")
-        old = self.reservation_key
-        self.aptpl = aptpl
-        results = await asyncio.gather(
-            *(self._register_path(d, key, old_key=old, aptpl=aptpl) for d in devices),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if len(errors) == len(devices):
-            raise errors[0]
-        self.reservation_key = key
+        """REGISTER ``key`` (0 unregisters) on every path with a session; the rules are
+        ``mpio.reservations``'. Raises the error of a path when no path took the key."""
+        async with self._registering:
+            first = reservations.register(self.registration.key, key)
+            await self._every_path("REGISTER", lambda d: self._register(d, first, aptpl=aptpl))
+            self.registration.taken(key, aptpl)
 
-    async def _register_path(
+    async def _every_path(
         self,
-        device: ISCSIDevice,
-        key: int,
-        *,
-        old_key: int = 0,
-        aptpl: bool = False,
-        ignore_existing: bool = False,
+        what: str,
+        attempt: Callable[[ISCSIDevice], Awaitable[tuple[Outcome, BlockDeviceError | None]]],
     ) -> None:
-        action = (
-            PROutServiceAction.REGISTER_AND_IGNORE_EXISTING_KEY
-            if ignore_existing
-            else PROutServiceAction.REGISTER
-        )
-        try:
-            await _prout(device, action, key=old_key, sa_key=key, aptpl=aptpl or self.aptpl)
-        except ReservationConflict:
-            if ignore_existing:
-                raise
-            await _prout(
-                device,
-                PROutServiceAction.REGISTER_AND_IGNORE_EXISTING_KEY,
-                sa_key=key,
-                aptpl=aptpl or self.aptpl,
+        """``attempt`` on every path with a session at once; ``every_path_verdict`` decides."""
+        devices = {s: s.device for s in self.slots if s.device is not None}
+        if not devices:
+            raise DeviceNotReady(f"no path for {what}")
+        done = await asyncio.gather(*(attempt(d) for d in devices.values()))
+        outcomes = {s: outcome for s, (outcome, _) in zip(devices, done, strict=True)}
+        errors = {s: error for s, (_, error) in zip(devices, done, strict=True)}
+        verdict = reservations.every_path_verdict(outcomes)
+        for slot in verdict.fail:
+            error = errors[slot]
+            if isinstance(error, PathFailed):
+                self._path_failed(devices[slot], error, what)
+            elif slot.device is devices[slot]:
+                self._fail(slot, PathEvent.IO_PATH_ERROR, f"{what} refused: {error}")
+        if not verdict.done:
+            assert verdict.report is not None
+            raise errors[verdict.report] or DeviceNotReady(f"{what} failed")
+
+    async def _register(
+        self, device: ISCSIDevice, step: Registration | None, *, aptpl: bool | None = None
+    ) -> tuple[Outcome, BlockDeviceError | None]:
+        """Carry a registration down one path, step by step; its final outcome and error."""
+        outcome, error = Outcome.GOOD, None
+        while step is not None:
+            parameters = PROutParameters(
+                reservation_key=step.reservation_key,
+                service_action_reservation_key=step.service_action_key,
+                aptpl=self.registration.aptpl if aptpl is None else aptpl,
             )
+            outcome, error = await _attempt(_prout(device, step.action, parameters))
+            step = reservations.next_registration(step, outcome)
+        return outcome, error
 
     async def pr_reserve(self, pr_type: PRType) -> None:
-        await self._one_path(PROutServiceAction.RESERVE, pr_type=pr_type)
+        await self._prout_one_path(PROutServiceAction.RESERVE, pr_type=pr_type)
 
     async def pr_release(self, pr_type: PRType) -> None:
-        await self._one_path(PROutServiceAction.RELEASE, pr_type=pr_type)
+        """RELEASE the reservation this host holds (a failover cluster's clean hand-over),
+        down every path: only the holder's nexus releases, and which one that is is unknown."""
+        parameters = PROutParameters(reservation_key=self.registration.key)
+        action = PROutServiceAction.RELEASE
+        await self._every_path(
+            action.name, lambda d: _attempt(_prout(d, action, parameters, pr_type))
+        )
 
     async def pr_clear(self) -> None:
-        await self._one_path(PROutServiceAction.CLEAR)
+        """CLEAR every registration and the reservation, this host's included."""
+        async with self._registering:
+            await self._prout_one_path(PROutServiceAction.CLEAR)
+            self.registration.cleared()
 
     async def pr_preempt(self, victim_key: int, pr_type: PRType, *, abort: bool = False) -> None:
         """PREEMPT (AND ABORT): fence the holder of ``victim_key`` (SPC-4 §5.13.11.2.6)."""
         action = PROutServiceAction.PREEMPT_AND_ABORT if abort else PROutServiceAction.PREEMPT
-        await self._one_path(action, pr_type=pr_type, sa_key=victim_key)
+        await self._prout_one_path(action, pr_type=pr_type, sa_key=victim_key)
 
     async def pr_read_keys(self) -> ReadKeysData:
-        data = await self._one_path_in(PRInServiceAction.READ_KEYS)
-        return ReadKeysData.decode(data)
+        return ReadKeysData.decode(await self._prin_one_path(PRInServiceAction.READ_KEYS))
 
     async def pr_read_reservation(self) -> ReadReservationData:
-        data = await self._one_path_in(PRInServiceAction.READ_RESERVATION)
+        data = await self._prin_one_path(PRInServiceAction.READ_RESERVATION)
         return ReadReservationData.decode(data)
 
-    async def _one_path(
+    async def _prout_one_path(
         self, action: PROutServiceAction, *, pr_type: int = 0, sa_key: int = 0
     ) -> None:
-        """One path carries the action; a path error retries it on the next (MSDSM)."""
-        for device in self._pr_devices():
-            try:
-                await _prout(
-                    device, action, key=self.reservation_key, sa_key=sa_key, pr_type=pr_type
-                )
-                return
-            except DeviceNotReady as exc:
-                if not isinstance(exc.__cause__, PathError):
-                    raise
-                self._fail_device(device, str(exc))
-        raise DeviceNotReady(f"no usable path for {action.name}")
+        parameters = PROutParameters(
+            reservation_key=self.registration.key, service_action_reservation_key=sa_key
+        )
+        await self._one_path(action.name, lambda d: _prout(d, action, parameters, pr_type))
 
-    async def _one_path_in(self, action: PRInServiceAction) -> bytes:
-        for device in self._pr_devices():
-            try:
-                result = await device.execute(
-                    PRInCdb(action, 8192).encode(), read_length=8192, write=False
-                )
-                return bytes(result.data)
-            except DeviceNotReady as exc:
-                if not isinstance(exc.__cause__, PathError):
-                    raise
-                self._fail_device(device, str(exc))
-        raise DeviceNotReady(f"no usable path for {action.name}")
+    async def _prin_one_path(self, action: PRInServiceAction) -> bytes:
+        cdb = PRInCdb(action, PR_IN_ALLOCATION).encode()
 
-    def _pr_devices(self) -> list[ISCSIDevice]:
+        async def prin(device: ISCSIDevice) -> bytes:
+            result = await device.execute(cdb, read_length=PR_IN_ALLOCATION, write=False)
+            return bytes(result.data)
+
+        return await self._one_path(action.name, prin)
+
+    async def _one_path(self, what: str, command: Callable[[ISCSIDevice], Awaitable[T]]) -> T:
+        """One path carries the command; ``reservations.next_after_one_path`` says what
+        follows each try (MSDSM: a path failure moves it to the next path)."""
         group = self.chooser.choose([s.path for s in self.slots], self._loop.time())
-        ordered = [s for s in self.slots if s.path in group] + [
-            s for s in self.slots if s.path.usable and s.path not in group
-        ]
-        return [s.device for s in ordered if s.device is not None]
-
-    def _fail_device(self, device: ISCSIDevice, reason: str) -> None:
-        slot = next((s for s in self.slots if s.device is device), None)
-        if slot is not None:
-            self._fail(slot, reason)
+        best = [s for s in self.slots if s.path in group]
+        usable = [s for s in self.slots if s.path.usable]
+        for slot in reservations.one_path_order(list(self.slots), best, usable):
+            device = slot.device
+            if device is None:
+                continue
+            try:
+                return await command(device)
+            except BlockDeviceError as error:
+                match reservations.next_after_one_path(_outcome(error)):
+                    case Next.NEXT_PATH:
+                        assert isinstance(error, PathFailed)
+                        self._path_failed(device, error, what)
+                    case _:
+                        raise
+        raise DeviceNotReady(f"no usable path for {what}")
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -519,23 +558,34 @@ class MultipathDevice(BlockDevice):
 
 
 async def _prout(
-    device: ISCSIDevice,
-    action: PROutServiceAction,
-    *,
-    key: int = 0,
-    sa_key: int = 0,
-    pr_type: int = 0,
-    aptpl: bool = False,
+    device: ISCSIDevice, action: PROutServiceAction, parameters: PROutParameters, pr_type: int = 0
 ) -> None:
-    parameters = PROutParameters(
-        reservation_key=key, service_action_reservation_key=sa_key, aptpl=aptpl
-    ).encode()
-    cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(parameters)).encode()
-    await device.execute(cdb, data_out=parameters, write=True)
+    data = parameters.encode()
+    cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(data)).encode()
+    await device.execute(cdb, data_out=data, write=True)
+
+
+def _outcome(error: BlockDeviceError | None) -> Outcome:
+    if error is None:
+        return Outcome.GOOD
+    if isinstance(error, ReservationConflict):
+        return Outcome.RESERVATION_CONFLICT
+    if isinstance(error, PathFailed):
+        return Outcome.PATH_FAILED
+    return Outcome.ERROR
+
+
+async def _attempt(command: Awaitable[None]) -> tuple[Outcome, BlockDeviceError | None]:
+    """Run one PERSISTENT RESERVE OUT; how it ended, as the policy reads it."""
+    try:
+        await command
+    except BlockDeviceError as error:
+        return _outcome(error), error
+    return Outcome.GOOD, None
 
 
 async def _bounded_logout(session: ISCSISession) -> None:
     try:
         await asyncio.wait_for(session.logout(), 3)
-    except (PathError, TimeoutError, OSError):
+    except TimeoutError:  # logout bounds itself and never raises PathFailed
         session.abort()

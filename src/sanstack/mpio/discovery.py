@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sanstack.initiator.lun_device import ISCSIDevice
-from sanstack.initiator.session import ISCSISession, PathError
+from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.iscsi.codes import decode_lun
 from sanstack.mpio.device import PathAddress
-from sanstack.scsi.codes import Opcode, Status
+from sanstack.scsi.codes import Status
+from sanstack.scsi.spc import ReportLunsCdb, SelectReport
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,11 @@ async def _luns_on(address: PathAddress, target_name: str, initiator_name: str) 
             ),
             DISCOVERY_TIMEOUT,
         )
-    except (PathError, OSError, TimeoutError) as exc:
+    except (PathFailed, LoginRefused, TimeoutError) as exc:
         log.warning("discovery through %s failed: %s", address, str(exc))
         return {}
     try:
-        cdb = struct.pack(
-            ">BBBBBBIBB", Opcode.REPORT_LUNS, 0, 0, 0, 0, 0, REPORT_LUNS_ALLOCATION, 0, 0
-        )
+        cdb = ReportLunsCdb(SelectReport.ALL_LOGICAL_UNITS, REPORT_LUNS_ALLOCATION).encode()
         result = await session.command(0, cdb, read_length=REPORT_LUNS_ALLOCATION)
         if result.status != Status.GOOD:
             log.warning("REPORT LUNS through %s: status %#x", address, result.status)
@@ -91,11 +89,11 @@ async def _luns_on(address: PathAddress, target_name: str, initiator_name: str) 
             device = await ISCSIDevice.open(session, lun)
             out[device.identity.naa.hex()] = lun
         return out
-    except (PathError, OSError) as exc:
+    except PathFailed as exc:  # ISCSIDevice.open's other errors are about the LUN: raised
         log.warning("discovery through %s failed: %s", address, str(exc))
         return {}
     finally:
         try:
             await asyncio.wait_for(session.logout(), 5)
-        except (PathError, TimeoutError):
+        except TimeoutError:  # logout bounds itself and never raises PathFailed
             session.abort()

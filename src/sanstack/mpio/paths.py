@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from sanstack.errors import LocalProtocolError
+from sanstack.iscsi.initiator_events import PathFailureKind
 from sanstack.scsi.alua_codec import ALUAState
 
 
@@ -55,6 +56,18 @@ _TRANSITIONS: dict[tuple[PathState, PathEvent], PathState] = {
     (PathState.REMOVED, PathEvent.CHECKER_FAILED): PathState.REMOVED,
     (PathState.REMOVED, PathEvent.CHECKER_OK): PathState.REMOVED,
     (PathState.REMOVED, PathEvent.REMOVE): PathState.REMOVED,
+}
+
+# How each kind of session failure reaches the path's state. Every one fails the path (the
+# checker reinstates it by logging in again); a silent path is told apart for the record.
+FAILURE_EVENTS: dict[PathFailureKind, PathEvent] = {
+    PathFailureKind.CONNECTION_LOST: PathEvent.IO_PATH_ERROR,
+    PathFailureKind.NOP_TIMEOUT: PathEvent.NOP_TIMEOUT,
+    PathFailureKind.LOGIN_TIMEOUT: PathEvent.IO_PATH_ERROR,
+    PathFailureKind.COMMAND_TIMEOUT: PathEvent.IO_PATH_ERROR,
+    PathFailureKind.PROTOCOL_ERROR: PathEvent.IO_PATH_ERROR,
+    PathFailureKind.CLOSED: PathEvent.IO_PATH_ERROR,
+    PathFailureKind.LOGGED_OUT: PathEvent.IO_PATH_ERROR,
 }
 
 # ALUA priority of a path group (dm-multipath's alua prioritizer: AO 50, ANO 10, standby 1).

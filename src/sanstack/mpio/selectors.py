@@ -2,9 +2,10 @@
 
 The names and rules are those of dm-multipath (``service-time``, its default, and
 ``round-robin``, ``queue-length``) and of Windows MSDSM's load-balance policies (failover
-only, round robin, round robin with subset, least queue depth, weighted paths); see
-../shared/reference/multipath.md §0. Each selector sees only usable paths of one priority
-group, so ALUA and path health are decided before it runs.
+only, round robin, round robin with subset, least queue depth, weighted paths): Linux's
+drivers/md/dm-ps-*.c and Microsoft's MPIO load-balance policy documentation. Each selector
+sees only usable paths of one priority group, so ALUA and path health are decided before it
+runs.
 """
 
 from __future__ import annotations
