@@ -116,7 +116,7 @@ class Measure:
     def other_cpu_percent(self) -> float:
         return 100 * self.other_cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "writes": self.writes,
             "seconds": round(self.seconds, 4),
@@ -140,12 +140,12 @@ class Level:
     journal_pages: int  # journal page writes during (b)
     checkpoints: int  # checkpoints taken during (b)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "snapshots": self.snapshots,
-            "steady": [m.to_json() for m in self.steady],
-            "first_write": [m.to_json() for m in self.first],
-            "raw": [m.to_json() for m in self.raw],
+            "steady": [m.to_dict() for m in self.steady],
+            "first_write": [m.to_dict() for m in self.first],
+            "raw": [m.to_dict() for m in self.raw],
             "pass_iops": [round(i, 1) for i in self.pass_iops],
             "used_percent": round(self.used_percent, 2),
             "journal_page_writes": self.journal_pages,

@@ -251,7 +251,7 @@ async def volume_part(
             f"formatted {plan.device_bytes // MIB} MiB in {formatted:.1f}s: "
             f"{g.volume_chunks} chunks"
         )
-        extra["prefill"] = (await write_each(volume, range(g.volume_chunks), args.qd)).to_json()
+        extra["prefill"] = (await write_each(volume, range(g.volume_chunks), args.qd)).to_dict()
         log(f"prefill: {extra['prefill']['iops']:,.0f} IOPS")
         levels, creates = await _levels(volume, plan, peer, args, problems)
         info = volume.info()
@@ -395,9 +395,9 @@ async def run_async(workdir: Path, args: argparse.Namespace, plan: RunPlan) -> d
         await peer.close()
     return {
         "summary": summarise(levels),
-        "levels": [lv.to_json() for lv in levels],
-        "raw_span": span.to_json(),
-        "raw_holes": holes.to_json(),
+        "levels": [lv.to_dict() for lv in levels],
+        "raw_span": span.to_dict(),
+        "raw_holes": holes.to_dict(),
         "volume": extra,
         "problems": problems,
     }

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import wait_for_line
 from tests.support.snapshot_crash_worker import BLOCK, CHUNK, PER, REGION, payload
 
 from sanstack.block.device import BlockDevice
@@ -42,6 +43,7 @@ SIZE = 16 << 20
 REGION_BYTES = REGION * CHUNK
 ROUNDS = {"random": 14, "create": 4, "restore": 5, "delete": 4, "write": 3}
 TARGETS = {"create": (1, 2), "restore": (1, 40), "delete": (1, 3), "write": (1, 3)}
+START_TIMEOUT = 60.0  # a worker's Python start-up on a loaded 2-core machine
 
 
 @dataclass
@@ -202,16 +204,21 @@ def run_worker(
     command = [sys.executable, str(WORKER), str(path), str(log), str(seed), mode, str(target)]
     started = time.monotonic()
     with out.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=sink)
         try:
             if mode == "random":
-                time.sleep(rng.uniform(0.05, 0.7))
+                # The random instant counts from the worker's "started" (it then opens the
+                # volume and works): a loaded machine can take seconds to start Python.
+                wait_for_line(process, b"started", START_TIMEOUT, context=out.read_text)
+                time.sleep(rng.uniform(0.0, 0.7))
                 process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+            process.wait(timeout=START_TIMEOUT)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
     return process.returncode, time.monotonic() - started
 
 

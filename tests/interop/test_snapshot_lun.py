@@ -15,6 +15,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from sanstack.control.client import call
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:snapshots"
 MiB = 1 << 20
+COPY_TIMEOUT = 300.0  # 64 MiB at 8 MiB/s takes 8 s; this is for a loaded machine
 SNAPSHOT_KEYS = {
     "name", "id", "created", "epoch", "weight", "keep", "scheduled", "state", "size_bytes",
     "used_bytes",
@@ -157,11 +159,13 @@ def test_snapshot_copied_out_while_the_volume_changes(tmp_path: Path) -> None:
             sanstack("snapshot", "delete", str(vol), "S0", cwd=tmp_path)
             assert copy.poll() is None, "the copy ended before the deletes: no overlap tested"
             rounds = 0
+            deadline = time.monotonic() + COPY_TIMEOUT
             while copy.poll() is None:
+                assert time.monotonic() < deadline, f"the copy took over {COPY_TIMEOUT}s"
                 pattern = 0x40 + rounds % 0x80
                 volume.write_patterns([(o + rounds % 8 * 4096, 4096, pattern) for o, _n in busy])
                 rounds += 1
-            _out, err = copy.communicate(timeout=300)
+            _out, err = copy.communicate(timeout=COPY_TIMEOUT)
         finally:
             if copy.poll() is None:
                 copy.kill()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +34,34 @@ def require_tool(name: str) -> str:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing uses right now, for a daemon to listen on.
+
+    It is taken below the kernel's ephemeral range, at random: between this check and the
+    daemon's bind, no outgoing connection can be given it as its source port (one from
+    the ephemeral range could), and another test's pick is unlikely to be the same.
+    """
+    low = _ephemeral_range_start()
+    for _ in range(100):
+        port = _PICK.randrange(FIRST_PICKED_PORT, low) if low > FIRST_PICKED_PORT else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            picked: int = sock.getsockname()[1]
+            return picked
+    pytest.fail("no free TCP port found on 127.0.0.1")
+
+
+FIRST_PICKED_PORT = 10000
+_PICK = random.SystemRandom()
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # unknown: let the kernel choose
 
 
 @dataclass
@@ -118,20 +143,38 @@ def _daemon(
 
 
 def _wait_ready(daemon: Daemon, timeout: float) -> None:
-    assert daemon.process.stdout is not None
+    wait_for_line(daemon.process, b"ready", timeout, context=lambda: daemon.log()[-3000:])
+
+
+def wait_for_line(
+    process: subprocess.Popen[bytes],
+    marker: bytes,
+    timeout: float,
+    *,
+    context: Callable[[], str] = lambda: "",
+) -> bytes:
+    """Read ``process``'s stdout until ``marker`` appears; returns what was read.
+
+    Fails the test if the process closes its stdout (exits) first, or after ``timeout``
+    seconds; ``context`` adds to the message (its log, say).
+    """
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
     deadline = time.monotonic() + timeout
-    fd = daemon.process.stdout.fileno()
-    os.set_blocking(fd, False)
     buffered = b""
-    while time.monotonic() < deadline:
-        if daemon.process.poll() is not None:
-            pytest.fail(f"target exited {daemon.process.returncode}:\n{daemon.log()[-3000:]}")
-        with contextlib.suppress(BlockingIOError):
-            buffered += os.read(fd, 65536)
-        if b"ready" in buffered:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"target not ready within {timeout}s:\n{daemon.log()[-3000:]}")
+    while marker not in buffered:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"{process.args!r} did not say {marker!r} within {timeout}s:\n{context()}")
+        # Also look at the process now and then: a child it started may hold the pipe open.
+        readable, _, _ = select.select([fd], [], [], min(left, 1.0))
+        data = os.read(fd, 65536) if readable else None
+        if data == b"" or (data is None and process.poll() is not None):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            pytest.fail(f"exited {process.returncode} before saying {marker!r}:\n{context()}")
+        buffered += data or b""
+    return buffered
 
 
 def run_tool(

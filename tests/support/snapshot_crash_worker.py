@@ -9,12 +9,13 @@ acknowledged it, an ``ack`` line; each line is written with one ``write`` and fs
 before the next step. So the parent knows every acknowledged operation, and the few that
 were in flight when the process died.
 
-MODE ``random``: the parent kills the process at a random moment. MODE ``create``,
-``restore``, ``delete`` or ``write``: when the first such operation begins (after a few
-others), the process counts the writes it makes to the volume file from then on (the
-operation's own, and the background work it starts: a restore's merge, a delete's reclaim)
-and kills itself at the TARGET-th, after writing a random number of whole 4 KiB pages of
-it, as a kill in the middle of a ``pwrite`` may leave it.
+MODE ``random``: the parent kills the process at a random moment after it prints
+``started`` (it then opens the volume, so a kill may land in recovery too). MODE
+``create``, ``restore``, ``delete`` or ``write``: when the first such operation begins
+(after a few others), the process counts the writes it makes to the volume file from then
+on (the operation's own, and the background work it starts: a restore's merge, a delete's
+reclaim) and kills itself at the TARGET-th, after writing a random number of whole 4 KiB
+pages of it, as a kill in the middle of a ``pwrite`` may leave it.
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ def main() -> None:
     if mode != "random":
         trap = Trap(target, seed)
         trap.install()
+    print("started", flush=True)  # the parent's random instant to kill counts from here
     asyncio.run(Worker(path, Log(log_path), seed, mode, trap).run())
 
 

@@ -17,10 +17,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.waits import until
 
 from sanstack.block.device import (
     BlockDevice,
@@ -145,13 +146,6 @@ async def read_chunk(device: BlockDevice, v: int) -> bytes:
     return bytes(await device.read(v * PER_CHUNK, PER_CHUNK))
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.001)
-
-
 # -- create drains in-flight writes ----------------------------------------------------
 
 
@@ -170,7 +164,7 @@ def test_create_drains_in_flight_writes(first_write: bool) -> None:
         base.gate = asyncio.Event()
         w1 = asyncio.create_task(volume.write(0, data(3)))
         w1.add_done_callback(lambda _: order.append("w1"))
-        await until(lambda: base.held >= 1)
+        await until(lambda: base.held >= 1, 30, "the write is held in the base device")
         create = asyncio.create_task(volume.create_snapshot("s"))
         create.add_done_callback(lambda _: order.append("create"))
         await asyncio.sleep(0.05)
@@ -338,13 +332,19 @@ def test_auto_delete_by_weight_then_age_never_keep(caplog: pytest.LogCaptureFixt
         target = 65 * 100 // reserve
         with caplog.at_level(logging.WARNING, logger="sanstack.snapshot.volume"):
             await volume.set_policy(SpacePolicy(warn_percent=100, delete_percent=target))
-            await until(lambda: t.names() == ["a", "b", "e"])
+            await until(
+                lambda: t.names() == ["a", "b", "e"],
+                30,
+                "the policy deleted the lowest-weight snapshots",
+            )
             await volume.wait_background(10)
             assert volume.state.snapshot_used == 60
             await t.verify()
             # Then everything but the keep one: e (weight 3) before a (weight 5).
             await volume.set_policy(SpacePolicy(warn_percent=100, delete_percent=1))
-            await until(lambda: t.names() == ["b"])
+            await until(
+                lambda: t.names() == ["b"], 30, "the policy deleted down to the keep snapshot"
+            )
             await volume.wait_background(10)
             await asyncio.sleep(0.05)
         assert t.names() == ["b"]
@@ -458,11 +458,11 @@ def test_auto_delete_deletes_no_more_than_needed_while_io_is_in_flight() -> None
         assert volume.state.snapshot_used == 60
         base.read_gate = asyncio.Event()
         reader = asyncio.create_task(volume.read(0, PER_CHUNK))  # a mapped chunk
-        await until(lambda: base.reads_held == 1)
+        await until(lambda: base.reads_held == 1, 30, "a read is held in the base device")
         # 60 chunks used; deleting "c" alone brings it to 40, below the threshold.
         threshold = (50 * 100 + reserve - 1) // reserve
         await volume.set_policy(SpacePolicy(warn_percent=100, delete_percent=threshold))
-        await until(lambda: "c" not in t.names())
+        await until(lambda: "c" not in t.names(), 30, "the delete is done")
         await asyncio.sleep(0.2)  # a slow read: a disk under load, a stalled path
         base.read_gate.set()
         await reader
@@ -556,16 +556,18 @@ def test_volume_schedule_takes_and_prunes() -> None:
             seen.update(names)
             return names
 
-        await until(lambda: len(scheduled()) == 1)
+        await until(lambda: len(scheduled()) == 1, 30, "the schedule took a snapshot")
         first = scheduled()[0]
         await volume.set_snapshot(first, keep=True)  # the schedule never prunes it
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 30  # two more at 1 s intervals, on a loaded machine
         while len(seen) < 3 and time.monotonic() < deadline:
             await volume.write(0, data(len(seen)))
             scheduled()
             await asyncio.sleep(0.02)
         assert len(seen) >= 3, seen
-        await asyncio.sleep(0.05)
+        # The schedule prunes right after each snapshot it takes: until it has, the
+        # newest's predecessor is still listed.
+        await until(lambda: len(scheduled()) <= 2, 30, "the schedule pruned to its keep count")
         names = [s.name for s in volume.snapshots()]
         assert "manual" in names and first in names  # manual and keep: never pruned
         now = scheduled()
@@ -668,7 +670,7 @@ def test_a_chunk_freed_under_a_read_is_not_reused_until_the_read_ends() -> None:
         assert len(volume.state.free) == 1
         base.read_gate = asyncio.Event()
         reader = asyncio.create_task(volume.read(0, PER_CHUNK))
-        await until(lambda: base.reads_held == 1)
+        await until(lambda: base.reads_held == 1, 30, "a read is held in the base device")
         await volume.unmap(0, 2 * PER_CHUNK)  # frees chunks 0 and 1: in grace
         await volume.write(0, data(1))  # takes the last free chunk
         writer = asyncio.create_task(volume.write(PER_CHUNK, data(2)))
@@ -676,7 +678,7 @@ def test_a_chunk_freed_under_a_read_is_not_reused_until_the_read_ends() -> None:
         assert not writer.done(), "a chunk freed under a read in flight was reused"
         base.read_gate.set()
         assert await reader == data(10_000)
-        await asyncio.wait_for(writer, 5)
+        await asyncio.wait_for(writer, 30)
         assert await read_chunk(volume, 0) == data(1)
         assert await read_chunk(volume, 1) == data(2)
         snap = volume.open_snapshot("s")

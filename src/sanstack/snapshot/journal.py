@@ -12,6 +12,8 @@ pages. It is taken by the same task, so journal pages and checkpoint images are 
 written concurrently; the images are captured in one synchronous step and written only
 after every record emitted before the capture is in the journal (an image must never get
 ahead of the log that explains it).
+
+At open, ``recover`` reads both back: the checkpoint's images, then the log after them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sanstack.snapshot.layout import (
     PAGE,
     Record,
     Superblock,
+    decode_journal_page,
     encode_journal_page,
     encode_record,
 )
@@ -43,12 +46,54 @@ MAX_PAGES_PER_WRITE = 32
 RESERVE_PAGES = 64
 
 
+async def recover(base: BlockDevice, superblock: Superblock) -> tuple[VolumeState, int]:
+    """At open: the state as the last checkpoint wrote it (snapshot table, forward map),
+    then every whole page of the log after it. Also the sequence number the log goes on at.
+
+    The chunk table is not read here: the volume's free-space scan reads it in the background.
+    """
+    g = superblock.geometry
+    bs = base.block_size
+    per_page = PAGE // bs
+    state = VolumeState(superblock)
+    raw = await base.read(g.snapshot_table // bs, g.snapshot_table_pages * per_page)
+    for n in range(g.snapshot_table_pages):
+        state.load_snapshot_page(n, raw[n * PAGE : (n + 1) * PAGE])
+    for first in range(0, g.map_pages, 256):
+        count = min(256, g.map_pages - first)
+        raw = await base.read((g.forward_map + first * PAGE) // bs, count * per_page)
+        for i in range(count):
+            state.load_map_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
+    seq = superblock.journal_tail_seq
+    while True:
+        index = seq % g.journal_pages
+        count = min(64, g.journal_pages - index)
+        raw = await base.read((g.journal + index * PAGE) // bs, count * PAGE // bs)
+        for i in range(count):
+            records = decode_journal_page(raw[i * PAGE : (i + 1) * PAGE], seq, index + i)
+            if records is None:
+                return state, seq
+            for record in records:
+                state.replay(record)
+            seq += 1
+
+
 @dataclass(slots=True)
 class _Group:
     records: list[bytes]
     size: int
     number: int  # the state's record number of the group's last record
     done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Pages packed for one write to the ring, starting at sequence number ``first_seq``."""
+
+    first_seq: int
+    pages: list[bytes]
+    groups: list[_Group]  # the groups the pages carry, resolved once they are written
+    still_open: list[bytes] | None  # the last page's records, if it has room for more
 
 
 class Journal:
@@ -166,8 +211,17 @@ class Journal:
                     group.done.set_exception(DeviceNotReady(f"volume journal failed: {exc}"))
 
     async def _write_some(self, *, checkpointing: bool = False) -> None:
-        # Wait for room in the ring: a checkpoint frees it (the scan must end first). A
-        # checkpoint's own drain may use the last RESERVE_PAGES.
+        """Write as many queued groups as one device write takes, then acknowledge them."""
+        limit = await self._wait_for_room(checkpointing=checkpointing)
+        batch = self._pack(limit)
+        if not batch.groups:
+            return
+        await self._write_pages(batch)
+        self._acknowledge(batch)
+
+    async def _wait_for_room(self, *, checkpointing: bool) -> int:
+        """Wait for room in the ring: a checkpoint frees it (the scan must end first). A
+        checkpoint's own drain may use the last RESERVE_PAGES. Returns the ring's limit."""
         limit = self._ring - 1 - (0 if checkpointing else RESERVE_PAGES)
         while self._next_seq - self._tail >= limit:
             if checkpointing:
@@ -176,16 +230,23 @@ class Journal:
                 await asyncio.sleep(0.01)
                 continue
             await self._checkpoint()
-        # The last page written may still have room: it is rewritten with more records
-        # (same sequence number), so the ring advances by pages of records, not by
-        # batches. A page covered by a FLUSH or a checkpoint is sealed instead.
-        first_seq = self._next_seq
-        current: list[bytes] = []
-        size = 0
+        return limit
+
+    def _reopen_last_page(self) -> tuple[int, list[bytes]]:
+        """Where the next write starts, and the records already in its first page.
+
+        The last page written may still have room: it is rewritten with more records (same
+        sequence number), so the ring advances by pages of records, not by batches. A page
+        covered by a FLUSH or a checkpoint is sealed instead.
+        """
         if self._open_records is not None and self._next_seq % self._ring != 0:
-            first_seq = self._next_seq - 1
-            current = list(self._open_records)
-            size = sum(map(len, current))
+            return self._next_seq - 1, list(self._open_records)
+        return self._next_seq, []
+
+    def _pack(self, limit: int) -> _Batch:
+        """Move whole groups from the queue into pages, as many as one write may span."""
+        first_seq, current = self._reopen_last_page()
+        size = sum(map(len, current))
         room = min(
             MAX_PAGES_PER_WRITE,
             limit - (self._next_seq - self._tail) + (self._next_seq - first_seq),
@@ -212,24 +273,29 @@ class Journal:
             reopened = False
         if current:
             pages.append(self._page(first_seq + len(pages), current))
-        if not groups:
-            return
-        start = first_seq % self._ring
+        # Rewriting a page assumes 4 KiB writes do not tear on power loss (true of 4Kn and
+        # 512e disks and NVMe); with a volatile cache a FLUSH seals the page anyway.
+        still_open = current if current and size < JOURNAL_CAPACITY else None
+        return _Batch(first_seq, pages, groups, still_open)
+
+    async def _write_pages(self, batch: _Batch) -> None:
+        start = batch.first_seq % self._ring
         lba = (self._ring_offset + start * PAGE) // self._base.block_size
         try:
-            await self._base.write(lba, b"".join(pages))
+            await self._base.write(lba, b"".join(batch.pages))
         except BaseException as exc:  # these groups left the queue: fail them here
-            for group in groups:
+            for group in batch.groups:
                 if not group.done.done():
                     group.done.set_exception(DeviceNotReady(f"volume journal failed: {exc}"))
             raise
-        self._next_seq = first_seq + len(pages)
-        # Rewriting a page assumes 4 KiB writes do not tear on power loss (true of 4Kn and
-        # 512e disks and NVMe); with a volatile cache a FLUSH seals the page anyway.
-        self._open_records = current if current and size < JOURNAL_CAPACITY else None
-        self.pages_written += len(pages)
-        self._state.mark_durable(max(g.number for g in groups))
-        for group in groups:
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        """The batch is in the journal: advance the ring and resolve its groups' waiters."""
+        self._next_seq = batch.first_seq + len(batch.pages)
+        self._open_records = batch.still_open
+        self.pages_written += len(batch.pages)
+        self._state.mark_durable(max(g.number for g in batch.groups))
+        for group in batch.groups:
             if not group.done.done():
                 group.done.set_result(None)
         self._on_durable()

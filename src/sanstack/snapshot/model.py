@@ -1,6 +1,6 @@
 """The snapshot layer's public vocabulary: options, policies, listings and errors.
 
-Everything here is plain data, JSON-friendly (``to_json``), shared by the volume, its
+Everything here is plain data, JSON-friendly (``to_dict``), shared by the volume, its
 service API, the control plane and the CLI, so each view prints the same fields.
 """
 
@@ -89,7 +89,7 @@ class SpacePolicy:
         if not 1 <= self.delete_percent <= 100:
             raise VolumeError(f"delete_percent {self.delete_percent} is not within 1..100")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "warn_percent": self.warn_percent,
             "delete_percent": self.delete_percent,
@@ -121,7 +121,7 @@ class Schedule:
         if len(self.prefix) > 40:
             raise VolumeError(f"schedule prefix {self.prefix!r} is longer than 40 characters")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -156,7 +156,7 @@ class Holder:
     pid: int
     control: str  # the holder's control socket path, "" when it has none
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -175,7 +175,7 @@ class SnapshotInfo:
     size_bytes: int  # the volume size at the snapshot
     used_bytes: int  # snapshot space freed if this snapshot alone were deleted
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -187,7 +187,7 @@ class Progress:
     done: int
     total: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -210,7 +210,7 @@ class VolumeInfo:
     holder: Holder | None
     background: list[Progress] = field(default_factory=list)  # scan, reclaim, restore
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "uuid": self.uuid,
             "size_bytes": self.size_bytes,
@@ -222,8 +222,8 @@ class VolumeInfo:
             "free_bytes": self.free_bytes,
             "snapshots": self.snapshots,
             "max_snapshots": self.max_snapshots,
-            "policy": self.policy.to_json(),
-            "schedule": self.schedule.to_json() if self.schedule else None,
-            "holder": self.holder.to_json() if self.holder else None,
-            "background": [p.to_json() for p in self.background],
+            "policy": self.policy.to_dict(),
+            "schedule": self.schedule.to_dict() if self.schedule else None,
+            "holder": self.holder.to_dict() if self.holder else None,
+            "background": [p.to_dict() for p in self.background],
         }

@@ -17,7 +17,6 @@ from sanstack.block.device import (
     LBAExtent,
 )
 from sanstack.snapshot.layout import SnapshotRecord
-from sanstack.snapshot.volume_tasks import extents
 
 if TYPE_CHECKING:
     from sanstack.snapshot.volume import SnapshotVolume
@@ -61,13 +60,7 @@ class SnapshotDevice(BlockDevice):
         await self.volume.wait_scan()
         state = self.volume.state
         epoch = self.epoch
-        return extents(
-            lambda v: state.snapshot_chunk(epoch, v),
-            lba,
-            max_count,
-            self.num_blocks,
-            self.volume.geometry.chunk_size // self.block_size,
-        )
+        return state.lba_status(lambda v: state.snapshot_chunk(epoch, v), lba, max_count)
 
     def health(self) -> str | None:
         if self._closed:

@@ -30,10 +30,11 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+from sanstack.block.device import LBAExtent, ProvisioningStatus
 from sanstack.snapshot.layout import (
     MAP_PER_PAGE,
     SLOTS_PER_PAGE,
@@ -66,6 +67,10 @@ from sanstack.snapshot.model import (
     VolumeBusy,
     check_snapshot_name,
 )
+
+
+def _provisioning(p: int) -> ProvisioningStatus:
+    return ProvisioningStatus.DEALLOCATED if p == UNMAPPED else ProvisioningStatus.MAPPED
 
 
 class Chunk(IntEnum):
@@ -142,6 +147,7 @@ class VolumeState:
         self.dirty_table: set[int] = set()
         self.dirty_slots: set[int] = set()
         self.restore_total = 0
+        self.restore_done = 0  # chunks the merge copied back since this volume was opened
 
     # -- loading ----------------------------------------------------------------------
 
@@ -318,6 +324,25 @@ class VolumeState:
         if self.restore_snapshot_id and self.unrestored(v):
             return self.snapshot_chunk(self.snapshots[self.restore_snapshot_id].epoch, v)
         return self.map_p[v]
+
+    def lba_status(
+        self, chunk_of: Callable[[int], int], lba: int, max_count: int
+    ) -> list[LBAExtent]:
+        """GET LBA STATUS of a chunk map (``volume_chunk`` or a snapshot's): runs of mapped
+        and deallocated blocks from ``lba``."""
+        per = self.geometry.chunk_size // self.geometry.block_size
+        end = min(self.n * per, lba + max_count)
+        out: list[LBAExtent] = []
+        while lba < end and len(out) < 64:
+            status = _provisioning(chunk_of(lba // per))
+            start = lba
+            while lba < end:
+                v = lba // per
+                if _provisioning(chunk_of(v)) != status:
+                    break
+                lba = min(end, (v + 1) * per)
+            out.append(LBAExtent(start, lba - start, status))
+        return out
 
     # -- writing ----------------------------------------------------------------------
 
@@ -564,6 +589,7 @@ class VolumeState:
         self._emit(out, EpochRecord(self.epoch + 1, self.next_snapshot_id))
         self._emit(out, RestoreRecord(record.id, self.epoch))
         self.restore_total = sum(1 for v in range(self.n) if self.unrestored(v))
+        self.restore_done = 0
         return out
 
     def restore_candidates(self, start: int, limit: int) -> Iterator[int]:

@@ -32,13 +32,12 @@ from sanstack.block.device import (
     LBAExtent,
     SpaceExhausted,
 )
-from sanstack.snapshot.journal import Journal
+from sanstack.snapshot.journal import Journal, recover
 from sanstack.snapshot.layout import (
     PAGE,
     UNMAPPED,
     Geometry,
     Superblock,
-    decode_journal_page,
     newest_superblock,
 )
 from sanstack.snapshot.model import (
@@ -57,7 +56,6 @@ from sanstack.snapshot.model import (
 from sanstack.snapshot.state import VolumeState, WriteKind
 from sanstack.snapshot.volume_tasks import (
     ChunkLock,
-    extents,
     maintain,
     restore_merge,
     run_schedule,
@@ -146,7 +144,7 @@ class SnapshotVolume(BlockDevice):
             sb,
             next_seq,
             can_checkpoint=lambda: state.scan_done,
-            on_durable=self._after_durable,
+            on_durable=self.release_freed,
         )
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,7 +159,6 @@ class SnapshotVolume(BlockDevice):
         self._writes_drained.set()
         self._chunk_locks: dict[int, ChunkLock] = {}
         self._admin = asyncio.Lock()  # snapshot create/delete/restore, one at a time
-        self._restore_done = 0
         self._schedule_task: asyncio.Task[None] | None = None
         self.snapshot_devices: set[BlockDevice] = set()
 
@@ -178,16 +175,7 @@ class SnapshotVolume(BlockDevice):
         g = superblock.geometry
         if g.data + g.pool_chunks * g.chunk_size > base.capacity_bytes:
             raise NotAVolume("the device is smaller than the volume its superblock describes")
-        state = VolumeState(superblock)
-        raw = await base.read(g.snapshot_table // bs, g.snapshot_table_pages * per_page)
-        for n in range(g.snapshot_table_pages):
-            state.load_snapshot_page(n, raw[n * PAGE : (n + 1) * PAGE])
-        for first in range(0, g.map_pages, 256):
-            count = min(256, g.map_pages - first)
-            raw = await base.read((g.forward_map + first * PAGE) // bs, count * per_page)
-            for i in range(count):
-                state.load_map_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
-        next_seq = await cls._replay(base, state, superblock)
+        state, next_seq = await recover(base, superblock)
         state.start()
         volume = cls(base, state, next_seq, holder=holder, close_base=close_base)
         try:
@@ -206,23 +194,6 @@ class SnapshotVolume(BlockDevice):
             await volume.close()  # stops what was started; the caller sees the error
             raise
         return volume
-
-    @staticmethod
-    async def _replay(base: BlockDevice, state: VolumeState, sb: Superblock) -> int:
-        g = sb.geometry
-        bs = base.block_size
-        seq = sb.journal_tail_seq
-        while True:
-            index = seq % g.journal_pages
-            count = min(64, g.journal_pages - index)
-            raw = await base.read((g.journal + index * PAGE) // bs, count * PAGE // bs)
-            for i in range(count):
-                records = decode_journal_page(raw[i * PAGE : (i + 1) * PAGE], seq, index + i)
-                if records is None:
-                    return seq
-                for record in records:
-                    state.replay(record)
-                seq += 1
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -495,15 +466,15 @@ class SnapshotVolume(BlockDevice):
     async def flush(self) -> None:
         self._check_open()
         await self.journal.commit([])
-        await self._flush_base()
+        await self.flush_base()
 
-    async def _flush_base(self) -> None:
+    async def flush_base(self) -> None:
         """FLUSH the device; every record already in the journal is then on the medium."""
         record = self.state.durable
         self.journal.seal()
         await self.base.flush()
         self.state.mark_flushed(record)
-        self._after_durable()
+        self.release_freed()
 
     async def unmap(self, lba: int, count: int) -> None:
         """Deallocate whole chunks; the blocks of a partly covered chunk are written with
@@ -522,18 +493,30 @@ class SnapshotVolume(BlockDevice):
 
     async def get_lba_status(self, lba: int, max_count: int) -> list[LBAExtent]:
         self._check_open()
-        return extents(self.state.volume_chunk, lba, max_count, self.num_blocks, self._per_chunk)
+        return self.state.lba_status(self.state.volume_chunk, lba, max_count)
 
-    # -- background work --------------------------------------------------------------
+    # -- background work (with the restore below: the HostVolume its tasks drive) -----
 
     def _after_io(self) -> None:
         if self.state.pending_count:
-            self._after_durable()
+            self.release_freed()
 
-    def _after_durable(self) -> None:
+    def release_freed(self) -> None:
         if self.state.release_pending():
             self._space_freed.set()
             self._scan_progress.set()
+
+    def scan_progressed(self) -> None:
+        self._scan_progress.set()
+
+    def scan_finished(self) -> None:
+        self._scan_complete.set()
+        self._scan_progress.set()
+
+    async def wait_for_work(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await wait_event(self._wake, seconds)
 
     async def wait_scan(self, timeout: float = SCAN_WAIT) -> None:  # noqa: ASYNC109
         try:
@@ -551,7 +534,7 @@ class SnapshotVolume(BlockDevice):
                 raise TimeoutError("background work of the volume is still running")
             self._wake.set()
             await self.journal.commit([])
-            self._after_durable()
+            self.release_freed()
             await asyncio.sleep(0.005)
 
     # -- snapshots --------------------------------------------------------------------
@@ -578,12 +561,12 @@ class SnapshotVolume(BlockDevice):
         async with self._admin, self._paused_writes():
             # FLUSH before and after: every version the snapshot sees, then the snapshot
             # itself, is on the medium when create returns, even on a write-back device.
-            await self._flush_base()
+            await self.flush_base()
             record, records = self.state.create_snapshot(
                 name, time.time(), weight=weight, keep=keep, scheduled=scheduled
             )
             await self.journal.commit(records)
-            await self._flush_base()
+            await self.flush_base()
         return self.state.snapshot_info(record)
 
     def snapshots(self) -> list[SnapshotInfo]:
@@ -643,8 +626,25 @@ class SnapshotVolume(BlockDevice):
                 raise VolumeBusy("a restore is already running")
             records = self.state.begin_restore(name)
             await self.journal.commit(records)
-        self._restore_done = 0
         self._spawn(restore_merge(self), "volume-restore")
+
+    async def restore_chunk(self, v: int) -> None:
+        async with self._writing(), self._locked_chunk(v):
+            state = self.state
+            if not state.unrestored(v):
+                return
+            p = state.snapshot_chunk(state.snapshots[state.restore_snapshot_id].epoch, v)
+            if p == UNMAPPED:
+                await self._write_chunk_locked(v, 0, None)
+            else:
+                data = await self._pool_read(p, 0, self._per_chunk)
+                await self._write_chunk_locked(v, 0, memoryview(data))
+            state.restore_done += 1
+
+    async def finish_restore(self) -> None:
+        async with self._admin:
+            await self.journal.commit(self.state.finish_restore())
+        self._wake.set()
 
     # -- settings and reporting -------------------------------------------------------
 
@@ -676,7 +676,7 @@ class SnapshotVolume(BlockDevice):
             total = state.reclaim_total
             background.append(Progress("reclaim", total - state.reclaim_pending, total))
         if state.restore_snapshot_id:
-            background.append(Progress("restore", self._restore_done, state.restore_total))
+            background.append(Progress("restore", state.restore_done, state.restore_total))
         free = len(state.free) if state.scan_done else 0
         return VolumeInfo(
             uuid=state.superblock.uuid_text,

@@ -1,9 +1,10 @@
-"""The background work a ``SnapshotVolume`` owns, and small helpers its I/O shares.
+"""The background work a ``SnapshotVolume`` owns, and two small helpers its I/O uses.
 
 Each coroutine here runs as one of the volume's tasks (started by the volume, cancelled
 and awaited at its close): maintenance (free-space scan, reclaim, freed-chunk release,
-the space policy, the periodic FLUSH), the restore merge, and the schedule. They use the
-volume's own state and events; they are kept apart only to keep volume.py readable.
+the space policy, the periodic FLUSH), the restore merge, and the schedule. They see the
+volume only through ``HostVolume``, the part of it they drive; they live here to keep
+volume.py, which is the volume's I/O, readable.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-from sanstack.block.device import DeviceNotReady, LBAExtent, ProvisioningStatus
-from sanstack.snapshot.layout import PAGE, UNMAPPED
-from sanstack.snapshot.model import OnFull
-
-if TYPE_CHECKING:
-    from sanstack.snapshot.volume import SnapshotVolume
+from sanstack.block.device import BlockDevice, DeviceNotReady
+from sanstack.snapshot.journal import Journal
+from sanstack.snapshot.layout import PAGE
+from sanstack.snapshot.model import OnFull, SnapshotInfo
+from sanstack.snapshot.state import VolumeState
 
 log = logging.getLogger("sanstack.snapshot.volume")
 
@@ -30,9 +29,52 @@ RECLAIM_PER_STEP: Final = 4096
 RESTORE_CHUNKS_PER_STEP: Final = 256
 
 
-async def maintain(volume: SnapshotVolume) -> None:
+class HostVolume(Protocol):
+    """What the background tasks use of the volume that runs them (``SnapshotVolume``)."""
+
+    @property
+    def state(self) -> VolumeState: ...
+
+    @property
+    def base(self) -> BlockDevice: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    def scan_progressed(self) -> None:
+        """The scan classified more pages: a writer short of a free chunk may look again."""
+
+    def scan_finished(self) -> None:
+        """Every pool chunk is classified: snapshot reads and restores may go on."""
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Until I/O or an operation asks for maintenance, or ``seconds`` pass."""
+
+    def release_freed(self) -> None:
+        """Hand back the freed chunks whose free is durable and no older I/O still reads."""
+
+    async def flush_base(self) -> None:
+        """FLUSH the device under the volume; every journalled record is then on the medium."""
+
+    async def wait_scan(self, timeout: float = ...) -> None:  # noqa: ASYNC109
+        """Until the free-space scan is done; ``DeviceNotReady`` if it takes too long."""
+
+    async def restore_chunk(self, v: int) -> None:
+        """Copy chunk ``v`` back from the snapshot being restored, unless a write did."""
+
+    async def finish_restore(self) -> None:
+        """Record that the restore is complete: every chunk was copied back."""
+
+    async def create_snapshot(
+        self, name: str, *, weight: int = 1, keep: bool = False, scheduled: bool = False
+    ) -> SnapshotInfo: ...
+
+    async def delete_snapshot(self, name: str) -> None: ...
+
+
+async def maintain(volume: HostVolume) -> None:
     state = volume.state
-    g = volume.geometry
+    g = state.geometry
     bs = volume.base.block_size
     while not state.scan_done:
         first = state.scan_next_page
@@ -40,21 +82,18 @@ async def maintain(volume: SnapshotVolume) -> None:
         raw = await volume.base.read((g.chunk_table + first * PAGE) // bs, count * PAGE // bs)
         for i in range(count):
             state.scan_page(first + i, raw[i * PAGE : (i + 1) * PAGE])
-        volume._scan_progress.set()
+        volume.scan_progressed()
         await asyncio.sleep(0)
-    volume._scan_complete.set()
-    volume._scan_progress.set()
+    volume.scan_finished()
     while True:
         await reclaim_all(volume)
         await apply_policy(volume)
-        if volume.state.waiting_for_flush():  # dm-thin commits every second; so do we
-            await volume._flush_base()
-        volume._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await wait_event(volume._wake, 1.0)
+        if state.waiting_for_flush():  # dm-thin commits every second; so do we
+            await volume.flush_base()
+        await volume.wait_for_work(1.0)
 
 
-async def apply_policy(volume: SnapshotVolume) -> None:
+async def apply_policy(volume: HostVolume) -> None:
     state = volume.state
     if state.policy.on_full != OnFull.DELETE:
         return
@@ -69,22 +108,21 @@ async def apply_policy(volume: SnapshotVolume) -> None:
             state.policy.delete_percent,
             victim.name,
         )
-        async with volume._admin:
-            with contextlib.suppress(Exception):
-                await volume.journal.commit(state.delete_snapshot(victim.name))
+        with contextlib.suppress(Exception):
+            await volume.delete_snapshot(victim.name)
         await reclaim_all(volume)
 
 
-async def reclaim_all(volume: SnapshotVolume) -> None:
+async def reclaim_all(volume: HostVolume) -> None:
     state = volume.state
     while state.reclaim_pending:
         state.reclaim_step(RECLAIM_PER_STEP)
         await volume.journal.commit([])  # tags the frees; they wait for durability
-        volume._after_durable()
+        volume.release_freed()
         await asyncio.sleep(0)
 
 
-async def restore_merge(volume: SnapshotVolume) -> None:
+async def restore_merge(volume: HostVolume) -> None:
     """Copy the snapshot's chunks back, as dm-snapshot's merge does, while I/O goes on."""
     state = volume.state
     while not state.scan_done:  # bounded waits; close cancels this task
@@ -93,25 +131,14 @@ async def restore_merge(volume: SnapshotVolume) -> None:
     v = 0
     while v < state.n:
         for u in list(state.restore_candidates(v, RESTORE_CHUNKS_PER_STEP)):
-            async with volume._writing(), volume._locked_chunk(u):
-                if state.unrestored(u):
-                    source = state.snapshots[state.restore_snapshot_id].epoch
-                    p = state.snapshot_chunk(source, u)
-                    if p == UNMAPPED:
-                        await volume._write_chunk_locked(u, 0, None)
-                    else:
-                        data = await volume._pool_read(p, 0, volume._per_chunk)
-                        await volume._write_chunk_locked(u, 0, memoryview(data))
-                    volume._restore_done += 1
+            await volume.restore_chunk(u)
         v += RESTORE_CHUNKS_PER_STEP
         await asyncio.sleep(0)
-    async with volume._admin:
-        await volume.journal.commit(state.finish_restore())
-    volume._wake.set()
-    log.info("restore finished: %d chunks copied back", volume._restore_done)
+    await volume.finish_restore()
+    log.info("restore finished: %d chunks copied back", state.restore_done)
 
 
-async def run_schedule(volume: SnapshotVolume) -> None:
+async def run_schedule(volume: HostVolume) -> None:
     from sanstack.snapshot.schedule import next_due, scheduled_name, to_prune
 
     while True:
@@ -155,29 +182,3 @@ async def wait_event(event: asyncio.Event, seconds: float) -> None:
         return
     async with asyncio.timeout(seconds):
         await event.wait()
-
-
-def extents(
-    chunk_of: Callable[[int], int], lba: int, max_count: int, num_blocks: int, per: int
-) -> list[LBAExtent]:
-    """GET LBA STATUS from a chunk map: runs of mapped and deallocated blocks from ``lba``."""
-    end = min(num_blocks, lba + max_count)
-    out: list[LBAExtent] = []
-    while lba < end and len(out) < 64:
-        v = lba // per
-        status = (
-            ProvisioningStatus.DEALLOCATED if chunk_of(v) == UNMAPPED else ProvisioningStatus.MAPPED
-        )
-        start = lba
-        while lba < end:
-            v = lba // per
-            here = (
-                ProvisioningStatus.DEALLOCATED
-                if chunk_of(v) == UNMAPPED
-                else ProvisioningStatus.MAPPED
-            )
-            if here != status:
-                break
-            lba = min(end, (v + 1) * per)
-        out.append(LBAExtent(start, lba - start, status))
-    return out
