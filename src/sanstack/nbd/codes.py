@@ -97,10 +97,6 @@ class NBDRep(IntEnum):
     NBD_REP_ERR_TOO_BIG = _ERR + 9
     NBD_REP_ERR_EXT_HEADER_REQD = _ERR + 10
 
-    @property
-    def is_error(self) -> bool:
-        return bool(self & _ERR)
-
 
 class NBDInfo(IntEnum):
     """ "Values" > "Option reply types" > ``NBD_REP_INFO`` information types."""
