@@ -16,7 +16,7 @@ the space figures are consistent; and with no snapshot left the reserve is empty
 
 Writes stay in 48 chunks (the first and last 24) and at most 7 snapshots exist, so the
 snapshot reserve (531 chunks) never reaches the warning threshold: no refusals and no
-automatic deletes to model here (tests/unit/test_snapshot_volume.py covers the policy).
+automatic deletes to model here (tests/unit/test_snapshot_volume_space.py covers the policy).
 """
 
 from __future__ import annotations

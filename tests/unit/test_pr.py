@@ -1,4 +1,7 @@
-"""Scenarios for the persistent reservation engine ``sanstack.scsi.pr``.
+"""Scenarios for the persistent reservation engine ``sanstack.scsi.pr``: every PERSISTENT
+RESERVE OUT service action, the access and ownership each reservation type gives, and
+PERSISTENT RESERVE IN. Conflicts with other commands are in test_pr_conflicts.py, APTPL
+persistence in test_pr_persistence.py.
 
 The access and ownership expectations mirror libiscsi's iscsi-test-cu suites
 (test_prout_reserve_access.c, test_prout_reserve_ownership.c, test_prout_register_simple.c,
@@ -8,29 +11,35 @@ test_prin_report_caps.c, test_prin_serviceaction_range.c); the fencing flow is f
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
 import pytest
-
-from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
-from sanstack.scsi.command import Nexus
-from sanstack.scsi.pr import (
-    ITNexus,
-    LegacyReservation,
-    PersistentReservations,
-    PROutOutcome,
-    Registration,
-    Reservation,
-    TargetPort,
+from tests.support.pr_harness import (
+    EA,
+    EAAR,
+    EARO,
+    LU,
+    NODE_A,
+    NODE_B,
+    NODE_C,
+    SA,
+    WE,
+    WEAR,
+    WERO,
+    A,
+    B,
+    C,
+    at,
+    conflict,
+    good,
 )
+
+from sanstack.scsi.codes import ASC, SenseKey
+from sanstack.scsi.pr import ITNexus, PersistentReservations, Registration, Reservation
 from sanstack.scsi.pr_codec import (
     FullStatusDescriptor,
     PRInCdb,
     PRInServiceAction,
     PROutCdb,
     PROutParameters,
-    PROutServiceAction,
     PRType,
     ReadFullStatusData,
     ReadKeysData,
@@ -40,110 +49,6 @@ from sanstack.scsi.pr_codec import (
     TransportID,
 )
 from sanstack.scsi.sense import CheckCondition, field_pointer
-
-TARGET = "iqn.2024-01.org.sanstack:disk"
-PORTS = (TargetPort(1, TARGET, 1), TargetPort(2, TARGET, 2))
-NODE_A = "iqn.2024-01.org.example:a"
-NODE_B = "iqn.2024-01.org.example:b"
-NODE_C = "iqn.2024-01.org.example:c"
-
-
-def at(name: str, isid: int, port: int = 1) -> Nexus:
-    return Nexus(name, isid, TARGET, port, port)
-
-
-A = at(NODE_A, 0x1)
-B = at(NODE_B, 0x2)
-C = at(NODE_C, 0x3)
-
-SA = PROutServiceAction
-WE = PRType.WRITE_EXCLUSIVE
-EA = PRType.EXCLUSIVE_ACCESS
-WERO = PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-EARO = PRType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY
-WEAR = PRType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
-EAAR = PRType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS
-
-READ10 = bytes([Opcode.READ_10, 0, 0, 0, 0, 1, 0, 0, 1, 0])
-WRITE10 = bytes([Opcode.WRITE_10, 0, 0, 0, 0, 1, 0, 0, 1, 0])
-
-
-@dataclass
-class LU:
-    """The engine plus the I_T nexuses logged in, as a logical unit would drive it."""
-
-    active: list[Nexus] = field(default_factory=lambda: [A, B, C])
-    pr: PersistentReservations = field(default_factory=PersistentReservations)
-
-    def out(
-        self,
-        nexus: Nexus,
-        action: PROutServiceAction,
-        key: int = 0,
-        sa_key: int = 0,
-        pr_type: int = 0,
-        *,
-        scope: int = 0,
-        aptpl: bool = False,
-        all_tg_pt: bool = False,
-        transport_ids: tuple[TransportID, ...] = (),
-    ) -> PROutOutcome:
-        data = PROutParameters(
-            key,
-            sa_key,
-            spec_i_pt=bool(transport_ids),
-            all_tg_pt=all_tg_pt,
-            aptpl=aptpl,
-            transport_ids=transport_ids,
-        ).encode()
-        return self.raw_out(nexus, PROutCdb(action, scope, pr_type, len(data)).encode(), data)
-
-    def raw_out(self, nexus: Nexus, cdb: bytes, data: bytes) -> PROutOutcome:
-        return self.pr.persistent_reserve_out(
-            nexus, cdb, data, target_ports=PORTS, active_nexuses=self.active
-        )
-
-    def move(self, nexus: Nexus, parameters: RegisterAndMoveParameters) -> PROutOutcome:
-        data = parameters.encode()
-        cdb = PROutCdb(SA.REGISTER_AND_MOVE, 0, 0, len(data)).encode()
-        return self.raw_out(nexus, cdb, data)
-
-    def register(
-        self, nexus: Nexus, key: int, *, aptpl: bool = False, all_tg_pt: bool = False
-    ) -> None:
-        action = SA.REGISTER_AND_IGNORE_EXISTING_KEY
-        outcome = self.out(nexus, action, 0, key, aptpl=aptpl, all_tg_pt=all_tg_pt)
-        assert outcome.status is Status.GOOD
-
-    def prin(self, action: PRInServiceAction, allocation_length: int = 0x4000) -> bytes:
-        cdb = PRInCdb(action, allocation_length).encode()
-        return self.pr.persistent_reserve_in(cdb, target_ports=PORTS)
-
-    def keys(self) -> ReadKeysData:
-        return ReadKeysData.decode(self.prin(PRInServiceAction.READ_KEYS))
-
-    def reservation(self) -> ReadReservationData:
-        return ReadReservationData.decode(self.prin(PRInServiceAction.READ_RESERVATION))
-
-    def full_status(self) -> ReadFullStatusData:
-        return ReadFullStatusData.decode(self.prin(PRInServiceAction.READ_FULL_STATUS))
-
-    def can_read(self, nexus: Nexus) -> bool:
-        return not self.pr.conflict(nexus, READ10)
-
-    def can_write(self, nexus: Nexus) -> bool:
-        return not self.pr.conflict(nexus, WRITE10)
-
-
-def good(outcome: PROutOutcome) -> PROutOutcome:
-    assert outcome.status is Status.GOOD
-    return outcome
-
-
-def conflict(outcome: PROutOutcome) -> None:
-    assert outcome.status is Status.RESERVATION_CONFLICT
-    assert not outcome.changed and not outcome.unit_attentions
-
 
 # -- REGISTER ----------------------------------------------------------------------------
 
@@ -692,147 +597,3 @@ def test_short_data_out_is_a_length_error() -> None:
     with pytest.raises(CheckCondition) as caught:
         lu.raw_out(A, PROutCdb(SA.REGISTER, 0, 0, 24).encode(), bytes(20))
     assert caught.value.asc is ASC.PARAMETER_LIST_LENGTH_ERROR
-
-
-# -- conflicts, SPC-2 coexistence -----------------------------------------------------------------
-
-
-def cdb(*head: int) -> bytes:
-    return bytes(head).ljust(10, b"\0")
-
-
-@pytest.mark.parametrize(
-    ("command", "we_unregistered", "ea_registered"),
-    [
-        (cdb(Opcode.INQUIRY), True, True),
-        (cdb(Opcode.REPORT_LUNS), True, True),
-        (cdb(Opcode.TEST_UNIT_READY), True, True),
-        (cdb(Opcode.REQUEST_SENSE), True, True),
-        (cdb(Opcode.READ_CAPACITY_10), True, True),
-        (cdb(Opcode.SERVICE_ACTION_IN_16, 0x10), True, True),
-        (cdb(Opcode.PERSISTENT_RESERVE_IN, 0), True, True),
-        (cdb(Opcode.MAINTENANCE_IN, 0x0A), True, True),
-        (cdb(Opcode.MODE_SENSE_6), True, False),
-        (cdb(Opcode.MAINTENANCE_IN, 0x0C), True, False),
-        (cdb(Opcode.SERVICE_ACTION_IN_16, 0x12), True, False),
-        (cdb(Opcode.VERIFY_16), True, False),
-        (cdb(Opcode.SYNCHRONIZE_CACHE_10), False, False),
-        (cdb(Opcode.UNMAP), False, False),
-        (cdb(Opcode.COMPARE_AND_WRITE), False, False),
-        (cdb(Opcode.MODE_SELECT_10), False, False),
-        (cdb(Opcode.MAINTENANCE_OUT, 0x0A), False, False),
-        (cdb(Opcode.START_STOP_UNIT, 0, 0, 0, 0x01), True, True),
-        (cdb(Opcode.START_STOP_UNIT, 0, 0, 0, 0x00), False, False),
-        (cdb(Opcode.START_STOP_UNIT, 0, 0, 0, 0x21), False, False),
-        (cdb(Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0), True, True),
-        (cdb(Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1), False, False),
-        (cdb(Opcode.PERSISTENT_RESERVE_OUT, SA.REGISTER), True, True),
-        (cdb(Opcode.PERSISTENT_RESERVE_OUT, SA.CLEAR), False, True),
-        (cdb(Opcode.PERSISTENT_RESERVE_OUT, SA.RESERVE), False, False),
-        (cdb(0xC0), False, False),  # unknown: treated as a write
-    ],
-)
-def test_conflict_table(command: bytes, we_unregistered: bool, ea_registered: bool) -> None:
-    """Spot checks of the SPC-4 §5.13.1 and SBC-4 §4.17 rows; the holder passes them all."""
-    lu = LU()
-    lu.register(A, 1)
-    lu.register(B, 2)
-    good(lu.out(A, SA.RESERVE, 1, 0, WE))
-    assert not lu.pr.conflict(A, command)
-    assert lu.pr.conflict(C, command) is not we_unregistered
-    good(lu.out(A, SA.PREEMPT, 1, 1, EA))
-    assert lu.pr.conflict(B, command) is not ea_registered
-
-
-def test_nothing_conflicts_without_registrations() -> None:
-    pr = PersistentReservations()
-    assert not pr.conflict(A, WRITE10)
-    assert not pr.conflict(A, cdb(Opcode.RESERVE_6))
-    assert pr.legacy_reservation(A) is LegacyReservation.SPC2
-
-
-@pytest.mark.parametrize(
-    ("pr_type", "holder", "registered", "unregistered"),
-    [
-        (None, "CONFLICT", "CONFLICT", "CONFLICT"),
-        (WE, "IGNORE", "CONFLICT", "CONFLICT"),
-        (EA, "IGNORE", "CONFLICT", "CONFLICT"),
-        (WERO, "IGNORE", "IGNORE", "CONFLICT"),
-        (EARO, "IGNORE", "IGNORE", "CONFLICT"),
-        (WEAR, "IGNORE", "IGNORE", "CONFLICT"),
-        (EAAR, "IGNORE", "IGNORE", "CONFLICT"),
-    ],
-)
-def test_legacy_reserve_release(
-    pr_type: PRType | None, holder: str, registered: str, unregistered: str
-) -> None:
-    """SPC-4 §5.13.3 (CRH=1), as LIO's target_check_scsi2_reservation_conflict reads it."""
-    lu = LU()
-    lu.register(A, 1)
-    lu.register(B, 2)
-    if pr_type is not None:
-        good(lu.out(A, SA.RESERVE, 1, 0, pr_type))
-    # Under an all registrants type B is a holder too; the rows say IGNORE for it either way.
-    for nexus, expected in ((A, holder), (B, registered), (C, unregistered)):
-        assert lu.pr.legacy_reservation(nexus) is LegacyReservation[expected]
-        for opcode in (Opcode.RESERVE_6, Opcode.RELEASE_10):
-            assert lu.pr.conflict(nexus, cdb(opcode)) is (expected == "CONFLICT")
-
-
-# -- persistence -------------------------------------------------------------------------------
-
-
-def test_aptpl_round_trip() -> None:
-    lu = LU()
-    lu.register(A, 0xFFFF_FFFF_FFFF_FFFF, aptpl=True)
-    good(lu.out(B, SA.REGISTER, 0, 5, aptpl=True, transport_ids=(TransportID(NODE_C),)))
-    good(lu.out(A, SA.RESERVE, 0xFFFF_FFFF_FFFF_FFFF, 0, EARO))
-    text = json.dumps(lu.pr.to_dict())
-    restored = PersistentReservations.from_dict(json.loads(text))
-    assert json.dumps(restored.to_dict()) == text
-    assert restored.registrations == lu.pr.registrations
-    assert restored.reservation == lu.pr.reservation
-    powered = restored.after_power_on()
-    assert powered.generation == 0 and powered.aptpl
-    assert powered.registrations == lu.pr.registrations
-    assert powered.reservation == lu.pr.reservation
-    assert powered.is_holder(A) and not powered.conflict(A, WRITE10)
-
-
-def test_without_aptpl_power_loss_clears_everything() -> None:
-    lu = LU()
-    lu.register(A, 1, aptpl=True)
-    lu.register(A, 2)  # the last REGISTER's APTPL bit decides
-    good(lu.out(A, SA.RESERVE, 2, 0, WE))
-    powered = PersistentReservations.from_dict(lu.pr.to_dict()).after_power_on()
-    assert powered.registrations == () and powered.reservation is None
-    assert not powered.aptpl and powered.generation == 0
-
-
-def test_changed_flag() -> None:
-    lu = LU()
-    assert good(lu.out(A, SA.REGISTER, 0, 1)).changed
-    good(lu.out(A, SA.RESERVE, 1, 0, WE))
-    assert not good(lu.out(A, SA.RESERVE, 1, 0, WE)).changed
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "[]",
-        '{"format": "sanstack-persistent-reservations", "version": 2}',
-        '{"format": "sanstack-persistent-reservations", "version": 1}',
-        '{"format": "sanstack-persistent-reservations", "version": 1, "generation": 0,'
-        ' "aptpl": false, "registrations": [], "reservation": {"holder": null, "type": 7,'
-        ' "scope": 0}}',
-        '{"format": "sanstack-persistent-reservations", "version": 1, "generation": 0,'
-        ' "aptpl": "yes", "registrations": [], "reservation": null}',
-        '{"format": "sanstack-persistent-reservations", "version": 1, "generation": 0,'
-        ' "aptpl": false, "registrations": [{"initiator_port": "iqn.x", '
-        '"relative_target_port_id": 1, "reservation_key": "0x0", "all_tg_pt": false}],'
-        ' "reservation": null}',
-    ],
-)
-def test_from_dict_refuses_bad_documents(text: str) -> None:
-    with pytest.raises(ValueError):
-        PersistentReservations.from_dict(json.loads(text))
