@@ -11,14 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sanstack.iscsi.chap import ChapCredentials
-from sanstack.iscsi.login import (
-    InitiatorLogin,
-    LoginRequestFields,
-    LoginResponseFields,
-    TargetLogin,
-    TargetLoginInfo,
-)
+from sanstack.iscsi.initiator_login import InitiatorLogin
+from sanstack.iscsi.login import LoginRequestFields, LoginResponseFields, TargetLoginInfo
 from sanstack.iscsi.negotiation import KEYS, Digest, NegotiationError, NegotiationPreferences
+from sanstack.iscsi.target_login import TargetLogin
 from sanstack.iscsi.text import parse_text
 
 OPEN = "iqn.2024-01.org.sanstack:open"

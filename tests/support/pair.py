@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from sanstack.block.memory import MemoryDevice
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.codes import MAX_DATA_SEGMENT_LENGTH, TaskManagementResponseCode
-from sanstack.iscsi.login import InitiatorLogin, LoginRequestFields
+from sanstack.iscsi.initiator_login import InitiatorLogin
+from sanstack.iscsi.login import LoginRequestFields
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters
 from sanstack.iscsi.pdu_reader import PDUReader

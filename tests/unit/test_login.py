@@ -13,19 +13,18 @@ from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.chap import ChapAlgorithm, ChapCredentials, ChapError, chap_response
 from sanstack.iscsi.codes import LoginStatus
 from sanstack.iscsi.discovery import parse_send_targets, send_targets_response
+from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
 from sanstack.iscsi.login import (
     _TRANSITIONS,
-    InitiatorLogin,
     LoginInput,
     LoginProtocolError,
-    LoginRejected,
     LoginRequestFields,
     LoginResponseFields,
     LoginState,
-    TargetLogin,
     TargetLoginInfo,
 )
 from sanstack.iscsi.negotiation import Digest, NegotiationError, NegotiationPreferences, SessionType
+from sanstack.iscsi.target_login import TargetLogin
 from sanstack.iscsi.text import decode_binary, encode_binary, encode_text, parse_text
 
 TARGET = "iqn.2024-01.org.sanstack:disk1"

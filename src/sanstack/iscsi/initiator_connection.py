@@ -55,6 +55,7 @@ from sanstack.iscsi.initiator_events import (
     PathFailureKind,
     TaskManagementCompleted,
 )
+from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
 from sanstack.iscsi.initiator_tasks import (
     RESERVED_TAG,
     CommandQueueFull,
@@ -63,7 +64,7 @@ from sanstack.iscsi.initiator_tasks import (
     QueuedText,
     TaskProtocolError,
 )
-from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH, InitiatorLogin, LoginRejected
+from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
 from sanstack.iscsi.pdu_reader import PDUReader

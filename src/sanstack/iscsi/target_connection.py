@@ -7,12 +7,13 @@ call ``complete_command``), ``TaskManagementRequested`` (act on the logical unit
 ``complete_task_management``) and ``ConnectionClosed`` (flush, then close the socket). Time
 enters as ``now``; ``get_timer()`` says when ``handle_timer(now)`` is due (aioquic's contract).
 
-The core owns every iSCSI rule: the phase table below (which PDU is legal when), the
-CmdSN window (§4.2.2.1, ordered delivery, flow control through MaxCmdSN), R2T and Data-Out
-sequencing (``target_tasks``), Data-In segmentation with phase-collapsed status, residuals
-(§11.4.5), NOP-In pings, text requests (SendTargets, §7), logout and rejects (§11.17).
-sanstack runs ErrorRecoveryLevel 0 with one connection per session, so session state
-lives here too.
+The core owns every iSCSI rule: the phase table (``target_phases``: which PDU is legal
+when), the CmdSN window (§4.2.2.1, ordered delivery, flow control through MaxCmdSN), R2T
+and Data-Out sequencing (``target_tasks``), Data-In segmentation with phase-collapsed
+status, residuals (§11.4.5), NOP-In pings (§11.18, §11.19), task management of the tasks
+it still holds (``target_task_management``, §11.5), text requests (``target_text``,
+§11.10), logout (§11.14, §11.9.1) and rejects (§11.17). sanstack runs ErrorRecoveryLevel 0
+with one connection per session, so session state lives here too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, auto
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.iscsi import codes as iscsi_codes
@@ -31,7 +31,6 @@ from sanstack.iscsi.codes import (
     LogoutReason,
     LogoutResponseCode,
     RejectReason,
-    TaskManagementFunction,
     TaskManagementResponseCode,
     decode_lun,
 )
@@ -45,40 +44,16 @@ from sanstack.iscsi.target_events import (
     Event,
     LoginDriver,
     LoginOutcome,
-    LoginSucceeded,
     TaskManagementRequested,
 )
+from sanstack.iscsi.target_phases import ACCEPTS, ORDERED_PDUS, Phase, login_succeeded
+from sanstack.iscsi.target_task_management import drop_writes, settle_at_connection
 from sanstack.iscsi.target_tasks import DataOutError, WriteTask, data_in_pdus
+from sanstack.iscsi.target_text import TextExchange
 from sanstack.scsi.codes import Status, TaskAttribute
 from sanstack.scsi.command import Command, CommandResult, Nexus
 
 log = logging.getLogger(__name__)
-
-MAX_TEXT_REQUEST = 64 * 1024
-
-
-class Phase(Enum):
-    LOGIN = auto()
-    FULL_FEATURE = auto()
-    CLOSED = auto()
-
-
-# Which initiator PDUs each phase accepts; a PDU missing here is a protocol error
-# (RFC 7143 §6.3: only Login PDUs before the full feature phase).
-_ACCEPTS: dict[Phase, frozenset[type]] = {
-    Phase.LOGIN: frozenset({p.LoginRequest}),
-    Phase.FULL_FEATURE: frozenset(
-        {
-            p.SCSICommand,
-            p.DataOut,
-            p.NopOut,
-            p.TaskManagementRequest,
-            p.TextRequest,
-            p.LogoutRequest,
-        }
-    ),
-    Phase.CLOSED: frozenset(),
-}
 
 
 @dataclass(slots=True)
@@ -106,7 +81,6 @@ class TargetConnection(PDUStream[Event]):
         self.settings = settings
         self.phase = Phase.LOGIN
         self._login = login
-        self._send_targets = send_targets
         self._reader = PDUReader(max_data_segment_length=8192)
         self.outcome: LoginOutcome | None = None
         self.nexus: Nexus | None = None
@@ -117,8 +91,7 @@ class TargetConnection(PDUStream[Event]):
         self._writes: dict[int, WriteTask] = {}
         self._outstanding: dict[int, _Outstanding] = {}
         self._next_ttt = 1
-        self._text_buffer = bytearray()
-        self._text_continuation: tuple[int, bytes] | None = None
+        self._text = TextExchange(send_targets)
         self._logout_itt: int | None = None
         self._login_deadline: float | None = now + settings.login_timeout
         self._last_activity = now
@@ -254,8 +227,7 @@ class TargetConnection(PDUStream[Event]):
 
     def drop_undelivered(self, lun_field: int | None) -> None:
         """Forget write tasks still collecting data (a LUN or target reset aborted them)."""
-        for itt in [i for i, w in self._writes.items() if lun_field in (None, w.lun)]:
-            del self._writes[itt]
+        drop_writes(self._writes, lun_field)
 
     def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         self._send(
@@ -297,7 +269,7 @@ class TargetConnection(PDUStream[Event]):
     # -- dispatch ------------------------------------------------------------------------------
 
     def _dispatch(self, pdu: p.PDU, now: float) -> None:
-        if type(pdu) not in _ACCEPTS[self.phase]:
+        if type(pdu) not in ACCEPTS[self.phase]:
             if self.phase is Phase.LOGIN:
                 self._close(f"{type(pdu).__name__} during login")
             else:
@@ -307,7 +279,7 @@ class TargetConnection(PDUStream[Event]):
             self._on_login(pdu)
         elif isinstance(pdu, p.DataOut):
             self._on_data_out(pdu)
-        elif isinstance(pdu, _ORDERED_PDUS):
+        elif isinstance(pdu, ORDERED_PDUS):
             self._order(pdu, pdu.immediate, pdu.cmd_sn)
 
     def _order(self, pdu: p.PDU, immediate: bool, cmd_sn: int) -> None:
@@ -364,25 +336,9 @@ class TargetConnection(PDUStream[Event]):
         self._data_digest = outcome.data_digest
         self._reader.set_digests(outcome.header_digest, outcome.data_digest)
         self._reader.set_max_data_segment_length(outcome.max_recv_data_segment_length)
-        if not outcome.discovery:
-            self.nexus = Nexus(
-                outcome.initiator_name,
-                outcome.isid,
-                outcome.target_name,
-                outcome.tpgt,
-                # sanstack numbers its target ports by portal group tag (ARCHITECTURE.md).
-                outcome.tpgt,
-            )
-        self._events.append(
-            LoginSucceeded(
-                outcome.initiator_name,
-                outcome.isid,
-                outcome.tsih,
-                outcome.target_name,
-                outcome.discovery,
-                self.nexus,
-            )
-        )
+        event = login_succeeded(outcome)
+        self.nexus = event.nexus
+        self._events.append(event)
 
     # -- SCSI commands and Data-Out --------------------------------------------------------
 
@@ -560,105 +516,47 @@ class TargetConnection(PDUStream[Event]):
         )
 
     def _on_task_management(self, pdu: p.TaskManagementRequest) -> None:
-        fn = pdu.function
-        code = TaskManagementResponseCode
         if self.nexus is None:
-            self.complete_task_management(pdu.itt, code.FUNCTION_REJECTED)
+            self.complete_task_management(pdu.itt, TaskManagementResponseCode.FUNCTION_REJECTED)
             return
-        if fn == TaskManagementFunction.ABORT_TASK:
-            ref = pdu.referenced_task_tag
-            if self._writes.pop(ref, None) is not None:
-                self.complete_task_management(pdu.itt, code.FUNCTION_COMPLETE)
-                return
-            if ref not in self._outstanding:
-                # §11.5.1: a task the target never received counts as aborted if its CmdSN is
-                # still ahead of us; otherwise it is gone and does not exist.
-                pending = sn_gt(pdu.ref_cmd_sn, self.exp_cmd_sn) or (
-                    pdu.ref_cmd_sn == self.exp_cmd_sn
-                )
-                self._pending_by_sn.pop(pdu.ref_cmd_sn, None)
-                self.complete_task_management(
-                    pdu.itt, code.FUNCTION_COMPLETE if pending else code.TASK_DOES_NOT_EXIST
-                )
-                return
-        elif fn in (
-            TaskManagementFunction.ABORT_TASK_SET,
-            TaskManagementFunction.CLEAR_TASK_SET,
-            TaskManagementFunction.LOGICAL_UNIT_RESET,
-        ):
-            self.drop_undelivered(pdu.lun)
-        elif fn in (
-            TaskManagementFunction.TARGET_WARM_RESET,
-            TaskManagementFunction.TARGET_COLD_RESET,
-        ):
-            self.drop_undelivered(None)
-        elif fn == TaskManagementFunction.TASK_REASSIGN:
-            self.complete_task_management(pdu.itt, code.TASK_ALLEGIANCE_REASSIGNMENT_NOT_SUPPORTED)
-            return
-        else:
-            self.complete_task_management(pdu.itt, code.FUNCTION_NOT_SUPPORTED)
+        response = settle_at_connection(
+            pdu,
+            writes=self._writes,
+            delivered=self._outstanding,
+            pending_by_sn=self._pending_by_sn,
+            exp_cmd_sn=self.exp_cmd_sn,
+        )
+        if response is not None:
+            self.complete_task_management(pdu.itt, response)
             return
         self._events.append(
-            TaskManagementRequested(pdu.itt, fn, decode_lun(pdu.lun), pdu.referenced_task_tag)
+            TaskManagementRequested(
+                pdu.itt, pdu.function, decode_lun(pdu.lun), pdu.referenced_task_tag
+            )
         )
 
     def _on_text(self, pdu: p.TextRequest) -> None:
         outcome = self.outcome
         assert outcome is not None
-        if pdu.ttt != RESERVED_TAG:
-            cont = self._text_continuation
-            if cont is None or cont[0] != pdu.ttt:
-                self._reject(RejectReason.INVALID_PDU_FIELD, pdu.encode()[:48])
-                return
-            self._text_continuation = None
-            self._send_text(pdu.itt, cont[1])
+        reply = self._text.receive(
+            pdu,
+            initiator_name=outcome.initiator_name,
+            max_segment=outcome.max_xmit_data_segment_length,
+            take_ttt=self._take_ttt,
+        )
+        if isinstance(reply, RejectReason):
+            self._reject(reply, pdu.encode()[:48])
             return
-        self._text_buffer += pdu.data
-        if len(self._text_buffer) > MAX_TEXT_REQUEST:
-            self._text_buffer.clear()
-            self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode()[:48])
-            return
-        if pdu.cont:
-            self._send(
-                p.TextResponse(
-                    itt=pdu.itt,
-                    ttt=self._take_ttt(),
-                    stat_sn=self._take_stat_sn(),
-                    exp_cmd_sn=self.exp_cmd_sn,
-                    max_cmd_sn=self._window_end(),
-                    final=False,
-                )
-            )
-            return
-        text = bytes(self._text_buffer)
-        self._text_buffer.clear()
-        answer = bytearray()
-        for item in text.split(b"\x00"):
-            if not item:
-                continue
-            key, sep, value = item.decode("utf-8", "replace").partition("=")
-            if key == "SendTargets" and sep and self._send_targets is not None:
-                answer += self._send_targets(value, outcome.initiator_name)
-            elif sep:
-                answer += f"{key}=NotUnderstood\x00".encode()
-        self._send_text(pdu.itt, bytes(answer))
-
-    def _send_text(self, itt: int, payload: bytes) -> None:
-        limit = self.outcome.max_xmit_data_segment_length if self.outcome else 8192
-        more = len(payload) > limit
-        ttt = self._take_ttt() if more else RESERVED_TAG
-        if more:
-            self._text_continuation = (ttt, payload[limit:])
         self._send(
             p.TextResponse(
-                itt=itt,
-                ttt=ttt,
+                itt=pdu.itt,
+                ttt=reply.ttt,
                 stat_sn=self._take_stat_sn(),
                 exp_cmd_sn=self.exp_cmd_sn,
                 max_cmd_sn=self._window_end(),
-                final=not more,
-                cont=more,
-                data=payload[:limit],
+                final=reply.final,
+                cont=reply.cont,
+                data=reply.data,
             )
         )
 
@@ -733,8 +631,6 @@ class TargetConnection(PDUStream[Event]):
         self.phase = Phase.CLOSED
         self._events.append(ConnectionClosed(reason))
 
-
-_ORDERED_PDUS = (p.SCSICommand, p.NopOut, p.TaskManagementRequest, p.TextRequest, p.LogoutRequest)
 
 _TASK_ATTRIBUTES: dict[int, TaskAttribute] = {
     iscsi_codes.TaskAttribute.UNTAGGED: TaskAttribute.SIMPLE,

@@ -1,6 +1,6 @@
 """Events, the login seam and settings of the sans-IO target connection.
 
-Split from :mod:`sanstack.iscsi.target_connection`, which re-exports these names.
+What :mod:`sanstack.iscsi.target_connection` hands its edge (``target/server.py``).
 """
 
 from __future__ import annotations

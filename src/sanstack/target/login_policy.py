@@ -1,6 +1,6 @@
 """The target's login: the registry as a ``LoginPolicy``, and PDUs in and out of ``TargetLogin``.
 
-Glue between the sans-IO login state machine (``sanstack.iscsi.login``), which speaks in
+Glue between the sans-IO login state machine (``sanstack.iscsi.target_login``), which speaks in
 login fields, and the connection core, which speaks in PDUs. It also owns the login phase's
 StatSN (RFC 7143 §11.13.4: each Login Response carries the next StatSN) and hands out the
 TSIH on the final response.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from sanstack.iscsi import pdu as p
 from sanstack.iscsi.chap import ChapCredentials
-from sanstack.iscsi.login import TargetLogin, TargetLoginInfo
+from sanstack.iscsi.login import TargetLoginInfo
 from sanstack.iscsi.login_pdus import request_fields, response_pdu
 from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.target_events import LoginOutcome
+from sanstack.iscsi.target_login import TargetLogin
 from sanstack.target.model import Portal
 from sanstack.target.registry import TargetRegistry
 
