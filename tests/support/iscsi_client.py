@@ -12,11 +12,11 @@ import struct
 from dataclasses import dataclass
 
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.codes import encode_lun
 from sanstack.iscsi.initiator_login import InitiatorLogin
 from sanstack.iscsi.login import LoginRequestFields
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.pdu_reader import PDUReader
+from sanstack.scsi.lun import encode_lun
 
 RESERVED = 0xFFFFFFFF
 

@@ -16,7 +16,6 @@ from sanstack.iscsi.codes import (
     TaskAttribute,
     TaskManagementFunction,
     TaskManagementResponseCode,
-    encode_lun,
     encode_sense,
 )
 from sanstack.iscsi.pdu import (
@@ -39,6 +38,7 @@ from sanstack.iscsi.pdu import (
     TextRequest,
     TextResponse,
 )
+from sanstack.scsi.lun import encode_lun
 
 SENSE = hx("70 00 05 00 00 00 00 0a 00 00 00 00 24 00 00 00 00 00")  # ILLEGAL REQUEST, 24h
 

@@ -36,7 +36,6 @@ from sanstack.errors import LocalProtocolError
 from sanstack.iscsi import pdu as pdu_module
 from sanstack.iscsi.codes import (
     RESERVED_TAG,
-    UNSUPPORTED_LUN_FLAG,
     AsyncEvent,
     ISCSIResponse,
     LoginStatus,
@@ -45,9 +44,7 @@ from sanstack.iscsi.codes import (
     RejectReason,
     TaskAttribute,
     TaskManagementFunction,
-    decode_lun,
     decode_sense,
-    encode_lun,
     encode_sense,
 )
 from sanstack.iscsi.pdu import (
@@ -61,6 +58,7 @@ from sanstack.iscsi.pdu import (
     TaskManagementRequest,
 )
 from sanstack.iscsi.pdu_reader import decode
+from sanstack.scsi.lun import UNSUPPORTED_LUN_FLAG, decode_lun, encode_lun
 
 
 @pytest.mark.parametrize(("pdu", "wire"), VECTORS)

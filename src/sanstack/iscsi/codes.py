@@ -208,43 +208,6 @@ class RejectReason(_CodeEnum):
     WAITING_FOR_LOGOUT = 0x0C
 
 
-# decode_lun marks LUN fields it cannot map with this bit, above any addressable LUN.
-UNSUPPORTED_LUN_FLAG = 1 << 64
-
-
-def encode_lun(n: int) -> int:
-    """Return the raw 64-bit LUN field for LUN ``n`` (SAM-5 §4.7).
-
-    LUNs below 256 use peripheral device addressing (bus 0), as Linux does, and LUNs below
-    16384 flat space addressing. A :func:`decode_lun` result carrying UNSUPPORTED_LUN_FLAG
-    gives back the original field. Anything else raises ValueError.
-    """
-    if 0 <= n < 256:
-        return n << 48
-    if 256 <= n < 16384:
-        return (0x4000 | n) << 48
-    if n >> 64 == 1:
-        return n ^ UNSUPPORTED_LUN_FLAG
-    raise ValueError(f"LUN {n} cannot be encoded with single-level addressing")
-
-
-def decode_lun(raw: int) -> int:
-    """Return the LUN number addressed by the raw 64-bit LUN field.
-
-    Single-level peripheral device addressing (bus 0) and flat space addressing give LUNs
-    0-16383. Any other form (multi-level, logical unit or extended addressing) gives
-    ``raw | UNSUPPORTED_LUN_FLAG``: no logical unit has that number, so a lookup fails and
-    the SCSI layer answers LOGICAL UNIT NOT SUPPORTED, while a peer's bad LUN field never
-    raises. ValueError only if ``raw`` does not fit 64 bits.
-    """
-    if not 0 <= raw < UNSUPPORTED_LUN_FLAG:
-        raise ValueError(f"LUN field {raw:#x} does not fit 64 bits")
-    first = raw >> 48
-    if not raw & 0xFFFF_FFFF_FFFF and (first < 256 or first >> 14 == 1):
-        return first & 0x3FFF
-    return raw | UNSUPPORTED_LUN_FLAG
-
-
 def encode_sense(sense: bytes) -> bytes:
     """Return the data segment carrying ``sense``: SenseLength then the bytes (§11.4.7)."""
     return len(sense).to_bytes(2, "big") + sense

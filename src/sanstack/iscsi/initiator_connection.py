@@ -37,9 +37,7 @@ from sanstack.iscsi.codes import (
     TaskAttribute,
     TaskManagementFunction,
     TaskManagementResponseCode,
-    decode_lun,
     decode_sense,
-    encode_lun,
 )
 from sanstack.iscsi.discovery import DiscoveryError, parse_send_targets, send_targets_request
 from sanstack.iscsi.initiator_events import (
@@ -72,6 +70,7 @@ from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
 from sanstack.scsi.codes import Status
+from sanstack.scsi.lun import decode_lun, encode_lun
 
 __all__ = ["CommandQueueFull", "InitiatorConnection", "Phase"]
 

@@ -2,7 +2,7 @@
 
 Every PDU is a frozen, slotted dataclass whose field names are the RFC names in snake_case.
 Sequence numbers and tags are plain 32-bit unsigned ints; ``lun`` is the raw 64-bit LUN field
-(see :func:`~sanstack.iscsi.codes.encode_lun` / ``decode_lun`` for the SAM addressing). The
+(see :mod:`sanstack.scsi.lun` for the SAM addressing). The
 codes the fields carry are in :mod:`sanstack.iscsi.codes`; decoding is
 :mod:`sanstack.iscsi.pdu_reader`, which raises the errors defined at the end of this module.
 

@@ -32,7 +32,6 @@ from sanstack.iscsi.codes import (
     LogoutResponseCode,
     RejectReason,
     TaskManagementResponseCode,
-    decode_lun,
 )
 from sanstack.iscsi.pdu_reader import PDUReader
 from sanstack.iscsi.pdu_stream import PDUStream
@@ -52,6 +51,7 @@ from sanstack.iscsi.target_tasks import DataOutError, WriteTask, data_in_pdus
 from sanstack.iscsi.target_text import TextExchange
 from sanstack.scsi.codes import Status, TaskAttribute
 from sanstack.scsi.command import Command, CommandResult, Nexus
+from sanstack.scsi.lun import decode_target_lun
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,9 @@ class TargetConnection(PDUStream[Event]):
             del self._outstanding[itt]
             self._maybe_finish_logout()
 
-    def drop_undelivered(self, lun_field: int | None) -> None:
+    def drop_undelivered(self, lun: int | None) -> None:
         """Forget write tasks still collecting data (a LUN or target reset aborted them)."""
-        drop_writes(self._writes, lun_field)
+        drop_writes(self._writes, lun)
 
     def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         self._send(
@@ -411,7 +411,7 @@ class TargetConnection(PDUStream[Event]):
         self._outstanding[itt] = _Outstanding(lun_field, read, write, edtl)
         command = Command(
             nexus=self.nexus,
-            lun=decode_lun(lun_field),
+            lun=decode_target_lun(lun_field),
             cdb=cdb,
             tag=itt,
             attribute=attribute,
@@ -531,7 +531,7 @@ class TargetConnection(PDUStream[Event]):
             return
         self._events.append(
             TaskManagementRequested(
-                pdu.itt, pdu.function, decode_lun(pdu.lun), pdu.referenced_task_tag
+                pdu.itt, pdu.function, decode_target_lun(pdu.lun), pdu.referenced_task_tag
             )
         )
 

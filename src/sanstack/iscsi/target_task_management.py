@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Container
 
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.codes import TaskManagementFunction, TaskManagementResponseCode
+from sanstack.iscsi.codes import (
+    TaskManagementFunction,
+    TaskManagementResponseCode,
+)
 from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_tasks import WriteTask
+from sanstack.scsi.lun import decode_target_lun
 
 Fn = TaskManagementFunction
 Code = TaskManagementResponseCode
@@ -47,7 +51,7 @@ def settle_at_connection(
         pending_by_sn.pop(pdu.ref_cmd_sn, None)
         return Code.FUNCTION_COMPLETE if pending else Code.TASK_DOES_NOT_EXIST
     if fn in _LOGICAL_UNIT_WIDE:
-        drop_writes(writes, pdu.lun)
+        drop_writes(writes, decode_target_lun(pdu.lun))
         return None
     if fn in _TARGET_WIDE:
         drop_writes(writes, None)
@@ -57,7 +61,11 @@ def settle_at_connection(
     return Code.FUNCTION_NOT_SUPPORTED
 
 
-def drop_writes(writes: dict[int, WriteTask], lun_field: int | None) -> None:
-    """Forget the write tasks of one LUN (``lun_field``), or of every LUN (``None``)."""
-    for itt in [i for i, w in writes.items() if lun_field in (None, w.lun)]:
+def drop_writes(writes: dict[int, WriteTask], lun: int | None) -> None:
+    """Forget the write tasks of one LUN (``lun``), or of every LUN (``None``).
+
+    By the LUN addressed, not the raw field: a LUN reset names LUN 299 as ``41 2B`` while
+    its writes may have named it ``01 2B``.
+    """
+    for itt in [i for i, w in writes.items() if lun in (None, decode_target_lun(w.lun))]:
         del writes[itt]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
-from sanstack.iscsi.codes import decode_lun
 from sanstack.mpio.device import PathAddress
 from sanstack.scsi.codes import Status
+from sanstack.scsi.lun import decode_lun
 from sanstack.scsi.spc import ReportLunsCdb, SelectReport
 
 log = logging.getLogger(__name__)

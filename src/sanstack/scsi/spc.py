@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sanstack.scsi.codes import ASC, MaintenanceIn, Opcode, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, CommandSpec, DataDirection
 from sanstack.scsi.inquiry import inquiry
+from sanstack.scsi.lun import lun_field_bytes
 from sanstack.scsi.mode_pages import mode_select, mode_sense
 from sanstack.scsi.opcodes_report import report_supported_opcodes, report_supported_tmfs
 from sanstack.scsi.pr_table import LegacyReservation
@@ -133,21 +134,10 @@ class SelectReport(IntEnum):
     ALL = 0x02
 
 
-class LunAddressMethod(IntEnum):
-    """SAM-5 §4.7.7 ADDRESS METHOD (top two bits of the first LUN byte)."""
-
-    PERIPHERAL = 0b00
-    FLAT = 0b01
-
-
 _REPORT_LUNS_CDB = struct.Struct(">BxB3xIxB")
 _REPORT_LUNS_HEADER = struct.Struct(">I4x")
 # SPC-4 §6.33: an ALLOCATION LENGTH under 16 cannot hold the header and one LUN.
 MIN_REPORT_LUNS_ALLOCATION = 16
-_LUN = struct.Struct(">H6x")
-_ADDRESS_METHOD_SHIFT = 14
-PERIPHERAL_LUN_LIMIT = 256
-FLAT_LUN_LIMIT = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,29 +158,9 @@ class ReportLunsCdb:
         )
 
 
-def encode_lun(lun: int) -> bytes:
-    """SAM-5 §4.7.7: peripheral device addressing below 256, flat space below 16384."""
-    if 0 <= lun < PERIPHERAL_LUN_LIMIT:
-        return _LUN.pack(lun)
-    if lun < FLAT_LUN_LIMIT:
-        return _LUN.pack((LunAddressMethod.FLAT << _ADDRESS_METHOD_SHIFT) | lun)
-    raise ValueError(f"LUN {lun} needs an addressing method sanstack does not use")
-
-
-def decode_lun(raw: bytes) -> int:
-    """The LUN number of an 8-byte single-level LUN (peripheral or flat space addressing)."""
-    first = int(_LUN.unpack_from(raw)[0])
-    method = first >> _ADDRESS_METHOD_SHIFT
-    if method == LunAddressMethod.PERIPHERAL and first >> 8 == 0:
-        return first & 0xFF
-    if method == LunAddressMethod.FLAT:
-        return first & (FLAT_LUN_LIMIT - 1)
-    raise ValueError(f"unsupported LUN encoding {bytes(raw[:8]).hex()}")
-
-
 def report_luns_data(luns: list[int]) -> bytes:
     """SPC-4 §6.33 parameter data: LUN LIST LENGTH, reserved, one 8-byte LUN each."""
-    body = b"".join(encode_lun(lun) for lun in sorted(set(luns)))
+    body = b"".join(lun_field_bytes(lun) for lun in sorted(set(luns)))
     return _REPORT_LUNS_HEADER.pack(len(body)) + body
 
 

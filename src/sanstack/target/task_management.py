@@ -11,7 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sanstack.edge.tasks import wait_ended
-from sanstack.iscsi.codes import TaskManagementFunction, TaskManagementResponseCode, encode_lun
+from sanstack.iscsi.codes import TaskManagementFunction, TaskManagementResponseCode
 from sanstack.iscsi.target_events import TaskManagementRequested
 from sanstack.scsi.codes import ASC
 from sanstack.scsi.logical_unit import LogicalUnit
@@ -69,7 +69,6 @@ async def run_task_management(
 def _drop_undelivered_elsewhere(
     server: TargetServer, handler: ConnectionHandler, event: TaskManagementRequested
 ) -> None:
-    lun_field = encode_lun(event.lun)
     for other in server.connections_of(handler.target_name or ""):
         if other is not handler and other.core is not None:
-            other.core.drop_undelivered(lun_field)
+            other.core.drop_undelivered(event.lun)
