@@ -14,10 +14,11 @@ from tests.support.processes import Daemon, free_port, running_target
 from tests.support.waits import until
 
 from sanstack.host.isids import IsidStore
-from sanstack.host.sessions import SessionOptions, SessionPool, SessionState, SharedSession
+from sanstack.host.sessions import SessionOptions, SessionPool, SessionState
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import PathFailed
 from sanstack.mpio.device import PathAddress
+from sanstack.mpio.shared_path import SharedPath
 from sanstack.tools.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.interop
@@ -43,10 +44,10 @@ class Notices:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def path_down(self, shared: SharedSession, failure: PathFailed) -> None:
+    def path_down(self, path: SharedPath, failure: PathFailed) -> None:
         self.seen.append(f"down {failure.kind.value}")
 
-    def path_up(self, shared: SharedSession) -> None:
+    def path_up(self, path: SharedPath) -> None:
         self.seen.append("up")
 
 

@@ -22,6 +22,7 @@ from sanstack.host.sessions import (
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.iscsi.initiator_events import PathFailureKind
 from sanstack.mpio.device import PathAddress
+from sanstack.mpio.shared_path import SharedPath
 
 HOST = "iqn.2026-11.org.sanstack:host-a"
 T1 = "iqn.2026-11.org.sanstack:t1"
@@ -142,20 +143,25 @@ class FakeTarget:
         return cast(ISCSISession, session)
 
 
+def port(path: SharedPath) -> int:
+    assert isinstance(path, SharedSession)
+    return path.portal.port
+
+
 class Recorder:
     def __init__(self, name: str, log: list[str]) -> None:
         self.name = name
         self.log = log
 
-    def path_down(self, shared: SharedSession, failure: PathFailed) -> None:
-        self.log.append(f"{self.name} down {shared.portal.port} {failure.kind.value}")
+    def path_down(self, path: SharedPath, failure: PathFailed) -> None:
+        self.log.append(f"{self.name} down {port(path)} {failure.kind.value}")
 
-    def path_up(self, shared: SharedSession) -> None:
-        self.log.append(f"{self.name} up {shared.portal.port}")
+    def path_up(self, path: SharedPath) -> None:
+        self.log.append(f"{self.name} up {port(path)}")
 
 
 class Broken(Recorder):
-    def path_down(self, shared: SharedSession, failure: PathFailed) -> None:
+    def path_down(self, path: SharedPath, failure: PathFailed) -> None:
         raise RuntimeError("a listener's bug")
 
 

@@ -17,7 +17,8 @@ the same ISID after a bounded backoff (the first retry at once, then doubling fr
 sees the ``PathFailed`` and is re-driven. Nothing a single LUN does ends the session: a
 CHECK CONDITION, a RESERVATION CONFLICT or one command's timeout is that LUN's caller's.
 
-Listeners (the multipath maps) are told ``path_down(shared, failure)`` and
+Listeners (the multipath maps, ``mpio/shared_path.py``'s ``PathListener``; a
+``SharedSession`` is the ``SharedPath`` they see) are told ``path_down(shared, failure)`` and
 ``path_up(shared)``, strictly alternating, up first; one that subscribes while the session
 is up reads ``shared.session`` instead of waiting for a notice. A listener that raises is
 logged and the others are still told.
@@ -35,7 +36,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from sanstack.edge.tasks import wait_ended
 from sanstack.host.isids import IsidStore
@@ -43,6 +44,7 @@ from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.iscsi.initiator_events import PathFailureKind
 from sanstack.mpio.device import PathAddress
+from sanstack.mpio.shared_path import PathListener
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,6 @@ def reconnect_delay(failed_logins: int, options: SessionOptions) -> float:
     if failed_logins <= 0:
         return 0.0
     return float(min(options.reconnect_max, options.reconnect_min * 2 ** (failed_logins - 1)))
-
-
-class SessionListener(Protocol):
-    """Who is told when a shared session's path goes down and comes back (a map)."""
-
-    def path_down(self, shared: SharedSession, failure: PathFailed) -> None: ...
-
-    def path_up(self, shared: SharedSession) -> None: ...
 
 
 # Logs in once for a SharedSession; ISCSISession.connect with its fields by default.
@@ -132,7 +126,7 @@ class SharedSession:
         self.last_failure: str | None = None
         self.last_failure_kind: PathFailureKind | None = None
         self._connector = connector
-        self._listeners: list[SessionListener] = []
+        self._listeners: list[PathListener] = []
         self._ended = asyncio.Event()
         self._up = asyncio.Event()
         self._closing = False
@@ -147,11 +141,11 @@ class SharedSession:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    def add_listener(self, listener: SessionListener) -> None:
+    def add_listener(self, listener: PathListener) -> None:
         if listener not in self._listeners:
             self._listeners.append(listener)
 
-    def remove_listener(self, listener: SessionListener) -> None:
+    def remove_listener(self, listener: PathListener) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
@@ -159,7 +153,7 @@ class SharedSession:
     def listeners(self) -> int:
         return len(self._listeners)
 
-    def _tell(self, what: str, call: Callable[[SessionListener], None]) -> None:
+    def _tell(self, what: str, call: Callable[[PathListener], None]) -> None:
         for listener in list(self._listeners):
             try:
                 call(listener)
