@@ -42,6 +42,7 @@ EDGE_MODULES = {
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
     "edge/tasks.py": "eager tasks and bounded waits",
     "edge/state_file.py": "crash-safe state files: the temporary file is named by pid and thread",
+    "host/host.py": "discovers, logs in and builds the maps at start, with bounded waits",
     "host/sessions.py": "the shared sessions' supervisors: login, backoff, watching",
     "initiator/lun_device.py": "one LUN over one session, with timeouts",
     "initiator/session.py": "an iSCSI session over a socket",
