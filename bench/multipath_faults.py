@@ -81,7 +81,11 @@ from bench.targets import (
 from sanstack.block.device import BlockDevice
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import ISCSISession
-from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.mpio.device import MultipathDevice
+from sanstack.mpio.path_slot import (
+    MultipathOptions,
+    PathAddress,
+)
 from sanstack.tools.fault_proxy import FaultProxy
 
 INITIATOR = "iqn.2026-01.org.sanstack.bench:multipath-initiator"

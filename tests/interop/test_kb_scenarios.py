@@ -24,8 +24,12 @@ from tests.support.processes import free_port, running_target
 from tests.support.waits import until
 
 from sanstack.block.device import DeviceNotReady
-from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.no_path import NoPathRetry
+from sanstack.mpio.path_slot import (
+    MultipathOptions,
+    PathAddress,
+)
 from sanstack.scsi.pr_codec import PRType
 from sanstack.tools.fault_proxy import FaultProxy
 

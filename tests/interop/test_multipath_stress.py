@@ -18,8 +18,12 @@ import pytest
 from tests.support.processes import free_port, running_target
 from tests.support.waits import until
 
-from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.no_path import NoPathRetry
+from sanstack.mpio.path_slot import (
+    MultipathOptions,
+    PathAddress,
+)
 from sanstack.tools.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.interop

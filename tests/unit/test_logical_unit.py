@@ -12,6 +12,7 @@ import pytest
 
 from sanstack.block.device import DeviceIdentity, DeviceNotReady, MediumError, SpaceExhausted
 from sanstack.block.memory import MemoryDevice
+from sanstack.edge.state_file import StateFileError, save_state
 from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo, TaskAborted
@@ -20,7 +21,7 @@ from sanstack.scsi.pr_codec import PROutCdb, PROutParameters, PROutServiceAction
 from sanstack.scsi.sense import parse_sense
 from sanstack.scsi.unknown_lun import execute_without_lun
 from sanstack.target.model import Portal, PortalGroup, Target
-from sanstack.target.state_store import ReservationFile, StateFileError, save_state
+from sanstack.target.state_store import ReservationFile
 
 A = Nexus("iqn.2026-11.org.sanstack:a", 1, "iqn.2026-11.org.sanstack:t", 1)
 B = Nexus("iqn.2026-11.org.sanstack:b", 2, "iqn.2026-11.org.sanstack:t", 1)

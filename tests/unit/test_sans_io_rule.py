@@ -41,6 +41,9 @@ EDGE_MODULES = {
     "control/server.py": "serves a service API over a Unix socket",
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
     "edge/tasks.py": "eager tasks and bounded waits",
+    "edge/state_file.py": "crash-safe state files: the temporary file is named by pid and thread",
+    "host/host.py": "discovers, logs in and builds the maps at start, with bounded waits",
+    "host/sessions.py": "the shared sessions' supervisors: login, backoff, watching",
     "initiator/lun_device.py": "one LUN over one session, with timeouts",
     "initiator/session.py": "an iSCSI session over a socket",
     "mpio/device.py": "MultipathDevice: path checker, re-drive, queueing",
@@ -70,7 +73,8 @@ LAYERS: dict[str, int] = {
     "snapshot": 3,
     "initiator": 4,
     "mpio": 5,
-    "target": 6,
+    "host": 6,
+    "target": 7,
     "cli": 9,
 }
 

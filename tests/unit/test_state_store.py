@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.support.processes import wait_for_line
 
-from sanstack.target.state_store import (
+from sanstack.edge.state_file import (
     StateFileError,
     load_state,
     remove_stale_temporaries,
@@ -23,7 +23,7 @@ from sanstack.target.state_store import (
 WRITER = """
 import sys
 from pathlib import Path
-from sanstack.target.state_store import save_state
+from sanstack.edge.state_file import save_state
 path, writer = Path(sys.argv[1]), int(sys.argv[2])
 def state(n):
     return {"writer": writer, "generation": n, "keys": [f"{k:016x}" for k in range(n % 50)]}

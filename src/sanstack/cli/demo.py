@@ -148,7 +148,13 @@ async def demo_command(args: argparse.Namespace) -> int:
         """LUN 0 through both portals as one multipath device, served over NBD."""
         from sanstack.cli.mpio import MPIO_ROUTES, MpioService
         from sanstack.control.server import ControlServer, bind_routes
-        from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+        from sanstack.mpio.device import (
+            MultipathDevice,
+        )
+        from sanstack.mpio.path_slot import (
+            MultipathOptions,
+            PathAddress,
+        )
         from sanstack.nbd.server import NBDServer
 
         addresses = [PathAddress(host, port) for host, port, _tag in server.portals]

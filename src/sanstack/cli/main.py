@@ -30,12 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
 
-    from sanstack.cli import demo, mpio, nbd, proxy, target, volume
+    from sanstack.cli import demo, host, mpio, nbd, proxy, target, volume
 
     target.register(commands)
     volume.register(commands)
     demo.register(commands)
     mpio.register(commands)
+    host.register(commands)
     nbd.register(commands)
     proxy.register(commands)
     return parser

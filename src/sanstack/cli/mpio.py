@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.common import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.mpio.paths import FailbackPolicy
@@ -90,13 +90,6 @@ def register(commands: Any) -> None:
     status.set_defaults(func=_status)
 
 
-def _address(text: str, field: str) -> tuple[str, int]:
-    match = re.fullmatch(r"\[?([^\]]+?)\]?:(\d+)", text)
-    if match is None or not 0 < int(match.group(2)) < 65536:
-        raise ConfigError(field, f"{text!r} is not HOST:PORT")
-    return match.group(1), int(match.group(2))
-
-
 def _failback(text: str) -> tuple[FailbackPolicy, float]:
     if text in ("immediate", "manual"):
         return FailbackPolicy(text), 0.0
@@ -112,16 +105,22 @@ def _failback(text: str) -> tuple[FailbackPolicy, float]:
 async def _export(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
     from sanstack.control.server import ControlServer, bind_routes
-    from sanstack.mpio.device import MultipathDevice, MultipathOptions, PathAddress
+    from sanstack.mpio.device import (
+        MultipathDevice,
+    )
     from sanstack.mpio.no_path import NoPathRetry
+    from sanstack.mpio.path_slot import (
+        MultipathOptions,
+        PathAddress,
+    )
     from sanstack.mpio.selectors import make_selector
     from sanstack.nbd.server import NBDServer
     from sanstack.target.config import check_name
 
     if not args.portal:
         raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
-    addresses = [PathAddress(*_address(p, f"--portal {p}")) for p in args.portal]
-    nbd_host, nbd_port = _address(args.nbd, "--nbd")
+    addresses = [PathAddress(*parse_address(p, f"--portal {p}")) for p in args.portal]
+    nbd_host, nbd_port = parse_address(args.nbd, "--nbd", any_port=True)
     iqn = check_name(args.iqn, "--iqn")
     initiator = check_name(args.initiator_name, "--initiator-name")
     if not 0 <= args.lun < 16384:

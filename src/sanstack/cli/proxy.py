@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sanstack.cli.common import StopSignals
+from sanstack.cli.common import StopSignals, parse_address
 from sanstack.errors import ConfigError
 from sanstack.tools.fault_proxy import Route, run_proxies_from_cli
 
@@ -43,21 +43,6 @@ def register(commands: Any) -> None:
     proxy.set_defaults(func=proxy_command)
 
 
-def parse_address(text: str, field: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) or ConfigError naming ``field``."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host:
-        raise ConfigError(field, f"{text!r} is not HOST:PORT")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(field, f"port {port_text!r} in {text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(field, f"port {port} in {text!r} is outside 0..65535")
-    return host, port
-
-
 def routes_from_args(listen: list[str], to: list[str]) -> list[Route]:
     if not listen:
         raise ConfigError("--listen", "at least one --listen HOST:PORT is needed")
@@ -67,7 +52,7 @@ def routes_from_args(listen: list[str], to: list[str]) -> list[Route]:
         )
     routes = []
     for listen_text, to_text in zip(listen, to, strict=True):
-        listen_host, listen_port = parse_address(listen_text, "--listen")
+        listen_host, listen_port = parse_address(listen_text, "--listen", any_port=True)
         target_host, target_port = parse_address(to_text, "--to")
         if target_port == 0:
             raise ConfigError("--to", f"{to_text!r}: port 0 cannot be connected to")

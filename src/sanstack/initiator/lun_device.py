@@ -11,6 +11,7 @@ the session's ``PathFailed`` (a ``DeviceNotReady`` whose ``kind`` a multipath la
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import struct
 from collections.abc import Callable
@@ -222,6 +223,17 @@ class ISCSIDevice(BlockDevice):
         """Read capacity, identity and limits; raises the block errors (DeviceNotReady)."""
         device = cls(session, lun)
         await device._probe()
+        return device
+
+    def over(self, session: ISCSISession) -> ISCSIDevice:
+        """The same LUN, as probed already, through ``session`` (a re-login of the same
+        path): nothing is read again, so a shared session coming back costs no I/O per LUN."""
+        device = copy.copy(self)
+        device.session = session
+        device.on_alua_change = None
+        device._closed = False
+        if session.relative_target_port_id is None:
+            session.relative_target_port_id = self.relative_target_port_id
         return device
 
     async def _probe(self) -> None:

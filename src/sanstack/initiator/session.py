@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -123,6 +123,10 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._writable.set()
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        # Called once, synchronously, when the session ends after its login (a transport
+        # failure, a logout, ``abort``), with the failure its waiters get: whoever shares
+        # the session hears of it before any caller's command sees its PathFailed.
+        self.on_closed: Callable[[PathFailed], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -309,6 +313,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             )
         self._writable.set()  # wake writers: they will find the session closed
         self._closed.set()
+        callback, self.on_closed = self.on_closed, None
+        if callback is not None:
+            callback(self.failure or _closed())
 
     _event_handlers = {
         CommandCompleted: _on_command_completed,

@@ -9,7 +9,7 @@ attention, RESERVATION CONFLICT) goes back to the caller and never fails over (d
 ``blk_path_error``). When no path is usable the I/O waits for one until the no-path-retry
 deadline, then fails with ``DeviceNotReady``; ``close`` ends every wait at once.
 
-Lifetime (the KB963702 lesson): a path's session is only ever used through ``_PathSlot``,
+Lifetime (the KB963702 lesson): a path's session is only ever used through ``PathSlot``,
 whose ``session`` is None while the path is down; I/O never holds a session object past a
 failure, a removed path or a closed device, and every I/O in flight on a failed session
 ends with that session's ``PathFailed`` before it is re-driven. Each device owns one
@@ -19,6 +19,17 @@ checker task, which it cancels and awaits on ``close``; nothing is shared betwee
 Persistent reservations go down the paths as ``mpio.reservations`` decides; one lock per
 device orders a key change against a path's reinstatement, so a path that comes back while
 the key changes is registered with the new key, never left with the old one.
+
+Shared paths (``MultipathDevice.over``). A map may instead run over sessions it does not
+own (``mpio.shared_path.SharedPath``: the host logs in once per (target, portal) and every
+LUN uses that session). The map is then a ``PathListener``: ``path_down`` fails the path in
+this map at once (the provider says so before any I/O on it sees its ``PathFailed``);
+``path_up`` starts the path's reinstatement, a task the map owns: the LUN over the new
+session (probed the first time, re-bound without I/O after), our key registered on that
+nexus when we hold one, ALUA read; only then does the path carry this map's I/O. A failure
+that is this map's alone (a command timeout, a key not taken) fails the path in this map
+and never touches the session; the checker reinstates it while the session is up. The map
+never logs a shared session in, out, or aborts it; ``close`` unsubscribes.
 """
 
 from __future__ import annotations
@@ -27,24 +38,30 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
 from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible, ReservationConflict
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.mpio import reservations
-from sanstack.mpio.no_path import NoPathRetry
+from sanstack.mpio.path_slot import (
+    MultipathOptions,
+    PathAddress,
+    PathSlot,
+    bounded_logout,
+    path_isid,
+    still_current,
+)
 from sanstack.mpio.paths import (
     FAILURE_EVENTS,
-    FailbackPolicy,
     GroupChooser,
     Path,
     PathEvent,
     PathState,
 )
 from sanstack.mpio.reservations import HostRegistration, Next, Outcome, Registration
-from sanstack.mpio.selectors import DEFAULT_SELECTOR, Selector, make_selector
+from sanstack.mpio.selectors import Selector, make_selector
+from sanstack.mpio.shared_path import SharedPath
 from sanstack.scsi.alua_codec import (
     ALUAState,
     ReportTargetPortGroupsCdb,
@@ -66,60 +83,11 @@ from sanstack.scsi.pr_codec import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CHECKER_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
 RTPG_TIMEOUT = 5.0
 OPEN_ATTEMPTS = 5
+OPEN_TIMEOUT = 3 * CONNECT_TIMEOUT  # a map over shared paths: probe, register, RTPG
 PR_IN_ALLOCATION = 8192
-
-
-@dataclass(frozen=True, slots=True)
-class PathAddress:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class MultipathOptions:
-    initiator_name: str
-    selector: str = DEFAULT_SELECTOR
-    no_path_retry: NoPathRetry = field(default_factory=NoPathRetry)
-    failback: FailbackPolicy = FailbackPolicy.IMMEDIATE
-    failback_delay: float = 0.0
-    checker_interval: float = CHECKER_INTERVAL
-    nop_interval: float = 1.0
-    nop_timeout: float = 2.0
-
-
-def path_isid(lun: int, path_index: int) -> int:
-    """The ISID of one LUN's session on one path (RFC 7143 §10.12.5, type 10b "random").
-
-    Unique per session, or a second LUN's login would reinstate (close) the first's; and the
-    same on every re-login, so the I_T nexus, and with it the persistent reservation
-    registrations, survive a reconnect (a new ISID is a new nexus).
-    """
-    return (0x80 << 40) | (0x5A << 32) | ((lun & 0xFFFF) << 16) | (path_index & 0xFFFF)
-
-
-class _PathSlot:
-    """One path: the policy's view (``path``) and the live session and LUN, when up."""
-
-    def __init__(self, address: PathAddress, isid: int) -> None:
-        self.address = address
-        self.isid = isid
-        self.path = Path(str(address))
-        self.session: ISCSISession | None = None
-        self.device: ISCSIDevice | None = None
-        self.alua_refresh: asyncio.Task[None] | None = None
-
-    def drop(self) -> None:
-        """Forget the session; its in-flight I/O ends with its PathFailed."""
-        session, self.session, self.device = self.session, None, None
-        if session is not None:
-            session.abort()
 
 
 class MultipathDevice(BlockDevice):
@@ -135,7 +103,7 @@ class MultipathDevice(BlockDevice):
         self.target_name = target_name
         self.lun = lun
         self.options = options
-        self.slots = [_PathSlot(a, path_isid(lun, i)) for i, a in enumerate(addresses)]
+        self.slots = [PathSlot.owned(a, path_isid(lun, i), lun) for i, a in enumerate(addresses)]
         self.selector: Selector = make_selector(options.selector)
         self.chooser = GroupChooser(options.failback, options.failback_delay)
         self._loop = asyncio.get_running_loop()
@@ -145,6 +113,7 @@ class MultipathDevice(BlockDevice):
         self.queued = 0
         self.registration = HostRegistration()
         self._registering = asyncio.Lock()
+        self._identified = False
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -158,7 +127,7 @@ class MultipathDevice(BlockDevice):
     ) -> MultipathDevice:
         """Log in on every path, check they reach the same device (VPD 0x83), start checking."""
         device = cls(target_name, lun, addresses, options)
-        up: list[_PathSlot] = []
+        up: list[PathSlot] = []
         for attempt in range(OPEN_ATTEMPTS):
             # A boot storm of logins may lose some: retry, bounded, until a path is up.
             await asyncio.gather(
@@ -177,31 +146,78 @@ class MultipathDevice(BlockDevice):
             assert slot.device is not None
             if slot.device.identity != first.identity:
                 # Paths are grouped by device identity, never by name: refuse a mix-up.
-                log.error("%s reaches a different device; path not used", slot.address)
+                log.error("%s reaches a different device; path not used", slot.label)
                 slot.drop()
                 slot.path.handle(PathEvent.REMOVE, device._loop.time())
-        device.block_size = first.block_size
-        device.num_blocks = first.num_blocks
-        device.identity = first.identity
-        device.thin_provisioned = first.thin_provisioned
+        device._adopt(first)
         device._checker = asyncio.create_task(device._check_paths())
         return device
+
+    @classmethod
+    async def over(
+        cls,
+        paths: Sequence[tuple[SharedPath, int]],
+        options: MultipathOptions,
+        *,
+        target_name: str,
+        lun: int,
+    ) -> MultipathDevice:
+        """A map over shared paths, each a (provider, LUN number behind it): the device
+        subscribes to each provider's notices and never logs in or out itself. Every path
+        whose session is up is probed (VPD 0x83: a path to another device is not used) and
+        brought to the map's key before it carries I/O; raises ``DeviceNotReady`` when no
+        path reaches the LUN. ``target_name`` and ``lun`` name the map in messages."""
+        device = cls(target_name, lun, [], options)
+        for provider, path_lun in paths:
+            slot = PathSlot(provider.name, provider=provider, lun=path_lun)
+            slot.path.state = PathState.FAILED  # not usable until reinstated; not a failure
+            device.slots.append(slot)
+            provider.add_listener(device)
+        for slot in device.slots:
+            device._start_reinstating(slot)
+        starting = [slot.reinstating for slot in device.slots if slot.reinstating is not None]
+        if starting:
+            await asyncio.wait(starting, timeout=OPEN_TIMEOUT)
+        if not device._identified:
+            await device.close()
+            raise DeviceNotReady(f"no path to {target_name} LUN {lun} answered")
+        device._checker = asyncio.create_task(device._check_paths())
+        return device
+
+    def _adopt(self, first: ISCSIDevice) -> None:
+        """The map is the device its first path reaches: its size, identity, provisioning."""
+        self.block_size = first.block_size
+        self.num_blocks = first.num_blocks
+        self.identity = first.identity
+        self.thin_provisioned = first.thin_provisioned
+        self._identified = True
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._changed.set()
-        owned = [t for t in (self._checker, *(s.alua_refresh for s in self.slots)) if t]
+        for slot in self.slots:
+            if slot.provider is not None:
+                slot.provider.remove_listener(self)
+        owned = [
+            t
+            for t in (
+                self._checker,
+                *(s.alua_refresh for s in self.slots),
+                *(s.reinstating for s in self.slots),
+            )
+            if t
+        ]
         for task in owned:
             task.cancel()
         for task in owned:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sessions = [s.session for s in self.slots if s.session is not None]
+        sessions = [s.session for s in self.slots if s.session is not None and s.provider is None]
         for slot in self.slots:
             slot.session, slot.device = None, None
-        await asyncio.gather(*(_bounded_logout(s) for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(bounded_logout(s) for s in sessions), return_exceptions=True)
 
     async def remove_path(self, address: PathAddress) -> None:
         """Take a path away for good: its I/O in flight ends with its PathFailed and is
@@ -222,7 +238,7 @@ class MultipathDevice(BlockDevice):
         if any(s.address == address for s in self.slots):
             raise ValueError(f"{address} is a path of this device already")
         index = max((s.isid & 0xFFFF for s in self.slots), default=-1) + 1
-        slot = _PathSlot(address, path_isid(self.lun, index))
+        slot = PathSlot.owned(address, path_isid(self.lun, index), self.lun)
         slot.path.handle(PathEvent.IO_PATH_ERROR, self._loop.time())  # down until logged in
         self.slots.append(slot)
         await self._connect(slot)
@@ -268,7 +284,7 @@ class MultipathDevice(BlockDevice):
                 # The port's ALUA state changed before our next RTPG: believe the answer,
                 # move to the group that is now best, and re-drive (transitioning waits
                 # like an all-paths-down I/O until the checker sees the new states).
-                log.info("path %s is %s", slot.address, exc.alua_state.name.lower())
+                log.info("path %s is %s", slot.label, exc.alua_state.name.lower())
                 slot.path.alua_state = exc.alua_state
                 self._changed.set()
             except PathFailed as failure:
@@ -293,7 +309,7 @@ class MultipathDevice(BlockDevice):
         finally:
             self.queued -= 1
 
-    def _slot_of(self, path: Path) -> _PathSlot | None:
+    def _slot_of(self, path: Path) -> PathSlot | None:
         return next((s for s in self.slots if s.path is path), None)
 
     def _path_failed(self, device: ISCSIDevice, failure: PathFailed, during: str) -> None:
@@ -303,9 +319,11 @@ class MultipathDevice(BlockDevice):
         if slot is not None:
             self._fail(slot, FAILURE_EVENTS[failure.kind], f"{during}: {failure}")
 
-    def _fail(self, slot: _PathSlot, event: PathEvent, reason: str) -> None:
+    def _fail(self, slot: PathSlot, event: PathEvent, reason: str) -> None:
         if slot.path.state is PathState.ACTIVE:
-            log.warning("path %s failed (%s): %s", slot.address, event.value, reason)
+            # A shared session's failure is logged once by its owner, not by every map.
+            level = logging.WARNING if slot.provider is None else logging.DEBUG
+            log.log(level, "path %s failed (%s): %s", slot.label, event.value, reason)
         slot.path.handle(event, self._loop.time())
         slot.drop()
         self._changed.set()
@@ -318,8 +336,20 @@ class MultipathDevice(BlockDevice):
             await asyncio.sleep(self.options.checker_interval)
             await asyncio.gather(*(self._check(slot) for slot in self.slots))
 
-    async def _check(self, slot: _PathSlot) -> None:
+    async def _check(self, slot: PathSlot) -> None:
         if slot.path.state is PathState.REMOVED:
+            return
+        if slot.provider is not None:
+            session = slot.provider.session
+            if slot.session is not None and slot.session is not session:
+                self._fail(slot, PathEvent.CHECKER_FAILED, "session replaced")
+            if slot.device is None:
+                # Failed for this map alone (a command timed out, the key was not taken):
+                # try again while the shared session is up.
+                if session is not None and not session.closed:
+                    self._start_reinstating(slot)
+                return
+            await self._read_alua(slot)
             return
         if slot.session is None or slot.session.closed:
             if slot.session is not None:
@@ -332,12 +362,14 @@ class MultipathDevice(BlockDevice):
             return
         await self._read_alua(slot)
 
-    async def _connect(self, slot: _PathSlot) -> None:
+    async def _connect(self, slot: PathSlot) -> None:
+        address = slot.address
+        assert address is not None  # our own path: a shared one is its provider's to log in
         try:
             session = await asyncio.wait_for(
                 ISCSISession.connect(
-                    slot.address.host,
-                    slot.address.port,
+                    address.host,
+                    address.port,
                     self.target_name,
                     initiator_name=self.options.initiator_name,
                     isid=slot.isid,
@@ -356,13 +388,13 @@ class MultipathDevice(BlockDevice):
             # Not a path failure (every path would say the same), but this one stays down.
             if slot.path.state is PathState.ACTIVE:
                 self._fail(slot, PathEvent.CHECKER_FAILED, f"login refused: {exc}")
-            log.warning("path %s: login refused: %s", slot.address, exc)
+            log.warning("path %s: login refused: %s", slot.label, exc)
             return
         try:
             device = await asyncio.wait_for(ISCSIDevice.open(session, self.lun), CONNECT_TIMEOUT)
         except Exception as exc:  # any failure to open the LUN leaves the path down
             session.abort()
-            log.warning("path %s: LUN %d not usable: %s", slot.address, self.lun, str(exc))
+            log.warning("path %s: LUN %d not usable: %s", slot.label, self.lun, str(exc))
             return
         async with self._registering:
             if self._closed:
@@ -373,17 +405,17 @@ class MultipathDevice(BlockDevice):
                 outcome, error = await self._register(device, step)
                 if outcome is not Outcome.GOOD:  # an unregistered path must not carry I/O
                     session.abort()
-                    log.warning("path %s: could not register our key: %s", slot.address, error)
+                    log.warning("path %s: could not register our key: %s", slot.label, error)
                     return
             slot.session, slot.device = session, device
         device.on_alua_change = lambda: self._alua_changed(slot)
         await self._read_alua(slot)
         if slot.path.state is PathState.FAILED:
             slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
-            log.info("path %s reinstated", slot.address)
+            log.info("path %s reinstated", slot.label)
         self._changed.set()
 
-    def _alua_changed(self, slot: _PathSlot) -> None:
+    def _alua_changed(self, slot: PathSlot) -> None:
         """ASYMMETRIC ACCESS STATE CHANGED on a path: re-read the groups now (bounded task
         owned by the device; one at a time per path)."""
         if self._closed or slot.alua_refresh is not None:
@@ -392,8 +424,8 @@ class MultipathDevice(BlockDevice):
         slot.alua_refresh = task
         task.add_done_callback(lambda _t: setattr(slot, "alua_refresh", None))
 
-    async def _read_alua(self, slot: _PathSlot) -> None:
-        session = slot.session
+    async def _read_alua(self, slot: PathSlot) -> None:
+        session, device = slot.session, slot.device
         if session is None:
             return
         cdb = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
@@ -406,12 +438,95 @@ class MultipathDevice(BlockDevice):
         if result.status != Status.GOOD:
             return  # a target without ALUA (tgt): every path stays active/optimized
         port = session.relative_target_port_id
+        if device is not None and device.relative_target_port_id is not None:
+            port = device.relative_target_port_id
         for group in ReportTargetPortGroupsData.decode(result.data).descriptors:
             if port in group.relative_target_port_ids:
                 if slot.path.alua_state != group.asymmetric_access_state:
                     slot.path.alua_state = ALUAState(group.asymmetric_access_state)
                     self._changed.set()
                 return
+
+    # -- shared paths: the provider's notices (mpio.shared_path.PathListener) -------------------
+
+    def path_down(self, path: SharedPath, failure: PathFailed) -> None:
+        """The shared session failed: the path fails in this map now; its I/O in flight
+        ends with ``failure`` and is re-driven on the other paths."""
+        for slot in self.slots:
+            if slot.provider is path and slot.path.state is not PathState.REMOVED:
+                self._fail(slot, FAILURE_EVENTS[failure.kind], f"session: {failure}")
+
+    def path_up(self, path: SharedPath) -> None:
+        """The shared session is back: bring the path to our key, then let it carry I/O."""
+        for slot in self.slots:
+            if slot.provider is path:
+                self._start_reinstating(slot)
+
+    def _start_reinstating(self, slot: PathSlot) -> None:
+        """One reinstatement per path at a time, owned by the device (``close`` ends it);
+        one already running re-reads the provider's session before it finishes."""
+        if self._closed or slot.reinstating is not None or slot.path.state is PathState.REMOVED:
+            return
+        task = self._loop.create_task(self._reinstate(slot))
+        slot.reinstating = task
+        task.add_done_callback(lambda _t: setattr(slot, "reinstating", None))
+
+    async def _reinstate(self, slot: PathSlot) -> None:
+        """Bring a shared path into this map: the LUN over the current session, our key
+        registered on that nexus (when we hold one), ALUA read; then it carries I/O. A path
+        that fails any step stays failed; the checker tries again."""
+        assert slot.provider is not None
+        while not self._gone(slot):
+            session = slot.provider.session
+            if session is None or session.closed or slot.session is session:
+                return
+            try:
+                device = await self._device_over(slot, session)
+            except Exception as exc:  # any failure to reach the LUN leaves the path down
+                log.info("path %s: LUN %d not usable: %s", slot.label, slot.lun, str(exc))
+                return
+            if device is None:
+                return
+            async with self._registering:
+                if self._gone(slot):  # closed (or removed) during the probe
+                    return
+                if not still_current(slot.provider, session):
+                    continue  # went down (and maybe up) meanwhile: start over
+                step = self.registration.reinstatement()
+                if step is not None:
+                    outcome, error = await self._register(device, step)
+                    if outcome is not Outcome.GOOD:  # an unregistered path must not carry I/O
+                        log.warning("path %s: could not register our key: %s", slot.label, error)
+                        return
+                if not still_current(slot.provider, session):
+                    continue
+                slot.session, slot.device = session, device
+            device.on_alua_change = lambda: self._alua_changed(slot)
+            await self._read_alua(slot)
+            if slot.device is device and slot.path.state is PathState.FAILED:
+                slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
+                log.debug("path %s reinstated", slot.label)
+            self._changed.set()
+            return
+
+    def _gone(self, slot: PathSlot) -> bool:
+        return self._closed or slot.path.state is PathState.REMOVED
+
+    async def _device_over(self, slot: PathSlot, session: ISCSISession) -> ISCSIDevice | None:
+        """The LUN behind ``slot`` over ``session``: probed the first time (and checked to be
+        this map's device), re-bound without I/O after that."""
+        if slot.probed is not None:
+            return slot.probed.over(session)
+        device = await asyncio.wait_for(ISCSIDevice.open(session, slot.lun), CONNECT_TIMEOUT)
+        if not self._identified:
+            self._adopt(device)
+        elif device.identity != self.identity:
+            # Paths are grouped by device identity, never by number: refuse a mix-up.
+            log.error("%s LUN %d is a different device; path not used", slot.label, slot.lun)
+            slot.path.handle(PathEvent.REMOVE, self._loop.time())
+            return None
+        slot.probed = device
+        return device
 
     # -- persistent reservations over every path (MSDSM, mpathpersist) ----------------------------
 
@@ -544,7 +659,7 @@ class MultipathDevice(BlockDevice):
             "queued": self.queued,
             "paths": [
                 {
-                    "path": str(s.address),
+                    "path": s.label,
                     "state": s.path.state.value,
                     "alua": s.path.alua_state.name.lower(),
                     "active_group": s.path.name in group,
@@ -582,10 +697,3 @@ async def _attempt(command: Awaitable[None]) -> tuple[Outcome, BlockDeviceError 
     except BlockDeviceError as error:
         return _outcome(error), error
     return Outcome.GOOD, None
-
-
-async def _bounded_logout(session: ISCSISession) -> None:
-    try:
-        await asyncio.wait_for(session.logout(), 3)
-    except TimeoutError:  # logout bounds itself and never raises PathFailed
-        session.abort()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
-from sanstack.mpio.device import PathAddress
+from sanstack.mpio.path_slot import PathAddress
 from sanstack.scsi.codes import Status
 from sanstack.scsi.lun import decode_lun
 from sanstack.scsi.spc import ReportLunsCdb, SelectReport
@@ -56,6 +56,21 @@ async def discover_devices(
     return sorted(devices.values(), key=lambda d: min(d.luns.values()))
 
 
+async def report_luns(session: ISCSISession) -> list[int] | None:
+    """The LUN numbers REPORT LUNS gives through ``session``; None when it fails (raises
+    ``PathFailed`` when the session does)."""
+    cdb = ReportLunsCdb(SelectReport.ALL_LOGICAL_UNITS, REPORT_LUNS_ALLOCATION).encode()
+    result = await session.command(0, cdb, read_length=REPORT_LUNS_ALLOCATION)
+    if result.status != Status.GOOD:
+        return None
+    data = bytes(result.data)
+    length = int.from_bytes(data[:4], "big")
+    return [
+        decode_lun(int.from_bytes(data[8 + i : 16 + i], "big"))
+        for i in range(0, min(length, len(data) - 8), 8)
+    ]
+
+
 async def _luns_on(address: PathAddress, target_name: str, initiator_name: str) -> dict[str, int]:
     """NAA -> LUN number through one portal; an unreachable portal contributes nothing."""
     try:
@@ -73,17 +88,10 @@ async def _luns_on(address: PathAddress, target_name: str, initiator_name: str) 
         log.warning("discovery through %s failed: %s", address, str(exc))
         return {}
     try:
-        cdb = ReportLunsCdb(SelectReport.ALL_LOGICAL_UNITS, REPORT_LUNS_ALLOCATION).encode()
-        result = await session.command(0, cdb, read_length=REPORT_LUNS_ALLOCATION)
-        if result.status != Status.GOOD:
-            log.warning("REPORT LUNS through %s: status %#x", address, result.status)
+        numbers = await report_luns(session)
+        if numbers is None:
+            log.warning("REPORT LUNS through %s failed", address)
             return {}
-        data = bytes(result.data)
-        length = int.from_bytes(data[:4], "big")
-        numbers = [
-            decode_lun(int.from_bytes(data[8 + i : 16 + i], "big"))
-            for i in range(0, min(length, len(data) - 8), 8)
-        ]
         out: dict[str, int] = {}
         for lun in numbers:
             device = await ISCSIDevice.open(session, lun)

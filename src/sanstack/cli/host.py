@@ -1,0 +1,239 @@
+"""``sanstack host ...``: the host daemon (iscsid plus multipathd) and what it shows."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sanstack.cli.common import parse_address
+from sanstack.control.client import call, emit, render_table, socket_in_use
+from sanstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sanstack.control.server import RouteRow
+    from sanstack.host.host import Host
+
+log = logging.getLogger("sanstack")
+DEFAULT_HOST_CONTROL = Path("/run/sanstack/host.sock")
+NAME_PREFIX = "iqn.2026-11.org.sanstack.host:"
+_SIMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+
+
+def initiator_name(name: str) -> str:
+    """``--name``: an iSCSI name as given, or a short host name an IQN is derived from."""
+    from sanstack.target.config import check_name
+
+    if name.lower().startswith(("iqn.", "eui.", "naa.")):
+        return check_name(name, "--name")
+    if not _SIMPLE_NAME.match(name.lower()):
+        raise ConfigError("--name", f"{name!r} is neither an iSCSI name nor a short host name")
+    return NAME_PREFIX + name.lower()
+
+
+def register(commands: Any) -> None:
+    host = commands.add_parser("host", help="the host: shared sessions and multipath maps")
+    sub = host.add_subparsers(dest="host_command", metavar="COMMAND")
+    sub.required = True
+    run = sub.add_parser(
+        "run",
+        help="log in to every target on the portals and export every LUN over NBD",
+        description=(
+            "Discover targets on every --portal (SendTargets), log in once per (target, "
+            "portal), build one multipath map per LUN identity (VPD 0x83 NAA) and serve "
+            "every map over one NBD server as naa.<hex> and IQN/LUN, until SIGINT/SIGTERM."
+        ),
+    )
+    run.add_argument("--name", required=True, help="host name, or the initiator's iSCSI name")
+    run.add_argument(
+        "--portal",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a portal to discover targets on and log in through (repeatable; at least one)",
+    )
+    run.add_argument(
+        "--iqn",
+        action="append",
+        default=[],
+        metavar="IQN",
+        help="use only this target (repeatable; default: every discovered target)",
+    )
+    run.add_argument("--nbd", required=True, metavar="HOST:PORT", help="address to serve NBD on")
+    run.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_HOST_CONTROL,
+        metavar="SOCKET",
+        help="control socket for 'sanstack host status|maps|paths' (default %(default)s)",
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the host keeps its ISIDs across restarts (default: none, memory only)",
+    )
+    run.add_argument(
+        "--no-path-queue",
+        default="30",
+        metavar="SECONDS",
+        help="with every path of a map down: queue its I/O this long, then fail it "
+        "('queue' = forever, 0 or 'fail' = fail at once; default %(default)s)",
+    )
+    run.set_defaults(func=_run)
+    for name, what in (
+        ("status", "sessions: portal, ISID, TSIH, state, digests; counts"),
+        ("maps", "maps: WWID, alias, size, exports, paths by state, selector, queued, PR key"),
+        ("paths", "every path of every map: state, ALUA, in flight, failures"),
+    ):
+        show = sub.add_parser(name, help=what)
+        show.add_argument(
+            "--control",
+            type=Path,
+            default=DEFAULT_HOST_CONTROL,
+            metavar="SOCKET",
+            help="the host daemon's control socket (default %(default)s)",
+        )
+        show.add_argument("--json", action="store_true", help="print JSON for scripts")
+        show.set_defaults(func=_SHOW[name])
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from sanstack.cli.common import StopSignals
+    from sanstack.control.server import ControlServer, bind_routes
+    from sanstack.host.host import Host, HostConfig
+    from sanstack.mpio.no_path import NoPathRetry
+    from sanstack.mpio.path_slot import (
+        MultipathOptions,
+        PathAddress,
+    )
+    from sanstack.nbd.server import NBDServer
+    from sanstack.target.config import check_name
+
+    if not args.portal:
+        raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
+    portals = [PathAddress(*parse_address(p, f"--portal {p}")) for p in args.portal]
+    nbd_host, nbd_port = parse_address(args.nbd, "--nbd", any_port=True)
+    name = initiator_name(args.name)
+    iqns = [check_name(i, "--iqn") for i in args.iqn]
+    maps = MultipathOptions(
+        initiator_name=name, no_path_retry=NoPathRetry.parse(args.no_path_queue)
+    )
+    if socket_in_use(args.control):
+        raise ConfigError("--control", f"another daemon is serving {args.control}")
+    stop = StopSignals()
+    host = Host(HostConfig(name, portals, iqns, args.state_dir, maps=maps))
+    try:
+        await host.start()
+        exports = host.exports()
+        if not exports:
+            raise ConfigError("--portal", "no LUN found on any portal")
+        server = NBDServer(exports, nbd_host, nbd_port)
+        control = ControlServer(args.control, bind_routes(host, HOST_ROUTES))
+        try:
+            await server.start()
+            await control.start()
+        except OSError as exc:
+            raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
+    except BaseException:
+        await host.close()
+        raise
+    print(f"ready nbd://{nbd_host}:{server.port} maps {len(host.maps)}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await control.close()
+        await server.stop()
+        await host.close()
+    return 0
+
+
+async def _status(host: Host, _m: dict[str, str], _b: Any) -> Any:
+    return host.status()
+
+
+async def _maps(host: Host, _m: dict[str, str], _b: Any) -> Any:
+    return host.map_list()
+
+
+async def _paths(host: Host, _m: dict[str, str], _b: Any) -> Any:
+    return host.path_list()
+
+
+HOST_ROUTES: list[RouteRow[Host]] = [
+    ("GET", r"^/v1/status$", _status),
+    ("GET", r"^/v1/maps$", _maps),
+    ("GET", r"^/v1/paths$", _paths),
+]
+
+_SESSION_COLUMNS = [
+    ("target", "TARGET"),
+    ("portal", "PORTAL"),
+    ("isid", "ISID"),
+    ("tsih", "TSIH"),
+    ("state", "STATE"),
+    ("header_digest", "HDIGEST"),
+    ("data_digest", "DDIGEST"),
+    ("logins", "LOGINS"),
+    ("failures", "FAILURES"),
+    ("listeners", "MAPS"),
+]
+_MAP_COLUMNS = [
+    ("wwid", "WWID"),
+    ("alias", "ALIAS"),
+    ("size_bytes", "SIZE"),
+    ("paths", "PATHS"),
+    ("selector", "SELECTOR"),
+    ("queued", "QUEUED"),
+    ("pr_key", "PR KEY"),
+]
+_PATH_COLUMNS = [
+    ("map", "MAP"),
+    ("path", "SESSION"),
+    ("alua", "ALUA"),
+    ("state", "STATE"),
+    ("in_flight", "IN FLIGHT"),
+    ("completed", "DONE"),
+    ("failures", "FAILURES"),
+]
+
+
+async def _show_status(args: argparse.Namespace) -> int:
+    status = call(args.control, "GET", "/v1/status")
+    counts = status["counts"]
+    head = (
+        f"{status['initiator']}  sessions {counts['sessions_up']}/{counts['sessions']} up  "
+        f"maps {counts['maps']}"
+    )
+    emit(
+        status,
+        as_json=args.json,
+        table=head + "\n" + render_table(status["sessions"], _SESSION_COLUMNS),
+    )
+    return 0
+
+
+async def _show_maps(args: argparse.Namespace) -> int:
+    maps = call(args.control, "GET", "/v1/maps")
+    rows = [
+        {
+            **m,
+            "paths": " ".join(f"{k}={v}" for k, v in m["paths"].items()),
+            "pr_key": m["pr_key"] or "-",
+        }
+        for m in maps
+    ]
+    emit(maps, as_json=args.json, table=render_table(rows, _MAP_COLUMNS))
+    return 0
+
+
+async def _show_paths(args: argparse.Namespace) -> int:
+    paths = call(args.control, "GET", "/v1/paths")
+    emit(paths, as_json=args.json, table=render_table(paths, _PATH_COLUMNS))
+    return 0
+
+
+_SHOW = {"status": _show_status, "maps": _show_maps, "paths": _show_paths}

@@ -1,0 +1,274 @@
+"""MultipathDevice over paths it does not own, without sockets.
+
+Each fake shared path is a "session" whose commands run on real ``LogicalUnit``s (the
+device server, with its persistent reservations per I_T nexus), so a map's failover,
+reinstatement and key registration are checked against the SCSI semantics they rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from typing import cast
+
+import pytest
+from tests.support.waits import until
+
+from sanstack.block.device import DeviceIdentity
+from sanstack.block.memory import MemoryDevice
+from sanstack.initiator.session import CommandResponse, ISCSISession, PathFailed
+from sanstack.iscsi.initiator_events import PathFailureKind
+from sanstack.mpio.device import MultipathDevice
+from sanstack.mpio.path_slot import MultipathOptions
+from sanstack.mpio.shared_path import PathListener
+from sanstack.scsi.alua import ALUAGroups
+from sanstack.scsi.codes import Opcode
+from sanstack.scsi.command import Command, Nexus
+from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
+
+HOST = "iqn.2026-11.org.sanstack:host"
+TARGET = "iqn.2026-11.org.sanstack:t"
+BS = 512
+
+
+class LunSession:
+    """The part of an ISCSISession a map uses, over in-memory logical units; ``kill``
+    ends it as a dead connection would: every command in flight raises PathFailed."""
+
+    def __init__(self, luns: dict[int, LogicalUnit], nexus: Nexus) -> None:
+        self.luns = luns
+        self.nexus = nexus
+        self.closed = False
+        self.failure: PathFailed | None = None
+        self.parameters = None
+        self.relative_target_port_id: int | None = None
+        self.opcodes: list[int] = []
+        self._killed = asyncio.Event()
+        self._tag = 0
+
+    async def command(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        data_out: bytes | bytearray | memoryview = b"",
+        read_length: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - the signature of ISCSISession's
+    ) -> CommandResponse:
+        if self.closed:
+            assert self.failure is not None
+            raise self.failure
+        self.opcodes.append(cdb[0])
+        self._tag += 1
+        command = Command(
+            self.nexus,
+            lun,
+            cdb,
+            tag=self._tag,
+            data_out=bytes(data_out),
+            data_in_length=read_length,
+        )
+        running = asyncio.ensure_future(self.luns[lun].execute(command))
+        killed = asyncio.ensure_future(self._killed.wait())
+        await asyncio.wait({running, killed}, return_when=asyncio.FIRST_COMPLETED)
+        killed.cancel()
+        if not running.done():
+            running.cancel()
+        if self.failure is not None:  # killed while the command was in flight
+            raise self.failure
+        result = running.result()
+        data = bytes(result.data)[:read_length]
+        return CommandResponse(result.status, data, result.sense, read_length - len(data))
+
+    def kill(self) -> PathFailed:
+        self.failure = PathFailed(PathFailureKind.CONNECTION_LOST, "fake cable pulled")
+        self.closed = True
+        self._killed.set()
+        return self.failure
+
+
+class FakePath:
+    """A shared path: a session (the same nexus after every re-login) and its listeners."""
+
+    def __init__(self, name: str, luns: dict[int, LogicalUnit], tpgt: int) -> None:
+        self.name = name
+        self.luns = luns
+        self.nexus = Nexus(HOST, 0x80_0000_0000 | tpgt, TARGET, tpgt, tpgt)
+        self.listeners: list[PathListener] = []
+        self.current: LunSession | None = LunSession(luns, self.nexus)
+
+    @property
+    def session(self) -> ISCSISession | None:
+        return cast(ISCSISession, self.current) if self.current is not None else None
+
+    def add_listener(self, listener: PathListener) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: PathListener) -> None:
+        self.listeners.remove(listener)
+
+    def fail(self) -> None:
+        assert self.current is not None
+        failure = self.current.kill()
+        self.current = None
+        for listener in list(self.listeners):
+            listener.path_down(self, failure)
+
+    def restore(self) -> LunSession:
+        self.current = LunSession(self.luns, self.nexus)
+        for listener in list(self.listeners):
+            listener.path_up(self)
+        return self.current
+
+
+def logical_units(count: int, paths: int = 2) -> dict[int, LogicalUnit]:
+    def nexuses() -> Iterable[Nexus]:
+        return []
+
+    info = TargetInfo(
+        TARGET,
+        lambda: list(range(count)),
+        nexuses,
+        alua=ALUAGroups.one_per_port(list(range(1, paths + 1))),
+    )
+    return {
+        n: LogicalUnit(n, MemoryDevice(2048, identity=DeviceIdentity.from_seed(f"lun{n}")), info)
+        for n in range(count)
+    }
+
+
+OPTIONS = MultipathOptions(initiator_name=HOST, checker_interval=0.05)
+
+
+async def open_maps(paths: list[FakePath], count: int) -> list[MultipathDevice]:
+    return [
+        await MultipathDevice.over([(p, n) for p in paths], OPTIONS, target_name=TARGET, lun=n)
+        for n in range(count)
+    ]
+
+
+def states(device: MultipathDevice) -> list[str]:
+    return [str(p["state"]) for p in device.status()["paths"]]
+
+
+def test_a_shared_path_down_fails_it_in_every_map_at_once_and_up_brings_it_back() -> None:
+    async def body() -> None:
+        luns = logical_units(8)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        maps = await open_maps(paths, 8)
+        assert all(states(m) == ["active", "active"] for m in maps)
+        assert len({m.identity.naa for m in maps}) == 8
+        data = {m.lun: os.urandom(8 * BS) for m in maps}
+        await asyncio.gather(*(m.write(0, data[m.lun]) for m in maps))
+        paths[0].fail()
+        # Synchronously: no map may pick the dead path after the notice.
+        assert all(states(m) == ["failed", "active"] for m in maps)
+        for m in maps:
+            assert bytes(await m.read(0, 8)) == data[m.lun]
+        paths[0].restore()
+        await until(lambda: all(states(m) == ["active", "active"] for m in maps), 5, "back")
+        assert len(paths[0].listeners) == 8
+        for m in maps:
+            await m.close()
+        assert paths[0].listeners == paths[1].listeners == []
+
+    asyncio.run(body())
+
+
+def test_io_in_flight_on_a_failing_path_is_re_driven_on_the_other() -> None:
+    async def body() -> None:
+        luns = logical_units(1)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        (device,) = await open_maps(paths, 1)
+        written: dict[int, bytes] = {}
+        stop = asyncio.Event()
+
+        async def load(seed: int) -> int:
+            done = 0
+            while not stop.is_set():
+                lba = (seed * 7 + done) % 64 * 8
+                block = os.urandom(8 * BS)
+                await device.write(lba, block)
+                written[lba] = block
+                assert bytes(await device.read(lba, 8)) == written[lba]
+                done += 1
+            return done
+
+        workers = [asyncio.create_task(load(n)) for n in range(4)]
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+            paths[0].fail()
+            await asyncio.sleep(0.02)
+            paths[0].restore()
+        await until(lambda: states(device) == ["active", "active"], 5, "path 1 back")
+        stop.set()
+        done = await asyncio.wait_for(asyncio.gather(*workers), 10)
+        assert sum(done) > 20
+        for lba, block in written.items():
+            assert bytes(await device.read(lba, 8)) == block
+        await device.close()
+
+    asyncio.run(body())
+
+
+def test_a_returning_path_is_registered_with_the_maps_key_before_it_carries_io() -> None:
+    async def body() -> None:
+        luns = logical_units(2)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        maps = await open_maps(paths, 2)
+        await maps[0].pr_register(0xAB)
+        assert sorted((await maps[0].pr_read_keys()).reservation_keys) == [0xAB, 0xAB]
+        paths[0].fail()
+        await maps[0].pr_register(0xCD)  # changed while path 1 is down
+        session = paths[0].restore()
+        await until(lambda: all(states(m) == ["active", "active"] for m in maps), 5, "back")
+        assert sorted((await maps[0].pr_read_keys()).reservation_keys) == [0xCD, 0xCD]
+        # Map 0 sent its PR OUT on the new session before any I/O; map 1 (no key) none.
+        await asyncio.gather(*(m.write(0, bytes(8 * BS)) for m in maps for _ in range(4)))
+        io = {Opcode.READ_16, Opcode.WRITE_16}
+        first_io = next(i for i, op in enumerate(session.opcodes) if op in io)
+        assert Opcode.PERSISTENT_RESERVE_OUT in session.opcodes[:first_io]
+        assert session.opcodes.count(Opcode.PERSISTENT_RESERVE_OUT) == 1
+        # The unkeyed map is unaffected by the other's registration.
+        assert (await maps[1].pr_read_keys()).reservation_keys == ()
+        for m in maps:
+            await m.close()
+
+    asyncio.run(body())
+
+
+def test_a_path_to_another_device_is_not_used() -> None:
+    async def body() -> None:
+        luns = logical_units(2)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        # LUN 0 behind p1 and LUN 1 behind p2: not the same device.
+        device = await MultipathDevice.over(
+            [(paths[0], 0), (paths[1], 1)], OPTIONS, target_name=TARGET, lun=0
+        )
+        await until(lambda: states(device) == ["active", "removed"], 5, "p2 removed")
+        await device.close()
+
+    asyncio.run(body())
+
+
+def test_no_path_up_refuses_the_map_and_close_ends_every_task() -> None:
+    async def body() -> None:
+        before = len(asyncio.all_tasks())
+        luns = logical_units(1)
+        path = FakePath("p1", luns, 1)
+        path.fail()
+        with pytest.raises(Exception, match="no path"):
+            await MultipathDevice.over([(path, 0)], OPTIONS, target_name=TARGET, lun=0)
+        assert path.listeners == []
+        path.restore()
+        (device,) = await open_maps([path], 1)
+        path.fail()
+        queued = asyncio.create_task(device.read(0, 1))
+        await until(lambda: device.queued == 1, 5, "the read waits for a path")
+        await device.close()
+        with pytest.raises(Exception, match="closed"):
+            await queued
+        assert len(asyncio.all_tasks()) <= before
+
+    asyncio.run(body())
