@@ -47,6 +47,7 @@ EDGE_MODULES = {
     "initiator/lun_device.py": "one LUN over one session, with timeouts",
     "initiator/session.py": "an iSCSI session over a socket",
     "mpio/device.py": "MultipathDevice: path checker, re-drive, queueing",
+    "mpio/path_slot.py": "a path's live session, its refresh tasks, bounded logout",
     "mpio/discovery.py": "logs in to every portal to find LUNs",
     "nbd/server.py": "NBD over TCP",
     "scsi/logical_unit.py": "the device server's task set, range locks and aborts",
