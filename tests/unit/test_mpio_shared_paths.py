@@ -19,11 +19,13 @@ from sanstack.block.device import DeviceIdentity
 from sanstack.block.memory import MemoryDevice
 from sanstack.initiator.session import CommandResponse, ISCSISession, PathFailed
 from sanstack.iscsi.initiator_events import PathFailureKind
+from sanstack.mpio.alua_reader import PortGroupReader
 from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.path_slot import MultipathOptions
 from sanstack.mpio.shared_path import PathListener
-from sanstack.scsi.alua import ALUAGroups
-from sanstack.scsi.codes import Opcode
+from sanstack.scsi.alua import ALUAGroups, groups_of
+from sanstack.scsi.alua_codec import ALUAState
+from sanstack.scsi.codes import MaintenanceIn, Opcode
 from sanstack.scsi.command import Command, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 
@@ -44,6 +46,7 @@ class LunSession:
         self.parameters = None
         self.relative_target_port_id: int | None = None
         self.opcodes: list[int] = []
+        self.rtpgs = 0
         self._killed = asyncio.Event()
         self._tag = 0
 
@@ -60,6 +63,11 @@ class LunSession:
             assert self.failure is not None
             raise self.failure
         self.opcodes.append(cdb[0])
+        if (
+            cdb[0] == Opcode.MAINTENANCE_IN
+            and cdb[1] & 0x1F == MaintenanceIn.REPORT_TARGET_PORT_GROUPS
+        ):
+            self.rtpgs += 1
         self._tag += 1
         command = Command(
             self.nexus,
@@ -97,6 +105,15 @@ class FakePath:
         self.nexus = Nexus(HOST, 0x80_0000_0000 | tpgt, TARGET, tpgt, tpgt)
         self.listeners: list[PathListener] = []
         self.current: LunSession | None = LunSession(luns, self.nexus)
+        self.sessions = [self.current]
+        self.alua = PortGroupReader(lambda: self.session)
+
+    async def read_alua(self, lun: int, since: float) -> ALUAState | None:
+        return await self.alua.state(lun, since)
+
+    def rtpg_sent(self) -> int:
+        """REPORT TARGET PORT GROUPS commands sent on every session of this path."""
+        return sum(s.rtpgs for s in self.sessions)
 
     @property
     def session(self) -> ISCSISession | None:
@@ -117,6 +134,7 @@ class FakePath:
 
     def restore(self) -> LunSession:
         self.current = LunSession(self.luns, self.nexus)
+        self.sessions.append(self.current)
         for listener in list(self.listeners):
             listener.path_up(self)
         return self.current
@@ -270,5 +288,72 @@ def test_no_path_up_refuses_the_map_and_close_ends_every_task() -> None:
         with pytest.raises(Exception, match="closed"):
             await queued
         assert len(asyncio.all_tasks()) <= before
+
+    asyncio.run(body())
+
+
+def alua_of(device: MultipathDevice) -> list[tuple[str, bool]]:
+    return [(str(p["alua"]), bool(p["active_group"])) for p in device.status()["paths"]]
+
+
+def test_alua_is_read_once_per_session_per_interval_for_every_map_on_it() -> None:
+    """64 maps over two shared sessions, checking every 50 ms: one REPORT TARGET PORT GROUPS
+    per session per interval (not one per map per path), and a state change still reaches
+    every map within a few intervals."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        maps_count, interval = 64, 0.05
+        luns = logical_units(maps_count)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        options = MultipathOptions(initiator_name=HOST, checker_interval=interval)
+        maps = [
+            await MultipathDevice.over([(p, n) for p in paths], options, target_name=TARGET, lun=n)
+            for n in range(maps_count)
+        ]
+        started, sent = loop.time(), [p.rtpg_sent() for p in paths]
+        await until(
+            lambda: all(p.rtpg_sent() >= s + 10 for p, s in zip(paths, sent, strict=True)),
+            10,
+            "ten intervals of reads",
+        )
+        elapsed = loop.time() - started
+        for path, before in zip(paths, sent, strict=True):
+            # One read per interval, plus one that was in flight at either end.
+            assert path.rtpg_sent() - before <= elapsed / interval + 2, path.name
+        groups_of(luns[0]).set_state(1, ALUAState.STANDBY, explicit=False)
+        standby = [("standby", False), ("active_optimized", True)]
+        await until(lambda: all(alua_of(m) == standby for m in maps), 5, "p1 standby in all")
+        for m in maps:
+            await m.close()
+
+    asyncio.run(body())
+
+
+def test_a_not_ready_answer_is_read_once_for_every_map_on_the_session() -> None:
+    """No periodic checks: the maps' opening reads RTPG once per session, and a port that
+    went standby, seen by every map's I/O at once, is read again at most twice."""
+
+    async def body() -> None:
+        maps_count = 64
+        luns = logical_units(maps_count)
+        paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        options = MultipathOptions(
+            initiator_name=HOST, checker_interval=3600, selector="round-robin"
+        )
+        maps = [
+            await MultipathDevice.over([(p, n) for p in paths], options, target_name=TARGET, lun=n)
+            for n in range(maps_count)
+        ]
+        assert [p.rtpg_sent() for p in paths] == [1, 1]
+        groups_of(luns[0]).set_state(1, ALUAState.STANDBY, explicit=False)
+        for _ in range(2):  # round-robin: one of the two writes of each map goes to p1
+            await asyncio.gather(*(m.write(0, bytes(8 * BS)) for m in maps))
+        standby = [("standby", False), ("active_optimized", True)]
+        await until(lambda: all(alua_of(m) == standby for m in maps), 5, "p1 standby in all")
+        assert paths[0].rtpg_sent() <= 1 + 2
+        assert paths[1].rtpg_sent() == 1
+        for m in maps:
+            await m.close()
 
     asyncio.run(body())

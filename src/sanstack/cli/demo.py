@@ -145,23 +145,22 @@ async def demo_command(args: argparse.Namespace) -> int:
     nbd_url: list[str] = []
 
     async def multipath_export(server: TargetServer) -> Callable[[], Awaitable[None]]:
-        """LUN 0 through both portals as one multipath device, served over NBD."""
-        from sanstack.cli.mpio import MPIO_ROUTES, MpioService
+        """LUN 0 through both portals as one multipath device (a host with one map), served
+        over NBD."""
+        from sanstack.cli.mpio import MPIO_ROUTES, MpioService, open_export
         from sanstack.control.server import ControlServer, bind_routes
-        from sanstack.mpio.device import (
-            MultipathDevice,
-        )
-        from sanstack.mpio.path_slot import (
-            MultipathOptions,
-            PathAddress,
-        )
+        from sanstack.mpio.path_slot import MultipathOptions, PathAddress
         from sanstack.nbd.server import NBDServer
 
         addresses = [PathAddress(host, port) for host, port, _tag in server.portals]
         options = MultipathOptions(initiator_name="iqn.2026-11.org.sanstack:demo-host")
-        device = await MultipathDevice.open(DEMO_IQN, 0, addresses, options)
+        host, device = await open_export(
+            DEMO_IQN, 0, addresses, options, state_dir=args.dir / "host"
+        )
         nbd = NBDServer(
-            {"": device}, "127.0.0.1", args.nbd_port if _port_is_free(args.nbd_port) else 0
+            {"": device, **host.exports()},
+            "127.0.0.1",
+            args.nbd_port if _port_is_free(args.nbd_port) else 0,
         )
         await nbd.start()
         mpio_routes = bind_routes(MpioService([device]), MPIO_ROUTES)
@@ -172,7 +171,7 @@ async def demo_command(args: argparse.Namespace) -> int:
         async def stop() -> None:
             await mpio_control.close()
             await nbd.stop()
-            await device.close()
+            await host.close()
 
         return stop
 

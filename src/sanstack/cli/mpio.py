@@ -13,7 +13,12 @@ from sanstack.errors import ConfigError
 from sanstack.mpio.paths import FailbackPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sanstack.control.server import RouteRow
+    from sanstack.host.host import Host
+    from sanstack.mpio.device import MultipathDevice
+    from sanstack.mpio.path_slot import MultipathOptions, PathAddress
 
 log = logging.getLogger("sanstack")
 DEFAULT_MPIO_CONTROL = Path("/run/sanstack/mpio.sock")
@@ -28,9 +33,10 @@ def register(commands: Any) -> None:
         "export",
         help="serve one LUN through all given portals as an NBD export until SIGINT/SIGTERM",
         description=(
-            "Log in to IQN through every --portal, build one multipath device for LUN N "
-            "(paths grouped by VPD 0x83 identity, ALUA-aware, failover and failback), and "
-            "serve it over NBD (nbd://HOST:PORT) until SIGINT/SIGTERM."
+            "A host with one map: log in to IQN once through every --portal, build the "
+            "multipath device of LUN N (paths grouped by VPD 0x83 identity, ALUA-aware, "
+            "failover and failback), and serve it over NBD (nbd://HOST:PORT, also under its "
+            "WWID and IQN/N) until SIGINT/SIGTERM."
         ),
     )
     export.add_argument(
@@ -71,6 +77,14 @@ def register(commands: Any) -> None:
         help="the iSCSI name we log in with (default %(default)s)",
     )
     export.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the host keeps its ISIDs, so a restart is the same I_T nexus "
+        "(default: none, new ISIDs every run)",
+    )
+    export.add_argument(
         "--control",
         type=Path,
         default=DEFAULT_MPIO_CONTROL,
@@ -105,14 +119,8 @@ def _failback(text: str) -> tuple[FailbackPolicy, float]:
 async def _export(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
     from sanstack.control.server import ControlServer, bind_routes
-    from sanstack.mpio.device import (
-        MultipathDevice,
-    )
     from sanstack.mpio.no_path import NoPathRetry
-    from sanstack.mpio.path_slot import (
-        MultipathOptions,
-        PathAddress,
-    )
+    from sanstack.mpio.path_slot import MultipathOptions, PathAddress
     from sanstack.mpio.selectors import make_selector
     from sanstack.nbd.server import NBDServer
     from sanstack.target.config import check_name
@@ -137,14 +145,15 @@ async def _export(args: argparse.Namespace) -> int:
     if socket_in_use(args.control):
         raise ConfigError("--control", f"another daemon is serving {args.control}")
     stop = StopSignals()
-    device = await MultipathDevice.open(iqn, args.lun, addresses, options)
-    server = NBDServer({"": device, f"{iqn}/{args.lun}": device}, nbd_host, nbd_port)
+    host, device = await open_export(iqn, args.lun, addresses, options, args.state_dir)
+    exports = {"": device, **host.exports()}
+    server = NBDServer(exports, nbd_host, nbd_port)
     control = ControlServer(args.control, bind_routes(MpioService([device]), MPIO_ROUTES))
     try:
         await server.start()
         await control.start()
     except OSError as exc:
-        await device.close()
+        await host.close()
         raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
     print(f"ready nbd://{nbd_host}:{server.port}", flush=True)
     try:
@@ -152,8 +161,44 @@ async def _export(args: argparse.Namespace) -> int:
     finally:
         await control.close()
         await server.stop()
-        await device.close()
+        await host.close()
     return 0
+
+
+async def open_export(
+    iqn: str,
+    lun: int,
+    addresses: Sequence[PathAddress],
+    options: MultipathOptions,
+    state_dir: Path | None = None,
+) -> tuple[Host, MultipathDevice]:
+    """A host with one map: LUN ``lun`` of ``iqn`` over one shared session per portal
+    (``sanstack mpio export`` and the demo). Raises ``DeviceNotReady`` when no path
+    reaches it; the host is closed then."""
+    from sanstack.block.device import DeviceNotReady
+    from sanstack.host.host import Host, HostConfig
+
+    host = Host(
+        HostConfig(
+            initiator_name=options.initiator_name,
+            portals=list(addresses),
+            iqns=[iqn],
+            luns=[lun],
+            state_dir=state_dir,
+            maps=options,
+        )
+    )
+    try:
+        await host.start()
+    except BaseException:
+        await host.close()
+        raise
+    alias = f"{iqn}/{lun}"
+    found = next((m.device for m in host.maps.values() if m.alias == alias), None)
+    if found is None:
+        await host.close()
+        raise DeviceNotReady(f"no path to {iqn} LUN {lun} could log in")
+    return host, found
 
 
 class MpioService:

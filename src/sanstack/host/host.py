@@ -49,6 +49,7 @@ class HostConfig:
     state_dir: Path | None = None
     session: SessionOptions = field(default_factory=SessionOptions)
     maps: MultipathOptions | None = None
+    luns: Sequence[int] = ()  # only these LUN numbers (``mpio export``); every one when empty
 
 
 @dataclass(slots=True)
@@ -130,6 +131,8 @@ class Host:
         if numbers is None:
             log.warning("%s: REPORT LUNS refused", shared.name)
             return []
+        if self.config.luns:
+            numbers = [n for n in numbers if n in self.config.luns]
 
         async def identify(lun: int) -> tuple[int, str] | None:
             async with self._probes:

@@ -43,8 +43,10 @@ from sanstack.host.isids import IsidStore
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.iscsi.initiator_events import PathFailureKind
+from sanstack.mpio.alua_reader import PortGroupReader
 from sanstack.mpio.path_slot import PathAddress
 from sanstack.mpio.shared_path import PathListener
+from sanstack.scsi.alua_codec import ALUAState
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class SharedSession:
         self._up = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._alua = PortGroupReader(lambda: self.session)
 
     @property
     def name(self) -> str:
@@ -152,6 +155,11 @@ class SharedSession:
     @property
     def listeners(self) -> int:
         return len(self._listeners)
+
+    async def read_alua(self, lun: int, since: float) -> ALUAState | None:
+        """This portal's ALUA state, one REPORT TARGET PORT GROUPS for every map that asks
+        (``mpio.shared_path.SharedPath``)."""
+        return await self._alua.state(lun, since)
 
     def _tell(self, what: str, call: Callable[[PathListener], None]) -> None:
         for listener in list(self._listeners):
@@ -241,6 +249,7 @@ class SharedSession:
         if task is not None:
             task.cancel()
             await wait_ended([task], "session supervisors")
+        await self._alua.close()
         self.state = SessionState.CLOSED
         if session is not None:
             session.on_closed = None
@@ -264,6 +273,7 @@ class SharedSession:
             "failures": self.failures,
             "last_failure": self.last_failure,
             "listeners": len(self._listeners),
+            "alua_reads": self._alua.reads,
         }
 
 

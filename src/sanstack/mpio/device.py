@@ -287,6 +287,8 @@ class MultipathDevice(BlockDevice):
                 log.info("path %s is %s", slot.label, exc.alua_state.name.lower())
                 slot.path.alua_state = exc.alua_state
                 self._changed.set()
+                if slot.provider is not None:  # the session's reader learns it too
+                    self._alua_changed(slot)
             except PathFailed as failure:
                 self._path_failed(device, failure, "I/O")
             finally:
@@ -416,17 +418,28 @@ class MultipathDevice(BlockDevice):
         self._changed.set()
 
     def _alua_changed(self, slot: PathSlot) -> None:
-        """ASYMMETRIC ACCESS STATE CHANGED on a path: re-read the groups now (bounded task
-        owned by the device; one at a time per path)."""
+        """ASYMMETRIC ACCESS STATE CHANGED (or, on a shared path, a NOT READY answer) on a
+        path: re-read the groups now (bounded task owned by the device; one at a time per
+        path; a shared path's read is shared with every map on its session)."""
         if self._closed or slot.alua_refresh is not None:
             return
-        task = self._loop.create_task(self._read_alua(slot))
+        task = self._loop.create_task(self._read_alua(slot, since=self._loop.time()))
         slot.alua_refresh = task
         task.add_done_callback(lambda _t: setattr(slot, "alua_refresh", None))
 
-    async def _read_alua(self, slot: PathSlot) -> None:
+    async def _read_alua(self, slot: PathSlot, *, since: float | None = None) -> None:
+        """The path's ALUA state: a shared path's from its session's reader (a read no older
+        than ``since``, by default one checker interval), our own session's by RTPG."""
         session, device = slot.session, slot.device
         if session is None:
+            return
+        if slot.provider is not None:
+            if since is None:
+                since = self._loop.time() - self.options.checker_interval
+            state = await slot.provider.read_alua(slot.lun, since)
+            if state is not None and slot.session is session and slot.path.alua_state != state:
+                slot.path.alua_state = state
+                self._changed.set()
             return
         cdb = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
         try:

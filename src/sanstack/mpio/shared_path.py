@@ -6,6 +6,10 @@ of its own: it is told when the shared session goes down and when it is up again
 reaches its LUN through whatever session is current. The host's session pool
 (``host/sessions.py``) provides such paths; the multipath layer sees them only through
 these two Protocols, so it never imports the layer above it.
+
+ALUA is read per shared session, not per map: the state of a target port group is the same
+for every LUN behind that port, so ``read_alua`` answers every map on the session from one
+REPORT TARGET PORT GROUPS (``mpio/alua_reader.py``'s ``PortGroupReader`` does the reading).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from sanstack.initiator.session import ISCSISession, PathFailed
+from sanstack.scsi.alua_codec import ALUAState
 
 
 class SharedPath(Protocol):
@@ -27,6 +32,13 @@ class SharedPath(Protocol):
     def add_listener(self, listener: PathListener) -> None: ...
 
     def remove_listener(self, listener: PathListener) -> None: ...
+
+    async def read_alua(self, lun: int, since: float) -> ALUAState | None:
+        """The ALUA state of this path's target port group, from a read of the current
+        session that started at loop time ``since`` or later (shared by every map that asks;
+        ``lun`` is one to send it through if a read is needed). None when unknown: no
+        session, a target without ALUA, or no answer."""
+        ...
 
 
 class PathListener(Protocol):
