@@ -43,6 +43,7 @@ from sanstack.scsi.inquiry import (
     InquiryCdb,
     VpdPage,
 )
+from sanstack.scsi.pr_codec import PROutCdb, PROutParameters, PROutServiceAction, PRScope
 from sanstack.scsi.sense import parse_sense
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,14 @@ class ISCSIDevice(BlockDevice):
             return None
         data = bytes(result.data)
         return data if len(data) >= 4 and data[1] == page else None
+
+    async def persistent_reserve_out(
+        self, action: PROutServiceAction, parameters: PROutParameters, pr_type: int = 0
+    ) -> None:
+        """PERSISTENT RESERVE OUT (SPC-4 §6.16) on this LUN, LU scope."""
+        data = parameters.encode()
+        cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(data)).encode()
+        await self.execute(cdb, data_out=data, write=True)
 
     async def execute(
         self,

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
-from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible, ReservationConflict
+from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible
 from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
 from sanstack.mpio import reservations
 from sanstack.mpio.path_slot import (
@@ -71,10 +71,8 @@ from sanstack.scsi.codes import Status
 from sanstack.scsi.pr_codec import (
     PRInCdb,
     PRInServiceAction,
-    PROutCdb,
     PROutParameters,
     PROutServiceAction,
-    PRScope,
     PRType,
     ReadKeysData,
     ReadReservationData,
@@ -585,7 +583,7 @@ class MultipathDevice(BlockDevice):
                 service_action_reservation_key=step.service_action_key,
                 aptpl=self.registration.aptpl if aptpl is None else aptpl,
             )
-            outcome, error = await _attempt(_prout(device, step.action, parameters))
+            outcome, error = await _attempt(device.persistent_reserve_out(step.action, parameters))
             step = reservations.next_registration(step, outcome)
         return outcome, error
 
@@ -598,7 +596,7 @@ class MultipathDevice(BlockDevice):
         parameters = PROutParameters(reservation_key=self.registration.key)
         action = PROutServiceAction.RELEASE
         await self._every_path(
-            action.name, lambda d: _attempt(_prout(d, action, parameters, pr_type))
+            action.name, lambda d: _attempt(d.persistent_reserve_out(action, parameters, pr_type))
         )
 
     async def pr_clear(self) -> None:
@@ -625,7 +623,9 @@ class MultipathDevice(BlockDevice):
         parameters = PROutParameters(
             reservation_key=self.registration.key, service_action_reservation_key=sa_key
         )
-        await self._one_path(action.name, lambda d: _prout(d, action, parameters, pr_type))
+        await self._one_path(
+            action.name, lambda d: d.persistent_reserve_out(action, parameters, pr_type)
+        )
 
     async def _prin_one_path(self, action: PRInServiceAction) -> bytes:
         cdb = PRInCdb(action, PR_IN_ALLOCATION).encode()
@@ -649,7 +649,7 @@ class MultipathDevice(BlockDevice):
             try:
                 return await command(device)
             except BlockDeviceError as error:
-                match reservations.next_after_one_path(_outcome(error)):
+                match reservations.next_after_one_path(reservations.outcome_of(error)):
                     case Next.NEXT_PATH:
                         assert isinstance(error, PathFailed)
                         self._path_failed(device, error, what)
@@ -685,28 +685,10 @@ class MultipathDevice(BlockDevice):
         }
 
 
-async def _prout(
-    device: ISCSIDevice, action: PROutServiceAction, parameters: PROutParameters, pr_type: int = 0
-) -> None:
-    data = parameters.encode()
-    cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(data)).encode()
-    await device.execute(cdb, data_out=data, write=True)
-
-
-def _outcome(error: BlockDeviceError | None) -> Outcome:
-    if error is None:
-        return Outcome.GOOD
-    if isinstance(error, ReservationConflict):
-        return Outcome.RESERVATION_CONFLICT
-    if isinstance(error, PathFailed):
-        return Outcome.PATH_FAILED
-    return Outcome.ERROR
-
-
 async def _attempt(command: Awaitable[None]) -> tuple[Outcome, BlockDeviceError | None]:
     """Run one PERSISTENT RESERVE OUT; how it ended, as the policy reads it."""
     try:
         await command
     except BlockDeviceError as error:
-        return _outcome(error), error
+        return reservations.outcome_of(error), error
     return Outcome.GOOD, None

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
+from sanstack.block.device import BlockDeviceError
+from sanstack.initiator.lun_device import ReservationConflict
+from sanstack.initiator.session import PathFailed
 from sanstack.scsi.pr_codec import PROutServiceAction
 
 P = TypeVar("P", bound=Hashable)
@@ -135,3 +138,14 @@ def one_path_order(paths: Sequence[P], best_group: Sequence[P], usable: Sequence
     return [p for p in paths if p in best_group] + [
         p for p in paths if p in usable and p not in best_group
     ]
+
+
+def outcome_of(error: BlockDeviceError | None) -> Outcome:
+    """How a PERSISTENT RESERVE command ended, from the error it raised (None: GOOD)."""
+    if error is None:
+        return Outcome.GOOD
+    if isinstance(error, ReservationConflict):
+        return Outcome.RESERVATION_CONFLICT
+    if isinstance(error, PathFailed):
+        return Outcome.PATH_FAILED
+    return Outcome.ERROR
