@@ -127,6 +127,23 @@ def register(commands: Any) -> None:
     )
     rescan.add_argument("--json", action="store_true", help="print JSON for scripts")
     rescan.set_defaults(func=_rescan)
+    pr = sub.add_parser("pr", help="persistent reservations through a map, on every path")
+    pr_sub = pr.add_subparsers(dest="pr_command", metavar="ACTION")
+    pr_sub.required = True
+    register = pr_sub.add_parser(
+        "register", help="REGISTER a key on every path (I_T nexus) of a map; 0 unregisters"
+    )
+    register.add_argument("map", help="the map's WWID (naa.…) or alias (IQN/LUN)")
+    register.add_argument("key", help="the reservation key, e.g. 0x1234 (0 = unregister)")
+    register.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_HOST_CONTROL,
+        metavar="SOCKET",
+        help="the host daemon's control socket (default %(default)s)",
+    )
+    register.add_argument("--json", action="store_true", help="print JSON for scripts")
+    register.set_defaults(func=_pr_register)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -204,11 +221,20 @@ async def _rescan_route(host: Host, _m: dict[str, str], body: Any) -> Any:
     return await host.rescan(targets)
 
 
+async def _pr_register_route(host: Host, _m: dict[str, str], body: Any) -> Any:
+    body = body or {}
+    name, key = body.get("map"), body.get("key")
+    if not isinstance(name, str) or not isinstance(key, int) or isinstance(key, bool):
+        raise ServiceError(400, "body: {'map': WWID or alias, 'key': integer}")
+    return await host.pr_register(name, key)
+
+
 HOST_ROUTES: list[RouteRow[Host]] = [
     ("GET", r"^/v1/status$", _status),
     ("GET", r"^/v1/maps$", _maps),
     ("GET", r"^/v1/paths$", _paths),
     ("POST", r"^/v1/rescan$", _rescan_route),
+    ("POST", r"^/v1/pr/register$", _pr_register_route),
 ]
 
 _SESSION_COLUMNS = [
@@ -300,6 +326,17 @@ async def _rescan(args: argparse.Namespace) -> int:
         for r in results
     ]
     emit(results, as_json=args.json, table=render_table(rows, _RESCAN_COLUMNS))
+    return 0
+
+
+async def _pr_register(args: argparse.Namespace) -> int:
+    try:
+        key = int(args.key, 0)
+    except ValueError:
+        raise ConfigError("key", f"{args.key!r} is not a number (e.g. 0x1234)") from None
+    result = call(args.control, "POST", "/v1/pr/register", {"map": args.map, "key": key})
+    text = f"{result['alias']} ({result['wwid']}): key {result['pr_key'] or 'none'}"
+    emit(result, as_json=args.json, table=text)
     return 0
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sanstack.block.device import BlockDevice
+from sanstack.block.device import BlockDevice, BlockDeviceError
 from sanstack.edge.tasks import wait_ended
 from sanstack.errors import ServiceError
 from sanstack.host.isids import IsidStore
@@ -389,6 +389,27 @@ class Host:
             await wait_ended(running, "scans")
         await asyncio.gather(*(m.device.close() for m in self.maps.values()))
         await self.pool.close()
+
+    # -- persistent reservations through a map (``sanstack host pr``) --------------------------
+
+    def find_map(self, name: str) -> HostMap:
+        """The map exported as ``name`` (its WWID or its alias)."""
+        for entry in self.maps.values():
+            if name in entry.exports:
+                return entry
+        raise ServiceError(404, f"map: no map is exported as {name!r}")
+
+    async def pr_register(self, name: str, key: int) -> dict[str, Any]:
+        """REGISTER ``key`` (0: unregister) through every path of the map ``name``: one
+        registration per I_T nexus, the host's stable ones (``mpio.reservations``' rules)."""
+        if not 0 <= key < 1 << 64:
+            raise ServiceError(400, f"key: {key} is not a 64-bit reservation key")
+        entry = self.find_map(name)
+        try:
+            await entry.device.pr_register(key)
+        except BlockDeviceError as exc:
+            raise ServiceError(409, f"map: {entry.alias}: REGISTER failed: {exc}") from None
+        return {**entry.names(), "pr_key": f"0x{key:x}" if key else None}
 
     # -- what ``sanstack host`` shows -------------------------------------------------------
 
