@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sanstack.cli.common import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
-from sanstack.errors import ConfigError
+from sanstack.errors import ConfigError, ServiceError
 
 if TYPE_CHECKING:
     from sanstack.control.server import RouteRow
@@ -67,7 +67,7 @@ def register(commands: Any) -> None:
         type=Path,
         default=DEFAULT_HOST_CONTROL,
         metavar="SOCKET",
-        help="control socket for 'sanstack host status|maps|paths' (default %(default)s)",
+        help="control socket for 'sanstack host status|maps|paths|rescan' (default %(default)s)",
     )
     run.add_argument(
         "--state-dir",
@@ -82,6 +82,14 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="with every path of a map down: queue its I/O this long, then fail it "
         "('queue' = forever, 0 or 'fail' = fail at once; default %(default)s)",
+    )
+    run.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="rescan every target this often for LUNs added or removed, besides on REPORTED "
+        "LUNS DATA HAS CHANGED and 'sanstack host rescan' (0 = no timer; default %(default)s)",
     )
     run.set_defaults(func=_run)
     for name, what in (
@@ -99,6 +107,43 @@ def register(commands: Any) -> None:
         )
         show.add_argument("--json", action="store_true", help="print JSON for scripts")
         show.set_defaults(func=_SHOW[name])
+    rescan = sub.add_parser(
+        "rescan",
+        help="REPORT LUNS now: new LUNs become maps and exports, removed ones go away",
+    )
+    rescan.add_argument(
+        "--iqn",
+        action="append",
+        default=[],
+        metavar="IQN",
+        help="rescan only this target (repeatable; default: every target of the host)",
+    )
+    rescan.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_HOST_CONTROL,
+        metavar="SOCKET",
+        help="the host daemon's control socket (default %(default)s)",
+    )
+    rescan.add_argument("--json", action="store_true", help="print JSON for scripts")
+    rescan.set_defaults(func=_rescan)
+    pr = sub.add_parser("pr", help="persistent reservations through a map, on every path")
+    pr_sub = pr.add_subparsers(dest="pr_command", metavar="ACTION")
+    pr_sub.required = True
+    register = pr_sub.add_parser(
+        "register", help="REGISTER a key on every path (I_T nexus) of a map; 0 unregisters"
+    )
+    register.add_argument("map", help="the map's WWID (naa.…) or alias (IQN/LUN)")
+    register.add_argument("key", help="the reservation key, e.g. 0x1234 (0 = unregister)")
+    register.add_argument(
+        "--control",
+        type=Path,
+        default=DEFAULT_HOST_CONTROL,
+        metavar="SOCKET",
+        help="the host daemon's control socket (default %(default)s)",
+    )
+    register.add_argument("--json", action="store_true", help="print JSON for scripts")
+    register.set_defaults(func=_pr_register)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -122,10 +167,15 @@ async def _run(args: argparse.Namespace) -> int:
     maps = MultipathOptions(
         initiator_name=name, no_path_retry=NoPathRetry.parse(args.no_path_queue)
     )
+    if args.rescan_interval < 0:
+        raise ConfigError("--rescan-interval", "must be 0 (no timer) or more seconds")
     if socket_in_use(args.control):
         raise ConfigError("--control", f"another daemon is serving {args.control}")
     stop = StopSignals()
-    host = Host(HostConfig(name, portals, iqns, args.state_dir, maps=maps))
+    config = HostConfig(
+        name, portals, iqns, args.state_dir, maps=maps, rescan_interval=args.rescan_interval
+    )
+    host = Host(config)
     try:
         await host.start()
         exports = host.exports()
@@ -138,6 +188,7 @@ async def _run(args: argparse.Namespace) -> int:
             await control.start()
         except OSError as exc:
             raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
+        host.attach(server)
     except BaseException:
         await host.close()
         raise
@@ -163,10 +214,27 @@ async def _paths(host: Host, _m: dict[str, str], _b: Any) -> Any:
     return host.path_list()
 
 
+async def _rescan_route(host: Host, _m: dict[str, str], body: Any) -> Any:
+    targets = (body or {}).get("targets") or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise ServiceError(400, "targets: a list of target names")
+    return await host.rescan(targets)
+
+
+async def _pr_register_route(host: Host, _m: dict[str, str], body: Any) -> Any:
+    body = body or {}
+    name, key = body.get("map"), body.get("key")
+    if not isinstance(name, str) or not isinstance(key, int) or isinstance(key, bool):
+        raise ServiceError(400, "body: {'map': WWID or alias, 'key': integer}")
+    return await host.pr_register(name, key)
+
+
 HOST_ROUTES: list[RouteRow[Host]] = [
     ("GET", r"^/v1/status$", _status),
     ("GET", r"^/v1/maps$", _maps),
     ("GET", r"^/v1/paths$", _paths),
+    ("POST", r"^/v1/rescan$", _rescan_route),
+    ("POST", r"^/v1/pr/register$", _pr_register_route),
 ]
 
 _SESSION_COLUMNS = [
@@ -233,6 +301,42 @@ async def _show_maps(args: argparse.Namespace) -> int:
 async def _show_paths(args: argparse.Namespace) -> int:
     paths = call(args.control, "GET", "/v1/paths")
     emit(paths, as_json=args.json, table=render_table(paths, _PATH_COLUMNS))
+    return 0
+
+
+_RESCAN_COLUMNS = [
+    ("target", "TARGET"),
+    ("sessions", "SESSIONS"),
+    ("added", "ADDED"),
+    ("removed", "REMOVED"),
+    ("maps", "MAPS"),
+    ("seconds", "SECONDS"),
+]
+
+
+async def _rescan(args: argparse.Namespace) -> int:
+    results = call(args.control, "POST", "/v1/rescan", {"targets": args.iqn})
+    rows = [
+        {
+            **r,
+            "sessions": f"{r['answered']}/{r['sessions']}",
+            "added": " ".join(m["alias"] for m in r["added"]) or "-",
+            "removed": " ".join(m["alias"] for m in r["removed"]) or "-",
+        }
+        for r in results
+    ]
+    emit(results, as_json=args.json, table=render_table(rows, _RESCAN_COLUMNS))
+    return 0
+
+
+async def _pr_register(args: argparse.Namespace) -> int:
+    try:
+        key = int(args.key, 0)
+    except ValueError:
+        raise ConfigError("key", f"{args.key!r} is not a number (e.g. 0x1234)") from None
+    result = call(args.control, "POST", "/v1/pr/register", {"map": args.map, "key": key})
+    text = f"{result['alias']} ({result['wwid']}): key {result['pr_key'] or 'none'}"
+    emit(result, as_json=args.json, table=text)
     return 0
 
 

@@ -3,10 +3,26 @@
 ``Host.start`` does what iscsid and multipathd do at boot, in the quick form: a SendTargets
 discovery on every given portal (with the host's discovery ISID), one shared session per
 (target, portal) from the ``SessionPool`` (only the targets ``iqns`` names, when given),
-REPORT LUNS through every session, each LUN's identity (VPD 0x83 NAA), then one
-``MultipathDevice`` per identity over every (session, LUN number) that reaches it, never
-grouped by name or number. Each map is exported under its WWID (``naa.<hex>``) and an
-alias ``IQN/LUN`` (the first path's target and the number the target gives the LUN).
+then one scan of every target: REPORT LUNS through every session, each LUN's identity (VPD
+0x83 NAA), then one ``MultipathDevice`` per identity over every (session, LUN number) that
+reaches it, never grouped by name or number. Each map is exported under its WWID
+(``naa.<hex>``) and an alias ``IQN/LUN`` (the first path's target and the number the target
+gives the LUN).
+
+Rescans. The same scan runs again for one target when one of its sessions sees REPORTED
+LUNS DATA HAS CHANGED (or logs in again), every ``rescan_interval`` seconds for every
+target, and on ``rescan`` (``sanstack host rescan``). ``host/rescan.py`` decides from the
+REPORT LUNS answers what is new and what is gone: a new LUN becomes a map and its exports;
+a map whose LUN no target session reports any more loses its exports first (no new client
+can choose it), then is closed, so its I/O ends with an error (the target already answers
+LOGICAL UNIT NOT SUPPORTED for it before that); no other map, session or export is touched.
+A rescan of a target never runs twice at once: a request that comes while one runs is
+answered by the next one, which starts when the running one ends and serves every request
+made before it began. Scans are the host's tasks (``close`` waits for them, bounded) and
+each step is bounded (REPORT LUNS and the probes by ``PROBE_TIMEOUT``, a map's opening by
+``MultipathDevice.over``'s own bound). Exports reach whoever serves them through the
+``ExportTable`` Protocol (the NBD server), given to ``attach``, which also starts the timer
+and the reaction to unit attentions.
 
 Logins go through the discovered target names, but always to the portal the host was given
 (a proxy or NAT in front of the target then stays in the path).
@@ -15,15 +31,19 @@ Logins go through the discovered target names, but always to the portal the host
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sanstack.block.device import BlockDevice
+from sanstack.block.device import BlockDevice, BlockDeviceError
+from sanstack.edge.tasks import wait_ended
+from sanstack.errors import ServiceError
 from sanstack.host.isids import IsidStore
+from sanstack.host.rescan import group_new, plan_scan
 from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import LoginRefused, PathFailed, discover
@@ -39,6 +59,10 @@ log = logging.getLogger(__name__)
 LOGIN_WAIT = 10.0  # for every session's first login at start
 PROBE_TIMEOUT = 10.0
 PROBE_CONCURRENCY = 64  # LUN probes in flight at once, per host
+RESCAN_INTERVAL = 30.0
+TRIGGER_SETTLE = 1.0  # after a rescan a unit attention asked for, before the next such one
+IDLE_TICK = 60.0  # the rescanner's longest wait when it has nothing to do
+SCAN_END_WAIT = 30.0  # at close, for scans running (each step of one is bounded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +74,32 @@ class HostConfig:
     session: SessionOptions = field(default_factory=SessionOptions)
     maps: MultipathOptions | None = None
     luns: Sequence[int] = ()  # only these LUN numbers (``mpio export``); every one when empty
+    rescan_interval: float | None = RESCAN_INTERVAL  # None or 0: no timer
 
 
 @dataclass(slots=True)
 class HostMap:
-    """One LUN identity: its map and the names it is exported under."""
+    """One LUN identity: its map, its paths and the names it is exported under."""
 
     wwid: str
     alias: str
     device: MultipathDevice
+    paths: list[tuple[SharedSession, int]] = field(default_factory=list)
 
     @property
     def exports(self) -> list[str]:
         return [self.wwid, self.alias]
+
+    def names(self) -> dict[str, str]:
+        return {"wwid": self.wwid, "alias": self.alias}
+
+
+class ExportTable(Protocol):
+    """Where the maps are served (the NBD server): names come and go as LUNs do."""
+
+    def add_export(self, name: str, device: BlockDevice) -> None: ...
+
+    def remove_export(self, name: str) -> None: ...
 
 
 class Host:
@@ -71,10 +108,23 @@ class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.isids = IsidStore(config.state_dir)
-        self.pool = SessionPool(config.initiator_name, self.isids, config.session)
+        self.pool = SessionPool(
+            config.initiator_name, self.isids, config.session, on_luns_changed=self._luns_changed
+        )
         self.map_options = config.maps or MultipathOptions(initiator_name=config.initiator_name)
         self.maps: dict[str, HostMap] = {}
         self._probes = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._exports: ExportTable | None = None
+        self._closing = False
+        self._building: set[str] = set()  # NAAs whose map a scan is opening
+        self._locks: dict[str, asyncio.Lock] = {}  # one scan at a time per target
+        self._asked: dict[str, int] = {}  # rescans asked for, per target
+        self._served: dict[str, int] = {}  # the requests the last finished scan covered
+        self._results: dict[str, dict[str, Any]] = {}
+        self._scans: set[asyncio.Task[dict[str, Any]]] = set()
+        self._dirty: set[str] = set()  # targets a session saw REPORTED LUNS DATA HAS CHANGED on
+        self._wake = asyncio.Event()
+        self._rescanner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Discover, log in, build every map; a portal or LUN that fails is logged, the rest
@@ -86,19 +136,21 @@ class Host:
             for target in targets
         ]
         await asyncio.gather(*(s.wait_up(LOGIN_WAIT) for s in shared))
-        per_session = await asyncio.gather(*(self._identities(s) for s in shared))
-        groups: dict[str, list[tuple[SharedSession, int]]] = {}
-        for session, identities in zip(shared, per_session, strict=True):
-            for lun, naa in identities:
-                groups.setdefault(naa, []).append((session, lun))
-        built = await asyncio.gather(
-            *(self._build(naa, paths) for naa, paths in groups.items()), return_exceptions=True
-        )
-        for naa, result in zip(groups, built, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("map naa.%s not built: %s", naa, result)
-            else:
-                self.maps[naa] = result
+        # One scan of every target at once: a device two targets show gets one map.
+        await self._scan(self.targets())
+
+    def attach(self, exports: ExportTable) -> None:
+        """Serve every map through ``exports`` from now on (those of today are added), and
+        start rescanning: on the timer and when a session sees the LUNs change."""
+        self._exports = exports
+        for entry in self.maps.values():
+            for name in entry.exports:
+                exports.add_export(name, entry.device)
+        if self._rescanner is None and not self._closing:
+            self._rescanner = asyncio.get_running_loop().create_task(self._rescan_loop())
+
+    def targets(self) -> list[str]:
+        return sorted({target for target, _portal in self.pool.sessions})
 
     async def _discover(self, portal: PathAddress) -> list[str]:
         try:
@@ -117,41 +169,206 @@ class Host:
         wanted = set(self.config.iqns)
         return [n for n in names if not wanted or n in wanted]
 
-    async def _identities(self, shared: SharedSession) -> list[tuple[int, str]]:
-        """(LUN number, NAA) of every LUN behind ``shared``; none if it is not up."""
+    # -- scans ----------------------------------------------------------------------------------
+
+    async def rescan(self, targets: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Rescan ``targets`` (every target when empty) and say what changed in each; a
+        target with a scan running gets the next one (see the module docstring)."""
+        known = self.targets()
+        unknown = sorted(set(targets) - set(known))
+        if unknown:
+            raise ServiceError(404, f"targets: {', '.join(unknown)} not known to this host")
+        if self._closing:
+            raise ServiceError(503, "host: shutting down")
+        tasks = [self._scan_task(t) for t in (sorted(set(targets)) or known)]
+        return list(await asyncio.gather(*(asyncio.shield(t) for t in tasks)))
+
+    def _scan_task(self, target: str) -> asyncio.Task[dict[str, Any]]:
+        task = asyncio.get_running_loop().create_task(self._rescan_target(target))
+        self._scans.add(task)
+        task.add_done_callback(self._scans.discard)
+        return task
+
+    async def _rescan_target(self, target: str) -> dict[str, Any]:
+        asked = self._asked[target] = self._asked.get(target, 0) + 1
+        async with self._locks.setdefault(target, asyncio.Lock()):
+            if self._served.get(target, 0) >= asked:
+                return self._results[target]  # a scan that began after we asked has ended
+            covers = self._asked[target]
+            (result,) = await self._scan([target])
+            self._served[target] = covers
+            self._results[target] = result
+            return result
+
+    def _luns_changed(self, shared: SharedSession, reason: str) -> None:
+        """A session's hook (``SessionPool``): rescan its target soon."""
+        if shared.target not in self._dirty:
+            log.info("%s: %s; rescanning %s", shared.name, reason, shared.target)
+        self._dirty.add(shared.target)
+        self._wake.set()
+
+    async def _rescan_loop(self) -> None:
+        """The host's one rescanner: targets a unit attention marked, and every target when
+        the timer is due. Runs until ``close`` cancels it."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.rescan_interval or None
+        due = None if interval is None else loop.time() + interval
+        while not self._closing:
+            wait = IDLE_TICK if due is None else min(IDLE_TICK, max(0.0, due - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            targets, self._dirty = self._dirty, set()
+            settle = bool(targets)
+            if due is not None and loop.time() >= due:
+                targets |= set(self.targets())
+                due = loop.time() + (interval or IDLE_TICK)
+            if not targets:
+                continue
+            for result in await asyncio.gather(
+                *(asyncio.shield(self._scan_task(t)) for t in sorted(targets)),
+                return_exceptions=True,
+            ):
+                if isinstance(result, Exception):
+                    log.error("rescan failed", exc_info=result)
+            if settle:
+                # Every LUN's next command on every nexus sees the unit attention once:
+                # let them come in, so they ask for one more rescan, not one each.
+                await asyncio.sleep(TRIGGER_SETTLE)
+
+    async def _scan(self, targets: Sequence[str]) -> list[dict[str, Any]]:
+        """REPORT LUNS through every session of ``targets`` that is up; maps gone are taken
+        away, new LUNs become maps (``host/rescan.py`` decides). One result per target."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        wanted = set(targets)
+        sessions = [s for (t, _p), s in self.pool.sessions.items() if t in wanted]
+        up = [s for s in sessions if s.session is not None]
+        answers = await asyncio.gather(*(self._report(s) for s in up))
+        reported: dict[SharedSession, list[int] | None] = dict(zip(up, answers, strict=True))
+        plan = plan_scan(
+            {naa: entry.paths for naa, entry in self.maps.items()}, reported, _target_of
+        )
+        removed = [await self._remove(naa) for naa in plan.gone if naa in self.maps]
+        for naa, stale in plan.stale_paths.items():
+            log.warning(
+                "map naa.%s: %s no longer reported; the map keeps its other paths",
+                naa,
+                ", ".join(f"{s.name} LUN {n}" for s, n in stale),
+            )
+        identified = await asyncio.gather(*(self._identify(s, n) for s, n in plan.probe))
+        down: dict[str, list[SharedSession]] = {}
+        for shared in sessions:
+            if reported.get(shared) is None:
+                down.setdefault(shared.target, []).append(shared)
+        new = group_new(
+            (i for i in identified if i is not None),
+            set(self.maps) | self._building,
+            down,
+            _target_of,
+        )
+        for naa, paths in new.known.items():
+            log.warning(
+                "map naa.%s: new path(s) %s not added (a map's paths are fixed when it is built)",
+                naa,
+                ", ".join(f"{s.name} LUN {n}" for s, n in paths),
+            )
+        self._building |= set(new.maps)
+        try:
+            built = await asyncio.gather(
+                *(self._build(naa, paths) for naa, paths in new.maps.items()),
+                return_exceptions=True,
+            )
+        finally:
+            self._building -= set(new.maps)
+        added: list[HostMap] = []
+        for naa, result in zip(new.maps, built, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("map naa.%s not built: %s", naa, result)
+            elif self._closing:
+                await result.device.close()
+            else:
+                self._add(naa, result)
+                added.append(result)
+        seconds = round(loop.time() - began, 3)
+        out = []
+        for target in targets:
+            ours = [s for s in sessions if s.target == target]
+            gained = [m.names() for m in added if _on(m, target)]
+            lost = [m.names() for m in removed if _on(m, target)]
+            maps = sum(1 for m in self.maps.values() if _on(m, target))
+            out.append(
+                {
+                    "target": target,
+                    "sessions": len(ours),
+                    "answered": sum(1 for s in ours if reported.get(s) is not None),
+                    "added": gained,
+                    "removed": lost,
+                    "maps": maps,
+                    "seconds": seconds,
+                }
+            )
+            log.info(
+                "scan of %s: %d added, %d removed, %d maps", target, len(gained), len(lost), maps
+            )
+        return out
+
+    async def _report(self, shared: SharedSession) -> list[int] | None:
+        """The LUN numbers REPORT LUNS gives through ``shared``; None if it could not say."""
         session = shared.session
         if session is None:
-            log.warning("%s: not logged in; its LUNs are not known yet", shared.name)
-            return []
+            return None
         try:
             numbers = await asyncio.wait_for(report_luns(session), PROBE_TIMEOUT)
         except (PathFailed, TimeoutError) as exc:
             log.warning("%s: REPORT LUNS failed: %s", shared.name, exc)
-            return []
+            return None
         if numbers is None:
             log.warning("%s: REPORT LUNS refused", shared.name)
-            return []
+            return None
         if self.config.luns:
             numbers = [n for n in numbers if n in self.config.luns]
+        return numbers
 
-        async def identify(lun: int) -> tuple[int, str] | None:
-            async with self._probes:
-                try:
-                    device = await asyncio.wait_for(ISCSIDevice.open(session, lun), PROBE_TIMEOUT)
-                except Exception as exc:  # one LUN that cannot be read is left out
-                    log.warning("%s LUN %d: not usable: %s", shared.name, lun, exc)
-                    return None
-            return lun, device.identity.naa.hex()
-
-        found = await asyncio.gather(*(identify(n) for n in numbers))
-        return [f for f in found if f is not None]
+    async def _identify(
+        self, shared: SharedSession, lun: int
+    ) -> tuple[SharedSession, int, str] | None:
+        """(session, LUN, NAA) of one reported LUN; None if it cannot be read now."""
+        session = shared.session
+        if session is None:
+            return None
+        async with self._probes:
+            try:
+                device = await asyncio.wait_for(ISCSIDevice.open(session, lun), PROBE_TIMEOUT)
+            except Exception as exc:  # one LUN that cannot be read is left out
+                log.warning("%s LUN %d: not usable: %s", shared.name, lun, exc)
+                return None
+        return shared, lun, device.identity.naa.hex()
 
     async def _build(self, naa: str, paths: list[tuple[SharedSession, int]]) -> HostMap:
         first, lun = paths[0]
         device = await MultipathDevice.over(
             list(paths), self.map_options, target_name=first.target, lun=lun
         )
-        return HostMap(f"naa.{naa}", f"{first.target}/{lun}", device)
+        return HostMap(f"naa.{naa}", f"{first.target}/{lun}", device, list(paths))
+
+    def _add(self, naa: str, entry: HostMap) -> None:
+        self.maps[naa] = entry
+        if self._exports is not None:
+            for name in entry.exports:
+                self._exports.add_export(name, entry.device)
+        log.info("map %s (%s) added", entry.wwid, entry.alias)
+
+    async def _remove(self, naa: str) -> HostMap:
+        """The LUN is gone: no export offers it any more, then the map is closed (what is
+        still in flight ends with the target's answer, what waits for a path with an error)."""
+        entry = self.maps.pop(naa)
+        if self._exports is not None:
+            for name in entry.exports:
+                self._exports.remove_export(name)
+        await entry.device.close()
+        log.warning("map %s (%s) removed: its LUN is no longer reported", entry.wwid, entry.alias)
+        return entry
 
     def exports(self) -> dict[str, BlockDevice]:
         out: dict[str, BlockDevice] = {}
@@ -161,9 +378,42 @@ class Host:
         return out
 
     async def close(self) -> None:
-        """Maps first (their I/O ends), then the sessions (logged out)."""
+        """The rescanner, the scans running (bounded), the maps (their I/O ends), then the
+        sessions (logged out)."""
+        self._closing = True
+        rescanner, self._rescanner = self._rescanner, None
+        if rescanner is not None:
+            rescanner.cancel()
+            await wait_ended([rescanner], "rescanners")
+        scans = set(self._scans)
+        if scans:
+            _done, running = await asyncio.wait(scans, timeout=SCAN_END_WAIT)
+            for task in running:
+                task.cancel()
+            await wait_ended(running, "scans")
         await asyncio.gather(*(m.device.close() for m in self.maps.values()))
         await self.pool.close()
+
+    # -- persistent reservations through a map (``sanstack host pr``) --------------------------
+
+    def find_map(self, name: str) -> HostMap:
+        """The map exported as ``name`` (its WWID or its alias)."""
+        for entry in self.maps.values():
+            if name in entry.exports:
+                return entry
+        raise ServiceError(404, f"map: no map is exported as {name!r}")
+
+    async def pr_register(self, name: str, key: int) -> dict[str, Any]:
+        """REGISTER ``key`` (0: unregister) through every path of the map ``name``: one
+        registration per I_T nexus, the host's stable ones (``mpio.reservations``' rules)."""
+        if not 0 <= key < 1 << 64:
+            raise ServiceError(400, f"key: {key} is not a 64-bit reservation key")
+        entry = self.find_map(name)
+        try:
+            await entry.device.pr_register(key)
+        except BlockDeviceError as exc:
+            raise ServiceError(409, f"map: {entry.alias}: REGISTER failed: {exc}") from None
+        return {**entry.names(), "pr_key": f"0x{key:x}" if key else None}
 
     # -- what ``sanstack host`` shows -------------------------------------------------------
 
@@ -207,3 +457,11 @@ class Host:
             for path in entry.device.status()["paths"]:
                 out.append({"map": entry.alias, "wwid": entry.wwid, **path})
         return out
+
+
+def _target_of(shared: SharedSession) -> str:
+    return shared.target
+
+
+def _on(entry: HostMap, target: str) -> bool:
+    return any(s.target == target for s, _n in entry.paths)

@@ -23,6 +23,12 @@ Listeners (the multipath maps, ``mpio/shared_path.py``'s ``PathListener``; a
 is up reads ``shared.session`` instead of waiting for a notice. A listener that raises is
 logged and the others are still told.
 
+LUN changes. The session's ``on_unit_attention`` hook is set at every login: a UNIT
+ATTENTION of REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh) on any command through the session, or
+in a SCSI asynchronous event, calls ``on_luns_changed(shared, reason)``, which the host turns
+into a rescan of the target; so does every login after the first (LUNs may have come and
+gone while the session was down).
+
 Lifetime. ``close`` tells the listeners the path is down, cancels and awaits the supervisor
 (``edge.tasks.wait_ended``), and logs out (bounded; the connection is dropped if the logout
 does not complete): commands in flight end with their answer or with ``PathFailed``.
@@ -47,6 +53,7 @@ from sanstack.mpio.alua_reader import PortGroupReader
 from sanstack.mpio.path_slot import PathAddress
 from sanstack.mpio.shared_path import PathListener
 from sanstack.scsi.alua_codec import ALUAState
+from sanstack.scsi.codes import ASC
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,9 @@ def reconnect_delay(failed_logins: int, options: SessionOptions) -> float:
     return float(min(options.reconnect_max, options.reconnect_min * 2 ** (failed_logins - 1)))
 
 
+# Told that a shared session's target may have other LUNs now (and why).
+LunsChanged = Callable[["SharedSession", str], None]
+
 # Logs in once for a SharedSession; ISCSISession.connect with its fields by default.
 Connector = Callable[["SharedSession"], Awaitable[ISCSISession]]
 
@@ -114,6 +124,7 @@ class SharedSession:
         isid: int,
         options: SessionOptions,
         connector: Connector = connect,
+        on_luns_changed: LunsChanged | None = None,
     ) -> None:
         self.target = target
         self.portal = portal
@@ -128,6 +139,7 @@ class SharedSession:
         self.last_failure: str | None = None
         self.last_failure_kind: PathFailureKind | None = None
         self._connector = connector
+        self.on_luns_changed = on_luns_changed
         self._listeners: list[PathListener] = []
         self._ended = asyncio.Event()
         self._up = asyncio.Event()
@@ -207,12 +219,15 @@ class SharedSession:
                 failed_logins += 1
                 continue
             self.session = session
+            session.on_unit_attention = self._unit_attention
             self.tsih = session.tsih
             self.logins += 1
             self.state = SessionState.UP
             self._up.set()
             log.info("%s: logged in (isid 0x%012x, tsih %d)", self.name, self.isid, self.tsih)
             self._tell("up", lambda listener: listener.path_up(self))
+            if self.logins > 1:
+                self._luns_changed("logged in again")
             while not self._ended.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ended.wait(), WATCH_INTERVAL)
@@ -221,6 +236,17 @@ class SharedSession:
             # A session that fails soon after its login backs off like a failed login.
             lasted = loop.time() - up_at
             failed_logins = 0 if lasted >= self.options.reconnect_max else failed_logins + 1
+
+    def _unit_attention(self, code: int) -> None:
+        if code == ASC.REPORTED_LUNS_DATA_HAS_CHANGED:
+            self._luns_changed("REPORTED LUNS DATA HAS CHANGED")
+
+    def _luns_changed(self, reason: str) -> None:
+        if self.on_luns_changed is not None and not self._closing:
+            try:
+                self.on_luns_changed(self, reason)
+            except Exception:  # the host's bug must not end the session's supervisor
+                log.exception("%s: the LUN change hook failed", self.name)
 
     def _closed(self, session: ISCSISession, failure: PathFailed) -> None:
         """``session`` ended (its on_closed hook, or ``close``): every listener hears now."""
@@ -287,9 +313,11 @@ class SessionPool:
         options: SessionOptions | None = None,
         *,
         connector: Connector = connect,
+        on_luns_changed: LunsChanged | None = None,
     ) -> None:
         self.initiator_name = initiator_name
         self.isids = isids
+        self.on_luns_changed = on_luns_changed
         self.options = options or SessionOptions()
         self.sessions: dict[tuple[str, PathAddress], SharedSession] = {}
         self._connector = connector
@@ -310,6 +338,7 @@ class SessionPool:
                 isid=isid,
                 options=self.options,
                 connector=self._connector,
+                on_luns_changed=self.on_luns_changed,
             )
             self.sessions[key] = shared
             shared.start()

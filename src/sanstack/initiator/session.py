@@ -51,6 +51,8 @@ from sanstack.iscsi.initiator_events import (
     TaskManagementCompleted,
 )
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+from sanstack.scsi.codes import SenseKey, Status
+from sanstack.scsi.sense import parse_sense
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,11 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         # failure, a logout, ``abort``), with the failure its waiters get: whoever shares
         # the session hears of it before any caller's command sees its PathFailed.
         self.on_closed: Callable[[PathFailed], None] | None = None
+        # Called with ASC << 8 | ASCQ whenever a command ends in UNIT ATTENTION or the target
+        # sends a SCSI asynchronous event, whichever LUN it is about and whoever sent the
+        # command: whoever shares the session learns of REPORTED LUNS DATA HAS CHANGED even
+        # when the command that saw it was another layer's (an RTPG, say).
+        self.on_unit_attention: Callable[[int], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -238,7 +245,18 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             event.residual_overflow,
             event.response,
         )
+        if event.status == Status.CHECK_CONDITION and self.on_unit_attention is not None:
+            self._unit_attention(event.sense)
         _resolve(self._commands.pop(event.itt, None), result)
+
+    def _unit_attention(self, sense: bytes) -> None:
+        assert self.on_unit_attention is not None
+        try:
+            key, asc, ascq = parse_sense(sense)
+        except ValueError:
+            return
+        if key == SenseKey.UNIT_ATTENTION:
+            self.on_unit_attention(asc << 8 | ascq)
 
     def _on_task_management_completed(self, event: TaskManagementCompleted) -> None:
         _resolve(self._tmfs.pop(event.itt, None), event.response)
@@ -259,6 +277,8 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     def _on_async_event(self, event: AsyncEventReceived) -> None:
         self.async_events.append(event)
+        if event.event == AsyncEvent.SCSI_ASYNC_EVENT and self.on_unit_attention is not None:
+            self._unit_attention(event.sense)
         if event.event == AsyncEvent.LOGOUT_REQUEST:
             log.info("target asks us to log out within %ds", event.parameter3)
             task = self.loop.create_task(self.logout())

@@ -116,6 +116,18 @@ class NBDServer:
         self.closing = False
         self._listener: asyncio.Server | None = None
 
+    def add_export(self, name: str, device: BlockDevice) -> None:
+        """Serve ``device`` as ``name`` too (or instead of what it was): connections made
+        from now on list it and may choose it."""
+        self.exports[name] = device
+        self.infos[name] = export_info(device)
+
+    def remove_export(self, name: str) -> None:
+        """Stop offering ``name``. A connection already serving it keeps its device, whose
+        owner decides what its I/O gets (a closed device fails it with an error)."""
+        self.exports.pop(name, None)
+        self.infos.pop(name, None)
+
     @property
     def port(self) -> int:
         """The port listened on; after ``start`` the kernel's choice when 0 was asked."""
@@ -230,8 +242,13 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             else:
                 transport.pause_reading()
 
-    def _on_export_chosen(self, event: ExportChosen) -> None:
-        self.device = self.server.exports[event.name]
+    def _on_export_chosen(self, event: ExportChosen) -> bool:
+        device = self.server.exports.get(event.name)
+        if device is None:  # removed while this connection was in its handshake
+            log.info("%s: export %r was removed; disconnecting", self.peer, event.name)
+            self._abort()
+            return True
+        self.device = device
         log.info(
             "%s: export %r (structured replies: %s, contexts: %s)",
             self.peer,
@@ -239,6 +256,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             event.structured_replies,
             ",".join(event.meta_contexts) or "none",
         )
+        return False
 
     def _on_request_rejected(self, event: RequestRejected) -> None:
         log.debug("%s: request %#x refused: %s", self.peer, event.cookie, event.reason)
