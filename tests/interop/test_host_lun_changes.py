@@ -183,3 +183,75 @@ async def until_paths(host: Any, alias: str) -> None:
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"{alias}: paths {maps[alias]['paths']}, not both active")
         await asyncio.sleep(0.1)
+
+
+def test_a_lun_removed_and_readded_under_its_number_is_a_new_map_after_a_rescan(
+    tmp_path: Path,
+) -> None:
+    """Between two rescans LUN 1 is removed and another file added under the same number:
+    REPORT LUNS looks the same, so only VPD 0x83 read again tells. After the rescan the old
+    map's export is gone and the alias serves the new device's data."""
+    from sanstack.control.client import call
+    from sanstack.target.config import parse_lun_argument
+
+    files = {}
+    for tag in (b"A", b"B"):
+        path = tmp_path / f"lun-{tag.decode()}.img"
+        path.write_bytes(tag * (1 << 20))
+        files[tag] = path
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:1M", str(files[b"A"])]) as target:
+        nbd_port = free_port()
+        control = tmp_path / "host.sock"
+        args = sanstack("host", "run", "--name", "r2", "--nbd", f"127.0.0.1:{nbd_port}")
+        for port in ports:
+            args += ["--portal", f"127.0.0.1:{port}"]
+        args += ["--control", str(control), "--rescan-interval", "0"]
+        log_path = tmp_path / "host.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+        try:
+            wait_for_line(process, b"ready", 60, context=log_path.read_text)
+
+            def host(*words: str) -> Any:
+                out = subprocess.run(
+                    sanstack("host", *words, "--json", "--control", str(control)),
+                    capture_output=True,
+                    check=True,
+                    timeout=60,
+                ).stdout
+                return json.loads(out)
+
+            alias = f"{IQN}/1"
+            before = {m["alias"]: m for m in host("maps")}[alias]
+            assert asyncio.run(read_block(nbd_port, alias)) == b"A" * BLOCK
+            # Removed and re-added back to back, straight through the control socket.
+            spec = parse_lun_argument(str(files[b"B"]), 1, "spec")
+            body = {"backstore": spec.backstore, "size": spec.size, "number": 1}
+            body["path"] = str(files[b"B"].resolve())
+            call(target.control, "DELETE", f"/v1/targets/{IQN}/luns/1")
+            call(target.control, "POST", f"/v1/targets/{IQN}/luns", body)
+            host("rescan")
+            maps = {m["alias"]: m for m in host("maps")}
+            after = maps[alias]
+            assert after["wwid"] != before["wwid"]
+            assert before["wwid"] not in {m["wwid"] for m in maps.values()}
+            with pytest.raises(NBDRefused):
+                asyncio.run(read_block(nbd_port, before["wwid"]))
+            assert asyncio.run(read_block(nbd_port, alias)) == b"B" * BLOCK
+            assert asyncio.run(read_block(nbd_port, after["wwid"])) == b"B" * BLOCK
+            assert sorted(m["alias"] for m in maps.values()) == [f"{IQN}/0", alias]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0, log_path.read_text()[-3000:]
+            if process.stdout is not None:
+                process.stdout.close()
+        assert "Traceback" not in log_path.read_text()
+
+
+async def read_block(port: int, export: str) -> bytes:
+    client = await NBDSocketClient.connect("127.0.0.1", port, export)
+    try:
+        return bytes(await client.read(0, BLOCK))
+    finally:
+        await client.close()

@@ -1,6 +1,7 @@
 """Rescans without sockets: what two REPORT LUNS answers add and remove (``host/rescan.py``),
 and the host's scans: maps and exports added and taken away, one scan at a time per target,
-started by REPORTED LUNS DATA HAS CHANGED and by the timer."""
+started by REPORTED LUNS DATA HAS CHANGED and by the timer; a LUN number that reaches another
+device than its map's (removed and re-added between two scans) leaves the map."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sanstack.block.device import BlockDevice
 from sanstack.errors import ServiceError
 from sanstack.host.host import Host, HostConfig, HostMap
 from sanstack.host.isids import IsidStore
-from sanstack.host.rescan import group_new, lun_changes, plan_scan
+from sanstack.host.rescan import check_identities, group_new, lun_changes, plan_scan
 from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
 from sanstack.initiator.session import ISCSISession
 from sanstack.mpio.device import MultipathDevice
@@ -109,6 +110,33 @@ def test_a_new_map_gets_the_down_sessions_of_its_target_at_the_same_number() -> 
     assert odd.maps == {"aa": [(A1, 3), (B1, 8)]}
 
 
+def test_a_path_whose_identity_changed_leaves_its_map_and_a_map_with_none_left_closes() -> None:
+    maps = {
+        "n0": [(A1, 0), (B1, 0)],
+        "n1": [(A1, 1), (B1, 1)],
+        "both": [(A1, 2), (A2, 4)],  # one device on two targets
+    }
+    same = {(A1, 0): "n0", (B1, 0): "n0", (A1, 1): "n1", (B1, 1): "n1", (A1, 2): "both"}
+    assert check_identities(maps, {**same, (A2, 4): "both"}, target_of).leave == {}
+    # Nothing read again (sessions down, or the reads timed out): nothing is decided.
+    assert check_identities(maps, {}, target_of).leave == {}
+    # LUN 1 removed and another device added under the same number: both paths leave.
+    swapped = check_identities(maps, {**same, (A1, 1): "new", (B1, 1): "new"}, target_of)
+    assert swapped.leave == {"n1": [(A1, 1), (B1, 1)]}
+    assert swapped.closed == ["n1"]
+    # One path read the new device, the other could not be read: the same target and
+    # number reach the new device there too (it would re-bind to it when its session
+    # returns), so it leaves as well.
+    half = check_identities(maps, {**same, (A1, 1): "new", (B1, 1): None}, target_of)
+    assert half.leave == {"n1": [(A1, 1), (B1, 1)]}
+    assert half.closed == ["n1"]
+    # The device on two targets: another device under T1's number, T2's path unread: the
+    # T2 path is not presumed changed (another target's LUN map), and the map keeps it.
+    split = check_identities(maps, {**same, (A1, 2): "other"}, target_of)
+    assert split.leave == {"both": [(A1, 2)]}
+    assert split.closed == []
+
+
 # -- the host's scans, over fake sessions --------------------------------------------------------
 
 
@@ -139,6 +167,7 @@ class FakeMap:
     def __init__(self, naa: str) -> None:
         self.naa = naa
         self.closed = False
+        self.slots: list[Any] = []  # the host's path bookkeeping is what these tests read
 
     async def close(self) -> None:
         self.closed = True
@@ -169,6 +198,7 @@ class FakeSan:
         self.most_active: dict[str, int] = {}
         self.gate: asyncio.Event | None = None
         self.built: dict[str, FakeMap] = {}
+        self.rereads: list[tuple[str, int]] = []  # (target, LUN) whose identity was read again
         host.pool = SessionPool(
             HOST,
             IsidStore(None),
@@ -178,6 +208,7 @@ class FakeSan:
         )
         host._report = self.report  # type: ignore[method-assign]
         host._identify = self.identify  # type: ignore[method-assign]
+        host._reidentify = self.reidentify  # type: ignore[method-assign]
         host._build = self.build  # type: ignore[method-assign]
 
     async def report(self, shared: SharedSession) -> list[int] | None:
@@ -197,6 +228,10 @@ class FakeSan:
 
     async def identify(self, shared: SharedSession, lun: int) -> tuple[SharedSession, int, str]:
         return shared, lun, self.luns[shared.target][lun]
+
+    async def reidentify(self, shared: SharedSession, lun: int, expected: str) -> str | None:
+        self.rereads.append((shared.target, lun))
+        return self.luns[shared.target].get(lun)
 
     async def build(self, naa: str, paths: list[tuple[SharedSession, int]]) -> HostMap:
         device = FakeMap(naa)
@@ -244,6 +279,33 @@ def test_a_rescan_adds_new_luns_as_maps_and_exports_and_takes_away_the_removed()
             await host.rescan(["iqn.2026-11.org.sanstack:nowhere"])
         await host.close()
         assert all(m.closed for m in san.built.values())
+
+    asyncio.run(body())
+
+
+def test_a_lun_removed_and_readded_under_its_number_between_two_scans_is_a_new_map() -> None:
+    async def body() -> None:
+        host, san = await started_host()
+        await host._scan(host.targets())
+        exports = Exports()
+        host.attach(exports)
+        old_map = host.maps["a1"]
+        # REPORT LUNS says the same before and after; only VPD 0x83 tells the two apart.
+        san.luns[T1] = {0: "a0", 1: "x1"}
+        (result,) = await host.rescan([T1])
+        assert sorted(san.rereads) == [(T1, 0), (T1, 0), (T1, 1), (T1, 1)]  # known paths, once
+        assert result["removed"] == [{"wwid": "naa.a1", "alias": f"{T1}/1"}]
+        assert result["added"] == [{"wwid": "naa.x1", "alias": f"{T1}/1"}]
+        assert sorted(host.maps) == ["a0", "b0", "x1"]
+        assert san.built["a1"].closed and old_map.paths == host.maps["x1"].paths
+        assert "naa.a1" not in exports.names and "naa.x1" in exports.names
+        assert exports.names[f"{T1}/1"] is cast(BlockDevice, san.built["x1"])
+        assert not san.built["a0"].closed and len(host.maps["a0"].paths) == 2
+        # A scan of another target reads only its own maps' paths.
+        san.rereads.clear()
+        await host.rescan([T2])
+        assert san.rereads == [(T2, 0), (T2, 0)]
+        await host.close()
 
     asyncio.run(body())
 

@@ -16,6 +16,12 @@ REPORT LUNS answers what is new and what is gone: a new LUN becomes a map and it
 a map whose LUN no target session reports any more loses its exports first (no new client
 can choose it), then is closed, so its I/O ends with an error (the target already answers
 LOGICAL UNIT NOT SUPPORTED for it before that); no other map, session or export is touched.
+Every scan also reads VPD 0x83 again through each known path that is still reported (one
+INQUIRY each, ``PROBE_CONCURRENCY`` at a time, each bounded by ``PROBE_TIMEOUT``): a LUN
+removed and another added under the same number between two scans must not leave a map
+reaching the new device. A path whose identity changed leaves its map (a map with no path
+left is closed and its exports go, as above), and its LUN is probed as a new one, so the new
+device gets its own map (``host/rescan.py``'s ``check_identities`` decides).
 A rescan of a target never runs twice at once: a request that comes while one runs is
 answered by the next one, which starts when the running one ends and serves every request
 made before it began. Scans are the host's tasks (``close`` waits for them, bounded) and
@@ -43,9 +49,9 @@ from sanstack.block.device import BlockDevice, BlockDeviceError
 from sanstack.edge.tasks import wait_ended
 from sanstack.errors import ServiceError
 from sanstack.host.isids import IsidStore
-from sanstack.host.rescan import group_new, plan_scan
+from sanstack.host.rescan import check_identities, group_new, plan_scan
 from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
-from sanstack.initiator.lun_device import ISCSIDevice
+from sanstack.initiator.lun_device import ISCSIDevice, page83_identity
 from sanstack.initiator.session import LoginRefused, PathFailed, discover
 from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.discovery import report_luns
@@ -53,6 +59,7 @@ from sanstack.mpio.path_slot import (
     MultipathOptions,
     PathAddress,
 )
+from sanstack.mpio.paths import PathEvent
 
 log = logging.getLogger(__name__)
 
@@ -246,10 +253,11 @@ class Host:
         up = [s for s in sessions if s.session is not None]
         answers = await asyncio.gather(*(self._report(s) for s in up))
         reported: dict[SharedSession, list[int] | None] = dict(zip(up, answers, strict=True))
+        replaced = await self._recheck(reported)
         plan = plan_scan(
             {naa: entry.paths for naa, entry in self.maps.items()}, reported, _target_of
         )
-        removed = [await self._remove(naa) for naa in plan.gone if naa in self.maps]
+        removed = replaced + [await self._remove(naa) for naa in plan.gone if naa in self.maps]
         for naa, stale in plan.stale_paths.items():
             log.warning(
                 "map naa.%s: %s no longer reported; the map keeps its other paths",
@@ -330,6 +338,58 @@ class Host:
             numbers = [n for n in numbers if n in self.config.luns]
         return numbers
 
+    async def _recheck(self, reported: dict[SharedSession, list[int] | None]) -> list[HostMap]:
+        """VPD 0x83 again through every known path that ``reported`` still lists: a path
+        that reaches another device now leaves its map, and a map left without a path is
+        closed (returned). Paths that left are no longer known: the scan probes them anew."""
+        listed = {s: set(numbers) for s, numbers in reported.items() if numbers is not None}
+        paths = [
+            (naa, shared, lun)
+            for naa, entry in self.maps.items()
+            for shared, lun in entry.paths
+            if lun in listed.get(shared, ())
+        ]
+        reads = await asyncio.gather(*(self._reidentify(s, n, naa) for naa, s, n in paths))
+        read = {(s, n): r for (_naa, s, n), r in zip(paths, reads, strict=True)}
+        check = check_identities(
+            {naa: entry.paths for naa, entry in self.maps.items()}, read, _target_of
+        )
+        closed: list[HostMap] = []
+        for naa, leave in check.leave.items():
+            entry = self.maps.get(naa)
+            if entry is None:  # another target's scan took it away meanwhile
+                continue
+            log.error(
+                "map %s (%s): %s reach(es) another device now; the path(s) leave the map",
+                entry.wwid,
+                entry.alias,
+                ", ".join(f"{s.name} LUN {n}" for s, n in leave),
+            )
+            if naa in check.closed:
+                closed.append(await self._remove(naa, "its LUN number reaches another device"))
+            else:
+                _leave(entry.device, leave)
+                entry.paths = [p for p in entry.paths if p not in leave]
+        return closed
+
+    async def _reidentify(self, shared: SharedSession, lun: int, expected: str) -> str | None:
+        """The NAA behind (``shared``, ``lun``) now; None if it cannot be read now. One
+        INQUIRY when VPD 0x83 still gives ``expected``; anything else is confirmed by the
+        full probe the map was built from (the same identity rule, serial and all)."""
+        session = shared.session
+        if session is None:
+            return None
+        async with self._probes:
+            try:
+                quick = await asyncio.wait_for(page83_identity(session, lun), PROBE_TIMEOUT)
+                if quick is not None and quick.naa.hex() == expected:
+                    return expected
+                device = await asyncio.wait_for(ISCSIDevice.open(session, lun), PROBE_TIMEOUT)
+            except Exception as exc:  # unknown now: the path is left as it is
+                log.info("%s LUN %d: identity not read again: %s", shared.name, lun, exc)
+                return None
+        return device.identity.naa.hex()
+
     async def _identify(
         self, shared: SharedSession, lun: int
     ) -> tuple[SharedSession, int, str] | None:
@@ -359,7 +419,7 @@ class Host:
                 self._exports.add_export(name, entry.device)
         log.info("map %s (%s) added", entry.wwid, entry.alias)
 
-    async def _remove(self, naa: str) -> HostMap:
+    async def _remove(self, naa: str, why: str = "its LUN is no longer reported") -> HostMap:
         """The LUN is gone: no export offers it any more, then the map is closed (what is
         still in flight ends with the target's answer, what waits for a path with an error)."""
         entry = self.maps.pop(naa)
@@ -367,7 +427,7 @@ class Host:
             for name in entry.exports:
                 self._exports.remove_export(name)
         await entry.device.close()
-        log.warning("map %s (%s) removed: its LUN is no longer reported", entry.wwid, entry.alias)
+        log.warning("map %s (%s) removed: %s", entry.wwid, entry.alias, why)
         return entry
 
     def exports(self) -> dict[str, BlockDevice]:
@@ -457,6 +517,22 @@ class Host:
             for path in entry.device.status()["paths"]:
                 out.append({"map": entry.alias, "wwid": entry.wwid, **path})
         return out
+
+
+def _leave(device: MultipathDevice, paths: Sequence[tuple[SharedSession, int]]) -> None:
+    """``paths`` leave ``device`` for good: removed (never reinstated: a removed path is not
+    probed again, and a reinstated one would re-bind to whatever its number reaches now),
+    forgotten, and the map no longer listens to a session it has no path on. What is in
+    flight on them ends with the target's answer. (The map's own ``remove_path`` is for the
+    paths it logs in itself.)"""
+    now = asyncio.get_running_loop().time()
+    for slot in [s for s in device.slots if (s.provider, s.lun) in paths]:
+        slot.path.handle(PathEvent.REMOVE, now)
+        slot.drop()
+        device.slots.remove(slot)
+    for shared, _lun in paths:
+        if not any(s.provider is shared for s in device.slots):
+            shared.remove_listener(device)
 
 
 def _target_of(shared: SharedSession) -> str:

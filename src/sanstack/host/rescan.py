@@ -20,6 +20,17 @@ steps turn those answers into work, so a unit test reads them without a socket:
    device one number; pairs whose NAA is a map
    already are returned apart (a new path to a known device).
 
+A third step keeps a known path honest. A LUN removed and another added under the same
+number between two rescans looks, to REPORT LUNS, as if nothing happened; a map whose path
+still points at that number would then reach another device. So every rescan also reads
+VPD 0x83 again through each known (session, LUN number) that is still reported, and
+``check_identities`` decides from those reads: a path whose identity is no longer its
+map's leaves the map (and so does each path of the map on the same target at the same
+number whose identity could not be read now: a target's LUN map is per target, and such a
+path would re-bind to the new device when its session returns); a map left with no path is
+closed, like a gone one. The paths that left are no longer known, so ``plan_scan`` probes
+them as new LUNs: the new device gets its own map.
+
 Session keys are opaque (``S``): the host passes its ``SharedSession`` objects.
 """
 
@@ -43,6 +54,12 @@ class ScanPlan(Generic[S]):
 class NewMaps(Generic[S]):
     maps: dict[str, list[tuple[S, int]]] = field(default_factory=dict)  # NAA -> paths
     known: dict[str, list[tuple[S, int]]] = field(default_factory=dict)  # new paths, old NAA
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityCheck(Generic[S]):
+    leave: dict[str, list[tuple[S, int]]] = field(default_factory=dict)  # map -> paths to drop
+    closed: list[str] = field(default_factory=list)  # maps whose every path left
 
 
 def lun_changes(before: Iterable[int], after: Iterable[int]) -> tuple[list[int], list[int]]:
@@ -112,4 +129,28 @@ def group_new(
             if len(seen) == 1:  # one number on this target: its down sessions get it too
                 (number,) = seen
                 paths.extend((other, number) for other in down.get(target, ()))
+    return result
+
+
+def check_identities(
+    maps: Mapping[str, Sequence[tuple[S, int]]],
+    read: Mapping[tuple[S, int], str | None],
+    target_of: Callable[[S], str],
+) -> IdentityCheck[S]:
+    """Which known paths reach another device now. ``maps``: each map's key (its NAA) and
+    paths; ``read``: the NAA read again through a path (None or absent: not known now)."""
+    result: IdentityCheck[S] = IdentityCheck()
+    for key, paths in maps.items():
+        moved = [p for p in paths if read.get(p) not in (None, key)]
+        if not moved:
+            continue
+        numbers = {(target_of(s), n) for s, n in moved}
+        leave = [
+            p
+            for p in paths
+            if p in moved or (read.get(p) is None and (target_of(p[0]), p[1]) in numbers)
+        ]
+        result.leave[key] = leave
+        if len(leave) == len(paths):
+            result.closed.append(key)
     return result

@@ -394,3 +394,20 @@ class ISCSIDevice(BlockDevice):
 
     async def close(self) -> None:
         self._closed = True
+
+
+async def page83_identity(session: ISCSISession, lun: int) -> DeviceIdentity | None:
+    """The identity of ``lun`` from VPD page 83h alone (one INQUIRY), the one ``open``
+    derives, when the page holds a logical unit NAA designator; None when it does not (the
+    unit serial or the fallback makes the identity then: only ``open`` can tell)."""
+    page = await ISCSIDevice(session, lun)._vpd(VpdPage.DEVICE_IDENTIFICATION)
+    if page is None:
+        return None
+    if not any(
+        d.association is Association.LOGICAL_UNIT
+        and d.designator_type is DesignatorType.NAA
+        and d.designator
+        for d in designators(page)
+    ):
+        return None
+    return identity_from_vpd(page, None, "")
