@@ -1,6 +1,8 @@
 """``sanstack host run`` killed (-9) and restarted with the same ``--state-dir``: the target
 sees the same I_T nexuses, and the key registered through the host before the kill is still
-the key of those nexuses, so its I/O passes a registrants-only reservation."""
+the key of those nexuses, so its I/O passes a registrants-only reservation; the restarted
+host knows the key (``host maps`` shows it) and registers it again on a nexus whose session
+comes back after the target forgot it."""
 
 from __future__ import annotations
 
@@ -130,9 +132,13 @@ def test_kill_and_restart_keeps_the_nexuses_and_the_registered_key(tmp_path: Pat
             first.wait(30)
             wait_until(lambda: not nexuses(target), 30, "the target saw the host's sessions end")
             second = start_host(tmp_path, ports, nbd_port, 2)
-            # The same I_T nexuses, still registered with the same key.
+            # The same I_T nexuses, still registered with the same key, which the host
+            # knows again (its state directory) and shows.
             assert nexuses(target) == before
             assert registrations(target) == registered
+            keys = {m["alias"]: m["pr_key"] for m in cli("host", "maps", "--json",
+                                                         "--control", control)}  # fmt: skip
+            assert keys == {f"{IQN}/0": hex(KEY), f"{IQN}/1": None}
 
             # Another node reserves the LUN for registrants only: the host's I/O still
             # passes (its nexuses are registrants), a new ISID of the same host does not.
@@ -163,6 +169,20 @@ def test_kill_and_restart_keeps_the_nexuses_and_the_registered_key(tmp_path: Pat
                 prout(node2, PROutServiceAction.CLEAR, key=OTHER_KEY)
             finally:
                 node2.logout()
+
+            # CLEAR took every registration away, the host's too; the host's map still holds
+            # its key. A reconnect after the restart (portal group 1 down, then up) brings
+            # that nexus back to the key before it carries I/O; the other, never reconnected,
+            # stays unregistered.
+            assert registrations(target) == []
+            (group1, isid1), _second_nexus = before
+            target_cli = ("--control", str(target.control))
+            cli("target", "portal-group", IQN, str(group1), "down", *target_cli)
+            wait_until(lambda: len(nexuses(target)) == 1, 30, "portal group 1's session dropped")
+            cli("target", "portal-group", IQN, str(group1), "up", *target_cli)
+            wait_until(lambda: nexuses(target) == before, 30, "the host logged in again")
+            wait_until(lambda: registrations(target) == [(isid1, f"0x{KEY:016x}")], 30,
+                       "the reconnected nexus registered the key again")  # fmt: skip
         finally:
             for process in (first, second):
                 if process is None or process.poll() is not None:

@@ -74,7 +74,8 @@ def register(commands: Any) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="where the host keeps its ISIDs across restarts (default: none, memory only)",
+        help="where the host keeps its ISIDs and reservation keys across restarts "
+        "(default: none, memory only)",
     )
     run.add_argument(
         "--no-path-queue",

@@ -30,6 +30,12 @@ each step is bounded (REPORT LUNS and the probes by ``PROBE_TIMEOUT``, a map's o
 ``ExportTable`` Protocol (the NBD server), given to ``attach``, which also starts the timer
 and the reaction to unit attentions.
 
+Reservation keys. The key registered through a map (``pr_register``) is kept per WWID in the
+state directory (``host/prkeys.py``) once the target took it; a map built later (after a
+restart, or a LUN that comes back) holds that key again before it is exported, so
+``sanstack host maps`` shows it and every path that comes back is registered before it
+carries I/O.
+
 Logins go through the discovered target names, but always to the portal the host was given
 (a proxy or NAT in front of the target then stays in the path).
 """
@@ -49,6 +55,7 @@ from sanstack.block.device import BlockDevice, BlockDeviceError
 from sanstack.edge.tasks import wait_ended
 from sanstack.errors import ServiceError
 from sanstack.host.isids import IsidStore
+from sanstack.host.prkeys import PrKeyStore
 from sanstack.host.rescan import check_identities, group_new, plan_scan
 from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
 from sanstack.initiator.lun_device import ISCSIDevice, page83_identity
@@ -115,6 +122,8 @@ class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.isids = IsidStore(config.state_dir)
+        self.prkeys = PrKeyStore(config.state_dir)
+        self._saving_keys = asyncio.Lock()
         self.pool = SessionPool(
             config.initiator_name, self.isids, config.session, on_luns_changed=self._luns_changed
         )
@@ -410,7 +419,18 @@ class Host:
         device = await MultipathDevice.over(
             list(paths), self.map_options, target_name=first.target, lun=lun
         )
-        return HostMap(f"naa.{naa}", f"{first.target}/{lun}", device, list(paths))
+        entry = HostMap(f"naa.{naa}", f"{first.target}/{lun}", device, list(paths))
+        held = self.prkeys.get(entry.wwid)
+        if held is not None:
+            # The key this host registered before: held again before the map is exported.
+            # From now on a path that comes back is registered before it carries I/O; the
+            # paths up now are registered at once (GOOD where the nexus still holds it).
+            device.registration.taken(held.key, held.aptpl)
+            try:
+                await device.pr_register(held.key, aptpl=held.aptpl)
+            except BlockDeviceError as exc:
+                log.warning("map %s: key 0x%x not registered again: %s", entry.wwid, held.key, exc)
+        return entry
 
     def _add(self, naa: str, entry: HostMap) -> None:
         self.maps[naa] = entry
@@ -473,7 +493,24 @@ class Host:
             await entry.device.pr_register(key)
         except BlockDeviceError as exc:
             raise ServiceError(409, f"map: {entry.alias}: REGISTER failed: {exc}") from None
+        try:
+            await self._save_key(entry.wwid, key)
+        except OSError as exc:
+            raise ServiceError(
+                500, f"map: {entry.alias}: registered, but the key was not saved: {exc}"
+            ) from None
         return {**entry.names(), "pr_key": f"0x{key:x}" if key else None}
+
+    async def _save_key(self, wwid: str, key: int, aptpl: bool = False) -> None:
+        """``key`` (0: none) of ``wwid`` on disk before this returns. One write at a time, in
+        a thread; each writes every change made until it starts, so keys changed together
+        cost one write after the one running, not one each."""
+        version = self.prkeys.change(wwid, key, aptpl)
+        async with self._saving_keys:
+            if self.prkeys.saved >= version:
+                return
+            state, covers = self.prkeys.snapshot()
+            await asyncio.to_thread(self.prkeys.write, state, covers)
 
     # -- what ``sanstack host`` shows -------------------------------------------------------
 
