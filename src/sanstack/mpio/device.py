@@ -241,6 +241,52 @@ class MultipathDevice(BlockDevice):
         self.slots.append(slot)
         await self._connect(slot)
 
+    async def add_shared_path(self, provider: SharedPath, lun: int) -> None:
+        """A new shared path to this map's LUN (a new portal's session, ``lun`` the LUN's
+        number behind it): subscribed, then brought in like any returning path (probed and
+        checked to be this map's device, our key registered on that nexus when we hold
+        one, ALUA read) before it carries I/O. A path whose session is down now stays
+        failed until it comes up. Raises ``ValueError`` for a path this map has already or
+        one that reaches another device (the map is then as it was)."""
+        if self._closed:
+            raise DeviceNotReady("multipath device is closed")
+        if any(s.provider is provider and s.lun == lun for s in self.slots):
+            raise ValueError(f"{provider.name} LUN {lun} is a path of this device already")
+        slot = PathSlot(provider.name, provider=provider, lun=lun)
+        slot.path.state = PathState.FAILED  # not usable until reinstated; not a failure
+        self.slots.append(slot)
+        provider.add_listener(self)
+        self._start_reinstating(slot)
+        if slot.reinstating is not None:
+            await asyncio.wait({slot.reinstating}, timeout=OPEN_TIMEOUT)
+        if slot.path.state is PathState.REMOVED:  # _device_over refused another device
+            await self._take_away(slot)
+            raise ValueError(f"{provider.name} LUN {lun} is not this map's device")
+
+    async def remove_shared_path(self, provider: SharedPath, lun: int) -> None:
+        """Take a shared path away for good (its LUN gone behind that session, the portal
+        given up): it carries no new I/O from now on; what is in flight on it ends with the
+        session's answer, or, if the session fails first, is re-driven on the other paths.
+        The session itself is its provider's and is not touched."""
+        slot = next((s for s in self.slots if s.provider is provider and s.lun == lun), None)
+        if slot is None:
+            raise ValueError(f"{provider.name} LUN {lun} is not a path of this device")
+        await self._take_away(slot)
+
+    async def _take_away(self, slot: PathSlot) -> None:
+        slot.path.handle(PathEvent.REMOVE, self._loop.time())
+        slot.drop()
+        self.slots.remove(slot)
+        if slot.provider is not None and not any(s.provider is slot.provider for s in self.slots):
+            slot.provider.remove_listener(self)
+        self._changed.set()
+        owned = [t for t in (slot.alua_refresh, slot.reinstating) if t is not None]
+        for task in owned:
+            task.cancel()
+        for task in owned:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     # -- BlockDevice ----------------------------------------------------------------------------
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
