@@ -5,10 +5,12 @@ Not a test: run it by hand (docs/benchmarks.md has the exact command and the fig
 One run starts a sanstack target with two portals on 127.0.0.1 (free ports) and one LUN on
 a fully written backing file (page cache warmed), then, in this one asyncio process:
 
-1. **Stalls under faults.** A ``FaultProxy`` sits in front of each portal and a
-   ``MultipathDevice`` (default ``MultipathOptions``: service-time, NOP interval/timeout,
-   checker interval) reads through both. A steady load (``--readers`` concurrent 4 KiB
-   random reads) runs throughout and every I/O's latency is recorded. Each fault kind is
+1. **Stalls under faults.** A ``FaultProxy`` sits in front of each portal; the LUN is
+   reached as the host reaches it: one shared session per portal (a ``SessionPool`` with
+   the default ``SessionOptions``: NOP interval/timeout) and a ``MultipathDevice`` over
+   them (default ``MultipathOptions``: service-time, checker interval) reads through
+   both. A steady load (``--readers`` concurrent 4 KiB random reads) runs throughout and
+   every I/O's latency is recorded. Each fault kind is
    injected ``--repeat`` times on the path that carried the most I/O in the clean load
    just before, with ``--clean`` seconds of clean load between injections:
    ``reset`` (RST on every connection), ``blackhole`` (10 s, silent), ``down`` (5 s,
@@ -18,7 +20,7 @@ a fully written backing file (page cache warmed), then, in this one asyncio proc
    path was failed and how long it took to be active again, and failed I/Os (must be 0).
 2. **Throughput vs one path.** Without proxies and without faults: 4 KiB random read IOPS
    at queue depth 32 and 1 MiB sequential read MiB/s at queue depth 8 through the
-   multipath device (service-time and round-robin, both paths) and through one
+   multipath device (service-time and round-robin, both shared sessions) and through one
    ``ISCSIDevice`` on one ``ISCSISession`` to one portal; the ratios multipath/single.
 
 Everything (initiator, multipath layer, proxies, load generator) runs in this one Python
@@ -79,6 +81,8 @@ from bench.targets import (
     write_backing_file,
 )
 from sanstack.block.device import BlockDevice
+from sanstack.host.isids import IsidStore
+from sanstack.host.sessions import SessionOptions, SessionPool
 from sanstack.initiator.lun_device import ISCSIDevice
 from sanstack.initiator.session import ISCSISession
 from sanstack.mpio.device import MultipathDevice
@@ -95,6 +99,7 @@ LARGE = MIB
 OPEN_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 120.0
 MONITOR_INTERVAL = 0.02
+SESSION_OPTIONS = SessionOptions()  # the host's defaults: NOP every 1 s, 2 s to answer
 now = time.monotonic  # not loop.time(): uvloop's has a 1 ms resolution
 
 
@@ -301,13 +306,11 @@ async def fault_phase(
     readers: list[asyncio.Task[None]] = []
     injections: list[Injection] = []
     options = MultipathOptions(initiator_name=INITIATOR)
+    close_map: Callable[[], Awaitable[None]] | None = None
     try:
         for port in ports:
             proxies.append(await FaultProxy(HOST, port).start())
-        addresses = [PathAddress(HOST, p.listen_port) for p in proxies]
-        device = await asyncio.wait_for(
-            MultipathDevice.open(SANSTACK_IQN, 0, addresses, options), OPEN_TIMEOUT
-        )
+        device, close_map = await open_map([p.listen_port for p in proxies], options)
         readers = [
             asyncio.create_task(latency_reader(i, device, recorder, stop))
             for i in range(args.readers)
@@ -332,19 +335,46 @@ async def fault_phase(
                 task.cancel()
                 problems.append("a reader did not finish its last I/O in 120s after the run")
         status = device.status() if device is not None else {}
-        if device is not None:
-            await asyncio.wait_for(device.close(), 30)
+        if close_map is not None:
+            await asyncio.wait_for(close_map(), 30)
         for proxy in proxies:
             await proxy.close()
     errors = [f"{t:.3f} {m}" for t, m in recorder.failures]
-    return injections, {"options": _options_dict(options), "final_status": status}, errors
+    extra = {"options": options_dict(options, SESSION_OPTIONS), "final_status": status}
+    return injections, extra, errors
 
 
-def _options_dict(options: MultipathOptions) -> dict[str, Any]:
+async def open_map(
+    ports: Sequence[int], options: MultipathOptions
+) -> tuple[MultipathDevice, Callable[[], Awaitable[None]]]:
+    """LUN 0 as the host reaches it: one shared session per portal (``SessionPool``, the
+    host's ISIDs kept in memory) and a ``MultipathDevice`` over them; the closer closes the
+    map, then the sessions. Raises ``BenchError`` when a portal does not log in in time."""
+    pool = SessionPool(INITIATOR, IsidStore(None), SESSION_OPTIONS)
+    try:
+        shared = [pool.session(SANSTACK_IQN, PathAddress(HOST, port)) for port in ports]
+        for session in shared:
+            if not await session.wait_up(OPEN_TIMEOUT):
+                raise BenchError(f"{session.name}: not logged in within {OPEN_TIMEOUT:.0f}s")
+        device = await MultipathDevice.over(
+            [(s, 0) for s in shared], options, target_name=SANSTACK_IQN, lun=0
+        )
+    except BaseException:
+        await pool.close()
+        raise
+
+    async def close() -> None:
+        await device.close()
+        await pool.close()
+
+    return device, close
+
+
+def options_dict(options: MultipathOptions, sessions: SessionOptions) -> dict[str, Any]:
     return {
         "selector": options.selector,
-        "nop_interval_s": options.nop_interval,
-        "nop_timeout_s": options.nop_timeout,
+        "nop_interval_s": sessions.nop_interval,
+        "nop_timeout_s": sessions.nop_timeout,
         "checker_interval_s": options.checker_interval,
         "no_path_retry": f"{options.no_path_retry.policy.value} {options.no_path_retry.seconds}s",
     }
@@ -440,11 +470,11 @@ async def open_config(
         return single, close_single
     selector = config.removeprefix("multipath ")
     options = MultipathOptions(initiator_name=INITIATOR, selector=selector)
-    addresses = [PathAddress(HOST, p) for p in ports]
-    multi = await MultipathDevice.open(SANSTACK_IQN, 0, addresses, options)
+    multi, close_multi = await open_map(ports, options)
     if len([s for s in path_states(multi) if s == "active"]) != len(ports):
+        await close_multi()
         raise BenchError(f"{config}: not every path is active: {multi.status()}")
-    return multi, multi.close
+    return multi, close_multi
 
 
 async def throughput_phase(

@@ -107,9 +107,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"{m['nproc']} CPUs ({m['cpu_model']}); {report['size_mib']} MiB LUN, page cache warm",
         "one Python process (initiator, multipath, proxies, load) + the target process, on "
         "the same CPUs, loopback TCP",
-        f"MultipathOptions defaults: selector {o['selector']}, nop_interval {o['nop_interval_s']}"
-        f" s, nop_timeout {o['nop_timeout_s']} s, checker_interval {o['checker_interval_s']} s,"
-        f" no_path_retry {o['no_path_retry']}",
+        f"MultipathOptions defaults: selector {o['selector']}, checker_interval "
+        f"{o['checker_interval_s']} s, no_path_retry {o['no_path_retry']}; over one shared "
+        f"session per portal, SessionOptions defaults: nop_interval {o['nop_interval_s']} s, "
+        f"nop_timeout {o['nop_timeout_s']} s",
         "",
         f"Stalls under faults: {report['readers']} readers of random 4 KiB blocks; "
         f"{report['repeat']} injection(s) per kind on the busiest path after "

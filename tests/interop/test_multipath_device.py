@@ -1,8 +1,10 @@
-"""MultipathDevice against a real target process, each path through a fault proxy."""
+"""MultipathDevice over a host's shared sessions against a real target process, each path
+through a fault proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -12,12 +14,15 @@ from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, running_target
+from tests.support.shared_maps import map_over, shared_sessions
 from tests.support.waits import until
 
 from sanstack.block.device import DeviceNotReady
-from sanstack.initiator.lun_device import ReservationConflict
+from sanstack.host.rescan import group_new
+from sanstack.host.sessions import SessionOptions
+from sanstack.initiator.lun_device import ISCSIDevice, ReservationConflict
 from sanstack.mpio.device import MultipathDevice
-from sanstack.mpio.discovery import discover_devices
+from sanstack.mpio.discovery import report_luns
 from sanstack.mpio.no_path import NoPathRetry
 from sanstack.mpio.path_slot import (
     MultipathOptions,
@@ -36,20 +41,22 @@ BS = 512
 async def multipath(
     ports: list[int], *, no_path_retry: str = "10", lun: int = 0
 ) -> AsyncIterator[tuple[MultipathDevice, list[FaultProxy]]]:
+    """A host's map of ``lun`` over one shared session per portal, each through a proxy."""
     proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
     options = MultipathOptions(
         initiator_name=INITIATOR,
         no_path_retry=NoPathRetry.parse(no_path_retry),
         checker_interval=0.2,
-        nop_interval=0.5,
-        nop_timeout=1.0,
     )
-    addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
-    device = await MultipathDevice.open(IQN, lun, addresses, options)
+    portals = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
     try:
-        yield device, proxies
+        async with shared_sessions(INITIATOR, IQN, portals) as shared:
+            device = await map_over(shared, lun, options)
+            try:
+                yield device, proxies
+            finally:
+                await device.close()
     finally:
-        await device.close()
         for proxy in proxies:
             await proxy.close()
 
@@ -214,18 +221,24 @@ def test_close_with_io_queued_on_dead_paths_ends_every_io(tmp_path: Path) -> Non
 async def two_nodes(
     ports: list[int],
 ) -> AsyncIterator[tuple[list[MultipathDevice], list[FaultProxy]]]:
-    """Two hosts (two initiator names), each a MultipathDevice over the same two proxies."""
+    """Two hosts (two initiator names), each with one shared session per proxy and a map
+    of LUN 0 over them."""
     proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
-    addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+    portals = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
     nodes: list[MultipathDevice] = []
     try:
-        for n in (1, 2):
-            options = MultipathOptions(initiator_name=f"{INITIATOR}-{n}", checker_interval=0.2)
-            nodes.append(await MultipathDevice.open(IQN, 0, addresses, options))
-        yield nodes, proxies
+        async with contextlib.AsyncExitStack() as stack:
+            for n in (1, 2):
+                name = f"{INITIATOR}-{n}"
+                shared = await stack.enter_async_context(
+                    shared_sessions(name, IQN, portals, SessionOptions())
+                )
+                options = MultipathOptions(initiator_name=name, checker_interval=0.2)
+                node = await map_over(shared, 0, options)
+                stack.push_async_callback(node.close)
+                nodes.append(node)
+            yield nodes, proxies
     finally:
-        for node in nodes:
-            await node.close()
         for proxy in proxies:
             await proxy.close()
 
@@ -338,31 +351,48 @@ def test_alua_standby_moves_io_to_the_optimized_path_without_errors(tmp_path: Pa
         asyncio.run(body())
 
 
-def test_discovery_groups_paths_by_identity_and_paths_come_and_go(tmp_path: Path) -> None:
+def test_paths_are_grouped_by_identity_and_shared_paths_come_and_go(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:8M", "memory:16M", "memory:4M"]):
 
         async def body() -> None:
-            addresses = [PathAddress("127.0.0.1", port) for port in ports]
-            found = await discover_devices(addresses, IQN, initiator_name=INITIATOR)
-            assert [d.lun for d in found] == [0, 1, 2]
-            assert all(set(d.luns) == set(addresses) for d in found)
-            assert len({d.naa for d in found}) == 3
-            options = MultipathOptions(initiator_name=INITIATOR, checker_interval=0.2)
-            device = await MultipathDevice.open(IQN, found[1].lun, addresses, options)
-            try:
-                assert device.identity.naa.hex() == found[1].naa
-                load = _Load(device, seed=5)
-                await load.progressed(20)
-                await device.remove_path(addresses[0])  # I/O in flight re-driven, no error
-                assert [p["path"] for p in device.status()["paths"]] == [str(addresses[1])]
-                await load.progressed(20)
-                await device.add_path(addresses[0])
-                await load.progressed(20)
-                done, _worst = await load.finish()
-                assert done > 50
-                assert all(p["state"] == "active" for p in device.status()["paths"])
-            finally:
-                await device.close()
+            portals = [PathAddress("127.0.0.1", port) for port in ports]
+            async with shared_sessions(INITIATOR, IQN, portals) as shared:
+                # What the host's scan reads through every session, grouped as it does.
+                identified = []
+                for s in shared:
+                    assert s.session is not None
+                    numbers = await report_luns(s.session)
+                    assert numbers == [0, 1, 2]
+                    for n in numbers:
+                        lun = await ISCSIDevice.open(s.session, n)
+                        identified.append((s, n, lun.identity.naa.hex()))
+                found = group_new(identified, (), {}, lambda s: s.target).maps
+                assert len(found) == 3
+                assert all({s for s, _n in paths} == set(shared) for paths in found.values())
+                by_lun = {paths[0][1]: naa for naa, paths in found.items()}
+                assert all(len({n for _s, n in paths}) == 1 for paths in found.values())
+                assert sorted(by_lun) == [0, 1, 2]
+                options = MultipathOptions(initiator_name=INITIATOR, checker_interval=0.2)
+                device = await map_over(shared, 1, options)
+                try:
+                    assert device.identity.naa.hex() == by_lun[1]
+                    load = _Load(device, seed=5)
+                    await load.progressed(20)
+                    # Taken away under load: I/O in flight on it ends with its answer.
+                    await device.remove_shared_path(shared[0], 1)
+                    assert [p["path"] for p in device.status()["paths"]] == [shared[1].name]
+                    await load.progressed(20)
+                    # A session reaching another device is refused as a path of this map.
+                    with pytest.raises(ValueError, match="not this map's device"):
+                        await device.add_shared_path(shared[0], 2)
+                    await device.add_shared_path(shared[0], 1)
+                    await load.progressed(20)
+                    done, _worst = await load.finish()
+                    assert done > 50
+                    assert all(p["state"] == "active" for p in device.status()["paths"])
+                    assert len(device.status()["paths"]) == 2
+                finally:
+                    await device.close()
 
         asyncio.run(body())

@@ -1,4 +1,5 @@
-"""64 LUNs, two paths each, random I/O while paths are cut and restored at random.
+"""64 LUNs over a host's two shared sessions (one per portal), random I/O on every map while
+the paths are cut and restored at random.
 
 Every read must return the data last acknowledged; no unhandled exception may be logged;
 tasks and memory must come back to their starting level once the devices are closed.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, running_target
+from tests.support.shared_maps import map_over, shared_sessions
 from tests.support.waits import until
 
 from sanstack.mpio.device import MultipathDevice
@@ -28,6 +30,7 @@ from sanstack.tools.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.interop
 IQN = "iqn.2026-11.org.sanstack:stress"
+HOST = "iqn.2026-11.org.sanstack:stress-host"
 LUNS = 64
 SECONDS = float(os.environ.get("SANSTACK_STRESS_SECONDS", "60"))
 BS = 512
@@ -106,40 +109,39 @@ def test_sixty_four_luns_survive_random_path_cuts(tmp_path: Path) -> None:
                 tasks_before = len(asyncio.all_tasks())
                 memory_before = tracemalloc.get_traced_memory()[0]
                 proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
-                addresses = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
+                portals = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
                 options = MultipathOptions(
-                    initiator_name="iqn.2026-11.org.sanstack:stress-host",
+                    initiator_name=HOST,
                     no_path_retry=NoPathRetry.parse("60"),
                     checker_interval=0.3,
-                    nop_interval=0.5,
-                    nop_timeout=1.0,
                 )
-                devices = await asyncio.gather(
-                    *(MultipathDevice.open(IQN, n, addresses, options) for n in range(LUNS))
-                )
-                stop = asyncio.Event()
-                rng = random.Random(4096)
-                progress, cuts = [0], [0]
-                workers = [
-                    asyncio.create_task(_worker(d, random.Random(rng.random()), stop, progress))
-                    for d in devices
-                ]
-                chaos = asyncio.create_task(_chaos(proxies, random.Random(7), stop, cuts))
-                await asyncio.sleep(SECONDS)  # the soak's length, not a wait for anything
-                # However slow the machine, the soak covers this many cuts and I/Os.
-                await until(
-                    lambda: cuts[0] >= SECONDS / 3 and progress[0] > LUNS * 20,
-                    SECONDS,
-                    "enough path cuts and I/O",
-                )
-                stop.set()
-                await asyncio.wait_for(chaos, 30)
-                done = await asyncio.wait_for(asyncio.gather(*workers), 120)
-                assert sum(done) > LUNS * 20
-                assert any(p["failures"] for d in devices for p in d.status()["paths"]), (
-                    "no path ever failed: the chaos did nothing"
-                )
-                await asyncio.gather(*(d.close() for d in devices))
+                async with shared_sessions(HOST, IQN, portals) as shared:
+                    devices = await asyncio.gather(
+                        *(map_over(shared, n, options) for n in range(LUNS))
+                    )
+                    stop = asyncio.Event()
+                    rng = random.Random(4096)
+                    progress, cuts = [0], [0]
+                    workers = [
+                        asyncio.create_task(_worker(d, random.Random(rng.random()), stop, progress))
+                        for d in devices
+                    ]
+                    chaos = asyncio.create_task(_chaos(proxies, random.Random(7), stop, cuts))
+                    await asyncio.sleep(SECONDS)  # the soak's length, not a wait for anything
+                    # However slow the machine, the soak covers this many cuts and I/Os.
+                    await until(
+                        lambda: cuts[0] >= SECONDS / 3 and progress[0] > LUNS * 20,
+                        SECONDS,
+                        "enough path cuts and I/O",
+                    )
+                    stop.set()
+                    await asyncio.wait_for(chaos, 30)
+                    done = await asyncio.wait_for(asyncio.gather(*workers), 120)
+                    assert sum(done) > LUNS * 20
+                    assert any(p["failures"] for d in devices for p in d.status()["paths"]), (
+                        "no path ever failed: the chaos did nothing"
+                    )
+                    await asyncio.gather(*(d.close() for d in devices))
                 for proxy in proxies:
                     await proxy.close()
                 del devices, workers

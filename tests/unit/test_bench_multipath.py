@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.multipath_faults import TwoPortalTarget, build_parser, resolve
+from bench.multipath_faults import (
+    SESSION_OPTIONS,
+    TwoPortalTarget,
+    build_parser,
+    options_dict,
+    resolve,
+)
 from bench.multipath_report import (
     FAULTS,
     busiest_path,
@@ -14,6 +20,9 @@ from bench.multipath_report import (
     percentile,
     spread,
 )
+
+from sanstack.host.sessions import SessionOptions
+from sanstack.mpio.path_slot import MultipathOptions
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -73,3 +82,15 @@ def test_target_gets_a_second_portal(tmp_path: Path) -> None:
     assert portals == [f"127.0.0.1:{target.port}", f"127.0.0.1:{target.port2}"]
     assert target.ports == [target.port, target.port2]
     assert f"{tmp_path / 'lun.img'}:1024M" in target.args
+
+
+def test_options_report_the_shared_sessions_nop_timings() -> None:
+    """The maps run over the host's shared sessions: the NOP timings the report shows are
+    the sessions' (``SessionOptions``), the rest the map's."""
+    options = MultipathOptions(initiator_name="iqn.2026-01.org.sanstack:x", selector="round-robin")
+    sessions = SessionOptions(nop_interval=0.5, nop_timeout=1.5)
+    shown = options_dict(options, sessions)
+    assert (shown["nop_interval_s"], shown["nop_timeout_s"]) == (0.5, 1.5)
+    assert shown["selector"] == "round-robin"
+    assert shown["checker_interval_s"] == options.checker_interval
+    assert options_dict(options, SESSION_OPTIONS)["nop_interval_s"] == SessionOptions().nop_interval

@@ -26,7 +26,7 @@ from sanstack.mpio.shared_path import PathListener
 from sanstack.scsi.alua import ALUAGroups, groups_of
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.codes import MaintenanceIn, Opcode
-from sanstack.scsi.command import Command, Nexus
+from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
 
 HOST = "iqn.2026-11.org.sanstack:host"
@@ -47,6 +47,8 @@ class LunSession:
         self.relative_target_port_id: int | None = None
         self.opcodes: list[int] = []
         self.rtpgs = 0
+        self.held = asyncio.Event()  # cleared: commands wait (in flight) until it is set
+        self.held.set()
         self._killed = asyncio.Event()
         self._tag = 0
 
@@ -77,7 +79,7 @@ class LunSession:
             data_out=bytes(data_out),
             data_in_length=read_length,
         )
-        running = asyncio.ensure_future(self.luns[lun].execute(command))
+        running = asyncio.ensure_future(self._execute(command))
         killed = asyncio.ensure_future(self._killed.wait())
         await asyncio.wait({running, killed}, return_when=asyncio.FIRST_COMPLETED)
         killed.cancel()
@@ -88,6 +90,10 @@ class LunSession:
         result = running.result()
         data = bytes(result.data)[:read_length]
         return CommandResponse(result.status, data, result.sense, read_length - len(data))
+
+    async def _execute(self, command: Command) -> CommandResult:
+        await self.held.wait()
+        return await self.luns[command.lun].execute(command)
 
     def kill(self) -> PathFailed:
         self.failure = PathFailed(PathFailureKind.CONNECTION_LOST, "fake cable pulled")
@@ -288,6 +294,53 @@ def test_no_path_up_refuses_the_map_and_close_ends_every_task() -> None:
         with pytest.raises(Exception, match="closed"):
             await queued
         assert len(asyncio.all_tasks()) <= before
+
+    asyncio.run(body())
+
+
+def test_shared_paths_are_added_to_and_taken_from_a_map_with_io_in_flight() -> None:
+    async def body() -> None:
+        luns = logical_units(2, paths=3)
+        p1, p2, p3 = FakePath("p1", luns, 1), FakePath("p2", luns, 2), FakePath("p3", luns, 3)
+        device = await MultipathDevice.over([(p1, 0)], OPTIONS, target_name=TARGET, lun=0)
+        await device.pr_register(0xAB)
+        # A new portal's session reaching the map: registered with the map's key, then used.
+        await device.add_shared_path(p2, 0)
+        assert states(device) == ["active", "active"]
+        assert p2.listeners == [device]
+        assert sorted((await device.pr_read_keys()).reservation_keys) == [0xAB, 0xAB]
+        with pytest.raises(ValueError, match="already"):
+            await device.add_shared_path(p2, 0)
+        # A path to another device (LUN 1 behind p3) is refused; the map is as it was.
+        with pytest.raises(ValueError, match="not this map's device"):
+            await device.add_shared_path(p3, 1)
+        assert [p["path"] for p in device.status()["paths"]] == ["p1", "p2"]
+        assert p3.listeners == []
+        # Taken away with I/O in flight on it: that I/O is not lost. Its session fails
+        # after the path left, so the I/O ends with PathFailed and is re-driven on p2.
+        assert p1.current is not None
+        p1.current.held.clear()
+        data = os.urandom(8 * BS)
+        writes = [asyncio.create_task(device.write(8 * n, data)) for n in range(8)]
+        await until(lambda: device.status()["paths"][0]["in_flight"] > 0, 5, "I/O on p1")
+        await device.remove_shared_path(p1, 0)
+        assert [p["path"] for p in device.status()["paths"]] == ["p2"]
+        assert p1.listeners == []
+        with pytest.raises(ValueError, match="not a path"):
+            await device.remove_shared_path(p1, 0)
+        p1.fail()
+        await asyncio.wait_for(asyncio.gather(*writes), 5)
+        for n in range(8):
+            assert bytes(await device.read(8 * n, 8)) == data
+        assert states(device) == ["active"]
+        # Added back while its session is down: failed until the session is up again.
+        await device.add_shared_path(p1, 0)
+        assert states(device) == ["active", "failed"]
+        p1.restore()
+        await until(lambda: states(device) == ["active", "active"], 5, "p1 back")
+        assert sorted((await device.pr_read_keys()).reservation_keys) == [0xAB, 0xAB]
+        await device.close()
+        assert p1.listeners == p2.listeners == p3.listeners == []
 
     asyncio.run(body())
 

@@ -48,7 +48,6 @@ EDGE_MODULES = {
     "initiator/session.py": "an iSCSI session over a socket",
     "mpio/alua_reader.py": "one shared session's RTPG read task, awaited with a bound",
     "mpio/device.py": "MultipathDevice: path checker, re-drive, queueing",
-    "mpio/discovery.py": "logs in to every portal to find LUNs",
     "mpio/path_slot.py": "a path's reinstatement and ALUA tasks, a bounded logout",
     "nbd/server.py": "NBD over TCP",
     "scsi/logical_unit.py": "the device server's task set, range locks and aborts",

@@ -66,7 +66,6 @@ from sanstack.mpio.path_slot import (
     MultipathOptions,
     PathAddress,
 )
-from sanstack.mpio.paths import PathEvent
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +284,7 @@ class Host:
             _target_of,
         )
         for naa, paths in new.known.items():
-            log.warning(
-                "map naa.%s: new path(s) %s not added (a map's paths are fixed when it is built)",
-                naa,
-                ", ".join(f"{s.name} LUN {n}" for s, n in paths),
-            )
+            await self._add_paths(naa, paths)
         self._building |= set(new.maps)
         try:
             built = await asyncio.gather(
@@ -377,9 +372,27 @@ class Host:
             if naa in check.closed:
                 closed.append(await self._remove(naa, "its LUN number reaches another device"))
             else:
-                _leave(entry.device, leave)
+                for shared, lun in leave:
+                    await entry.device.remove_shared_path(shared, lun)
                 entry.paths = [p for p in entry.paths if p not in leave]
         return closed
+
+    async def _add_paths(self, naa: str, paths: Sequence[tuple[SharedSession, int]]) -> None:
+        """A known device seen through more (session, LUN) paths: they join its map, each
+        checked to reach the same device and given the map's key before it carries I/O."""
+        entry = self.maps.get(naa)
+        if entry is None:
+            return
+        for shared, lun in paths:
+            if (shared, lun) in entry.paths:
+                continue
+            try:
+                await entry.device.add_shared_path(shared, lun)
+            except (ValueError, BlockDeviceError) as exc:
+                log.warning("map naa.%s: path %s LUN %d not added: %s", naa, shared.name, lun, exc)
+                continue
+            entry.paths.append((shared, lun))
+            log.info("map naa.%s: path %s LUN %d added", naa, shared.name, lun)
 
     async def _reidentify(self, shared: SharedSession, lun: int, expected: str) -> str | None:
         """The NAA behind (``shared``, ``lun``) now; None if it cannot be read now. One
@@ -554,22 +567,6 @@ class Host:
             for path in entry.device.status()["paths"]:
                 out.append({"map": entry.alias, "wwid": entry.wwid, **path})
         return out
-
-
-def _leave(device: MultipathDevice, paths: Sequence[tuple[SharedSession, int]]) -> None:
-    """``paths`` leave ``device`` for good: removed (never reinstated: a removed path is not
-    probed again, and a reinstated one would re-bind to whatever its number reaches now),
-    forgotten, and the map no longer listens to a session it has no path on. What is in
-    flight on them ends with the target's answer. (The map's own ``remove_path`` is for the
-    paths it logs in itself.)"""
-    now = asyncio.get_running_loop().time()
-    for slot in [s for s in device.slots if (s.provider, s.lun) in paths]:
-        slot.path.handle(PathEvent.REMOVE, now)
-        slot.drop()
-        device.slots.remove(slot)
-    for shared, _lun in paths:
-        if not any(s.provider is shared for s in device.slots):
-            shared.remove_listener(device)
 
 
 def _target_of(shared: SharedSession) -> str:

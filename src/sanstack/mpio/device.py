@@ -1,35 +1,36 @@
 """``MultipathDevice``: one ``BlockDevice`` per LUN over every path to it (asyncio edge).
 
-Theory of operation. Each path is an iSCSI session to one portal of the target; the policy
-core (``sanstack.mpio``) decides which path carries each I/O. An I/O that fails with the
-session's ``PathFailed`` (connection lost, NOP timeout, ...: its ``kind`` becomes the path's
-event, ``paths.FAILURE_EVENTS``) fails the path at once and is re-driven on another;
-an error that is about the data or the reservation (CHECK CONDITION other than a unit
-attention, RESERVATION CONFLICT) goes back to the caller and never fails over (dm-multipath's
-``blk_path_error``). When no path is usable the I/O waits for one until the no-path-retry
-deadline, then fails with ``DeviceNotReady``; ``close`` ends every wait at once.
+Theory of operation. Each path is a shared session to one portal of the target
+(``mpio.shared_path.SharedPath``: the host logs in once per (target, portal) and every LUN
+of that target uses that session, ``host/sessions.py``) and the LUN's number behind it; the
+policy core (``sanstack.mpio``) decides which path carries each I/O. The map never logs a
+session in, out, or aborts it. An I/O that fails with the session's ``PathFailed``
+(connection lost, NOP timeout, ...: its ``kind`` becomes the path's event,
+``paths.FAILURE_EVENTS``) fails the path and is re-driven on another; an error that is about
+the data or the reservation (CHECK CONDITION other than a unit attention, RESERVATION
+CONFLICT) goes back to the caller and never fails over (dm-multipath's ``blk_path_error``).
+When no path is usable the I/O waits for one until the no-path-retry deadline, then fails
+with ``DeviceNotReady``; ``close`` ends every wait at once.
+
+The map is a ``PathListener``: ``path_down`` fails the path in this map at once (the
+provider says so before any I/O on it sees its ``PathFailed``); ``path_up`` starts the
+path's reinstatement, a task the map owns: the LUN over the new session (probed the first
+time, re-bound without I/O after), our key registered on that nexus when we hold one, ALUA
+read; only then does the path carry this map's I/O. A failure that is this map's alone (a
+command timeout, a key not taken) fails the path in this map and never touches the
+session; the checker reinstates it while the session is up. Paths come and go at runtime
+(``add_shared_path``, ``remove_shared_path``); ``close`` unsubscribes from every provider.
 
 Lifetime (the KB963702 lesson): a path's session is only ever used through ``PathSlot``,
 whose ``session`` is None while the path is down; I/O never holds a session object past a
 failure, a removed path or a closed device, and every I/O in flight on a failed session
-ends with that session's ``PathFailed`` before it is re-driven. Each device owns one
-checker task, which it cancels and awaits on ``close``; nothing is shared between devices
-(KB967724: no LUN's work waits behind another's in a common pool).
+ends with that session's ``PathFailed`` before it is re-driven. Each device owns its checker
+task and its paths' reinstatement and ALUA tasks, which it cancels and awaits on ``close``;
+no LUN's work waits behind another's in a common pool (KB967724).
 
 Persistent reservations go down the paths as ``mpio.reservations`` decides; one lock per
 device orders a key change against a path's reinstatement, so a path that comes back while
 the key changes is registered with the new key, never left with the old one.
-
-Shared paths (``MultipathDevice.over``). A map may instead run over sessions it does not
-own (``mpio.shared_path.SharedPath``: the host logs in once per (target, portal) and every
-LUN uses that session). The map is then a ``PathListener``: ``path_down`` fails the path in
-this map at once (the provider says so before any I/O on it sees its ``PathFailed``);
-``path_up`` starts the path's reinstatement, a task the map owns: the LUN over the new
-session (probed the first time, re-bound without I/O after), our key registered on that
-nexus when we hold one, ALUA read; only then does the path carry this map's I/O. A failure
-that is this map's alone (a command timeout, a key not taken) fails the path in this map
-and never touches the session; the checker reinstates it while the session is up. The map
-never logs a shared session in, out, or aborts it; ``close`` unsubscribes.
 """
 
 from __future__ import annotations
@@ -42,16 +43,9 @@ from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
 from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible
-from sanstack.initiator.session import ISCSISession, LoginRefused, PathFailed
+from sanstack.initiator.session import ISCSISession, PathFailed
 from sanstack.mpio import reservations
-from sanstack.mpio.path_slot import (
-    MultipathOptions,
-    PathAddress,
-    PathSlot,
-    bounded_logout,
-    path_isid,
-    still_current,
-)
+from sanstack.mpio.path_slot import MultipathOptions, PathSlot, still_current
 from sanstack.mpio.paths import (
     FAILURE_EVENTS,
     GroupChooser,
@@ -62,12 +56,6 @@ from sanstack.mpio.paths import (
 from sanstack.mpio.reservations import HostRegistration, Next, Outcome, Registration
 from sanstack.mpio.selectors import Selector, make_selector
 from sanstack.mpio.shared_path import SharedPath
-from sanstack.scsi.alua_codec import (
-    ALUAState,
-    ReportTargetPortGroupsCdb,
-    ReportTargetPortGroupsData,
-)
-from sanstack.scsi.codes import Status
 from sanstack.scsi.pr_codec import (
     PRInCdb,
     PRInServiceAction,
@@ -81,27 +69,19 @@ from sanstack.scsi.pr_codec import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONNECT_TIMEOUT = 5.0
-RTPG_TIMEOUT = 5.0
-OPEN_ATTEMPTS = 5
-OPEN_TIMEOUT = 3 * CONNECT_TIMEOUT  # a map over shared paths: probe, register, RTPG
+PROBE_TIMEOUT = 5.0  # a LUN's first read over a path (INQUIRY, VPD 0x83, capacity)
+OPEN_TIMEOUT = 3 * PROBE_TIMEOUT  # a path brought into a map: probe, register, ALUA
 PR_IN_ALLOCATION = 8192
 
 
 class MultipathDevice(BlockDevice):
     """A LUN reached through every given portal; see the module docstring."""
 
-    def __init__(
-        self,
-        target_name: str,
-        lun: int,
-        addresses: Sequence[PathAddress],
-        options: MultipathOptions,
-    ) -> None:
+    def __init__(self, target_name: str, lun: int, options: MultipathOptions) -> None:
         self.target_name = target_name
         self.lun = lun
         self.options = options
-        self.slots = [PathSlot.owned(a, path_isid(lun, i), lun) for i, a in enumerate(addresses)]
+        self.slots: list[PathSlot] = []
         self.selector: Selector = make_selector(options.selector)
         self.chooser = GroupChooser(options.failback, options.failback_delay)
         self._loop = asyncio.get_running_loop()
@@ -114,42 +94,6 @@ class MultipathDevice(BlockDevice):
         self._identified = False
 
     # -- opening and closing -----------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls,
-        target_name: str,
-        lun: int,
-        addresses: Sequence[PathAddress],
-        options: MultipathOptions,
-    ) -> MultipathDevice:
-        """Log in on every path, check they reach the same device (VPD 0x83), start checking."""
-        device = cls(target_name, lun, addresses, options)
-        up: list[PathSlot] = []
-        for attempt in range(OPEN_ATTEMPTS):
-            # A boot storm of logins may lose some: retry, bounded, until a path is up.
-            await asyncio.gather(
-                *(device._connect(slot) for slot in device.slots if slot.device is None)
-            )
-            up = [s for s in device.slots if s.device is not None]
-            if up:
-                break
-            await asyncio.sleep(0.2 * (attempt + 1))
-        if not up:
-            await device.close()
-            raise DeviceNotReady(f"no path to {target_name} LUN {lun} could log in")
-        first = up[0].device
-        assert first is not None
-        for slot in up[1:]:
-            assert slot.device is not None
-            if slot.device.identity != first.identity:
-                # Paths are grouped by device identity, never by name: refuse a mix-up.
-                log.error("%s reaches a different device; path not used", slot.label)
-                slot.drop()
-                slot.path.handle(PathEvent.REMOVE, device._loop.time())
-        device._adopt(first)
-        device._checker = asyncio.create_task(device._check_paths())
-        return device
 
     @classmethod
     async def over(
@@ -165,9 +109,9 @@ class MultipathDevice(BlockDevice):
         whose session is up is probed (VPD 0x83: a path to another device is not used) and
         brought to the map's key before it carries I/O; raises ``DeviceNotReady`` when no
         path reaches the LUN. ``target_name`` and ``lun`` name the map in messages."""
-        device = cls(target_name, lun, [], options)
+        device = cls(target_name, lun, options)
         for provider, path_lun in paths:
-            slot = PathSlot(provider.name, provider=provider, lun=path_lun)
+            slot = PathSlot(provider, path_lun)
             slot.path.state = PathState.FAILED  # not usable until reinstated; not a failure
             device.slots.append(slot)
             provider.add_listener(device)
@@ -196,8 +140,7 @@ class MultipathDevice(BlockDevice):
         self._closed = True
         self._changed.set()
         for slot in self.slots:
-            if slot.provider is not None:
-                slot.provider.remove_listener(self)
+            slot.provider.remove_listener(self)
         owned = [
             t
             for t in (
@@ -212,34 +155,55 @@ class MultipathDevice(BlockDevice):
         for task in owned:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sessions = [s.session for s in self.slots if s.session is not None and s.provider is None]
         for slot in self.slots:
-            slot.session, slot.device = None, None
-        await asyncio.gather(*(bounded_logout(s) for s in sessions), return_exceptions=True)
+            slot.drop()
 
-    async def remove_path(self, address: PathAddress) -> None:
-        """Take a path away for good: its I/O in flight ends with its PathFailed and is
-        re-driven on the others; nothing keeps the session afterwards."""
-        slot = next((s for s in self.slots if s.address == address), None)
+    async def add_shared_path(self, provider: SharedPath, lun: int) -> None:
+        """A new shared path to this map's LUN (a new portal's session, ``lun`` the LUN's
+        number behind it): subscribed, then brought in like any returning path (probed and
+        checked to be this map's device, our key registered on that nexus when we hold
+        one, ALUA read) before it carries I/O. A path whose session is down now stays
+        failed until it comes up. Raises ``ValueError`` for a path this map has already or
+        one that reaches another device (the map is then as it was)."""
+        if self._closed:
+            raise DeviceNotReady("multipath device is closed")
+        if any(s.provider is provider and s.lun == lun for s in self.slots):
+            raise ValueError(f"{provider.name} LUN {lun} is a path of this device already")
+        slot = PathSlot(provider, lun)
+        slot.path.state = PathState.FAILED  # not usable until reinstated; not a failure
+        self.slots.append(slot)
+        provider.add_listener(self)
+        self._start_reinstating(slot)
+        if slot.reinstating is not None:
+            await asyncio.wait({slot.reinstating}, timeout=OPEN_TIMEOUT)
+        if slot in self.slots and slot.path.state is PathState.REMOVED:
+            # _device_over refused it: another device (not taken away meanwhile)
+            await self._take_away(slot)
+            raise ValueError(f"{provider.name} LUN {lun} is not this map's device")
+
+    async def remove_shared_path(self, provider: SharedPath, lun: int) -> None:
+        """Take a shared path away for good (its LUN gone behind that session, the portal
+        given up): it carries no new I/O from now on; what is in flight on it ends with the
+        session's answer, or, if the session fails first, is re-driven on the other paths.
+        The session itself is its provider's and is not touched."""
+        slot = next((s for s in self.slots if s.provider is provider and s.lun == lun), None)
         if slot is None:
-            raise ValueError(f"{address} is not a path of this device")
+            raise ValueError(f"{provider.name} LUN {lun} is not a path of this device")
+        await self._take_away(slot)
+
+    async def _take_away(self, slot: PathSlot) -> None:
         slot.path.handle(PathEvent.REMOVE, self._loop.time())
-        session = slot.session
         slot.drop()
         self.slots.remove(slot)
+        if not any(s.provider is slot.provider for s in self.slots):
+            slot.provider.remove_listener(self)
         self._changed.set()
-        if session is not None:
-            await session.wait_closed()
-
-    async def add_path(self, address: PathAddress) -> None:
-        """A new path (a new portal): logged in, registered if we hold a key, then used."""
-        if any(s.address == address for s in self.slots):
-            raise ValueError(f"{address} is a path of this device already")
-        index = max((s.isid & 0xFFFF for s in self.slots), default=-1) + 1
-        slot = PathSlot.owned(address, path_isid(self.lun, index), self.lun)
-        slot.path.handle(PathEvent.IO_PATH_ERROR, self._loop.time())  # down until logged in
-        self.slots.append(slot)
-        await self._connect(slot)
+        owned = [t for t in (slot.alua_refresh, slot.reinstating) if t is not None]
+        for task in owned:
+            task.cancel()
+        for task in owned:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- BlockDevice ----------------------------------------------------------------------------
 
@@ -285,8 +249,7 @@ class MultipathDevice(BlockDevice):
                 log.info("path %s is %s", slot.label, exc.alua_state.name.lower())
                 slot.path.alua_state = exc.alua_state
                 self._changed.set()
-                if slot.provider is not None:  # the session's reader learns it too
-                    self._alua_changed(slot)
+                self._alua_changed(slot)  # the session's reader learns it too
             except PathFailed as failure:
                 self._path_failed(device, failure, "I/O")
             finally:
@@ -322,8 +285,7 @@ class MultipathDevice(BlockDevice):
     def _fail(self, slot: PathSlot, event: PathEvent, reason: str) -> None:
         if slot.path.state is PathState.ACTIVE:
             # A shared session's failure is logged once by its owner, not by every map.
-            level = logging.WARNING if slot.provider is None else logging.DEBUG
-            log.log(level, "path %s failed (%s): %s", slot.label, event.value, reason)
+            log.debug("path %s failed (%s): %s", slot.label, event.value, reason)
         slot.path.handle(event, self._loop.time())
         slot.drop()
         self._changed.set()
@@ -331,7 +293,8 @@ class MultipathDevice(BlockDevice):
     # -- path checker ---------------------------------------------------------------------------
 
     async def _check_paths(self) -> None:
-        """Reinstate failed paths (re-login), notice dead ones, re-read ALUA states."""
+        """Notice replaced sessions, reinstate paths failed for this map alone, re-read
+        ALUA states (one read per session per interval, shared by every map)."""
         while not self._closed:
             await asyncio.sleep(self.options.checker_interval)
             await asyncio.gather(*(self._check(slot) for slot in self.slots))
@@ -339,86 +302,21 @@ class MultipathDevice(BlockDevice):
     async def _check(self, slot: PathSlot) -> None:
         if slot.path.state is PathState.REMOVED:
             return
-        if slot.provider is not None:
-            session = slot.provider.session
-            if slot.session is not None and slot.session is not session:
-                self._fail(slot, PathEvent.CHECKER_FAILED, "session replaced")
-            if slot.device is None:
-                # Failed for this map alone (a command timed out, the key was not taken):
-                # try again while the shared session is up.
-                if session is not None and not session.closed:
-                    self._start_reinstating(slot)
-                return
-            await self._read_alua(slot)
-            return
-        if slot.session is None or slot.session.closed:
-            if slot.session is not None:
-                failure = slot.session.failure
-                event = (
-                    PathEvent.CHECKER_FAILED if failure is None else FAILURE_EVENTS[failure.kind]
-                )
-                self._fail(slot, event, f"session closed: {failure or 'logged out'}")
-            await self._connect(slot)
+        session = slot.provider.session
+        if slot.session is not None and slot.session is not session:
+            self._fail(slot, PathEvent.CHECKER_FAILED, "session replaced")
+        if slot.device is None:
+            # Failed for this map alone (a command timed out, the key was not taken):
+            # try again while the shared session is up.
+            if session is not None and not session.closed:
+                self._start_reinstating(slot)
             return
         await self._read_alua(slot)
-
-    async def _connect(self, slot: PathSlot) -> None:
-        address = slot.address
-        assert address is not None  # our own path: a shared one is its provider's to log in
-        try:
-            session = await asyncio.wait_for(
-                ISCSISession.connect(
-                    address.host,
-                    address.port,
-                    self.target_name,
-                    initiator_name=self.options.initiator_name,
-                    isid=slot.isid,
-                    nop_interval=self.options.nop_interval,
-                    nop_timeout=self.options.nop_timeout,
-                ),
-                CONNECT_TIMEOUT,
-            )
-        except (PathFailed, TimeoutError) as exc:
-            if slot.path.state is PathState.ACTIVE:
-                kind = exc.kind if isinstance(exc, PathFailed) else None
-                event = PathEvent.CHECKER_FAILED if kind is None else FAILURE_EVENTS[kind]
-                self._fail(slot, event, f"login: {exc}")
-            return
-        except LoginRefused as exc:
-            # Not a path failure (every path would say the same), but this one stays down.
-            if slot.path.state is PathState.ACTIVE:
-                self._fail(slot, PathEvent.CHECKER_FAILED, f"login refused: {exc}")
-            log.warning("path %s: login refused: %s", slot.label, exc)
-            return
-        try:
-            device = await asyncio.wait_for(ISCSIDevice.open(session, self.lun), CONNECT_TIMEOUT)
-        except Exception as exc:  # any failure to open the LUN leaves the path down
-            session.abort()
-            log.warning("path %s: LUN %d not usable: %s", slot.label, self.lun, str(exc))
-            return
-        async with self._registering:
-            if self._closed:
-                session.abort()
-                return
-            step = self.registration.reinstatement()
-            if step is not None:
-                outcome, error = await self._register(device, step)
-                if outcome is not Outcome.GOOD:  # an unregistered path must not carry I/O
-                    session.abort()
-                    log.warning("path %s: could not register our key: %s", slot.label, error)
-                    return
-            slot.session, slot.device = session, device
-        device.on_alua_change = lambda: self._alua_changed(slot)
-        await self._read_alua(slot)
-        if slot.path.state is PathState.FAILED:
-            slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
-            log.info("path %s reinstated", slot.label)
-        self._changed.set()
 
     def _alua_changed(self, slot: PathSlot) -> None:
-        """ASYMMETRIC ACCESS STATE CHANGED (or, on a shared path, a NOT READY answer) on a
-        path: re-read the groups now (bounded task owned by the device; one at a time per
-        path; a shared path's read is shared with every map on its session)."""
+        """ASYMMETRIC ACCESS STATE CHANGED (or a NOT READY answer) on a path: re-read the
+        groups now (bounded task owned by the device; one at a time per path; the read is
+        shared with every map on the path's session)."""
         if self._closed or slot.alua_refresh is not None:
             return
         task = self._loop.create_task(self._read_alua(slot, since=self._loop.time()))
@@ -426,37 +324,17 @@ class MultipathDevice(BlockDevice):
         task.add_done_callback(lambda _t: setattr(slot, "alua_refresh", None))
 
     async def _read_alua(self, slot: PathSlot, *, since: float | None = None) -> None:
-        """The path's ALUA state: a shared path's from its session's reader (a read no older
-        than ``since``, by default one checker interval), our own session's by RTPG."""
-        session, device = slot.session, slot.device
+        """The path's ALUA state from its session's reader: a read no older than ``since``,
+        by default one checker interval (``mpio.alua_reader``)."""
+        session = slot.session
         if session is None:
             return
-        if slot.provider is not None:
-            if since is None:
-                since = self._loop.time() - self.options.checker_interval
-            state = await slot.provider.read_alua(slot.lun, since)
-            if state is not None and slot.session is session and slot.path.alua_state != state:
-                slot.path.alua_state = state
-                self._changed.set()
-            return
-        cdb = ReportTargetPortGroupsCdb(allocation_length=4096).encode()
-        try:
-            result = await session.command(self.lun, cdb, read_length=4096, timeout=RTPG_TIMEOUT)
-        except PathFailed as failure:
-            if slot.session is session:
-                self._fail(slot, FAILURE_EVENTS[failure.kind], f"RTPG: {failure}")
-            return
-        if result.status != Status.GOOD:
-            return  # a target without ALUA (tgt): every path stays active/optimized
-        port = session.relative_target_port_id
-        if device is not None and device.relative_target_port_id is not None:
-            port = device.relative_target_port_id
-        for group in ReportTargetPortGroupsData.decode(result.data).descriptors:
-            if port in group.relative_target_port_ids:
-                if slot.path.alua_state != group.asymmetric_access_state:
-                    slot.path.alua_state = ALUAState(group.asymmetric_access_state)
-                    self._changed.set()
-                return
+        if since is None:
+            since = self._loop.time() - self.options.checker_interval
+        state = await slot.provider.read_alua(slot.lun, since)
+        if state is not None and slot.session is session and slot.path.alua_state != state:
+            slot.path.alua_state = state
+            self._changed.set()
 
     # -- shared paths: the provider's notices (mpio.shared_path.PathListener) -------------------
 
@@ -486,7 +364,6 @@ class MultipathDevice(BlockDevice):
         """Bring a shared path into this map: the LUN over the current session, our key
         registered on that nexus (when we hold one), ALUA read; then it carries I/O. A path
         that fails any step stays failed; the checker tries again."""
-        assert slot.provider is not None
         while not self._gone(slot):
             session = slot.provider.session
             if session is None or session.closed or slot.session is session:
@@ -528,7 +405,7 @@ class MultipathDevice(BlockDevice):
         this map's device), re-bound without I/O after that."""
         if slot.probed is not None:
             return slot.probed.over(session)
-        device = await asyncio.wait_for(ISCSIDevice.open(session, slot.lun), CONNECT_TIMEOUT)
+        device = await asyncio.wait_for(ISCSIDevice.open(session, slot.lun), PROBE_TIMEOUT)
         if not self._identified:
             self._adopt(device)
         elif device.identity != self.identity:
