@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,8 @@ from tests.support.processes import (
     Daemon,
     free_port,
     require_tool,
+    running_host,
     running_target,
-    wait_for_line,
 )
 from tests.support.waits import until
 
@@ -99,23 +98,9 @@ def test_a_lun_added_then_removed_at_runtime_with_io_on_the_others(tmp_path: Pat
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:1M"] * LUNS) as target:
         nbd_port = free_port()
-        control = tmp_path / "host.sock"
-        args = sanstack("host", "run", "--name", "r1", "--nbd", f"127.0.0.1:{nbd_port}")
-        for port in ports:
-            args += ["--portal", f"127.0.0.1:{port}"]
-        args += ["--control", str(control), "--rescan-interval", "0"]
-        log_path = tmp_path / "host.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-        try:
-            wait_for_line(process, b"ready", 60, context=log_path.read_text)
-            asyncio.run(_added_then_removed(target, control, nbd_port, nbdinfo))
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0, log_path.read_text()[-3000:]
-            if process.stdout is not None:
-                process.stdout.close()
-        assert "Traceback" not in log_path.read_text()
+        no_timer = ["--rescan-interval", "0"]
+        with running_host(tmp_path, "r1", ports, nbd_port, extra=no_timer) as host:
+            asyncio.run(_added_then_removed(target, host.control, nbd_port, nbdinfo))
 
 
 async def _added_then_removed(target: Daemon, control: Path, nbd_port: int, nbdinfo: str) -> None:
@@ -202,16 +187,9 @@ def test_a_lun_removed_and_readded_under_its_number_is_a_new_map_after_a_rescan(
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:1M", str(files[b"A"])]) as target:
         nbd_port = free_port()
-        control = tmp_path / "host.sock"
-        args = sanstack("host", "run", "--name", "r2", "--nbd", f"127.0.0.1:{nbd_port}")
-        for port in ports:
-            args += ["--portal", f"127.0.0.1:{port}"]
-        args += ["--control", str(control), "--rescan-interval", "0"]
-        log_path = tmp_path / "host.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-        try:
-            wait_for_line(process, b"ready", 60, context=log_path.read_text)
+        no_timer = ["--rescan-interval", "0"]
+        with running_host(tmp_path, "r2", ports, nbd_port, extra=no_timer) as daemon:
+            control = daemon.control
 
             def host(*words: str) -> Any:
                 out = subprocess.run(
@@ -241,12 +219,6 @@ def test_a_lun_removed_and_readded_under_its_number_is_a_new_map_after_a_rescan(
             assert asyncio.run(read_block(nbd_port, alias)) == b"B" * BLOCK
             assert asyncio.run(read_block(nbd_port, after["wwid"])) == b"B" * BLOCK
             assert sorted(m["alias"] for m in maps.values()) == [f"{IQN}/0", alias]
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0, log_path.read_text()[-3000:]
-            if process.stdout is not None:
-                process.stdout.close()
-        assert "Traceback" not in log_path.read_text()
 
 
 async def read_block(port: int, export: str) -> bytes:

@@ -19,6 +19,7 @@ from tests.support.iscsi_client import Response, TestInitiator
 from tests.support.processes import (
     Daemon,
     free_port,
+    host_run_command,
     require_tool,
     run_tool,
     running_target,
@@ -74,11 +75,8 @@ def registrations(target: Daemon) -> list[tuple[str, str]]:
 def start_host(
     tmp_path: Path, ports: list[int], nbd_port: int, run: int
 ) -> subprocess.Popen[bytes]:
-    args = sanstack("host", "run", "--name", "k1", "--nbd", f"127.0.0.1:{nbd_port}")
-    for port in ports:
-        args += ["--portal", f"127.0.0.1:{port}"]
+    args = host_run_command("k1", ports, nbd_port, ["--rescan-interval", "0"])
     args += ["--control", str(tmp_path / "host.sock"), "--state-dir", str(tmp_path / "host-state")]
-    args += ["--rescan-interval", "0"]
     log_path = tmp_path / f"host-{run}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,8 @@ from tests.support.processes import (
     free_port,
     require_tool,
     run_tool,
+    running_host,
     running_target,
-    wait_for_line,
 )
 
 pytestmark = pytest.mark.interop
@@ -47,17 +46,9 @@ def test_host_run_exports_every_map_over_two_sessions(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:1M"] * LUNS) as target:
         nbd_port = free_port()
-        control = tmp_path / "host.sock"
-        args = sanstack("host", "run", "--name", "n1", "--nbd", f"127.0.0.1:{nbd_port}")
-        for port in ports:
-            args += ["--portal", f"127.0.0.1:{port}"]
-        args += ["--control", str(control), "--state-dir", str(tmp_path / "host-state")]
-        log_path = tmp_path / "host.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-        try:
-            line = wait_for_line(process, b"ready", 60, context=log_path.read_text)
-            assert f"maps {LUNS}".encode() in line
+        with running_host(tmp_path, "n1", ports, nbd_port) as host:
+            assert f"maps {LUNS}".encode() in host.ready_line
+            control = host.control
 
             status = host_cli(control, "status", "--json")
             assert status["initiator"] == "iqn.2026-11.org.sanstack.host:n1"
@@ -91,9 +82,3 @@ def test_host_run_exports_every_map_over_two_sessions(tmp_path: Path) -> None:
                       f"nbd://127.0.0.1:{nbd_port}/{alias['alias']}"])  # fmt: skip
             run_tool([qemu_io, "-f", "raw", "-c", f"read -P {pattern} 0 64k",
                       f"nbd://127.0.0.1:{nbd_port}/{alias['wwid']}"])  # fmt: skip
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0, log_path.read_text()[-3000:]
-            if process.stdout is not None:
-                process.stdout.close()
-        assert "Traceback" not in log_path.read_text()

@@ -69,6 +69,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     log_path: Path
     control: Path
+    ready_line: bytes = b""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -114,13 +115,50 @@ def running_target(
         yield daemon
 
 
+def host_run_command(
+    name: str, portals: Sequence[int], nbd_port: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """``sanstack host run`` in the quick form over ``portals`` of 127.0.0.1."""
+    args = [*sanstack_command(), "host", "run", "--name", name, "--nbd", f"127.0.0.1:{nbd_port}"]
+    for port in portals:
+        args += ["--portal", f"127.0.0.1:{port}"]
+    return [*args, *extra]
+
+
+@contextmanager
+def running_host(
+    tmp_path: Path,
+    name: str,
+    portals: Sequence[int],
+    nbd_port: int,
+    *,
+    extra: Sequence[str] = (),
+    ready_timeout: float = 60.0,
+    stop_timeout: float = 30.0,
+) -> Iterator[Daemon]:
+    """Start ``sanstack host run``; stop it with SIGTERM afterwards (exit 0 required).
+
+    Its control socket and state directory are in ``tmp_path``, named after ``name``.
+    """
+    args = host_run_command(name, portals, nbd_port, extra)
+    with _daemon(tmp_path, args, name, ready_timeout, stop_timeout, kind="host") as daemon:
+        yield daemon
+
+
 @contextmanager
 def _daemon(
-    tmp_path: Path, args: list[str], tag: str, ready_timeout: float, stop_timeout: float
+    tmp_path: Path,
+    args: list[str],
+    tag: str,
+    ready_timeout: float,
+    stop_timeout: float,
+    *,
+    kind: str = "target",
 ) -> Iterator[Daemon]:
-    log_path = tmp_path / f"target-{tag}.log"
-    control = tmp_path / f"control-{tag}.sock"
-    args = [*args, "--control", str(control), "--state-dir", str(tmp_path / f"state-{tag}")]
+    log_path = tmp_path / f"{kind}-{tag}.log"
+    control = tmp_path / f"control-{kind}-{tag}.sock"
+    state_dir = tmp_path / f"state-{kind}-{tag}"
+    args = [*args, "--control", str(control), "--state-dir", str(state_dir)]
     with log_path.open("w") as log_file:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, cwd=tmp_path)
     daemon = Daemon(process, log_path, control)
@@ -135,15 +173,17 @@ def _daemon(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-                pytest.fail(f"target did not stop within {stop_timeout}s:\n{daemon.log()[-3000:]}")
+                pytest.fail(f"{kind} did not stop within {stop_timeout}s:\n{daemon.log()[-3000:]}")
         if process.stdout is not None:
             process.stdout.close()
-    assert process.returncode == 0, f"target exited {process.returncode}:\n{daemon.log()[-3000:]}"
+    assert process.returncode == 0, f"{kind} exited {process.returncode}:\n{daemon.log()[-3000:]}"
     assert "Traceback" not in daemon.log(), daemon.log()[-5000:]
 
 
 def _wait_ready(daemon: Daemon, timeout: float) -> None:
-    wait_for_line(daemon.process, b"ready", timeout, context=lambda: daemon.log()[-3000:])
+    daemon.ready_line = wait_for_line(
+        daemon.process, b"ready", timeout, context=lambda: daemon.log()[-3000:]
+    )
 
 
 def wait_for_line(
