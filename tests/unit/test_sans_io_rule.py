@@ -76,6 +76,7 @@ LAYERS: dict[str, int] = {
     "mpio": 5,
     "host": 6,
     "target": 7,
+    "cluster": 8,
     "cli": 9,
 }
 
