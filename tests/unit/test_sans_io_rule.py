@@ -37,6 +37,7 @@ EDGE_MODULES = {
     "cli/common.py": "runs a daemon's coroutine with signal handling",
     "cli/target.py": "runs the target daemon",
     "cli/volume.py": "runs volume operations and waits on a holder's socket",
+    "cluster/work_queue.py": "the node's bounded reservation work queue and its workers",
     "control/client.py": "HTTP over a Unix socket",
     "control/server.py": "serves a service API over a Unix socket",
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
