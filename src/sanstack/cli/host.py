@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.cli.common import parse_address
+from sanstack.config_fields import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError, ServiceError
 

@@ -20,6 +20,7 @@ from sanstack.cli.common import (
     run_command,
     setup_logging,
 )
+from sanstack.config_fields import parse_address
 from sanstack.errors import ConfigError
 
 log = logging.getLogger("sanstack")
@@ -68,21 +69,13 @@ def register(commands: Any) -> None:
     serve.set_defaults(func=serve_command)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError("--listen", f"{text!r} is not HOST:PORT")
-    return host, int(port_text)
-
-
 async def serve_command(args: argparse.Namespace) -> int:
     from sanstack.block.device import BLOCK_SIZES, BlockDevice
     from sanstack.nbd.server import NBDServer
     from sanstack.target.build import open_device
     from sanstack.target.config import parse_lun_argument
 
-    host, port = parse_listen(args.listen)
+    host, port = parse_address(args.listen, "--listen", any_port=True)
     if not args.export:
         raise ConfigError("--export", "at least one --export NAME=FILE:SIZE is needed")
     if args.block_size not in BLOCK_SIZES:

@@ -85,6 +85,13 @@ class ClusterConfig:
                 return node
         raise KeyError(name)
 
+    def node_with_key(self, key: int) -> NodeSpec | None:
+        """The node whose reservation key ``key`` is (None: another cluster's, or stale)."""
+        for node in self.nodes:
+            if node.key == key:
+                return node
+        return None
+
     @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(node.name for node in self.nodes)

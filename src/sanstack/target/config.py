@@ -42,12 +42,12 @@ The quick form's ``--lun`` takes ``FILE:SIZE``, ``FILE`` (existing), ``memory:SI
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sanstack.block.device import BLOCK_SIZES
+from sanstack.config_fields import as_table, integer, no_unknown, read_toml
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.snapshot.model import VolumeError, check_snapshot_name
@@ -201,19 +201,11 @@ def quick_target(name: str, portals: list[str], luns: list[str]) -> TargetSpec:
 
 
 def load_config(path: Path) -> list[TargetSpec]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(path), "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot read: {exc}") from None
-    return parse_config(raw)
+    return parse_config(read_toml(path))
 
 
 def parse_config(raw: dict[str, Any]) -> list[TargetSpec]:
-    _no_unknown(raw, {"target"}, "")
+    no_unknown(raw, {"target"}, "")
     targets = raw.get("target")
     if not isinstance(targets, list) or not targets:
         raise ConfigError("target", "at least one [[target]] table is needed")
@@ -225,28 +217,9 @@ def parse_config(raw: dict[str, Any]) -> list[TargetSpec]:
     return specs
 
 
-def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
-    for key in table:
-        if key not in known:
-            prefix = f"{where}." if where else ""
-            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
-
-
-def _table(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(where, "must be a table")
-    return value
-
-
-def _int(value: object, where: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(where, f"{value!r} is not an integer in {low}..{high}")
-    return value
-
-
 def _parse_target(value: object, where: str) -> TargetSpec:
-    table = _table(value, where)
-    _no_unknown(table, {"name", "alias", "initiators", "chap", "portal_group", "lun"}, where)
+    table = as_table(value, where)
+    no_unknown(table, {"name", "alias", "initiators", "chap", "portal_group", "lun"}, where)
     name = check_name(table.get("name"), f"{where}.name")
     alias = table.get("alias", "")
     if not isinstance(alias, str):
@@ -280,8 +253,8 @@ def _parse_target(value: object, where: str) -> TargetSpec:
 
 
 def _parse_chap(value: object, where: str) -> ChapCredentials:
-    table = _table(value, where)
-    _no_unknown(table, {"user", "secret", "mutual_user", "mutual_secret"}, where)
+    table = as_table(value, where)
+    no_unknown(table, {"user", "secret", "mutual_user", "mutual_secret"}, where)
     for key in ("user", "secret"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{where}.{key}", "is required and must be a non-empty string")
@@ -294,9 +267,9 @@ def _parse_chap(value: object, where: str) -> ChapCredentials:
 
 
 def _parse_group(value: object, where: str) -> PortalGroupSpec:
-    table = _table(value, where)
-    _no_unknown(table, {"tag", "portals"}, where)
-    tag = _int(table.get("tag"), f"{where}.tag", 1, 0xFFFF)
+    table = as_table(value, where)
+    no_unknown(table, {"tag", "portals"}, where)
+    tag = integer(table.get("tag"), f"{where}.tag", 1, 0xFFFF)
     portals = table.get("portals")
     if not isinstance(portals, list) or not portals:
         raise ConfigError(f"{where}.portals", "must list at least one HOST:PORT")
@@ -309,14 +282,14 @@ def _parse_group(value: object, where: str) -> PortalGroupSpec:
 
 
 def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
-    table = _table(value, where)
+    table = as_table(value, where)
     known = {"number", "backstore", "path", "size", "block_size", "read_only"}
     known |= {"physical_block_size", "snapshot"}
-    _no_unknown(table, known, where)
+    no_unknown(table, known, where)
     number = table.get("number")
     if number is None:
         number = next(n for n in range(len(used) + 1) if n not in used)
-    number = _int(number, f"{where}.number", 0, 16383)
+    number = integer(number, f"{where}.number", 0, 16383)
     if number in used:
         raise ConfigError(f"{where}.number", f"LUN {number} is defined twice")
     backstore = table.get("backstore", "file")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sanstack.block.device import BlockDevice, DeviceIdentity
+from sanstack.config_fields import parse_address
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.scsi.alua import ALUAGroups, announce_state_change
@@ -36,17 +37,8 @@ class Portal:
 
     @classmethod
     def parse(cls, text: str, *, field_name: str = "portal") -> Portal:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ConfigError(field_name, f"{text!r} is not HOST:PORT")
-        host = host.strip("[]")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ConfigError(field_name, f"port {port_text!r} is not a number") from None
-        if not 0 <= port <= 65535:
-            raise ConfigError(field_name, f"port {port} is outside 0..65535")
-        return cls(host, port)
+        """``HOST:PORT``; port 0 listens on any free port."""
+        return cls(*parse_address(text, field_name, any_port=True))
 
 
 @dataclass(slots=True)
