@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sanstack.cluster.heartbeat import decode, encode
 from sanstack.cluster.membership import Membership, MembershipEvent, View, ViewInstalled
 from sanstack.cluster.model import Timings
 
@@ -175,7 +174,7 @@ class ClusterSim:
         if membership is None:
             return  # the process is down: the datagram is lost
         self.delivered += 1
-        events = membership.receive(decode(datagram), self.now)
+        events = membership.receive_datagram(datagram, self.now)
         self._record(receiver, events)
         self._reschedule(receiver)
 
@@ -184,10 +183,8 @@ class ClusterSim:
         result = membership.tick(self.now)
         deadline = membership.next_deadline(self.now)
         assert deadline > self.now, f"{name}: tick at {self.now} left its deadline at {deadline}"
-        encoded: dict[int, bytes] = {}
-        for out in result.outgoing:
-            datagram = encoded.setdefault(id(out.heartbeat), encode(out.heartbeat))
-            self._send(name, out.node, datagram)
+        for receiver, datagram in result.datagrams():
+            self._send(name, receiver, datagram)
         self._record(name, result.events)
         self._reschedule(name)
 

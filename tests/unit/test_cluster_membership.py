@@ -175,6 +175,17 @@ def test_what_is_dropped_and_why(fields: dict[str, object], reason: str) -> None
     assert node.alive() == {"n2"}
 
 
+def test_a_datagram_that_does_not_decode_is_dropped_with_the_reason() -> None:
+    node = membership()
+    dropped = node.receive_datagram(b"SSHB\x01", 0.0)
+    assert dropped == [HeartbeatDropped(None, "not a heartbeat: header: truncated, 5 of 39 bytes")]
+    hello = node.tick(1.0).datagrams()
+    assert [name for name, _ in hello] == ["n1", "n3"]
+    assert hello[0][1] is hello[1][1]  # encoded once for every receiver
+    other = Membership("prod", "n1", NODES, TIMINGS, 101)
+    assert other.receive_datagram(hello[0][1], 1.0) == [NodeJoined("n2", 102)]
+
+
 # -- pause ----------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Membership: the failure detector and view agreement (docs/cluster-design.md "Membership").
 
-Sans-IO. The edge calls ``tick(now)`` at ``next_deadline(now)`` and sends each ``Outgoing``
-heartbeat to that node's address; it decodes every datagram it receives and hands it to
-``receive(hb, now)``, then asks ``next_deadline`` again (a heartbeat can bring it forward).
+Sans-IO. The edge calls ``tick(now)`` at ``next_deadline(now)`` and sends each of
+``Tick.datagrams()`` to that node's cluster address; it hands every datagram it receives to
+``receive_datagram(data, now)`` (or a decoded one to ``receive``), then asks
+``next_deadline`` again (a heartbeat can bring it forward).
 
 Failure detector: a peer is alive while a heartbeat of it arrived within
 ``timings.node_timeout`` (``heartbeat_interval * missed_heartbeats``). Peers are told apart
@@ -44,7 +45,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from sanstack.cluster.heartbeat import MAX_U64, Claim, Heartbeat, HeartbeatError, split
+from sanstack.cluster.heartbeat import (
+    MAX_U64,
+    Claim,
+    Heartbeat,
+    HeartbeatError,
+    decode,
+    encode,
+    split,
+)
 from sanstack.cluster.model import Timings
 from sanstack.errors import ConfigError
 
@@ -164,7 +173,7 @@ class ClaimsChanged:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatDropped:
-    node: str
+    node: str | None  # None: the datagram did not decode
     reason: str
 
 
@@ -192,6 +201,14 @@ class Outgoing:
 class Tick:
     outgoing: list[Outgoing]
     events: list[MembershipEvent]
+
+    def datagrams(self) -> list[tuple[str, bytes]]:
+        """(node name, datagram) to send, each distinct heartbeat encoded once."""
+        encoded: dict[int, bytes] = {}
+        return [
+            (out.node, encoded.setdefault(id(out.heartbeat), encode(out.heartbeat)))
+            for out in self.outgoing
+        ]
 
 
 # -- the state of one peer ----------------------------------------------------------------
@@ -392,6 +409,14 @@ class Membership:
             outgoing = self._send(now)
         return Tick(outgoing, events)
 
+    def receive_datagram(self, data: bytes, now: float) -> list[MembershipEvent]:
+        """``receive`` for the bytes of one datagram; one that does not decode is dropped."""
+        try:
+            hb = decode(data)
+        except HeartbeatError as exc:
+            return [HeartbeatDropped(None, f"not a heartbeat: {exc}")]
+        return self.receive(hb, now)
+
     def receive(self, hb: Heartbeat, now: float) -> list[MembershipEvent]:
         """Take one decoded heartbeat datagram; a datagram it cannot use is dropped with a
         reason (``HeartbeatDropped``), never raised."""
@@ -409,6 +434,7 @@ class Membership:
             had_claims = bool(peer.claims or peer.moves)
             previous = peer.incarnation
             peer.restart(hb.incarnation)
+            peer.alive_since = now  # the new process has not heard this node yet
             events.append(NodeRejoined(hb.node, hb.incarnation, previous))
             if had_claims:
                 events.append(ClaimsChanged(hb.node))
