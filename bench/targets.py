@@ -234,12 +234,14 @@ class SanstackTarget:
 class TgtTarget:
     name = "tgt"
 
-    def __init__(self, tgtd: str, tgtadm: str, workdir: Path, backing: Path) -> None:
+    def __init__(
+        self, tgtd: str, tgtadm: str, workdir: Path, backing: Path, *, port: int | None = None
+    ) -> None:
         self.tgtd = tgtd
         self.tgtadm = tgtadm
         self.workdir = workdir
         self.backing = backing
-        self.port = free_port()
+        self.port = port or free_port()
         # tgtd's management channel is the unix socket "$TGT_IPC_SOCKET.<control port>"
         # (the "port" must be 0..32767); a private socket path keeps it away from any
         # system tgtd (which uses 3260 and /var/run/tgtd/socket.0), so any number is free.

@@ -57,7 +57,7 @@ from sanstack.nbd.protocol import (
     StructuredReplyHeader,
     decode_info,
 )
-from sanstack.nbd.server_connection import MAX_OPTION_BYTES, MAX_OPTIONS
+from sanstack.nbd.server_connection import MAX_OPTION_BYTES, MAX_OPTIONS, OPTIONS_PER_EXPORT
 
 T = NBDTransmissionFlag
 
@@ -479,12 +479,29 @@ def test_oversized_export_name_is_a_failure() -> None:
 
 
 def test_endless_haggling_is_cut_off() -> None:
-    client = Client()
-    for _ in range(MAX_OPTIONS):
+    client = Client()  # one export
+    for _ in range(MAX_OPTIONS + OPTIONS_PER_EXPORT):
         assert client.option(NBDOpt.NBD_OPT_LIST)[-1].reply_type == NBDRep.NBD_REP_ACK
     events = client.send(OptionRequest(NBDOpt.NBD_OPT_LIST).encode())
     assert len(events) == 1
     assert isinstance(events[0], ProtocolFailure)
+
+
+def test_every_export_of_a_long_list_can_be_asked_about() -> None:
+    """nbdinfo --list on one connection: LIST, then INFO and LIST_META_CONTEXT of every
+    export; a host exports each map twice, so 600 exports are 1,200 options and more."""
+    names = [f"naa.{n:016x}" for n in range(600)]
+    client = Client(dict.fromkeys(names, DISK))
+    client.option(NBDOpt.NBD_OPT_STRUCTURED_REPLY)
+    assert len(client.option(NBDOpt.NBD_OPT_LIST)) == len(names) + 1
+    for name in names:
+        info = InfoRequestData(name, (NBDInfo.NBD_INFO_BLOCK_SIZE,)).encode()
+        assert client.option(NBDOpt.NBD_OPT_INFO, info)[-1].reply_type == NBDRep.NBD_REP_ACK
+        query = MetaContextRequestData(name, ()).encode()
+        replies = client.option(NBDOpt.NBD_OPT_LIST_META_CONTEXT, query)
+        assert replies[-1].reply_type == NBDRep.NBD_REP_ACK
+    assert client.go(names[-1], structured=False)[-1].reply_type == NBDRep.NBD_REP_ACK
+    assert not [e for e in client.events if isinstance(e, ProtocolFailure)]
 
 
 def test_an_option_arriving_byte_by_byte_counts_once() -> None:

@@ -76,8 +76,11 @@ from sanstack.nbd.protocol import (
 # strings of at most 4096 bytes ("Conventions").
 MAX_OPTION_BYTES: Final = 64 * 1024
 # A client haggling forever is a denial of service ("Termination of the session during
-# option haggling" allows a hard disconnect then).
+# option haggling" allows a hard disconnect then). The bound grows with the exports: a
+# client may ask a few options of each (nbdinfo --list asks NBD_OPT_INFO and
+# NBD_OPT_LIST_META_CONTEXT of every export on one connection).
 MAX_OPTIONS: Final = 1024
+OPTIONS_PER_EXPORT: Final = 4
 MAX_META_QUERIES: Final = 64
 # What may sit in the receive buffer beyond one maximum-size WRITE.
 READ_AHEAD_BYTES: Final = 4 << 20
@@ -127,6 +130,7 @@ class NBDServerConnection:
         self._meta_selected: tuple[str, ...] = ()
         self._shutting_down = False
         self._options_seen = 0
+        self._max_options = MAX_OPTIONS + OPTIONS_PER_EXPORT * len(self.exports)
         self._buf = bytearray()
         self._pos = 0
         self._skip = 0
@@ -214,8 +218,8 @@ class NBDServerConnection:
             return None, False
         with memoryview(self._buf)[self._pos : self._pos + OptionHeader.SIZE] as raw:
             header = OptionHeader.decode(raw)
-        if self._options_seen >= MAX_OPTIONS:
-            return self._fail(f"more than {MAX_OPTIONS} options"), True
+        if self._options_seen >= self._max_options:
+            return self._fail(f"more than {self._max_options} options"), True
         if header.length > MAX_OPTION_BYTES:
             self._options_seen += 1
             if header.option == NBDOpt.NBD_OPT_EXPORT_NAME:
