@@ -90,23 +90,3 @@ class StopSignals:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._loop.remove_signal_handler(sig)
-
-
-def parse_address(text: str, field: str, *, any_port: bool = False) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) or ConfigError naming ``field``.
-
-    Port 0 ("any free port") only with ``any_port``, for an address to listen on.
-    """
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host:
-        raise ConfigError(field, f"{text!r} is not HOST:PORT")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(field, f"port {port_text!r} in {text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(field, f"port {port} in {text!r} is outside 0..65535")
-    if port == 0 and not any_port:
-        raise ConfigError(field, f"port 0 in {text!r}: name the port to connect to")
-    return host, port

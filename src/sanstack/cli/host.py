@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.cli.common import parse_address
+from sanstack.config_checks import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError, ServiceError
 
@@ -24,7 +24,7 @@ _SIMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 
 def initiator_name(name: str) -> str:
     """``--name``: an iSCSI name as given, or a short host name an IQN is derived from."""
-    from sanstack.target.config import check_name
+    from sanstack.config_checks import check_name
 
     if name.lower().startswith(("iqn.", "eui.", "naa.")):
         return check_name(name, "--name")
@@ -149,6 +149,7 @@ def register(commands: Any) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
+    from sanstack.config_checks import check_name
     from sanstack.control.server import ControlServer, bind_routes
     from sanstack.host.host import Host, HostConfig
     from sanstack.mpio.no_path import NoPathRetry
@@ -157,7 +158,6 @@ async def _run(args: argparse.Namespace) -> int:
         PathAddress,
     )
     from sanstack.nbd.server import NBDServer
-    from sanstack.target.config import check_name
 
     if not args.portal:
         raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")

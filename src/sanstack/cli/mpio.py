@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.cli.common import parse_address
+from sanstack.config_checks import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.mpio.paths import FailbackPolicy
@@ -118,12 +118,12 @@ def _failback(text: str) -> tuple[FailbackPolicy, float]:
 
 async def _export(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
+    from sanstack.config_checks import check_name
     from sanstack.control.server import ControlServer, bind_routes
     from sanstack.mpio.no_path import NoPathRetry
     from sanstack.mpio.path_slot import MultipathOptions, PathAddress
     from sanstack.mpio.selectors import make_selector
     from sanstack.nbd.server import NBDServer
-    from sanstack.target.config import check_name
 
     if not args.portal:
         raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
