@@ -305,7 +305,7 @@ async def fault_phase(
     stop = asyncio.Event()
     readers: list[asyncio.Task[None]] = []
     injections: list[Injection] = []
-    options = MultipathOptions(initiator_name=INITIATOR)
+    options = MultipathOptions()
     close_map: Callable[[], Awaitable[None]] | None = None
     try:
         for port in ports:
@@ -469,7 +469,7 @@ async def open_config(
 
         return single, close_single
     selector = config.removeprefix("multipath ")
-    options = MultipathOptions(initiator_name=INITIATOR, selector=selector)
+    options = MultipathOptions(selector=selector)
     multi, close_multi = await open_map(ports, options)
     if len([s for s in path_states(multi) if s == "active"]) != len(ports):
         await close_multi()

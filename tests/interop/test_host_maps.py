@@ -71,7 +71,6 @@ def test_64_maps_over_two_shared_sessions_survive_a_portal_reset(tmp_path: Path)
             shared = [pool.session(IQN, portal) for portal in portals]
             assert all([await s.wait_up(10) for s in shared])
             map_options = MultipathOptions(
-                initiator_name=HOST,
                 selector="round-robin",  # both paths carry every map's I/O
                 no_path_retry=NoPathRetry.parse("30"),
                 checker_interval=0.5,

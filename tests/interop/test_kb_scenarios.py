@@ -43,9 +43,7 @@ NODE = "iqn.2026-11.org.sanstack:cluster-node-1"
 
 
 def _options(no_path_retry: str) -> MultipathOptions:
-    return MultipathOptions(
-        initiator_name=NODE, no_path_retry=NoPathRetry.parse(no_path_retry), checker_interval=0.3
-    )
+    return MultipathOptions(no_path_retry=NoPathRetry.parse(no_path_retry), checker_interval=0.3)
 
 
 @pytest.mark.timeout(300)

@@ -1,4 +1,5 @@
-"""`sanstack mpio export` with real processes: target, fault proxies, qemu-img over nbd://."""
+"""`sanstack mpio export` with real processes: target, fault proxies, qemu-img over nbd://;
+its control socket is a host's (``sanstack host status|maps|paths --control``)."""
 
 from __future__ import annotations
 
@@ -81,24 +82,50 @@ def export(tmp_path: Path, ports: list[int], *extra: str) -> Iterator[str]:
         assert "Traceback" not in text, text[-3000:]
 
 
-def mpio_status(tmp_path: Path) -> list[dict[str, Any]]:
+def host_show(tmp_path: Path, what: str) -> Any:
+    """``sanstack host status|maps|paths --json`` against the export's control socket."""
     result = subprocess.run(
-        _sanstack("mpio", "status", "--control", str(tmp_path / "mpio.sock"), "--json"),
+        _sanstack("host", what, "--control", str(tmp_path / "mpio.sock"), "--json"),
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
-    status: list[dict[str, Any]] = json.loads(result.stdout)
-    return status
+    return json.loads(result.stdout)
 
 
 def path_field(tmp_path: Path, field: str) -> list[Any]:
-    """``field`` of every path of the one exported device, as ``mpio status`` shows it."""
-    (device,) = mpio_status(tmp_path)
-    return [path[field] for path in device["paths"]]
+    """``field`` of every path of the one exported map, as ``host paths`` shows it."""
+    return [path[field] for path in host_show(tmp_path, "paths")]
 
 
 def queued(tmp_path: Path) -> int:
-    (device,) = mpio_status(tmp_path)
+    (device,) = host_show(tmp_path, "maps")
     return int(device["queued"])
+
+
+def test_host_commands_read_the_exports_control_socket(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with (
+        running_target(tmp_path, IQN, ports, ["memory:1M", "memory:2M"]),
+        export(tmp_path, ports),
+    ):
+        # A host with one map: LUN 0 alone (its filter keeps LUN 1 out), over both portals.
+        (only,) = host_show(tmp_path, "maps")
+        assert only["alias"] == f"{IQN}/0" and only["wwid"].startswith("naa.")
+        assert only["paths"] == {"active": 2} and only["size_bytes"] == 1 << 20
+        assert f"{IQN}/0" in only["exports"] and only["wwid"] in only["exports"]
+        status = host_show(tmp_path, "status")
+        assert status["initiator"] == "iqn.2026-11.org.sanstack:initiator"
+        assert status["counts"] == {"sessions": 2, "sessions_up": 2, "maps": 1}
+        assert [p["map"] for p in host_show(tmp_path, "paths")] == [f"{IQN}/0"] * 2
+        table = subprocess.run(
+            _sanstack("host", "maps", "--control", str(tmp_path / "mpio.sock")),
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        assert f"{IQN}/0" in table and "active=2" in table
+        # The old command is gone: one way to see a map.
+        gone = subprocess.run(
+            _sanstack("mpio", "status"), capture_output=True, text=True, timeout=30, check=False
+        )
+        assert gone.returncode == 2 and "invalid choice" in gone.stderr
 
 
 @pytest.mark.parametrize("cut", ["reset", "down"])

@@ -44,7 +44,6 @@ async def multipath(
     """A host's map of ``lun`` over one shared session per portal, each through a proxy."""
     proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
     options = MultipathOptions(
-        initiator_name=INITIATOR,
         no_path_retry=NoPathRetry.parse(no_path_retry),
         checker_interval=0.2,
     )
@@ -233,7 +232,7 @@ async def two_nodes(
                 shared = await stack.enter_async_context(
                     shared_sessions(name, IQN, portals, SessionOptions())
                 )
-                options = MultipathOptions(initiator_name=name, checker_interval=0.2)
+                options = MultipathOptions(checker_interval=0.2)
                 node = await map_over(shared, 0, options)
                 stack.push_async_callback(node.close)
                 nodes.append(node)
@@ -373,7 +372,7 @@ def test_paths_are_grouped_by_identity_and_shared_paths_come_and_go(tmp_path: Pa
                 by_lun = {paths[0][1]: naa for naa, paths in found.items()}
                 assert all(len({n for _s, n in paths}) == 1 for paths in found.values())
                 assert sorted(by_lun) == [0, 1, 2]
-                options = MultipathOptions(initiator_name=INITIATOR, checker_interval=0.2)
+                options = MultipathOptions(checker_interval=0.2)
                 device = await map_over(shared, 1, options)
                 try:
                     assert device.identity.naa.hex() == by_lun[1]

@@ -111,7 +111,6 @@ def test_sixty_four_luns_survive_random_path_cuts(tmp_path: Path) -> None:
                 proxies = [await FaultProxy("127.0.0.1", port).start() for port in ports]
                 portals = [PathAddress("127.0.0.1", p.listen_port) for p in proxies]
                 options = MultipathOptions(
-                    initiator_name=HOST,
                     no_path_retry=NoPathRetry.parse("60"),
                     checker_interval=0.3,
                 )

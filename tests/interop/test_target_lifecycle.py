@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -176,6 +177,19 @@ def test_demo_serves_the_target_and_a_multipath_export(tmp_path: Path) -> None:
             [qemu_io, "-f", "raw", "-c", "write -P 0x3c 0 64k", "-c", "read -P 0x3c 0 64k", url]
         )
         assert "Pattern verification failed" not in out.stdout
+        # The demo's multipath export is a host with one map: the host commands read it.
+        shown = run_tool(
+            [
+                *sanstack_command(),
+                "host",
+                "maps",
+                "--json",
+                "--control",
+                str(tmp_path / "mpio.sock"),
+            ]
+        )
+        (only,) = json.loads(shown.stdout)
+        assert only["alias"] == "iqn.2026-11.org.sanstack:demo/0" and only["paths"] == {"active": 2}
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0

@@ -146,6 +146,23 @@ def running_host(
 
 
 @contextmanager
+def running_config_host(
+    tmp_path: Path,
+    config: Path,
+    name: str,
+    *,
+    extra: Sequence[str] = (),
+    ready_timeout: float = 60.0,
+    stop_timeout: float = 30.0,
+) -> Iterator[Daemon]:
+    """``sanstack host run --config FILE``, as ``running_host``; its control socket and state
+    directory are flags (in ``tmp_path``, named after ``name``), which override the file's."""
+    args = [*sanstack_command(), "host", "run", "--config", str(config), *extra]
+    with _daemon(tmp_path, args, name, ready_timeout, stop_timeout, kind="host") as daemon:
+        yield daemon
+
+
+@contextmanager
 def _daemon(
     tmp_path: Path,
     args: list[str],

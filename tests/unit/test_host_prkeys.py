@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from sanstack.edge.state_file import StateFileError, load_state, save_state
-from sanstack.host.host import Host, HostConfig
+from sanstack.host.config import HostConfig
+from sanstack.host.host import Host
 from sanstack.host.prkeys import STATE_FILE, MapKey, PrKeyStore, PrKeyTable
 from sanstack.mpio.path_slot import PathAddress
 

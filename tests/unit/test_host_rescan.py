@@ -13,7 +13,8 @@ from tests.support.waits import until
 
 from sanstack.block.device import BlockDevice
 from sanstack.errors import ServiceError
-from sanstack.host.host import Host, HostConfig, HostMap
+from sanstack.host.config import HostConfig, LunFilter
+from sanstack.host.host import Host, HostMap
 from sanstack.host.isids import IsidStore
 from sanstack.host.rescan import check_identities, group_new, lun_changes, plan_scan
 from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
@@ -199,6 +200,7 @@ class FakeSan:
         self.gate: asyncio.Event | None = None
         self.built: dict[str, FakeMap] = {}
         self.rereads: list[tuple[str, int]] = []  # (target, LUN) whose identity was read again
+        self.probed: list[tuple[str, int]] = []  # (target, LUN) whose identity was read
         host.pool = SessionPool(
             HOST,
             IsidStore(None),
@@ -227,6 +229,7 @@ class FakeSan:
             self.active[target] -= 1
 
     async def identify(self, shared: SharedSession, lun: int) -> tuple[SharedSession, int, str]:
+        self.probed.append((shared.target, lun))
         return shared, lun, self.luns[shared.target][lun]
 
     async def reidentify(self, shared: SharedSession, lun: int, expected: str) -> str | None:
@@ -240,8 +243,10 @@ class FakeSan:
         return HostMap(f"naa.{naa}", f"{first.target}/{lun}", cast(MultipathDevice, device), paths)
 
 
-async def started_host(interval: float | None = None) -> tuple[Host, FakeSan]:
-    host = Host(HostConfig(HOST, [P1], rescan_interval=interval))
+async def started_host(
+    interval: float | None = None, luns: LunFilter | None = None
+) -> tuple[Host, FakeSan]:
+    host = Host(HostConfig(HOST, [P1], rescan_interval=interval, luns=luns or LunFilter()))
     san = FakeSan(host)
     shared = [host.pool.session(t, p) for t in (T1, T2) for p in (P1, P2)]
     assert all([await s.wait_up(5) for s in shared])
@@ -279,6 +284,52 @@ def test_a_rescan_adds_new_luns_as_maps_and_exports_and_takes_away_the_removed()
             await host.rescan(["iqn.2026-11.org.sanstack:nowhere"])
         await host.close()
         assert all(m.closed for m in san.built.values())
+
+    asyncio.run(body())
+
+
+def test_the_lun_filter_keeps_left_out_luns_out_of_maps_and_exports_on_every_scan() -> None:
+    async def body() -> None:
+        # T1's LUNs 1 and 5 left out by their alias, the device b0 by its WWID.
+        left_out = LunFilter(exclude=(f"{T1}/1", f"{T1}/5", "naa.b0"))
+        host, san = await started_host(luns=left_out)
+        await host._scan(host.targets())
+        exports = Exports()
+        host.attach(exports)
+        assert sorted(host.maps) == ["a0"]
+        assert set(exports.names) == {"naa.a0", f"{T1}/0"}
+        assert (T1, 1) not in san.probed  # its alias says enough: never probed
+        assert (T2, 0) in san.probed  # its WWID must be read to know it
+        # LUNs come: some the filter lets through, one its alias and one its WWID keeps out.
+        san.luns[T1] |= {2: "a2", 5: "a5"}
+        san.luns[T2] = {0: "b0", 1: "b1", 2: "b0"}
+        san.probed.clear()
+        results = await host.rescan()
+        assert [r["added"] for r in results] == [
+            [{"wwid": "naa.a2", "alias": f"{T1}/2"}],
+            [{"wwid": "naa.b1", "alias": f"{T2}/1"}],
+        ]
+        assert sorted(host.maps) == ["a0", "a2", "b1"]
+        assert "naa.b0" not in exports.names and f"{T2}/0" not in exports.names
+        assert not {f"{T1}/1", f"{T1}/5", f"{T2}/2"} & set(exports.names)
+        assert (T1, 1) not in san.probed and (T1, 5) not in san.probed
+        assert set(san.built) == {"a0", "a2", "b1"}  # never a map for what is left out
+        await host.close()
+
+    asyncio.run(body())
+
+
+def test_an_include_list_alone_keeps_only_the_luns_it_names() -> None:
+    async def body() -> None:
+        host, _san = await started_host(luns=LunFilter(include=(f"{T2}/*", "naa.a1")))
+        await host._scan(host.targets())
+        assert sorted(host.maps) == ["a1", "b0"]  # T2's LUNs, and a1 by its WWID
+        host2, san2 = await started_host(luns=LunFilter(include=(f"{T2}/0",)))
+        await host2._scan(host2.targets())
+        assert sorted(host2.maps) == ["b0"]
+        assert san2.probed == [(T2, 0), (T2, 0)]  # T1's LUNs were never probed
+        await host.close()
+        await host2.close()
 
     asyncio.run(body())
 

@@ -162,7 +162,7 @@ def logical_units(count: int, paths: int = 2) -> dict[int, LogicalUnit]:
     }
 
 
-OPTIONS = MultipathOptions(initiator_name=HOST, checker_interval=0.05)
+OPTIONS = MultipathOptions(checker_interval=0.05)
 
 
 async def open_maps(paths: list[FakePath], count: int) -> list[MultipathDevice]:
@@ -359,7 +359,7 @@ def test_alua_is_read_once_per_session_per_interval_for_every_map_on_it() -> Non
         maps_count, interval = 64, 0.05
         luns = logical_units(maps_count)
         paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
-        options = MultipathOptions(initiator_name=HOST, checker_interval=interval)
+        options = MultipathOptions(checker_interval=interval)
         maps = [
             await MultipathDevice.over([(p, n) for p in paths], options, target_name=TARGET, lun=n)
             for n in range(maps_count)
@@ -391,9 +391,7 @@ def test_a_not_ready_answer_is_read_once_for_every_map_on_the_session() -> None:
         maps_count = 64
         luns = logical_units(maps_count)
         paths = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
-        options = MultipathOptions(
-            initiator_name=HOST, checker_interval=3600, selector="round-robin"
-        )
+        options = MultipathOptions(checker_interval=3600, selector="round-robin")
         maps = [
             await MultipathDevice.over([(p, n) for p in paths], options, target_name=TARGET, lun=n)
             for n in range(maps_count)

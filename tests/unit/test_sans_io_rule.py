@@ -65,7 +65,7 @@ EDGE_MODULES = {
 # Lowest first. A package may import its own layer and any lower one.
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "config_fields": 0,
+    "config_checks": 0,
     "edge": 0,
     "control": 0,
     "tools": 0,

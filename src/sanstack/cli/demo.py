@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sanstack")
 
 DEMO_IQN = "iqn.2026-11.org.sanstack:demo"
+DEMO_HOST = "iqn.2026-11.org.sanstack:demo-host"
 PREFERRED_PORTS = (3260, 3261)
 VOLUME_FILE = "volume.img"
 SCHEDULE_SECONDS = 60
@@ -74,7 +75,8 @@ def register(commands: Any) -> None:
         type=Path,
         default=Path("/run/sanstack/mpio.sock"),
         metavar="SOCKET",
-        help="control socket of the demo's multipath device (default %(default)s)",
+        help="control socket of the demo's host (one map, LUN 0), for 'sanstack host "
+        "status|maps|paths --control SOCKET' (default %(default)s)",
     )
     demo.set_defaults(func=demo_command)
 
@@ -147,15 +149,20 @@ async def demo_command(args: argparse.Namespace) -> int:
     async def multipath_export(server: TargetServer) -> Callable[[], Awaitable[None]]:
         """LUN 0 through both portals as one multipath device (a host with one map), served
         over NBD."""
-        from sanstack.cli.mpio import MPIO_ROUTES, MpioService, open_export
+        from sanstack.cli.mpio import open_export
         from sanstack.control.server import ControlServer, bind_routes
+        from sanstack.host.routes import HOST_ROUTES
         from sanstack.mpio.path_slot import MultipathOptions, PathAddress
         from sanstack.nbd.server import NBDServer
 
         addresses = [PathAddress(host, port) for host, port, _tag in server.portals]
-        options = MultipathOptions(initiator_name="iqn.2026-11.org.sanstack:demo-host")
         host, device = await open_export(
-            DEMO_IQN, 0, addresses, options, state_dir=args.dir / "host"
+            DEMO_IQN,
+            0,
+            addresses,
+            MultipathOptions(),
+            initiator_name=DEMO_HOST,
+            state_dir=args.dir / "host",
         )
         nbd = NBDServer(
             {"": device, **host.exports()},
@@ -163,8 +170,7 @@ async def demo_command(args: argparse.Namespace) -> int:
             args.nbd_port if _port_is_free(args.nbd_port) else 0,
         )
         await nbd.start()
-        mpio_routes = bind_routes(MpioService([device]), MPIO_ROUTES)
-        mpio_control = ControlServer(args.mpio_control, mpio_routes)
+        mpio_control = ControlServer(args.mpio_control, bind_routes(host, HOST_ROUTES))
         await mpio_control.start()
         nbd_url.append(f"nbd://127.0.0.1:{nbd.port}")
 
@@ -240,6 +246,6 @@ def _multipath_help(url: str, args: argparse.Namespace, sanstack: str) -> str:
         f"  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' {url}\n"
         f"  qemu-img bench -f raw -c 200000 -d 16 {url}     # a steady load; meanwhile:\n"
         f"  {sanstack} target portal-group {DEMO_IQN} 1 down   # pull a path: I/O carries on\n"
-        f"  {sanstack} mpio status{control}   # path 1 failed, I/O on path 2\n"
+        f"  {sanstack} host paths{control}   # path 1 failed, I/O on path 2\n"
         f"  {sanstack} target portal-group {DEMO_IQN} 1 up     # the path is reinstated"
     )

@@ -1,36 +1,25 @@
-"""``sanstack host ...``: the host daemon (iscsid plus multipathd) and what it shows."""
+"""``sanstack host ...``: the host daemon (iscsid plus multipathd) and what it shows.
+
+The daemon's configuration is ``host/config.py``'s (a TOML file, flags, or both), its
+control routes ``host/routes.py``'s; this is the command line over them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.config_fields import parse_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
-from sanstack.errors import ConfigError, ServiceError
+from sanstack.errors import ConfigError
+from sanstack.host.config import DEFAULT_HOST_CONTROL
 
 if TYPE_CHECKING:
-    from sanstack.control.server import RouteRow
+    from sanstack.host.config import HostRunConfig
     from sanstack.host.host import Host
 
 log = logging.getLogger("sanstack")
-DEFAULT_HOST_CONTROL = Path("/run/sanstack/host.sock")
-NAME_PREFIX = "iqn.2026-11.org.sanstack.host:"
-_SIMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-
-
-def initiator_name(name: str) -> str:
-    """``--name``: an iSCSI name as given, or a short host name an IQN is derived from."""
-    from sanstack.target.config import check_name
-
-    if name.lower().startswith(("iqn.", "eui.", "naa.")):
-        return check_name(name, "--name")
-    if not _SIMPLE_NAME.match(name.lower()):
-        raise ConfigError("--name", f"{name!r} is neither an iSCSI name nor a short host name")
-    return NAME_PREFIX + name.lower()
 
 
 def register(commands: Any) -> None:
@@ -46,7 +35,15 @@ def register(commands: Any) -> None:
             "every map over one NBD server as naa.<hex> and IQN/LUN, until SIGINT/SIGTERM."
         ),
     )
-    run.add_argument("--name", required=True, help="host name, or the initiator's iSCSI name")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a TOML file with everything below and more: CHAP, session timings, the maps' "
+        "policy, which LUNs (format: docs/host.toml); flags given with it override the file",
+    )
+    run.add_argument("--name", help="host name, or the initiator's iSCSI name")
     run.add_argument(
         "--portal",
         action="append",
@@ -61,13 +58,14 @@ def register(commands: Any) -> None:
         metavar="IQN",
         help="use only this target (repeatable; default: every discovered target)",
     )
-    run.add_argument("--nbd", required=True, metavar="HOST:PORT", help="address to serve NBD on")
+    run.add_argument("--nbd", metavar="HOST:PORT", help="address to serve NBD on")
     run.add_argument(
         "--control",
         type=Path,
-        default=DEFAULT_HOST_CONTROL,
+        default=None,
         metavar="SOCKET",
-        help="control socket for 'sanstack host status|maps|paths|rescan' (default %(default)s)",
+        help="control socket for 'sanstack host status|maps|paths|rescan' "
+        f"(default {DEFAULT_HOST_CONTROL})",
     )
     run.add_argument(
         "--state-dir",
@@ -79,18 +77,18 @@ def register(commands: Any) -> None:
     )
     run.add_argument(
         "--no-path-queue",
-        default="30",
+        default=None,
         metavar="SECONDS",
         help="with every path of a map down: queue its I/O this long, then fail it "
-        "('queue' = forever, 0 or 'fail' = fail at once; default %(default)s)",
+        "('queue' = forever, 0 or 'fail' = fail at once; default 30)",
     )
     run.add_argument(
         "--rescan-interval",
         type=float,
-        default=30.0,
+        default=None,
         metavar="SECONDS",
         help="rescan every target this often for LUNs added or removed, besides on REPORTED "
-        "LUNS DATA HAS CHANGED and 'sanstack host rescan' (0 = no timer; default %(default)s)",
+        "LUNS DATA HAS CHANGED and 'sanstack host rescan' (0 = no timer; default 30)",
     )
     run.set_defaults(func=_run)
     for name, what in (
@@ -147,48 +145,60 @@ def register(commands: Any) -> None:
     register.set_defaults(func=_pr_register)
 
 
+def run_config(args: argparse.Namespace) -> HostRunConfig:
+    """``--config FILE`` with the flags given over it, or the quick form (flags only)."""
+    from sanstack.host.config import Flag, load_host_config, parse_host_config
+
+    given = [
+        ("name", args.name, "--name"),
+        ("portals", args.portal, "--portal"),
+        ("targets", args.iqn, "--iqn"),
+        ("nbd", args.nbd, "--nbd"),
+        ("control", args.control, "--control"),
+        ("state_dir", args.state_dir, "--state-dir"),
+        ("map.no_path_retry", args.no_path_queue, "--no-path-queue"),
+        ("rescan_interval", args.rescan_interval, "--rescan-interval"),
+    ]
+    flags = [Flag(key, value, name) for key, value, name in given if value not in (None, [])]
+    if args.config is not None:
+        return load_host_config(args.config, flags)
+    if not args.portal:
+        raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
+    for value, name in ((args.name, "--name"), (args.nbd, "--nbd")):
+        if value is None:
+            raise ConfigError(name, "is required (or give --config FILE)")
+    return parse_host_config({}, flags)
+
+
 async def _run(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
     from sanstack.control.server import ControlServer, bind_routes
-    from sanstack.host.host import Host, HostConfig
-    from sanstack.mpio.no_path import NoPathRetry
-    from sanstack.mpio.path_slot import (
-        MultipathOptions,
-        PathAddress,
-    )
+    from sanstack.host.host import Host
+    from sanstack.host.routes import HOST_ROUTES
     from sanstack.nbd.server import NBDServer
-    from sanstack.target.config import check_name
 
-    if not args.portal:
-        raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
-    portals = [PathAddress(*parse_address(p, f"--portal {p}")) for p in args.portal]
-    nbd_host, nbd_port = parse_address(args.nbd, "--nbd", any_port=True)
-    name = initiator_name(args.name)
-    iqns = [check_name(i, "--iqn") for i in args.iqn]
-    maps = MultipathOptions(
-        initiator_name=name, no_path_retry=NoPathRetry.parse(args.no_path_queue)
-    )
-    if args.rescan_interval < 0:
-        raise ConfigError("--rescan-interval", "must be 0 (no timer) or more seconds")
-    if socket_in_use(args.control):
-        raise ConfigError("--control", f"another daemon is serving {args.control}")
+    config = run_config(args)
+    if socket_in_use(config.control):
+        raise ConfigError(
+            _named(args, "--control", "host.control"),
+            f"another daemon is serving {config.control}",
+        )
+    nbd_host, nbd_port = config.nbd
     stop = StopSignals()
-    config = HostConfig(
-        name, portals, iqns, args.state_dir, maps=maps, rescan_interval=args.rescan_interval
-    )
-    host = Host(config)
+    host = Host(config.host)
     try:
         await host.start()
         exports = host.exports()
         if not exports:
-            raise ConfigError("--portal", "no LUN found on any portal")
+            raise _nothing_found(host, _named(args, "--portal", "host.portals"))
         server = NBDServer(exports, nbd_host, nbd_port)
-        control = ControlServer(args.control, bind_routes(host, HOST_ROUTES))
+        control = ControlServer(config.control, bind_routes(host, HOST_ROUTES))
         try:
             await server.start()
             await control.start()
         except OSError as exc:
-            raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
+            where = _named(args, "--nbd", "host.nbd")
+            raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
         host.attach(server)
     except BaseException:
         await host.close()
@@ -203,40 +213,50 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _status(host: Host, _m: dict[str, str], _b: Any) -> Any:
-    return host.status()
+def _named(args: argparse.Namespace, flag: str, key: str) -> str:
+    """How an error names a value: by its flag, or by its key when the file gave it."""
+    given = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    return key if args.config is not None and given in (None, []) else flag
 
 
-async def _maps(host: Host, _m: dict[str, str], _b: Any) -> Any:
-    return host.map_list()
+def _nothing_found(host: Host, portals: str) -> ConfigError:
+    """Why the host has no map, in one line naming where to look: a CHAP login the target
+    refused, no portal that answered, no session that logged in, or no LUN (left out)."""
+    from sanstack.initiator.session import LoginRefused
+    from sanstack.iscsi.codes import LoginStatus
 
+    def refused(exc: object) -> bool:
+        failure = LoginStatus.AUTHENTICATION_FAILURE
+        return isinstance(exc, LoginRefused) and exc.status == failure
 
-async def _paths(host: Host, _m: dict[str, str], _b: Any) -> Any:
-    return host.path_list()
+    def hint(chap: object) -> str:
+        return "check user and secret" if chap else "the target asks for CHAP; none is set"
 
+    for portal, exc in host.discovery_errors.items():
+        if refused(exc):
+            why = hint(host.config.discovery_chap)
+            return ConfigError(
+                "host.discovery_chap", f"discovery through {portal} refused ({why}): {exc}"
+            )
+    sessions = list(host.pool.sessions.values())
+    if not sessions:
+        failed = "; ".join(f"{p}: {e or 'timed out'}" for p, e in host.discovery_errors.items())
+        return ConfigError(portals, f"no target found on any portal ({failed or 'none listed'})")
+    down = [s for s in sessions if s.session is None]
+    if len(down) == len(sessions):
+        for shared in down:
+            if refused(shared.login_refused):
+                why = hint(host.config.session.chap)
+                return ConfigError(
+                    "host.chap", f"{shared.name} refused the login ({why}): {shared.login_refused}"
+                )
+        more = f" (and {len(down) - 1} more)" if len(down) > 1 else ""
+        why = down[0].last_failure or "not logged in"
+        return ConfigError(portals, f"no session logged in: {down[0].name}: {why}{more}")
+    if host.config.luns.include or host.config.luns.exclude:
+        return ConfigError("host.luns", "no LUN found that the filter lets through")
+    return ConfigError(portals, "no LUN found on any portal")
 
-async def _rescan_route(host: Host, _m: dict[str, str], body: Any) -> Any:
-    targets = (body or {}).get("targets") or []
-    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-        raise ServiceError(400, "targets: a list of target names")
-    return await host.rescan(targets)
-
-
-async def _pr_register_route(host: Host, _m: dict[str, str], body: Any) -> Any:
-    body = body or {}
-    name, key = body.get("map"), body.get("key")
-    if not isinstance(name, str) or not isinstance(key, int) or isinstance(key, bool):
-        raise ServiceError(400, "body: {'map': WWID or alias, 'key': integer}")
-    return await host.pr_register(name, key)
-
-
-HOST_ROUTES: list[RouteRow[Host]] = [
-    ("GET", r"^/v1/status$", _status),
-    ("GET", r"^/v1/maps$", _maps),
-    ("GET", r"^/v1/paths$", _paths),
-    ("POST", r"^/v1/rescan$", _rescan_route),
-    ("POST", r"^/v1/pr/register$", _pr_register_route),
-]
 
 _SESSION_COLUMNS = [
     ("target", "TARGET"),

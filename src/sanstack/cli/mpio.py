@@ -1,4 +1,7 @@
-"""``sanstack mpio ...``: a multipath device per LUN, exported over NBD, and its status."""
+"""``sanstack mpio export``: one LUN through every portal as one multipath device, over NBD.
+
+It is a host with one map (``open_export``), and its control socket serves the host's
+routes: ``sanstack host status|maps|paths --control SOCKET`` show it."""
 
 from __future__ import annotations
 
@@ -7,15 +10,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sanstack.config_fields import parse_address
-from sanstack.control.client import call, emit, render_table, socket_in_use
+from sanstack.config_checks import parse_address
+from sanstack.control.client import socket_in_use
 from sanstack.errors import ConfigError
-from sanstack.mpio.paths import FailbackPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sanstack.control.server import RouteRow
     from sanstack.host.host import Host
     from sanstack.mpio.device import MultipathDevice
     from sanstack.mpio.path_slot import MultipathOptions, PathAddress
@@ -26,7 +27,7 @@ DEFAULT_INITIATOR = "iqn.2026-11.org.sanstack:initiator"
 
 
 def register(commands: Any) -> None:
-    mpio = commands.add_parser("mpio", help="multipath I/O: one device per LUN over every path")
+    mpio = commands.add_parser("mpio", help="multipath I/O: one LUN over every path, over NBD")
     sub = mpio.add_subparsers(dest="mpio_command", metavar="COMMAND")
     sub.required = True
     export = sub.add_parser(
@@ -89,41 +90,20 @@ def register(commands: Any) -> None:
         type=Path,
         default=DEFAULT_MPIO_CONTROL,
         metavar="SOCKET",
-        help="control socket for 'sanstack mpio status' (default %(default)s)",
+        help="control socket for 'sanstack host status|maps|paths --control SOCKET' "
+        "(default %(default)s)",
     )
     export.set_defaults(func=_export)
-    status = sub.add_parser("status", help="devices, paths, states, ALUA groups, I/O counts")
-    status.add_argument(
-        "--control",
-        type=Path,
-        default=DEFAULT_MPIO_CONTROL,
-        metavar="SOCKET",
-        help="the multipath daemon's control socket (default %(default)s)",
-    )
-    status.add_argument("--json", action="store_true", help="print JSON for scripts")
-    status.set_defaults(func=_status)
-
-
-def _failback(text: str) -> tuple[FailbackPolicy, float]:
-    if text in ("immediate", "manual"):
-        return FailbackPolicy(text), 0.0
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ConfigError("--failback", f"{text!r} is not immediate, manual or seconds") from None
-    if not 0 < seconds <= 3600:
-        raise ConfigError("--failback", "seconds must be in (0, 3600]")
-    return FailbackPolicy.DEFERRED, seconds
 
 
 async def _export(args: argparse.Namespace) -> int:
     from sanstack.cli.common import StopSignals
+    from sanstack.config_checks import check_name
     from sanstack.control.server import ControlServer, bind_routes
-    from sanstack.mpio.no_path import NoPathRetry
+    from sanstack.host.config import parse_failback, parse_no_path_retry, parse_selector
+    from sanstack.host.routes import HOST_ROUTES
     from sanstack.mpio.path_slot import MultipathOptions, PathAddress
-    from sanstack.mpio.selectors import make_selector
     from sanstack.nbd.server import NBDServer
-    from sanstack.target.config import check_name
 
     if not args.portal:
         raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
@@ -133,22 +113,22 @@ async def _export(args: argparse.Namespace) -> int:
     initiator = check_name(args.initiator_name, "--initiator-name")
     if not 0 <= args.lun < 16384:
         raise ConfigError("--lun", f"{args.lun} is not a LUN number 0..16383")
-    make_selector(args.selector)
-    policy, delay = _failback(args.failback)
+    policy, delay = parse_failback(args.failback, "--failback")
     options = MultipathOptions(
-        initiator_name=initiator,
-        selector=args.selector,
-        no_path_retry=NoPathRetry.parse(args.no_path_queue),
+        selector=parse_selector(args.selector, "--selector"),
+        no_path_retry=parse_no_path_retry(args.no_path_queue, "--no-path-queue"),
         failback=policy,
         failback_delay=delay,
     )
     if socket_in_use(args.control):
         raise ConfigError("--control", f"another daemon is serving {args.control}")
     stop = StopSignals()
-    host, device = await open_export(iqn, args.lun, addresses, options, args.state_dir)
+    host, device = await open_export(
+        iqn, args.lun, addresses, options, initiator_name=initiator, state_dir=args.state_dir
+    )
     exports = {"": device, **host.exports()}
     server = NBDServer(exports, nbd_host, nbd_port)
-    control = ControlServer(args.control, bind_routes(MpioService([device]), MPIO_ROUTES))
+    control = ControlServer(args.control, bind_routes(host, HOST_ROUTES))
     try:
         await server.start()
         await control.start()
@@ -170,20 +150,25 @@ async def open_export(
     lun: int,
     addresses: Sequence[PathAddress],
     options: MultipathOptions,
+    *,
+    initiator_name: str,
     state_dir: Path | None = None,
 ) -> tuple[Host, MultipathDevice]:
     """A host with one map: LUN ``lun`` of ``iqn`` over one shared session per portal
-    (``sanstack mpio export`` and the demo). Raises ``DeviceNotReady`` when no path
-    reaches it; the host is closed then."""
+    (``sanstack mpio export`` and the demo); its LUN filter names that LUN alone, so no
+    other is probed. Raises ``DeviceNotReady`` when no path reaches it; the host is closed
+    then."""
     from sanstack.block.device import DeviceNotReady
-    from sanstack.host.host import Host, HostConfig
+    from sanstack.host.config import HostConfig, LunFilter, lun_entry
+    from sanstack.host.host import Host
 
+    alias = f"{iqn}/{lun}"
     host = Host(
         HostConfig(
-            initiator_name=options.initiator_name,
+            initiator_name=initiator_name,
             portals=list(addresses),
             iqns=[iqn],
-            luns=[lun],
+            luns=LunFilter(include=(lun_entry(alias, "--lun"),)),
             state_dir=state_dir,
             maps=options,
         )
@@ -193,53 +178,8 @@ async def open_export(
     except BaseException:
         await host.close()
         raise
-    alias = f"{iqn}/{lun}"
     found = next((m.device for m in host.maps.values() if m.alias == alias), None)
     if found is None:
         await host.close()
         raise DeviceNotReady(f"no path to {iqn} LUN {lun} could log in")
     return host, found
-
-
-class MpioService:
-    """The multipath daemon's service API (what ``sanstack mpio status`` shows)."""
-
-    def __init__(self, devices: list[Any]) -> None:
-        self.devices = devices
-
-    def status(self) -> list[dict[str, Any]]:
-        return [device.status() for device in self.devices]
-
-
-async def _devices(service: MpioService, _m: dict[str, str], _b: Any) -> Any:
-    return service.status()
-
-
-MPIO_ROUTES: list[RouteRow[MpioService]] = [("GET", r"^/v1/devices$", _devices)]
-
-_PATH_COLUMNS = [
-    ("device", "DEVICE"),
-    ("path", "PATH"),
-    ("state", "STATE"),
-    ("alua", "ALUA"),
-    ("active_group", "ACTIVE GROUP"),
-    ("in_flight", "IN FLIGHT"),
-    ("completed", "DONE"),
-    ("failures", "FAILURES"),
-]
-
-
-async def _status(args: argparse.Namespace) -> int:
-    devices = call(args.control, "GET", "/v1/devices")
-    lines = []
-    rows = []
-    for device in devices:
-        name = f"{device['target']}/{device['lun']}"
-        lines.append(
-            f"{name}  naa {device['naa']}  selector {device['selector']}  "
-            f"no_path_retry {device['no_path_retry']}  queued {device['queued']}"
-        )
-        rows += [{**path, "device": name} for path in device["paths"]]
-    table = "\n".join(lines) + "\n" + render_table(rows, _PATH_COLUMNS)
-    emit(devices, as_json=args.json, table=table)
-    return 0

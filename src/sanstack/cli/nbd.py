@@ -20,7 +20,7 @@ from sanstack.cli.common import (
     run_command,
     setup_logging,
 )
-from sanstack.config_fields import parse_address
+from sanstack.config_checks import parse_address
 from sanstack.errors import ConfigError
 
 log = logging.getLogger("sanstack")

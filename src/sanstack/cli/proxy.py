@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from sanstack.cli.common import StopSignals
-from sanstack.config_fields import parse_address
+from sanstack.config_checks import parse_address
 from sanstack.errors import ConfigError
 from sanstack.tools.fault_proxy import Route, run_proxies_from_cli
 

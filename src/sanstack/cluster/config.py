@@ -45,16 +45,16 @@ from sanstack.cluster.model import (
     QuorumModel,
     Timings,
 )
-from sanstack.config_fields import (
-    as_table,
-    integer,
-    no_unknown,
+from sanstack.config_checks import (
+    check_name,
+    integer_in,
+    load_toml,
+    no_unknown_keys,
     parse_address,
-    read_toml,
-    seconds,
+    positive_seconds,
+    table_at,
 )
 from sanstack.errors import ConfigError
-from sanstack.target.config import check_name
 from sanstack.target.model import MAX_LUNS
 
 MAX_NODES = 64  # every node heartbeats every other one; WSFC's limit too
@@ -91,15 +91,15 @@ _GROUP_KEYS = {
 
 
 def load_config(path: Path | str) -> ClusterConfig:
-    return parse_config(read_toml(Path(path)))
+    return parse_config(load_toml(Path(path)))
 
 
 def parse_config(raw: dict[str, Any]) -> ClusterConfig:
-    no_unknown(raw, _TOP_KEYS, "")
+    no_unknown_keys(raw, _TOP_KEYS, "")
     if "cluster" not in raw:
         raise ConfigError("cluster", "a [cluster] table with the cluster's name is needed")
-    cluster = as_table(raw["cluster"], "cluster")
-    no_unknown(cluster, _CLUSTER_KEYS, "cluster")
+    cluster = table_at(raw["cluster"], "cluster")
+    no_unknown_keys(cluster, _CLUSTER_KEYS, "cluster")
     name = _cluster_name(cluster.get("name"))
     quorum = _quorum_model(cluster.get("quorum", QuorumModel.NODE_MAJORITY.value))
     two_node = cluster.get("two_node", False)
@@ -202,36 +202,38 @@ def _check_two_node(two_node: bool, node_count: int, quorum: QuorumModel) -> Non
 
 
 def _timings(value: object) -> Timings:
-    table = as_table(value, "timings")
-    no_unknown(table, _TIMING_KEYS, "timings")
+    table = table_at(value, "timings")
+    no_unknown_keys(table, _TIMING_KEYS, "timings")
     default = Timings()
 
     def get(key: str) -> object:
         return table.get(key, getattr(default, key))
 
-    heartbeat = seconds(get("heartbeat_interval"), "timings.heartbeat_interval", 60.0)
+    heartbeat = positive_seconds(get("heartbeat_interval"), "timings.heartbeat_interval", 60.0)
     missed = get("missed_heartbeats")
     if isinstance(missed, int) and not isinstance(missed, bool) and missed < 2:
         raise ConfigError(
             "timings.missed_heartbeats",
             f"{missed} is too few: one lost heartbeat would make a node down (at least 2)",
         )
-    missed = integer(missed, "timings.missed_heartbeats", 2, 1000)
-    arbitration = seconds(get("arbitration_interval"), "timings.arbitration_interval", 600.0)
+    missed = integer_in(missed, "timings.missed_heartbeats", 2, 1000)
+    arbitration = positive_seconds(
+        get("arbitration_interval"), "timings.arbitration_interval", 600.0
+    )
     if arbitration < heartbeat:
         raise ConfigError(
             "timings.arbitration_interval",
             f"{arbitration:g} is less than heartbeat_interval ({heartbeat:g}): membership "
             "changes no faster than heartbeats, so defending more often only adds PR traffic",
         )
-    pending = seconds(get("pending_timeout"), "timings.pending_timeout", 86400.0)
+    pending = positive_seconds(get("pending_timeout"), "timings.pending_timeout", 86400.0)
     if pending < 2 * arbitration:
         raise ConfigError(
             "timings.pending_timeout",
             f"{pending:g} is less than 2 x arbitration_interval ({2 * arbitration:g}): an "
             "online step may wait that long for a disk's holder to defend first",
         )
-    stop = seconds(get("quorum_loss_stop"), "timings.quorum_loss_stop", 3600.0)
+    stop = positive_seconds(get("quorum_loss_stop"), "timings.quorum_loss_stop", 3600.0)
     return Timings(heartbeat, missed, arbitration, pending, stop)
 
 
@@ -241,8 +243,8 @@ def _timings(value: object) -> Timings:
 def _storage(value: object) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
     if value is None:
         raise ConfigError("storage", "a [storage] table with the target's portals is needed")
-    table = as_table(value, "storage")
-    no_unknown(table, _STORAGE_KEYS, "storage")
+    table = table_at(value, "storage")
+    no_unknown_keys(table, _STORAGE_KEYS, "storage")
     raw_portals = table.get("portals")
     if not isinstance(raw_portals, list) or not raw_portals:
         raise ConfigError("storage.portals", "must list at least one HOST:PORT")
@@ -276,8 +278,8 @@ def _nodes(value: object, cluster: str) -> tuple[NodeSpec, ...]:
     nodes: list[NodeSpec] = []
     for i, raw in enumerate(value):
         where = f"node[{i}]"
-        table = as_table(raw, where)
-        no_unknown(table, _NODE_KEYS, where)
+        table = table_at(raw, where)
+        no_unknown_keys(table, _NODE_KEYS, where)
         name = _simple_name(table.get("name"), f"{where}.name")
         address_text = _string(table.get("address"), f"{where}.address", "HOST:PORT")
         address = parse_address(address_text, f"{where}.address")
@@ -316,7 +318,7 @@ def _nodes(value: object, cluster: str) -> tuple[NodeSpec, ...]:
 
 
 def _disks(value: object, targets: tuple[str, ...]) -> tuple[DiskSpec, ...]:
-    table = as_table(value, "disks")
+    table = table_at(value, "disks")
     disks: list[DiskSpec] = []
     for name, raw in table.items():
         where = f"disks.{name}"
@@ -366,8 +368,8 @@ def _groups(
     owner_of_disk: dict[str, int] = {}
     for i, raw in enumerate(value):
         where = f"group[{i}]"
-        table = as_table(raw, where)
-        no_unknown(table, _GROUP_KEYS, where)
+        table = table_at(raw, where)
+        no_unknown_keys(table, _GROUP_KEYS, where)
         name = _simple_name(table.get("name"), f"{where}.name")
         for j, other in enumerate(groups):
             if other.name == name:
@@ -400,13 +402,13 @@ def _groups(
         failback, delay = _failback(
             table.get("failback", FailbackMode.NEVER.value), f"{where}.failback"
         )
-        threshold = integer(
+        threshold = integer_in(
             table.get("restart_threshold", _GROUP_DEFAULTS["restart_threshold"]),
             f"{where}.restart_threshold",
             1,
             MAX_RESTART_THRESHOLD,
         )
-        period = seconds(
+        period = positive_seconds(
             table.get("restart_period", _GROUP_DEFAULTS["restart_period"]),
             f"{where}.restart_period",
             WEEK,
@@ -444,7 +446,7 @@ def _failback(value: object, where: str) -> tuple[FailbackMode, float]:
         raise ConfigError(
             where, f'{value!r} is not "never", "immediate" or a number of seconds above 0'
         )
-    return FailbackMode.DELAYED, seconds(value, where, WEEK)
+    return FailbackMode.DELAYED, positive_seconds(value, where, WEEK)
 
 
 # -- values ------------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ each step is bounded (REPORT LUNS and the probes by ``PROBE_TIMEOUT``, a map's o
 ``ExportTable`` Protocol (the NBD server), given to ``attach``, which also starts the timer
 and the reaction to unit attentions.
 
+Which LUNs. The host's LUN filter (``HostConfig.luns``, ``[host.luns]``: multipath.conf's
+blacklist and its exceptions, by WWID or alias ``IQN/N``) is applied in every scan, so at
+start and on every rescan alike: a LUN its alias alone leaves out is never probed, and one
+left out by its WWID is probed (its identity must be read to know it) but never mapped nor
+exported; it is probed again on each scan, since another device may take its number.
+
 Reservation keys. The key registered through a map (``pr_register``) is kept per WWID in the
 state directory (``host/prkeys.py``) once the target took it; a map built later (after a
 restart, or a LUN that comes back) holds that key again before it is exported, so
@@ -48,46 +54,30 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from sanstack.block.device import BlockDevice, BlockDeviceError
 from sanstack.edge.tasks import wait_ended
 from sanstack.errors import ServiceError
+from sanstack.host.config import HostConfig
 from sanstack.host.isids import IsidStore
 from sanstack.host.prkeys import PrKeyStore
 from sanstack.host.rescan import check_identities, group_new, plan_scan
-from sanstack.host.sessions import SessionOptions, SessionPool, SharedSession
+from sanstack.host.sessions import SessionPool, SharedSession
 from sanstack.initiator.lun_device import ISCSIDevice, page83_identity
 from sanstack.initiator.session import LoginRefused, PathFailed, discover
 from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.discovery import report_luns
-from sanstack.mpio.path_slot import (
-    MultipathOptions,
-    PathAddress,
-)
+from sanstack.mpio.path_slot import PathAddress
 
 log = logging.getLogger(__name__)
 
 LOGIN_WAIT = 10.0  # for every session's first login at start
 PROBE_TIMEOUT = 10.0
 PROBE_CONCURRENCY = 64  # LUN probes in flight at once, per host
-RESCAN_INTERVAL = 30.0
 TRIGGER_SETTLE = 1.0  # after a rescan a unit attention asked for, before the next such one
 IDLE_TICK = 60.0  # the rescanner's longest wait when it has nothing to do
 SCAN_END_WAIT = 30.0  # at close, for scans running (each step of one is bounded)
-
-
-@dataclass(frozen=True, slots=True)
-class HostConfig:
-    initiator_name: str
-    portals: Sequence[PathAddress]
-    iqns: Sequence[str] = ()  # only these targets; every discovered one when empty
-    state_dir: Path | None = None
-    session: SessionOptions = field(default_factory=SessionOptions)
-    maps: MultipathOptions | None = None
-    luns: Sequence[int] = ()  # only these LUN numbers (``mpio export``); every one when empty
-    rescan_interval: float | None = RESCAN_INTERVAL  # None or 0: no timer
 
 
 @dataclass(slots=True)
@@ -126,12 +116,15 @@ class Host:
         self.pool = SessionPool(
             config.initiator_name, self.isids, config.session, on_luns_changed=self._luns_changed
         )
-        self.map_options = config.maps or MultipathOptions(initiator_name=config.initiator_name)
+        self.map_options = config.maps
         self.maps: dict[str, HostMap] = {}
         self._probes = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._exports: ExportTable | None = None
         self._closing = False
         self._building: set[str] = set()  # NAAs whose map a scan is opening
+        self._left_out: set[tuple[str, str]] = set()  # (alias, WWID) the LUN filter keeps out
+        # Why a portal's discovery failed at start (a refused CHAP login, say).
+        self.discovery_errors: dict[PathAddress, PathFailed | LoginRefused | TimeoutError] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # one scan at a time per target
         self._asked: dict[str, int] = {}  # rescans asked for, per target
         self._served: dict[str, int] = {}  # the requests the last finished scan covered
@@ -174,12 +167,14 @@ class Host:
                 portal.port,
                 initiator_name=self.config.initiator_name,
                 isid=self.isids.discovery_isid(self.config.initiator_name),
-                chap=self.config.session.chap,
+                chap=self.config.discovery_chap,
                 login_timeout=self.config.session.login_timeout,
             )
         except (PathFailed, LoginRefused, TimeoutError) as exc:
             log.warning("discovery through %s failed: %s", portal, exc)
+            self.discovery_errors[portal] = exc
             return []
+        self.discovery_errors.pop(portal, None)
         names = [name for name, _addresses in targets]
         wanted = set(self.config.iqns)
         return [n for n in names if not wanted or n in wanted]
@@ -260,7 +255,10 @@ class Host:
         sessions = [s for (t, _p), s in self.pool.sessions.items() if t in wanted]
         up = [s for s in sessions if s.session is not None]
         answers = await asyncio.gather(*(self._report(s) for s in up))
-        reported: dict[SharedSession, list[int] | None] = dict(zip(up, answers, strict=True))
+        reported: dict[SharedSession, list[int] | None] = {
+            shared: None if numbers is None else [n for n in numbers if self._may_use(shared, n)]
+            for shared, numbers in zip(up, answers, strict=True)
+        }
         replaced = await self._recheck(reported)
         plan = plan_scan(
             {naa: entry.paths for naa, entry in self.maps.items()}, reported, _target_of
@@ -278,7 +276,7 @@ class Host:
             if reported.get(shared) is None:
                 down.setdefault(shared.target, []).append(shared)
         new = group_new(
-            (i for i in identified if i is not None),
+            (i for i in identified if i is not None and self._uses(*i)),
             set(self.maps) | self._building,
             down,
             _target_of,
@@ -325,6 +323,21 @@ class Host:
             )
         return out
 
+    def _may_use(self, shared: SharedSession, lun: int) -> bool:
+        """The LUN filter (``[host.luns]``) before the identity is read: False when the
+        alias alone leaves it out, so it is never probed, mapped or exported."""
+        return self.config.luns.may_use(f"{shared.target}/{lun}")
+
+    def _uses(self, shared: SharedSession, lun: int, naa: str) -> bool:
+        """The LUN filter once the identity is known; a LUN left out is said once."""
+        alias, wwid = f"{shared.target}/{lun}", f"naa.{naa}"
+        if self.config.luns.uses(alias, wwid):
+            return True
+        if (alias, wwid) not in self._left_out:
+            self._left_out.add((alias, wwid))
+            log.info("LUN %s (%s) left out by the host's LUN filter", alias, wwid)
+        return False
+
     async def _report(self, shared: SharedSession) -> list[int] | None:
         """The LUN numbers REPORT LUNS gives through ``shared``; None if it could not say."""
         session = shared.session
@@ -338,8 +351,6 @@ class Host:
         if numbers is None:
             log.warning("%s: REPORT LUNS refused", shared.name)
             return None
-        if self.config.luns:
-            numbers = [n for n in numbers if n in self.config.luns]
         return numbers
 
     async def _recheck(self, reported: dict[SharedSession, list[int] | None]) -> list[HostMap]:

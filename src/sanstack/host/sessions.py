@@ -138,6 +138,7 @@ class SharedSession:
         self.failures = 0
         self.last_failure: str | None = None
         self.last_failure_kind: PathFailureKind | None = None
+        self.login_refused: LoginRefused | None = None  # the target's last refusal, if any
         self._connector = connector
         self.on_luns_changed = on_luns_changed
         self._listeners: list[PathListener] = []
@@ -208,6 +209,7 @@ class SharedSession:
                 failed_logins += 1
                 self.state = SessionState.DOWN
                 self.last_failure = f"login: {exc or 'timed out'}"
+                self.login_refused = exc if isinstance(exc, LoginRefused) else None
                 level = logging.WARNING if failed_logins == 1 else logging.DEBUG
                 log.log(level, "%s: %s (attempt %d)", self.name, self.last_failure, failed_logins)
                 continue
@@ -219,6 +221,7 @@ class SharedSession:
                 failed_logins += 1
                 continue
             self.session = session
+            self.login_refused = None
             session.on_unit_attention = self._unit_attention
             self.tsih = session.tsih
             self.logins += 1

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from sanstack.config_checks import no_unknown_keys, table_at
 from sanstack.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.negotiation import NegotiationError
 from sanstack.iscsi.text import (
@@ -147,6 +148,28 @@ class ChapCredentials:
     @property
     def has_mutual(self) -> bool:
         return self.mutual_user is not None
+
+
+def chap_from_table(value: object, where: str) -> ChapCredentials:
+    """A ``chap`` table of a config file (the target's, the host's): ``user`` and ``secret``,
+    and ``mutual_user``/``mutual_secret`` together or not at all. Errors name ``where``."""
+    table = table_at(value, where)
+    no_unknown_keys(table, {"user", "secret", "mutual_user", "mutual_secret"}, where)
+    for key in ("user", "secret"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise ConfigError(f"{where}.{key}", "is required and must be a non-empty string")
+    mutual = (table.get("mutual_user"), table.get("mutual_secret"))
+    if (mutual[0] is None) != (mutual[1] is None):
+        raise ConfigError(f"{where}.mutual_secret", "mutual_user and mutual_secret go together")
+    for key, text in zip(("mutual_user", "mutual_secret"), mutual, strict=True):
+        if text is not None and (not isinstance(text, str) or not text):
+            raise ConfigError(f"{where}.{key}", "must be a non-empty string")
+    if mutual[1] is not None and mutual[1] == table["secret"]:
+        raise ConfigError(f"{where}.mutual_secret", "must differ from secret (RFC 7143 §12.1.3)")
+    try:
+        return ChapCredentials(table["user"], table["secret"], mutual[0], mutual[1])
+    except ConfigError as exc:  # its fields are named chap.*: name them where they are
+        raise ConfigError(f"{where}.{exc.field.rpartition('.')[2]}", exc.problem) from None
 
 
 def _pick_algorithm(offer: str, supported: Sequence[ChapAlgorithm]) -> ChapAlgorithm:

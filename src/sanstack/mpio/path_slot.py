@@ -31,10 +31,9 @@ class PathAddress:
 
 @dataclass(frozen=True, slots=True)
 class MultipathOptions:
-    """A map's policy. Its paths' sessions (NOP timings, logins) are the host's:
-    ``host.sessions.SessionOptions``."""
+    """A map's policy. Its paths' sessions (initiator name, NOP timings, logins) are the
+    host's: ``host.config.HostConfig`` and ``host.sessions.SessionOptions``."""
 
-    initiator_name: str
     selector: str = DEFAULT_SELECTOR
     no_path_retry: NoPathRetry = field(default_factory=NoPathRetry)
     failback: FailbackPolicy = FailbackPolicy.IMMEDIATE

@@ -47,15 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from sanstack.block.device import BLOCK_SIZES
-from sanstack.config_fields import as_table, integer, no_unknown, read_toml
+from sanstack.config_checks import check_name, integer_in, load_toml, no_unknown_keys, table_at
 from sanstack.errors import ConfigError
-from sanstack.iscsi.chap import ChapCredentials
+from sanstack.iscsi.chap import ChapCredentials, chap_from_table
 from sanstack.snapshot.model import VolumeError, check_snapshot_name
 from sanstack.target.model import Portal
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
-_IQN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
 _PHYSICAL_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -71,13 +70,6 @@ def parse_size(text: str | int, field_name: str) -> int:
     if value <= 0:
         raise ConfigError(field_name, f"size {text!r} must be positive")
     return value
-
-
-def check_name(name: object, field_name: str) -> str:
-    """An iSCSI name (RFC 7143 §4.2.7): iqn., eui. or naa. form, at most 223 bytes."""
-    if not isinstance(name, str) or not _IQN.match(name) or len(name.encode()) > 223:
-        raise ConfigError(field_name, f"{name!r} is not an iSCSI name (iqn.YYYY-MM.domain:id)")
-    return name.lower()
 
 
 @dataclass(slots=True)
@@ -201,11 +193,11 @@ def quick_target(name: str, portals: list[str], luns: list[str]) -> TargetSpec:
 
 
 def load_config(path: Path) -> list[TargetSpec]:
-    return parse_config(read_toml(path))
+    return parse_config(load_toml(path))
 
 
 def parse_config(raw: dict[str, Any]) -> list[TargetSpec]:
-    no_unknown(raw, {"target"}, "")
+    no_unknown_keys(raw, {"target"}, "")
     targets = raw.get("target")
     if not isinstance(targets, list) or not targets:
         raise ConfigError("target", "at least one [[target]] table is needed")
@@ -218,8 +210,8 @@ def parse_config(raw: dict[str, Any]) -> list[TargetSpec]:
 
 
 def _parse_target(value: object, where: str) -> TargetSpec:
-    table = as_table(value, where)
-    no_unknown(table, {"name", "alias", "initiators", "chap", "portal_group", "lun"}, where)
+    table = table_at(value, where)
+    no_unknown_keys(table, {"name", "alias", "initiators", "chap", "portal_group", "lun"}, where)
     name = check_name(table.get("name"), f"{where}.name")
     alias = table.get("alias", "")
     if not isinstance(alias, str):
@@ -232,7 +224,7 @@ def _parse_target(value: object, where: str) -> TargetSpec:
         initiators = frozenset(
             check_name(n, f"{where}.initiators[{i}]") for i, n in enumerate(names)
         )
-    chap = _parse_chap(table["chap"], f"{where}.chap") if "chap" in table else None
+    chap = chap_from_table(table["chap"], f"{where}.chap") if "chap" in table else None
     groups_raw = table.get("portal_group")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise ConfigError(f"{where}.portal_group", "at least one [[target.portal_group]] needed")
@@ -252,24 +244,10 @@ def _parse_target(value: object, where: str) -> TargetSpec:
     return TargetSpec(name, groups, luns, alias, initiators, chap)
 
 
-def _parse_chap(value: object, where: str) -> ChapCredentials:
-    table = as_table(value, where)
-    no_unknown(table, {"user", "secret", "mutual_user", "mutual_secret"}, where)
-    for key in ("user", "secret"):
-        if not isinstance(table.get(key), str) or not table[key]:
-            raise ConfigError(f"{where}.{key}", "is required and must be a non-empty string")
-    mutual = (table.get("mutual_user"), table.get("mutual_secret"))
-    if (mutual[0] is None) != (mutual[1] is None):
-        raise ConfigError(f"{where}.mutual_secret", "mutual_user and mutual_secret go together")
-    if mutual[1] is not None and mutual[1] == table["secret"]:
-        raise ConfigError(f"{where}.mutual_secret", "must differ from secret (RFC 7143 §12.1.3)")
-    return ChapCredentials(table["user"], table["secret"], mutual[0], mutual[1])
-
-
 def _parse_group(value: object, where: str) -> PortalGroupSpec:
-    table = as_table(value, where)
-    no_unknown(table, {"tag", "portals"}, where)
-    tag = integer(table.get("tag"), f"{where}.tag", 1, 0xFFFF)
+    table = table_at(value, where)
+    no_unknown_keys(table, {"tag", "portals"}, where)
+    tag = integer_in(table.get("tag"), f"{where}.tag", 1, 0xFFFF)
     portals = table.get("portals")
     if not isinstance(portals, list) or not portals:
         raise ConfigError(f"{where}.portals", "must list at least one HOST:PORT")
@@ -282,14 +260,14 @@ def _parse_group(value: object, where: str) -> PortalGroupSpec:
 
 
 def _parse_lun(value: object, where: str, used: set[int]) -> LunSpec:
-    table = as_table(value, where)
+    table = table_at(value, where)
     known = {"number", "backstore", "path", "size", "block_size", "read_only"}
     known |= {"physical_block_size", "snapshot"}
-    no_unknown(table, known, where)
+    no_unknown_keys(table, known, where)
     number = table.get("number")
     if number is None:
         number = next(n for n in range(len(used) + 1) if n not in used)
-    number = integer(number, f"{where}.number", 0, 16383)
+    number = integer_in(number, f"{where}.number", 0, 16383)
     if number in used:
         raise ConfigError(f"{where}.number", f"LUN {number} is defined twice")
     backstore = table.get("backstore", "file")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sanstack.block.device import BlockDevice, DeviceIdentity
-from sanstack.config_fields import parse_address
+from sanstack.config_checks import parse_address
 from sanstack.errors import ConfigError
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.scsi.alua import ALUAGroups, announce_state_change
