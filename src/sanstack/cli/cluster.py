@@ -188,7 +188,7 @@ def status_table(status: dict[str, Any]) -> str:
         {
             **d,
             "holder": d["error"] or d["holder"] or d["holder_key"],
-            "keys": " ".join(k["node"] or k["key"] for k in d["keys"]) or "-",
+            "keys": _registered(d["keys"]),
         }
         for d in status["disks"]
     ]
@@ -200,6 +200,15 @@ def status_table(status: dict[str, Any]) -> str:
             render_table(disks, _DISK_COLUMNS),
         ]
     )
+
+
+def _registered(keys: list[dict[str, Any]]) -> str:
+    """One entry per key, its node's name when it has one, x N for N I_T nexuses."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        name = key["node"] or key["key"]
+        counts[name] = counts.get(name, 0) + 1
+    return " ".join(n if c == 1 else f"{n}x{c}" for n, c in counts.items()) or "-"
 
 
 async def _status(args: argparse.Namespace) -> int:
