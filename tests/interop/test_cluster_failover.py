@@ -29,6 +29,7 @@ import pytest
 from tests.support.cluster_nodes import (
     ClusterNodes,
     GroupDef,
+    Timings,
     WriterLog,
     group_of,
     node_of,
@@ -71,8 +72,17 @@ def online_on(status: Any, group: str, node: str) -> bool:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cluster")
     portals = [free_port(), free_port()]
-    with running_target(directory, IQN, portals, ["memory:1M"] * 9) as target:
-        g1 = GroupDef("g1", ["d1", "d2", "d3", "d4"], ("127.0.73.1", free_port()), ["n1", "n2"])
+    volume = directory / "d1.img"  # d1 carries a snapshot volume: opened (scan) on online
+    run_tool([*sanstack_command(), "volume", "format", str(volume), "--size", "16M"])
+    luns = ["memory:1M", f"{volume}:16M", *["memory:1M"] * 7]
+    with running_target(directory, IQN, portals, luns) as target:
+        g1 = GroupDef(
+            "g1",
+            ["d1", "d2", "d3", "d4"],
+            ("127.0.73.1", free_port()),
+            ["n1", "n2"],
+            volumes=["d1"],
+        )
         g2 = GroupDef("g2", ["d5", "d6", "d7", "d8"], ("127.0.73.2", free_port()), ["n2", "n3"])
         config = write_config(
             directory,
@@ -113,6 +123,15 @@ def check_reads_back(writer: WriterLog, export: tuple[str, int], name: str) -> i
     return len(last)
 
 
+def export_size(export: tuple[str, int], name: str) -> int:
+    async def size() -> int:
+        client = await NBDSocketClient.connect(export[0], export[1], name)
+        await client.close()
+        return client.size
+
+    return asyncio.run(size())
+
+
 def target_keys(target: Daemon, lun: int) -> set[str]:
     command = [*sanstack_command(), "target", "pr", IQN, str(lun), "--json"]
     result = run_tool([*command, "--control", str(target.control)], timeout=60)
@@ -150,8 +169,12 @@ def test_kill_9_of_the_owner_fails_the_group_over_within_15_s(cluster: Cluster) 
     owner = group_of(status, "g1")["owner"]
     assert owner == "n2"  # the next preferred owner
     resumed = next(when for _n, _o, when in writer.acked() if when > killed_at)
-    checked = check_reads_back(writer, g1.export, "d1")
+    checked = check_reads_back(writer, g1.export, "d1")  # d1's volume, as "" is
     assert checked > 0
+    # "" and d1 are d1's snapshot volume (opened on the new owner), smaller than its LUN;
+    # d2 is the disk itself.
+    assert export_size(g1.export, "") == export_size(g1.export, "d1") < 16 << 20
+    assert export_size(g1.export, "d2") == 1 << 20
 
     status = nodes.status(owner)
     assert node_of(status, "n1")["state"] == "down"
@@ -242,3 +265,81 @@ def test_pause_drains_a_node_and_resume_lets_it_take_groups_again(cluster: Clust
     moved = nodes.cli("n1", "move", "g2", "n2", "--wait", str(SETTLE))
     assert moved["state"] == "online"
     assert online_on(nodes.status("n3"), "g2", "n2")
+
+
+def test_with_a_witness_the_survivors_race_for_its_vote_then_fail_over(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Three nodes and a disk witness (4 votes, 3 needed): the coordinator holds the witness;
+    when it is killed the two survivors have 2 votes, so their coordinator races for the
+    witness (the incumbent's turn first: 2 x arbitration_interval), wins it, and only then
+    fails the group over; a group running on a survivor runs on meanwhile."""
+    directory = tmp_path_factory.mktemp("witness")
+    portals = [free_port(), free_port()]
+    with running_target(directory, IQN, portals, ["memory:1M"] * 9):
+        g1 = GroupDef("g1", ["d1", "d2", "d3", "d4"], ("127.0.73.3", free_port()), ["n1", "n2"])
+        g2 = GroupDef("g2", ["d5", "d6", "d7", "d8"], ("127.0.73.4", free_port()), ["n2", "n3"])
+        config = write_config(
+            directory,
+            cluster=CLUSTER,
+            nodes=NODES,
+            portals=portals,
+            iqn=IQN,
+            disks={"wit": 0, **DISKS},
+            groups=[g1, g2],
+            quorum="node-and-disk",
+            witness="wit",
+            timings=Timings(quorum_loss_stop=10.0),
+        )
+        with running_cluster(directory, config, NODES) as nodes:
+            status = nodes.wait_status(
+                "n2",
+                lambda s: (
+                    online_on(s, "g1", "n1")
+                    and online_on(s, "g2", "n2")
+                    and s["quorum"]["witness_owner"] == "n1"
+                ),
+                SETTLE,
+                "groups online, the witness held by the coordinator n1",
+            )
+            assert (status["quorum"]["votes"], status["quorum"]["total"]) == (4, 4)
+            witness = next(d for d in status["disks"] if d["name"] == "wit")
+            assert witness["holder"] == "n1" and witness["group"] is None
+            killed_at = nodes.kill("n1")
+            status = nodes.wait_status(
+                "n3",
+                lambda s: online_on(s, "g1", "n2") and s["quorum"]["witness_owner"] == "n2",
+                FAILOVER_BOUND,
+                "the witness won by n2, g1 online on n2",
+            )
+            assert status["quorum"]["has"] and status["quorum"]["votes"] == 3
+            events = nodes.events("n2")
+            lost = event_time(events, killed_at, kind="quorum.lost")
+            raced = event_time(events, killed_at, kind="disk.preempted", disk="wit")
+            gained = event_time(events, killed_at, kind="quorum.gained")
+            exported = event_time(
+                events, killed_at, kind="group.state", group="g1", reason="onlining_e"
+            )
+            assert None not in (lost, raced, gained, exported), events[-30:]
+            assert raced is not None and lost is not None and raced - lost >= 2.0  # its turn
+            # g2 ran on through the quorum loss: no state change of it after the kill.
+            assert not [e for e in events if e["time"] > killed_at and e.get("group") == "g2"], (
+                events[-30:]
+            )
+            assert online_on(nodes.status("n2"), "g2", "n2")
+            print(
+                f"\nwith a witness (s from the kill): quorum lost {lost - killed_at:.2f}, "
+                f"witness preempted {raced - killed_at:.2f}, quorum "
+                f"{gained - killed_at:.2f}, g1 exported {exported - killed_at:.2f}"  # type: ignore[operator]
+            )
+            # Each owner's next defence removes the dead node's keys from its disks.
+            nodes.wait_status(
+                "n2",
+                lambda s: all(
+                    {k["node"] for k in d["keys"]} <= {"n2", "n3"}
+                    for d in s["disks"]
+                    if d["holder"] is not None
+                ),
+                SETTLE,
+                "only the live nodes' keys on every disk held",
+            )

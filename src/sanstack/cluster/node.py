@@ -602,6 +602,14 @@ class ClusterNode(NodeControl):
         self._tidy_moves(claims, members, paused, now)
 
     def _apply(self, placement: dict[str, str | None], now: float, has: bool) -> None:
+        lost = self._quorum_lost_at
+        stop = self.timings.quorum_loss_stop
+        if not has and lost is not None and not self.stopping and now < lost + stop / 2:
+            # Quorum may come back (the coordinator races for the witness): for the first
+            # half of quorum_loss_stop the groups run on, nothing is onlined and nobody is
+            # fenced (the reservations keep this safe); then they offline cleanly, and what
+            # is still running at quorum_loss_stop stops without writes.
+            return
         may_online = self._learned and has and not self.fenced and not self.stopping
         interval = self.timings.arbitration_interval
         for group, runner in self.runners.items():
@@ -623,13 +631,10 @@ class ClusterNode(NodeControl):
             if group in self._held_at_start and target != self.me and target is not None:
                 self._held_at_start.discard(group)
                 self._spawn(self._release_held(group), f"release {group}")
-        lost = self._quorum_lost_at
-        if not has and lost is not None and now >= lost + self.timings.quorum_loss_stop:
+        if not has and lost is not None and now >= lost + stop:
             for runner in self.runners.values():
                 if runner.state.active and runner.state is not GroupState.STOPPING:
-                    runner.fence(
-                        f"no quorum for {self.timings.quorum_loss_stop:g} s: stopped without writes"
-                    )
+                    runner.fence(f"no quorum for {stop:g} s: stopped without writes")
 
     async def _release_held(self, group: str) -> None:
         """A group whose disks this node held at start is placed elsewhere: release them."""
