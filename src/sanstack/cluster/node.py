@@ -14,8 +14,9 @@ Parts, each owned here and closed in ``close``:
   interval it evaluates quorum, registers the node's key on every disk once it is a member
   of a view with quorum (unfencing; never without quorum), races for the witness when the
   coordinator needs its vote, places the groups (``place``) and onlines those placed here,
-  offlines those placed elsewhere, stops everything without quorum (a clean offline, then
-  a stop without writes once ``quorum_loss_stop`` has passed), and publishes its claims;
+  offlines those placed elsewhere, and publishes its claims; without quorum the groups run
+  on for half of ``quorum_loss_stop`` (the witness race may bring quorum back), then
+  offline cleanly, and whatever still runs at ``quorum_loss_stop`` stops without writes;
 - the defence task: every ``arbitration_interval`` each disk the node owns is re-read
   (DEFEND); a FENCED verdict, or a RESERVATION CONFLICT on the group's I/O, stops that
   group at once without writes (``DISK_FENCED``, WSFC Event 1038). A fenced node onlines
