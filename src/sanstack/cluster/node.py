@@ -549,7 +549,10 @@ class ClusterNode(NodeControl):
         while True:
             still_wanted()
             self._wake.clear()
-            self._reconcile()
+            try:
+                self._reconcile()
+            except Exception:  # a bug must not end reconciliation: log it, try again
+                log.exception("reconcile failed")
             # asyncio.timeout, not wait_for: 3.11's wait_for returns the event's result
             # when a cancellation comes as the event is set, and the loop went on.
             with contextlib.suppress(TimeoutError):
@@ -687,6 +690,9 @@ class ClusterNode(NodeControl):
             verdict = await self.arbitrate(disk, Intent.DEFEND)
         except DiskMissing as exc:
             log.warning("defence: %s", exc)
+            return
+        except Exception:  # a bug must not end the defence of the other disks
+            log.exception("defence of disk %s failed", disk)
             return
         if verdict.kind is VerdictKind.WAIT:
             log.info("disk %s: defence: %s", disk, verdict.reason)
