@@ -129,7 +129,10 @@ class GroupResources:
     # -- online ------------------------------------------------------------------------------
 
     async def arbitrate_disks(self) -> None:
+        # A restart after a failure: whatever an undo step could not close is dropped.
         self.shut_gates("arbitrating again")
+        await self.unbind_export(0.0)
+        await self._abandon_volumes()
         self.gates = {}
         self.verdicts = {}
         await all_of(self._own(disk) for disk in self.spec.disks)
@@ -166,7 +169,7 @@ class GroupResources:
             volume = await SnapshotVolume.open(self.gates[disk], holder=holder, close_base=False)
             self.volumes[disk] = volume
 
-        await all_of(open_one(disk) for disk in self.spec.volumes if disk not in self.volumes)
+        await all_of(open_one(disk) for disk in self.spec.volumes)
 
     def exports(self) -> dict[str, BlockDevice]:
         exports: dict[str, BlockDevice] = {}
@@ -229,13 +232,17 @@ class GroupResources:
     async def stop_without_writes(self, reason: str) -> None:
         self.shut_gates(reason)
         await self.unbind_export(0.0)
+        await self._abandon_volumes()
+        self.gates = {}
+
+    async def _abandon_volumes(self) -> None:
+        """Close each volume over its shut gate: no flush, journal commit or superblock
+        write reaches the disk; bounded."""
         volumes, self.volumes = list(self.volumes.values()), {}
         for volume in volumes:
-            # Its close meets the shut gate: no flush, no journal commit, no superblock.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(ABANDON_WAIT):
                     await volume.close()
-        self.gates = {}
 
     async def close(self) -> None:
         """At the node's end: whatever is left (the node offlines its groups cleanly first,
