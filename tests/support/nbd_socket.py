@@ -86,6 +86,9 @@ class NBDSocketClient:
     async def write(self, offset: int, data: bytes) -> None:
         await self._request(NBDCmd.NBD_CMD_WRITE, offset, len(data), data)
 
+    async def flush(self) -> None:
+        await self._request(NBDCmd.NBD_CMD_FLUSH, 0, 0, b"")
+
     async def close(self) -> None:
         try:
             self.writer.write(RequestHeader(0, NBDCmd.NBD_CMD_DISC, 0, 0, 0).encode())

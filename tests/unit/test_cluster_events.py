@@ -49,6 +49,7 @@ def test_the_kinds_are_the_cluster_logs() -> None:
         "disk.preempted",
         "disk.fenced",
         "disk.released",
+        "disk.unfenced",
         "group.state",
         "group.moved",
         "group.failed",

@@ -17,7 +17,7 @@ from sanstack.cli.common import CommandParser, add_log_level, run_command, setup
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="sanstack",
-        description="sanstack: iSCSI target, multipath I/O and snapshot volumes.",
+        description="sanstack: iSCSI target, multipath I/O, snapshot volumes, failover clusters.",
         epilog="Run 'sanstack COMMAND --help' for a command's options.",
     )
     parser.add_argument(
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
 
-    from sanstack.cli import demo, host, mpio, nbd, proxy, target, volume
+    from sanstack.cli import cluster, demo, host, mpio, nbd, proxy, target, volume
 
     target.register(commands)
     volume.register(commands)
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     host.register(commands)
     nbd.register(commands)
     proxy.register(commands)
+    cluster.register(commands)
     return parser
 
 

@@ -44,6 +44,7 @@ class EventKind(Enum):
     DISK_PREEMPTED = "disk.preempted"  # PREEMPT AND ABORT of a non-member's key
     DISK_FENCED = "disk.fenced"  # ownership unexpectedly lost (WSFC Event 1038)
     DISK_RELEASED = "disk.released"
+    DISK_UNFENCED = "disk.unfenced"  # a fenced node stopped its groups and registers again
     # groups
     GROUP_STATE = "group.state"  # offline, onlining, online, offlining, failed...
     GROUP_MOVED = "group.moved"

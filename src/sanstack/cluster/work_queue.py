@@ -76,7 +76,8 @@ class WorkQueue:
             raise WorkQueueClosed(f"{self.name} work queue is closed")
         entry = _Job(job, bound, asyncio.get_running_loop().create_future())
         try:
-            await asyncio.wait_for(self._queue.put(entry), bound)
+            async with asyncio.timeout(bound):  # not wait_for: see _work
+                await self._queue.put(entry)
         except TimeoutError:
             self.stats.rejected += 1
             raise WorkQueueFull(
@@ -98,7 +99,10 @@ class WorkQueue:
                 continue
             self.stats.running += 1
             try:
-                value = await asyncio.wait_for(entry.run(), entry.timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that
+                # comes as the job ends, and the worker would outlive close().
+                async with asyncio.timeout(entry.timeout):
+                    value = await entry.run()
             except TimeoutError:
                 self.stats.timed_out += 1
                 if not entry.result.done():

@@ -86,3 +86,12 @@ async def wait_ended(tasks: Collection[_TaskT], what: str) -> set[_TaskT]:
     if pending:
         log.warning("%d %s still running after %ss", len(pending), what, TASK_END_WAIT_SECONDS)
     return done
+
+
+def still_wanted() -> None:
+    """Raise CancelledError when this task was asked to stop: a retry loop calls it each
+    time round, so a cancellation some library call swallowed (3.11's ``wait_for`` does,
+    when its inner awaitable ends as the cancellation comes) still ends the loop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,160 @@
+"""The node's control API (``cluster/routes.py`` serves it): status, events, move, pause.
+
+A part of ``ClusterNode`` (``cluster/node.py``), kept apart to keep each module readable;
+the attributes it reads are the node's. Move requests travel in this node's heartbeats
+(the node's docstring says why); a pause of another node is forwarded to its control
+socket; this node's own pause is kept in ``state_dir/node.json`` so a restart keeps it
+drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sanstack.cluster.disks import DiskExecutor, PRDisk
+from sanstack.cluster.events import EventKind
+from sanstack.cluster.group_runner import GroupRunner
+from sanstack.cluster.heartbeat import Claim
+from sanstack.cluster.heartbeat_transport import HeartbeatTransport
+from sanstack.cluster.membership import Membership
+from sanstack.cluster.model import ClusterConfig, GroupSpec, NodeSpec
+from sanstack.cluster.node_events import NodeLog
+from sanstack.cluster.node_status import StatusParts, status_document
+from sanstack.cluster.quorum import QuorumState
+from sanstack.cluster.reconcile import owners_from
+from sanstack.control.client import ControlError, call
+from sanstack.edge.state_file import load_state, save_state
+from sanstack.errors import ServiceError
+
+STATE_FILE = "node.json"
+
+
+class NodeControl:
+    config: ClusterConfig
+    spec: NodeSpec
+    me: str
+    groups: dict[str, GroupSpec]
+    membership: Membership
+    transport: HeartbeatTransport
+    executor: DiskExecutor
+    runners: dict[str, GroupRunner]
+    paused: bool
+    stopping: bool
+    fenced: bool
+    placement: dict[str, str | None]
+    _has_quorum: bool
+    _moves: dict[str, str]
+    _move_since: dict[str, float]
+    _loop: asyncio.AbstractEventLoop
+    _log: NodeLog
+
+    def _quorum(self) -> QuorumState:
+        raise NotImplementedError
+
+    def _pulse(self) -> None:
+        raise NotImplementedError
+
+    def _pr_disk(self, disk: str) -> PRDisk:
+        raise NotImplementedError
+
+    def _claims_of(self, node: str) -> dict[str, Claim]:
+        if node == self.me:
+            return dict(self.membership.peer(self.me).claims)
+        return dict(self.membership.peer(node).claims)
+
+    def _paused_flag(self, node: str) -> bool:
+        if node == self.me:
+            return self.paused or self.stopping
+        return self.membership.peer(node).paused
+
+    async def status(self) -> dict[str, Any]:
+        async def read(disk: str) -> tuple[str, Any]:
+            try:
+                return disk, await self.executor.read(self._pr_disk(disk))
+            except ServiceError:
+                return disk, "no map"
+            except Exception as exc:  # shown in the table, not raised
+                return disk, str(exc) or type(exc).__name__
+
+        reads = dict(await asyncio.gather(*(read(d.name) for d in self.config.disks)))
+        return status_document(
+            StatusParts(
+                config=self.config,
+                me=self.me,
+                membership=self.membership,
+                quorum=self._quorum(),
+                has_quorum=self._has_quorum,
+                fenced=self.fenced,
+                paused=self.paused,
+                runners={g: r.state for g, r in self.runners.items()},
+                failures={g: r.failure for g, r in self.runners.items()},
+                placement=self.placement,
+                moves=dict(self._moves),
+                disk_reads=reads,
+            )
+        )
+
+    def events(self, since: int, limit: int | None) -> dict[str, Any]:
+        return self._log.ring.to_dict(since, limit)
+
+    async def move(self, group: str, target: str) -> dict[str, Any]:
+        if group not in self.groups:
+            raise ServiceError(404, f"group: {group!r} is not a group of this cluster")
+        if target not in self.config.node_names:
+            raise ServiceError(404, f"node: {target!r} is not a node of this cluster")
+        view = self.membership.view()
+        if target not in view.members or target not in self.membership.alive():
+            raise ServiceError(409, f"node: {target} is not a live member")
+        if self._paused_flag(target):
+            raise ServiceError(409, f"node: {target} is paused; resume it first")
+        if not self._has_quorum:
+            raise ServiceError(409, "cluster: this node has no quorum; nothing moves")
+        members = [n for n in self.config.node_names if n in view.members]
+        owner = owners_from({n: self._claims_of(n) for n in members}, self.config.node_names).get(
+            group
+        )
+        if owner == target:
+            return {"group": group, "from": owner, "to": target, "state": "already there"}
+        self._moves[group] = target
+        self._move_since[group] = self._loop.time()
+        self.membership.set_moves(self._moves)
+        self.transport.poke()
+        self._log(
+            EventKind.GROUP_MOVED,
+            f"move requested: from {owner or 'no node'} to {target}",
+            group=group,
+            peer=target,
+        )
+        self._pulse()
+        return {"group": group, "from": owner, "to": target, "state": "requested"}
+
+    async def set_paused(self, node: str, paused: bool) -> dict[str, Any]:
+        if node not in self.config.node_names:
+            raise ServiceError(404, f"node: {node!r} is not a node of this cluster")
+        what = "pause" if paused else "resume"
+        if node != self.me:
+            control = self.config.node(node).control
+            try:
+                answer: dict[str, Any] = await asyncio.to_thread(
+                    call, control, "POST", f"/v1/cluster/nodes/{node}/{what}"
+                )
+            except ControlError as exc:
+                raise ServiceError(502, f"node: {node} not reached at {control}: {exc}") from None
+            return answer
+        if paused != self.paused:
+            self.paused = paused
+            self._save_paused()
+            self.membership.set_paused(paused)
+            self.transport.poke()
+            kind = EventKind.PAUSED if paused else EventKind.RESUMED
+            self._log(kind, f"{self.me} {what}d by request", peer=self.me)
+            self._pulse()
+        return {"node": self.me, "paused": self.paused}
+
+    def _load_paused(self) -> bool:
+        state = load_state(self.spec.state_dir / STATE_FILE)
+        return bool(state and state.get("paused"))
+
+    def _save_paused(self) -> None:
+        save_state(self.spec.state_dir / STATE_FILE, {"paused": self.paused})
