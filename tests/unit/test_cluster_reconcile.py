@@ -27,8 +27,8 @@ from sanstack.cluster.reconcile import (
     self_claimed_witness,
     want,
 )
+from sanstack.config_checks import check_name
 from sanstack.scsi.pr_codec import PRType, ReadKeysData, ReadReservationData
-from sanstack.target.config import check_name
 
 ORDER = ("n1", "n2", "n3")
 S = GroupState

@@ -90,7 +90,8 @@ from sanstack.cluster.work_queue import WorkQueue
 from sanstack.control.server import ControlServer, bind_routes
 from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.errors import ConfigError, SanstackError, ServiceError
-from sanstack.host.host import Host, HostConfig
+from sanstack.host.config import HostConfig
+from sanstack.host.host import Host
 from sanstack.mpio.path_slot import MultipathOptions, PathAddress
 from sanstack.snapshot.model import Holder
 
@@ -203,7 +204,7 @@ class ClusterNode(NodeControl):
                 portals=[PathAddress(h, p) for h, p in self.config.portals],
                 iqns=self.config.targets,
                 state_dir=self.spec.state_dir / "host",
-                maps=MultipathOptions(initiator_name=name),
+                maps=MultipathOptions(),
             )
         )
         self.resources = {g: GroupResources(spec, self) for g, spec in self.groups.items()}
