@@ -17,6 +17,7 @@ from tests.support.waits import until
 
 from sanstack.block.device import DeviceIdentity
 from sanstack.block.memory import MemoryDevice
+from sanstack.initiator.lun_device import ReservationConflict
 from sanstack.initiator.session import CommandResponse, ISCSISession, PathFailed
 from sanstack.iscsi.initiator_events import PathFailureKind
 from sanstack.mpio.alua_reader import PortGroupReader
@@ -28,6 +29,7 @@ from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.codes import MaintenanceIn, Opcode
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo
+from sanstack.scsi.pr_codec import PRType
 
 HOST = "iqn.2026-11.org.sanstack:host"
 TARGET = "iqn.2026-11.org.sanstack:t"
@@ -105,10 +107,12 @@ class LunSession:
 class FakePath:
     """A shared path: a session (the same nexus after every re-login) and its listeners."""
 
-    def __init__(self, name: str, luns: dict[int, LogicalUnit], tpgt: int) -> None:
+    def __init__(
+        self, name: str, luns: dict[int, LogicalUnit], tpgt: int, host: str = HOST
+    ) -> None:
         self.name = name
         self.luns = luns
-        self.nexus = Nexus(HOST, 0x80_0000_0000 | tpgt, TARGET, tpgt, tpgt)
+        self.nexus = Nexus(host, 0x80_0000_0000 | tpgt, TARGET, tpgt, tpgt)
         self.listeners: list[PathListener] = []
         self.current: LunSession | None = LunSession(luns, self.nexus)
         self.sessions = [self.current]
@@ -257,6 +261,67 @@ def test_a_returning_path_is_registered_with_the_maps_key_before_it_carries_io()
         # The unkeyed map is unaffected by the other's registration.
         assert (await maps[1].pr_read_keys()).reservation_keys == ()
         for m in maps:
+            await m.close()
+
+    asyncio.run(body())
+
+
+OTHER_HOST = "iqn.2026-11.org.sanstack:other-host"
+WERO = PRType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+
+
+def test_a_key_another_host_removed_is_not_registered_again_on_a_returning_path() -> None:
+    """Fenced while its paths were away (PREEMPT AND ABORT by another node): the returning
+    paths must not bring the key back, or the fenced host's queued writes would land."""
+
+    async def body() -> None:
+        luns = logical_units(1)
+        mine = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        (device,) = await open_maps(mine, 1)
+        (other,) = await open_maps([FakePath("q1", luns, 1, host=OTHER_HOST)], 1)
+        lost: list[int] = []
+        device.on_key_lost = lost.append
+        await device.pr_register(0xAB)
+        await device.pr_reserve(WERO)
+        await other.pr_register(0xCD)
+        for path in mine:
+            path.fail()
+        await other.pr_preempt(0xAB, WERO, abort=True)
+        for path in mine:
+            path.restore()
+        await until(lambda: states(device) == ["active", "active"], 5, "both paths back")
+        assert (await other.pr_read_keys()).reservation_keys == (0xCD,)
+        assert lost == [0xAB] and device.registration.key == 0
+        with pytest.raises(ReservationConflict):
+            await device.write(0, bytes(BS))
+        # An explicit REGISTER (a node that rejoined with quorum) brings it back.
+        await device.pr_register(0xAB)
+        assert sorted((await other.pr_read_keys()).reservation_keys) == [0xAB, 0xAB, 0xCD]
+        for m in (device, other):
+            await m.close()
+
+    asyncio.run(body())
+
+
+def test_a_kept_key_is_held_again_only_while_the_target_still_has_it() -> None:
+    async def body() -> None:
+        luns = logical_units(1)
+        mine = [FakePath("p1", luns, 1), FakePath("p2", luns, 2)]
+        (device,) = await open_maps(mine, 1)
+        (other,) = await open_maps([FakePath("q1", luns, 1, host=OTHER_HOST)], 1)
+        await device.pr_register(0xAB)
+        await device.close()
+        (again,) = await open_maps(mine, 1)  # a restart: the key comes from the state dir
+        assert await again.hold_again(0xAB)
+        assert (await other.pr_read_keys()).reservation_keys == (0xAB, 0xAB)
+        await other.pr_register(0xCD)
+        await other.pr_preempt(0xAB, WERO)
+        await again.close()
+        (third,) = await open_maps(mine, 1)
+        assert not await third.hold_again(0xAB)
+        assert third.registration.key == 0
+        assert (await other.pr_read_keys()).reservation_keys == (0xCD,)
+        for m in (third, other):
             await m.close()
 
     asyncio.run(body())

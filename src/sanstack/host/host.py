@@ -444,14 +444,14 @@ class Host:
             list(paths), self.map_options, target_name=first.target, lun=lun
         )
         entry = HostMap(f"naa.{naa}", f"{first.target}/{lun}", device, list(paths))
+        device.on_key_lost = lambda _key: self._forget_key(entry.wwid)
         held = self.prkeys.get(entry.wwid)
         if held is not None:
-            # The key this host registered before: held again before the map is exported.
-            # From now on a path that comes back is registered before it carries I/O; the
-            # paths up now are registered at once (GOOD where the nexus still holds it).
-            device.registration.taken(held.key, held.aptpl)
+            # The key this host registered before: held again before the map is exported,
+            # if the target still has it (not if another initiator removed it meanwhile).
+            # From now on a path that comes back is registered before it carries I/O.
             try:
-                await device.pr_register(held.key, aptpl=held.aptpl)
+                await device.hold_again(held.key, aptpl=held.aptpl)
             except BlockDeviceError as exc:
                 log.warning("map %s: key 0x%x not registered again: %s", entry.wwid, held.key, exc)
         return entry
@@ -525,6 +525,11 @@ class Host:
             ) from None
         return {**entry.names(), "pr_key": f"0x{key:x}" if key else None}
 
+    def _forget_key(self, wwid: str) -> None:
+        """Another initiator removed the map's key: not held again after a restart either
+        (on disk with the next save; until then ``hold_again`` finds it gone anyway)."""
+        self.prkeys.change(wwid, 0)
+
     async def _save_key(self, wwid: str, key: int, aptpl: bool = False) -> None:
         """``key`` (0: none) of ``wwid`` on disk before this returns. One write at a time, in
         a thread; each writes every change made until it starts, so keys changed together
@@ -566,7 +571,7 @@ class Host:
                     "selector": status["selector"],
                     "queued": status["queued"],
                     "pr_key": (
-                        f"0x{device.registration.key:x}" if device.registration.used else None
+                        f"0x{device.registration.key:x}" if device.registration.key else None
                     ),
                 }
             )

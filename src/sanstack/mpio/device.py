@@ -90,6 +90,9 @@ class MultipathDevice(BlockDevice):
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
         self.registration = HostRegistration()
+        # Told when another initiator removed our key (the host forgets it, a cluster node
+        # learns it was fenced).
+        self.on_key_lost: Callable[[int], None] | None = None
         self._registering = asyncio.Lock()
         self._identified = False
 
@@ -380,6 +383,8 @@ class MultipathDevice(BlockDevice):
                     return
                 if not still_current(slot.provider, session):
                     continue  # went down (and maybe up) meanwhile: start over
+                if self.registration.used and not await self._key_still_held(slot, device):
+                    return  # unknown: the path stays down, the checker tries again
                 step = self.registration.reinstatement()
                 if step is not None:
                     outcome, error = await self._register(device, step)
@@ -417,6 +422,46 @@ class MultipathDevice(BlockDevice):
         return device
 
     # -- persistent reservations over every path (MSDSM, mpathpersist) ----------------------------
+
+    async def _key_still_held(self, slot: PathSlot, device: ISCSIDevice) -> bool:
+        """READ KEYS down a returning path before our key goes on it (``reservations.
+        still_held``); a key another initiator removed is forgotten. False: not known now."""
+        if not self.registration.key:
+            return True
+        cdb = PRInCdb(PRInServiceAction.READ_KEYS, PR_IN_ALLOCATION).encode()
+        try:
+            result = await device.execute(cdb, read_length=PR_IN_ALLOCATION, write=False)
+        except BlockDeviceError as exc:
+            log.info("path %s: keys not read, not reinstated: %s", slot.label, exc)
+            return False
+        keys = ReadKeysData.decode(result.data).reservation_keys
+        if not reservations.still_held(self.registration.key, keys):
+            self._key_lost()
+        return True
+
+    def _key_lost(self) -> None:
+        lost = self.registration.key
+        log.warning(
+            "%s/%d: our key 0x%x was removed by another initiator (preempted or cleared): "
+            "not registered again",
+            self.target_name,
+            self.lun,
+            lost,
+        )
+        self.registration.lost()
+        if self.on_key_lost is not None:
+            self.on_key_lost(lost)
+
+    async def hold_again(self, key: int, *, aptpl: bool = False) -> bool:
+        """A key this host registered before (a restart, a map built again): registered on
+        every path if the target still has it; False, and forgotten, if another initiator
+        removed it meanwhile (``reservations.still_held``)."""
+        self.registration.taken(key, aptpl)
+        if not reservations.still_held(key, (await self.pr_read_keys()).reservation_keys):
+            self._key_lost()
+            return False
+        await self.pr_register(key, aptpl=aptpl)
+        return True
 
     async def pr_register(self, key: int, *, aptpl: bool = False) -> None:
         """REGISTER ``key`` (0 unregisters) on every path with a session; the rules are

@@ -18,6 +18,14 @@ libmpathpersist do. The rules, each a function here that ``MultipathDevice`` car
 - ``HostRegistration.reinstatement``: a reinstated path, or a new one, is brought to the
   host's key with REGISTER AND IGNORE EXISTING KEY before it carries I/O (zero included,
   which drops a registration an unregister missed); it stays down if that fails.
+- ``still_held``: but only while the target still has the host's key on some nexus, read
+  with READ KEYS down that path first (multipathd's ``prflag``, set from the keys it reads).
+  A key that is gone was removed by another initiator while the path was away: PREEMPT
+  (AND ABORT) fenced this host, or CLEAR. Registering it again would unfence the host behind
+  the back of the node that fenced it, and let writes it had queued land after all; so the
+  host forgets the key (``HostRegistration.lost``) and only an explicit REGISTER (a cluster
+  node that rejoined with quorum, an operator) brings it back. The same holds for a key
+  kept across a restart (``MultipathDevice.hold_again``).
 - ``HostRegistration.cleared``: after CLEAR the host holds no key, on any path.
 - ``next_after_one_path``: any other service action (RESERVE, CLEAR, PREEMPT,
   PERSISTENT RESERVE IN) goes down one path, the best group's first; a path failure fails
@@ -112,9 +120,20 @@ class HostRegistration:
         old key back."""
         self.taken(0, aptpl=False)
 
+    def lost(self) -> None:
+        """Another initiator removed our key (``still_held`` said so): a returning path
+        drops its stale registration (key 0) instead of bringing the key back."""
+        self.key = 0
+
     def reinstatement(self) -> Registration | None:
         """What a path must do before it carries I/O; None while reservations are unused."""
         return register_ignoring_existing(self.key) if self.used else None
+
+
+def still_held(key: int, registered: Sequence[int]) -> bool:
+    """Whether the target still has ``key`` (READ KEYS' list) and a returning path may be
+    registered with it; a host holding no key (0) has nothing to lose."""
+    return key == 0 or key in registered
 
 
 class Next(Enum):
