@@ -148,6 +148,9 @@ def test_read_is_reassembled_from_many_data_in_pdus() -> None:
     answer = read(pair, 0, len(data) // BS)
     assert answer.status == 0 and answer.residual == 0
     assert bytes(answer.data) == data
+    # One piece per Data-In PDU, unjoined, for whoever only passes the data on.
+    assert [len(part) for part in answer.parts] == [4096] * 64
+    assert b"".join(answer.parts) == data
 
 
 def test_read_underflow_reports_the_residual() -> None:

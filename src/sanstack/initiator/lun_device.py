@@ -335,6 +335,12 @@ class ISCSIDevice(BlockDevice):
         return min(self.max_transfer_blocks, cap) if self.max_transfer_blocks else cap
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
+        parts = await self.read_parts(lba, count)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_parts(self, lba: int, count: int) -> list[bytes | memoryview]:
+        """``read`` as the Data-In PDUs brought it, in order and not joined: what an NBD
+        reply writes as it is (``nbd.server``), sparing a copy of every large read."""
         step = self._chunk_blocks()
         parts: list[bytes | memoryview] = []
         done = 0
@@ -343,11 +349,12 @@ class ISCSIDevice(BlockDevice):
             cdb = ReadWriteCDB(Opcode.READ_16, lba + done, n).encode()
             length = n * self.block_size
             result = await self.execute(cdb, read_length=length, write=False)
-            if len(result.data) != length:
-                raise MediumError(f"READ(16) returned {len(result.data)} of {length} bytes")
-            parts.append(result.data)
+            got = result.length
+            if got != length:
+                raise MediumError(f"READ(16) returned {got} of {length} bytes")
+            parts += result.parts
             done += n
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return parts
 
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")

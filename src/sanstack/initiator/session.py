@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sanstack.block.device import DeviceNotReady
@@ -49,6 +48,7 @@ from sanstack.iscsi.initiator_events import (
     NopInReceived,
     PathFailureKind,
     TaskManagementCompleted,
+    join_parts,
 )
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
 from sanstack.scsi.codes import SenseKey, Status
@@ -81,16 +81,48 @@ class LoginRefused(SanstackError):
         self.target_address = target_address
 
 
-@dataclass(frozen=True, slots=True)
 class CommandResponse:
-    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4)."""
+    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4).
 
-    status: int
-    data: bytes | memoryview
-    sense: bytes
-    residual: int
-    residual_overflow: bool = False
-    response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+    ``parts`` is the Data-In as its PDUs brought it; ``data`` is the same as one buffer,
+    joined the first time it is asked for. Whoever only passes a read on (the NBD server)
+    takes ``parts`` and never pays for the join.
+    """
+
+    __slots__ = ("_data", "parts", "residual", "residual_overflow", "response", "sense", "status")
+
+    def __init__(  # noqa: PLR0917 - positional as the fields of RFC 7143 §11.4 always were
+        self,
+        status: int,
+        data: bytes | memoryview | None,
+        sense: bytes,
+        residual: int,
+        residual_overflow: bool = False,
+        response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET,
+        *,
+        parts: tuple[bytes | memoryview, ...] | None = None,
+    ) -> None:
+        self.status = status
+        self.sense = sense
+        self.residual = residual
+        self.residual_overflow = residual_overflow
+        self.response = response
+        if parts is None:
+            parts = (data,) if data else ()
+        self.parts = parts
+        self._data = data
+
+    @property
+    def data(self) -> bytes | memoryview:
+        data = self._data
+        if data is None:
+            data = self._data = join_parts(self.parts)
+        return data
+
+    @property
+    def length(self) -> int:
+        """Bytes of Data-In, without joining them."""
+        return sum(map(len, self.parts))
 
 
 class ISCSISession(TimedCoreDriver[InitiatorConnection]):
@@ -239,11 +271,12 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
     def _on_command_completed(self, event: CommandCompleted) -> None:
         result = CommandResponse(
             event.status,
-            event.data,
+            None,
             event.sense,
             event.residual,
             event.residual_overflow,
             event.response,
+            parts=event.parts,
         )
         if event.status == Status.CHECK_CONDITION and self.on_unit_attention is not None:
             self._unit_attention(event.sense)

@@ -459,7 +459,7 @@ class InitiatorConnection(PDUStream[Event]):
                 CommandCompleted(
                     pdu.itt,
                     pdu.status,
-                    task.data(),
+                    task.parts(),
                     b"",
                     pdu.residual_count if pdu.residual_overflow or pdu.residual_underflow else 0,
                     pdu.residual_overflow,
@@ -477,7 +477,7 @@ class InitiatorConnection(PDUStream[Event]):
             CommandCompleted(
                 pdu.itt,
                 pdu.status,
-                task.data(),
+                task.parts(),
                 pdu.sense,
                 residual,
                 pdu.residual_overflow,
@@ -664,7 +664,7 @@ class InitiatorConnection(PDUStream[Event]):
     def _complete_aborted(self, task: CommandTask) -> None:
         self._tasks.pop(task.itt, None)
         self._events.append(
-            CommandCompleted(task.itt, Status.TASK_ABORTED, task.data(), b"", task.expected_length)
+            CommandCompleted(task.itt, Status.TASK_ABORTED, task.parts(), b"", task.expected_length)
         )
 
     def _protocol_error(self, reason: str) -> None:

@@ -210,6 +210,10 @@ class MultipathDevice(BlockDevice):
     async def read(self, lba: int, count: int) -> bytes | memoryview:
         return await self._io(count * self.block_size, lambda d: d.read(lba, count))
 
+    async def read_parts(self, lba: int, count: int) -> list[bytes | memoryview]:
+        """``read`` in the pieces the path's Data-In brought (``ISCSIDevice.read_parts``)."""
+        return await self._io(count * self.block_size, lambda d: d.read_parts(lba, count))
+
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         await self._io(len(data), lambda d: d.write(lba, data))
 

@@ -655,6 +655,22 @@ def encode_chunk(
     return StructuredReplyHeader(flags, reply_type, cookie, len(payload)).encode() + payload
 
 
+_OFFSET_DATA_HEAD: Final = struct.Struct(">IHHQIQ")
+
+
+def encode_offset_data_head(cookie: int, offset: int, data_length: int) -> bytes:
+    """What precedes the data of a final ``NBD_REPLY_TYPE_OFFSET_DATA`` chunk (its header
+    and offset), packed at once: the data itself follows unjoined."""
+    return _OFFSET_DATA_HEAD.pack(
+        NBD_STRUCTURED_REPLY_MAGIC,
+        NBDReplyFlag.NBD_REPLY_FLAG_DONE,
+        NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA,
+        cookie,
+        8 + data_length,
+        offset,
+    )
+
+
 def encode_info_replies(option: int, items: Sequence[Information]) -> list[bytes]:
     """One ``NBD_REP_INFO`` reply per information item."""
     return [OptionReply(option, NBDRep.NBD_REP_INFO, item.encode()).encode() for item in items]

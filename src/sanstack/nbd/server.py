@@ -3,7 +3,9 @@
 Each accepted connection gets an ``NBDServerConnection`` core (``sanstack.nbd``) and an
 ``asyncio.Protocol`` that feeds it bytes. Every ``Request`` runs as a coroutine against the
 export's ``BlockDevice``, started eagerly (a cached read finishes without a Task); those
-that wait become Tasks the connection owns, cancels and awaits when it ends. At most
+that wait become Tasks the connection owns, cancels and awaits when it ends. A device whose
+reads arrive in pieces (``read_parts``: one per iSCSI Data-In PDU) has them written as they
+are, never joined. At most
 ``max_in_flight`` requests run per connection: beyond that the protocol stops taking events
 from the core and pauses reading, as it does while the socket's write buffer is full.
 Everything the core produced during one loop iteration leaves in one ``writelines`` (the
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Final, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, Protocol, cast, runtime_checkable
 
 from sanstack.block.device import (
     BlockDevice,
@@ -65,6 +67,14 @@ _STATE: Final = {
     ProvisioningStatus.DEALLOCATED: NBDState.NBD_STATE_HOLE | NBDState.NBD_STATE_ZERO,
     ProvisioningStatus.ANCHORED: NBDState.NBD_STATE_ZERO,
 }
+
+
+@runtime_checkable
+class PartsReader(Protocol):
+    """A device whose reads come in pieces (``MultipathDevice``, ``ISCSIDevice``: one per
+    Data-In PDU): the reply writes the pieces as they are instead of a joined copy."""
+
+    async def read_parts(self, lba: int, count: int) -> Sequence[bytes | memoryview]: ...
 
 
 def export_info(device: BlockDevice, description: str = "") -> ExportInfo:
@@ -173,6 +183,8 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self.server = server
         self.core = NBDServerConnection(server.infos)
         self.device: BlockDevice | None = None
+        self._read_parts: Callable[[int, int], Awaitable[Sequence[bytes | memoryview]]] | None
+        self._read_parts = None
         self.peer = "?"
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -249,6 +261,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             self._abort()
             return True
         self.device = device
+        self._read_parts = device.read_parts if isinstance(device, PartsReader) else None
         log.info(
             "%s: export %r (structured replies: %s, contexts: %s)",
             self.peer,
@@ -308,7 +321,11 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         lba, count = request.offset // bs, request.length // bs
         match request.command:
             case NBDCmd.NBD_CMD_READ:
-                core.reply_read(request.cookie, await device.read(lba, count))
+                read_parts = self._read_parts
+                if read_parts is not None:
+                    core.reply_read_parts(request.cookie, await read_parts(lba, count))
+                else:
+                    core.reply_read(request.cookie, await device.read(lba, count))
                 return
             case NBDCmd.NBD_CMD_WRITE:
                 await device.write(lba, request.data)

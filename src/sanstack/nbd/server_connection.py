@@ -31,7 +31,6 @@ from sanstack.nbd.codes import (
     NBDInfo,
     NBDOpt,
     NBDRep,
-    NBDReplyFlag,
     NBDReplyType,
 )
 from sanstack.nbd.events import (
@@ -66,10 +65,10 @@ from sanstack.nbd.protocol import (
     ServerGreeting,
     ServerReplyData,
     SimpleReplyHeader,
-    StructuredReplyHeader,
     decode_string,
     encode_chunk,
     encode_info_replies,
+    encode_offset_data_head,
 )
 
 # Option data above this is refused unread: no option we know needs more than a few
@@ -501,34 +500,36 @@ class NBDServerConnection:
 
     def reply_read(self, cookie: int, data: bytes | bytearray | memoryview) -> None:
         """Answer a READ with all of its data."""
+        if isinstance(data, bytearray):
+            data = memoryview(data)
+        self.reply_read_parts(cookie, (data,) if data else ())
+
+    def reply_read_parts(self, cookie: int, parts: Sequence[bytes | memoryview]) -> None:
+        """Answer a READ with all of its data in ``parts``, in order: they go out as they
+        are, never joined (``data_to_send`` hands them to the edge's ``writelines``)."""
         request = self._pop(cookie)
         if request is None:
             return
-        if request.command != NBDCmd.NBD_CMD_READ or len(data) != request.length:
+        length = sum(map(len, parts))
+        if request.command != NBDCmd.NBD_CMD_READ or length != request.length:
             raise LocalProtocolError(
                 f"reply_read for {request.command.name} of {request.length} bytes "
-                f"with {len(data)} bytes"
+                f"with {length} bytes"
             )
-        if isinstance(data, bytearray):
-            data = memoryview(data)
+        out = self._out
         if not self.structured:
-            self._out.append(SimpleReplyHeader(0, cookie).encode())
-            if data:
-                self._out.append(data)
+            out.append(SimpleReplyHeader(0, cookie).encode())
+            out += parts
             return
-        done = NBDReplyFlag.NBD_REPLY_FLAG_DONE
-        if not data:
-            self._out.append(encode_chunk(cookie, NBDReplyType.NBD_REPLY_TYPE_NONE))
+        if not length:
+            out.append(encode_chunk(cookie, NBDReplyType.NBD_REPLY_TYPE_NONE))
             return
         # One content chunk carrying DONE: the data is all here, so no error can follow
         # ("MUST NOT do so for a content chunk if it would still be possible to detect an
         # error"). The payload may exceed the maximum by its 8-byte offset ("Size
         # constraints").
-        head = StructuredReplyHeader(
-            done, NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA, cookie, 8 + len(data)
-        ).encode()
-        self._out.append(head + request.offset.to_bytes(8, "big"))
-        self._out.append(data)
+        out.append(encode_offset_data_head(cookie, request.offset, length))
+        out += parts
 
     def reply_ok(self, cookie: int) -> None:
         """Answer a request other than READ: success."""
