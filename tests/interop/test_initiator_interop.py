@@ -247,14 +247,20 @@ def test_command_timeout_aborts_the_task_and_keeps_the_session(tmp_path: Path) -
             cdb = ReadWriteCDB(Opcode.READ_16, 0, 8).encode()
             daemon.process.send_signal(signal.SIGSTOP)
             try:
+                # A command with the session's 60 s first: the shorter deadline after it
+                # still fires on time, and only that command times out.
+                patient = asyncio.ensure_future(session.command(0, cdb, read_length=8 * 512))
+                await until(lambda: session.core.in_flight == 1, 10, "the first command sent")
                 started = time.monotonic()
                 with pytest.raises(PathFailed) as timed_out:
                     await session.command(0, cdb, read_length=8 * 512, timeout=0.5)
                 assert timed_out.value.kind is PathFailureKind.COMMAND_TIMEOUT
                 assert time.monotonic() - started < 2.0
                 assert session.failure is None  # a slow command is not a dead path
+                assert not patient.done()
             finally:
                 daemon.process.send_signal(signal.SIGCONT)
+            assert len((await patient).data) == 8 * 512
             # The late answer of the aborted command is dropped; the session carries on.
             assert len(await device.read(0, 8)) == 8 * 512
             await session.logout()

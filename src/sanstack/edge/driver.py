@@ -91,12 +91,19 @@ class CoreDriver(asyncio.Protocol, Generic[CoreT]):
         while (gate is None or gate()) and (event := core.next_event()) is not None:
             if handlers[type(event)](self, event):
                 return
-        if core.has_data_to_send and not self._flush_scheduled:
-            # Everything the core produces in this loop iteration (many commands complete
-            # together at queue depth) goes out in one writelines: one syscall, not one each.
+        if core.has_data_to_send:
+            self._schedule_flush()
+        self._after_pump()
+
+    def _schedule_flush(self) -> None:
+        """Write what the core has to send at the end of this loop iteration.
+
+        Everything the core produces in this loop iteration (many commands complete together
+        at queue depth) goes out in one writelines: one syscall, not one each.
+        """
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
-        self._after_pump()
 
     def _after_pump(self) -> None:
         """What the edge does after each pump (arm a timer, adjust reading)."""

@@ -149,6 +149,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self.logout_timeout = LOGOUT_TIMEOUT
         self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
         self._commands: dict[int, asyncio.Future[CommandResponse]] = {}
+        # (deadline, timeout) of each command that has one; one timer sweeps them.
+        self._deadlines: dict[int, tuple[float, float | None]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         self._tmfs: dict[int, asyncio.Future[TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
@@ -359,6 +362,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     def _teardown(self) -> None:
         super()._teardown()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._fail_waiters(self.failure or _closed())
         if not self._login.done():
             self._login.set_exception(
@@ -410,37 +416,48 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._check_open()
         limit = self.command_timeout if timeout is None else timeout
         deadline = None if limit is None else self.loop.time() + limit
-        # No asyncio.timeout here: servers start commands eagerly, outside any Task, and the
-        # deadline is a timer on the command's own future (cheaper, and it needs no Task).
-        await self._wait_until(self._slots.acquire(), deadline, limit, self._slots.locked())
+        # No asyncio.timeout here: servers start commands eagerly, outside any Task. The
+        # deadline is swept by one timer per session (``_expire_overdue``), not one each.
+        slots = self._slots
+        waited = slots.locked()
+        if waited:
+            await self._wait_until(slots.acquire(), deadline, limit)
+        else:
+            await slots.acquire()  # free: returns at once
         itt: int | None = None
-        timer: asyncio.TimerHandle | None = None
         try:
             if not self._writable.is_set():
-                await self._wait_until(self._writable.wait(), deadline, limit, True)
-            self._check_open()
+                waited = True
+                await self._wait_until(self._writable.wait(), deadline, limit)
+            if waited:  # the session may have ended meanwhile
+                self._check_open()
             itt = self.core.submit(
                 lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
             )
             fut: asyncio.Future[CommandResponse] = self.loop.create_future()
             self._commands[itt] = fut
-            self._pump()
+            # A submit queues PDUs and never an event or a new deadline of the core: the
+            # write is all there is to schedule (the commands of one iteration share it).
+            self._schedule_flush()
             if deadline is not None:
-                timer = self.loop.call_at(deadline, self._expire, itt, fut, limit)
+                self._deadlines[itt] = (deadline, limit)
+                sweep = self._sweep
+                if sweep is None or deadline < sweep.when():
+                    self._arm_sweep(deadline)
             return await fut
         except asyncio.CancelledError:
             self._forget(itt)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
-            self._slots.release()
+            if itt is not None:
+                self._deadlines.pop(itt, None)
+            slots.release()
 
     async def _wait_until(
-        self, waiting: Awaitable[Any], deadline: float | None, limit: float | None, wait: bool
+        self, waiting: Awaitable[Any], deadline: float | None, limit: float | None
     ) -> None:
         """Await ``waiting`` until ``deadline``; PathFailed (COMMAND_TIMEOUT) past it."""
-        if not wait or deadline is None:
+        if deadline is None:
             await waiting
             return
         try:
@@ -448,10 +465,29 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         except TimeoutError:
             raise _command_timeout(f"command did not complete within {limit}s") from None
 
-    def _expire(self, itt: int, fut: asyncio.Future[CommandResponse], limit: float | None) -> None:
-        if not fut.done():
-            fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
-            self._forget(itt)
+    def _arm_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = self.loop.call_at(when, self._expire_overdue)
+
+    def _expire_overdue(self) -> None:
+        """Fail every command past its deadline (and abort it at the target); the timer
+        then waits for the earliest deadline left. Under steady load it fires about once
+        per command timeout: the command it was set for has long completed by then."""
+        self._sweep = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for itt, (deadline, limit) in list(self._deadlines.items()):
+            if deadline > now:
+                earliest = deadline if earliest is None else min(earliest, deadline)
+                continue
+            del self._deadlines[itt]
+            fut = self._commands.get(itt)
+            if fut is not None and not fut.done():
+                fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
+                self._forget(itt)
+        if earliest is not None:
+            self._arm_sweep(earliest)
 
     def _forget(self, itt: int | None) -> None:
         """A caller gave up on a command: abort it at the target so it stops there too."""
