@@ -452,6 +452,15 @@ SIMPLE_REPLY_HEADER_SIZE: Final = _SIMPLE_REPLY.size
 STRUCTURED_REPLY_HEADER_SIZE: Final = _STRUCTURED_HEADER.size
 
 
+def unpack_request(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int, int, int]:
+    """``(flags, command, cookie, offset, length)`` of the request header at ``buf[pos:]``
+    (``RequestHeader.decode``'s fields as plain ints, without building the header)."""
+    magic, flags, command, cookie, offset, length = _REQUEST.unpack_from(buf, pos)
+    if magic != NBD_REQUEST_MAGIC:
+        raise NBDDecodeError(f"request magic {magic:#010x} is not NBD_REQUEST_MAGIC")
+    return flags, command, cookie, offset, length
+
+
 @dataclass(frozen=True, slots=True)
 class RequestHeader:
     """C: magic 0x25609513, command flags, type, cookie, offset, length (28 bytes); a

@@ -246,6 +246,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self.device: BlockDevice | None = None
         self._read_parts: Callable[[int, int], Awaitable[Sequence[bytes | memoryview]]] | None
         self._read_parts = None
+        self._block_size = 512
         self.peer = "?"
         self.closed = asyncio.Event()
         self._running: set[_Running] = set()
@@ -323,6 +324,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             return True
         self.device = device
         self._read_parts = device.read_parts if isinstance(device, PartsReader) else None
+        self._block_size = device.block_size
         log.info(
             "%s: export %r (structured replies: %s, contexts: %s)",
             self.peer,
@@ -358,13 +360,24 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self._running.discard(running)
         if self._lost:
             self._check_closed()
+        elif self._reading and not self._finishing:
+            # Reading on means the last pump took every event the core had (a pump stopped
+            # by max_in_flight pauses reading): the answer's write is all there is to do.
+            self._schedule_flush()
         else:
             self._pump()
 
     async def _run(self, request: Request) -> None:
         core = self.core
         try:
-            await self._execute(request)
+            read_parts = self._read_parts
+            if read_parts is not None and request.command is NBDCmd.NBD_CMD_READ:
+                # The usual request, one coroutine frame less on every resume.
+                bs = self._block_size
+                parts = await read_parts(request.offset // bs, request.length // bs)
+                core.reply_read_parts(request.cookie, parts)
+            else:
+                await self._execute(request)
         except BlockDeviceError as exc:
             error = nbd_errno(exc, shutting_down=self.server.closing)
             log.info("%s: %s failed: %s", self.peer, request.command.name, exc)
@@ -382,11 +395,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         lba, count = request.offset // bs, request.length // bs
         match request.command:
             case NBDCmd.NBD_CMD_READ:
-                read_parts = self._read_parts
-                if read_parts is not None:
-                    core.reply_read_parts(request.cookie, await read_parts(lba, count))
-                else:
-                    core.reply_read(request.cookie, await device.read(lba, count))
+                core.reply_read(request.cookie, await device.read(lba, count))
                 return
             case NBDCmd.NBD_CMD_WRITE:
                 await device.write(lba, request.data)
