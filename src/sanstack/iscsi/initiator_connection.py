@@ -24,7 +24,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from enum import Enum, auto
+from typing import Any, cast
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
@@ -78,6 +80,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
+_NO_DATA = memoryview(b"")  # the data out of every command without any
 
 
 class Phase(Enum):
@@ -271,7 +274,8 @@ class InitiatorConnection(PDUStream[Event]):
         attribute: TaskAttribute = TaskAttribute.SIMPLE,
     ) -> int:
         """Queue a SCSI command; returns its ITT. It goes out as soon as the window allows."""
-        self._check_ffp()
+        if self.phase is not Phase.FULL_FEATURE:
+            self._check_ffp()
         if self.session_type is SessionType.DISCOVERY:
             raise LocalProtocolError("a discovery session carries no SCSI commands")
         if data_out and read_length:
@@ -280,7 +284,7 @@ class InitiatorConnection(PDUStream[Event]):
             raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
         if not 0 <= read_length <= SERIAL_MASK or len(data_out) > SERIAL_MASK:
             raise LocalProtocolError("transfer length does not fit 32 bits")
-        view = memoryview(data_out).cast("B") if data_out else memoryview(b"")
+        view = memoryview(data_out).cast("B") if data_out else _NO_DATA
         itt = self._take_itt()
         task = CommandTask(
             itt=itt,
@@ -358,35 +362,21 @@ class InitiatorConnection(PDUStream[Event]):
     # -- receiving ---------------------------------------------------------------------------
 
     def _dispatch(self, pdu: p.PDU) -> None:
-        if type(pdu) not in _ACCEPTS[self.phase]:
-            raise RemoteProtocolError(f"unexpected {type(pdu).__name__} in {self.phase.name}")
-        if isinstance(pdu, p.LoginResponse):
-            self._on_login_response(pdu)
+        kind = type(pdu)
+        if kind not in _ACCEPTS[self.phase]:
+            raise RemoteProtocolError(f"unexpected {kind.__name__} in {self.phase.name}")
+        if kind is p.LoginResponse:
+            self._on_login_response(cast(p.LoginResponse, pdu))
             return
         assert isinstance(pdu, _FFP_TYPES)
-        if isinstance(pdu, _STATUS_PDUS) or (
-            isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG
-        ) or (isinstance(pdu, p.DataIn) and pdu.status_present):  # fmt: skip
+        if (
+            kind in _STATUS_PDUS
+            or (isinstance(pdu, p.DataIn) and pdu.status_present)
+            or (isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG)
+        ):
             self._advance_stat_sn(pdu.stat_sn)
         self._update_window(pdu.exp_cmd_sn, pdu.max_cmd_sn)
-        if isinstance(pdu, p.DataIn):
-            self._on_data_in(pdu)
-        elif isinstance(pdu, p.SCSIResponse):
-            self._on_scsi_response(pdu)
-        elif isinstance(pdu, p.R2T):
-            self._on_r2t(pdu)
-        elif isinstance(pdu, p.NopIn):
-            self._on_nop_in(pdu)
-        elif isinstance(pdu, p.TaskManagementResponse):
-            self._on_tmf_response(pdu)
-        elif isinstance(pdu, p.TextResponse):
-            self._on_text_response(pdu)
-        elif isinstance(pdu, p.AsyncMessage):
-            self._on_async(pdu)
-        elif isinstance(pdu, p.Reject):
-            self._on_reject(pdu)
-        elif isinstance(pdu, p.LogoutResponse):
-            self._on_logout_response(pdu)
+        _RECEIVERS[kind](self, pdu)
 
     def _advance_stat_sn(self, stat_sn: int) -> None:
         nxt = (stat_sn + 1) & SERIAL_MASK
@@ -444,11 +434,13 @@ class InitiatorConnection(PDUStream[Event]):
         return task
 
     def _on_data_in(self, pdu: p.DataIn) -> None:
-        if pdu.itt not in self._tasks and pdu.itt in self._aborted:
+        task = self._tasks.get(pdu.itt)
+        if task is None and pdu.itt in self._aborted:
             if pdu.status_present:
                 del self._aborted[pdu.itt]
             return  # the tail of a command task management ended
-        task = self._task_for(pdu.itt, "Data-In")
+        if task is None or not task.sent:
+            task = self._task_for(pdu.itt, "Data-In")  # raises
         try:
             task.add_data_in(pdu)
         except TaskProtocolError as exc:
@@ -602,7 +594,10 @@ class InitiatorConnection(PDUStream[Event]):
             item = queue.popleft()
             cmd_sn = self.cmd_sn
             self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
-            if isinstance(item, CommandTask):
+            if type(item) is CommandTask:
+                if item.bare:
+                    self._send_bhs(item.bare_command(cmd_sn, self.exp_stat_sn))
+                    continue
                 for pdu in item.command_pdus(params, cmd_sn, self.exp_stat_sn):
                     self._send(pdu)
             elif isinstance(item, QueuedText):
@@ -698,3 +693,17 @@ class InitiatorConnection(PDUStream[Event]):
         self._ping_deadline = None
         if kind is not PathFailureKind.LOGGED_OUT or itts:
             self._events.append(ConnectionFailed(kind, reason, itts))
+
+
+# What each target PDU of the full feature phase goes to, after its sequence numbers.
+_RECEIVERS: dict[type, Callable[[InitiatorConnection, Any], None]] = {
+    p.DataIn: InitiatorConnection._on_data_in,
+    p.SCSIResponse: InitiatorConnection._on_scsi_response,
+    p.R2T: InitiatorConnection._on_r2t,
+    p.NopIn: InitiatorConnection._on_nop_in,
+    p.TaskManagementResponse: InitiatorConnection._on_tmf_response,
+    p.TextResponse: InitiatorConnection._on_text_response,
+    p.AsyncMessage: InitiatorConnection._on_async,
+    p.Reject: InitiatorConnection._on_reject,
+    p.LogoutResponse: InitiatorConnection._on_logout_response,
+}

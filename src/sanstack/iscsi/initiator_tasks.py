@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.codes import TaskAttribute
+from sanstack.iscsi.codes import Opcode, TaskAttribute
 from sanstack.iscsi.negotiation import OperationalParameters
 
 RESERVED_TAG = 0xFFFFFFFF
+_BHS_CDB_LENGTH = 16  # longer CDBs continue in an Extended CDB AHS (§11.3.5)
+_FINAL, _READ = 0x80, 0x40  # flags of the SCSI Command PDU (§11.3.1)
 
 
 class CommandQueueFull(LocalProtocolError):
@@ -107,6 +109,30 @@ class CommandTask:
     def expected_length(self) -> int:
         return len(self.data_out) if self.write else self.read_length
 
+    @property
+    def bare(self) -> bool:
+        """Whether the SCSI Command PDU is the whole command and its BHS all of that PDU:
+        no data out, a CDB that fits the BHS (every READ the block layer sends)."""
+        return not self.data_out and len(self.cdb) <= _BHS_CDB_LENGTH
+
+    def bare_command(self, cmd_sn: int, exp_stat_sn: int) -> bytes:
+        """The BHS of a ``bare`` command: the bytes ``command_pdus`` would encode, packed
+        directly (it runs for every I/O)."""
+        self.cmd_sn = cmd_sn
+        self.sent = True
+        flags = _FINAL | (_READ if self.read_length else 0) | self.attribute
+        return p.SCSI_COMMAND_STRUCT.pack(
+            Opcode.SCSI_COMMAND,
+            flags,
+            0,  # TotalAHSLength and DataSegmentLength
+            self.lun_field,
+            self.itt,
+            self.read_length,
+            cmd_sn,
+            exp_stat_sn,
+            self.cdb,
+        )
+
     def command_pdus(
         self, params: OperationalParameters, cmd_sn: int, exp_stat_sn: int
     ) -> list[p.PDU]:
@@ -187,7 +213,7 @@ class CommandTask:
         self.next_data_sn += 1
         n = len(pdu.data)
         offset = pdu.buffer_offset
-        if self.write or offset + n > self.read_length:
+        if self.data_out or offset + n > self.read_length:
             raise TaskProtocolError(
                 f"Data-In bytes {offset}..{offset + n} for ITT {self.itt:#x} "
                 f"beyond its expected {self.read_length}"
