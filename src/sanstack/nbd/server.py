@@ -271,6 +271,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     def data_received(self, data: bytes) -> None:
         self.core.receive_data(data)
         self._pump()
+        self._writes.flush()  # the requests' commands go to the target now
 
     def eof_received(self) -> bool:
         self.core.receive_data(b"")
