@@ -155,7 +155,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._tmfs: dict[int, asyncio.Future[TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
-        self._slots = asyncio.Semaphore(max_outstanding)
+        # Command slots (asyncio.Semaphore's locked() walks its waiters on every call).
+        self._free_slots = max_outstanding
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = asyncio.Event()
@@ -418,12 +420,11 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         deadline = None if limit is None else self.loop.time() + limit
         # No asyncio.timeout here: servers start commands eagerly, outside any Task. The
         # deadline is swept by one timer per session (``_expire_overdue``), not one each.
-        slots = self._slots
-        waited = slots.locked()
+        waited = not self._free_slots or bool(self._slot_waiters)
         if waited:
-            await self._wait_until(slots.acquire(), deadline, limit)
+            await self._take_slot(deadline, limit)
         else:
-            await slots.acquire()  # free: returns at once
+            self._free_slots -= 1
         itt: int | None = None
         try:
             if not self._writable.is_set():
@@ -451,7 +452,31 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         finally:
             if itt is not None:
                 self._deadlines.pop(itt, None)
-            slots.release()
+            self._release_slot()
+
+    async def _take_slot(self, deadline: float | None, limit: float | None) -> None:
+        """Wait for one of the ``max_outstanding`` command slots, first come first served."""
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await self._wait_until(waiter, deadline, limit)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed a slot as it gave up: pass it on
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(waiter)
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it directly
+                return
+        self._free_slots += 1
 
     async def _wait_until(
         self, waiting: Awaitable[Any], deadline: float | None, limit: float | None

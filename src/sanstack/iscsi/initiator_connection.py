@@ -25,7 +25,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from enum import Enum, auto
 from typing import Any, cast
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
@@ -56,6 +55,7 @@ from sanstack.iscsi.initiator_events import (
     TaskManagementCompleted,
 )
 from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
+from sanstack.iscsi.initiator_phases import ACCEPTS, FFP_TYPES, STATUS_PDUS, Phase
 from sanstack.iscsi.initiator_tasks import (
     RESERVED_TAG,
     CommandQueueFull,
@@ -67,7 +67,7 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
-from sanstack.iscsi.pdu_reader import PDUReader
+from sanstack.iscsi.pdu_reader import PDUReader, decode_frame
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
@@ -80,35 +80,8 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
+_HALF = 1 << 31  # serial number arithmetic (RFC 1982): a is after b if a - b is below it
 _NO_DATA = memoryview(b"")  # the data out of every command without any
-
-
-class Phase(Enum):
-    LOGIN = auto()
-    FULL_FEATURE = auto()
-    LOGGING_OUT = auto()  # no new requests; the queue drains, then the Logout Request
-    CLOSED = auto()
-
-
-# Which target PDUs each phase accepts; anything else fails the connection (§6.3).
-_FFP_TYPES = (
-    p.SCSIResponse, p.DataIn, p.R2T, p.NopIn, p.TaskManagementResponse, p.TextResponse,
-    p.AsyncMessage, p.Reject, p.LogoutResponse,
-)  # fmt: skip
-_FFP_PDUS: frozenset[type] = frozenset(_FFP_TYPES)
-_ACCEPTS: dict[Phase, frozenset[type]] = {
-    Phase.LOGIN: frozenset({p.LoginResponse}),
-    Phase.FULL_FEATURE: _FFP_PDUS,
-    Phase.LOGGING_OUT: _FFP_PDUS,
-    Phase.CLOSED: frozenset(),
-}
-
-# Target PDUs whose StatSN is a status's own number: ExpStatSN moves past it. R2T, a Data-In
-# without status and an unsolicited NOP-In carry the current StatSN without using it up.
-_STATUS_PDUS = (
-    p.SCSIResponse, p.TaskManagementResponse, p.TextResponse, p.LogoutResponse, p.AsyncMessage,
-    p.Reject,
-)  # fmt: skip
 
 
 _Queued = CommandTask | QueuedText | QueuedLogout
@@ -183,17 +156,24 @@ class InitiatorConnection(PDUStream[Event]):
         # Anything from the target proves the path alive: no ping is needed or awaited.
         self._last_activity = now
         self._ping_deadline = None
-        self._reader.feed(data)
+        reader = self._reader
+        reader.feed(data)
         while not self.closed:
             try:
-                pdu = self._reader.next_pdu()
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                # A Data-In (one per read) is unpacked here, without a DataIn object.
+                data_in = frame[0][0] & 0x3F == Opcode.DATA_IN
+                pdu = None if data_in else decode_frame(*frame)
             except RemoteProtocolError as exc:
                 self._protocol_error(f"malformed PDU from the target: {exc}")
                 return
-            if pdu is None:
-                break
             try:
-                self._dispatch(pdu)
+                if pdu is None:
+                    self._on_data_in(frame[0], frame[2])
+                else:
+                    self._dispatch(pdu)
             except RemoteProtocolError as exc:
                 self._protocol_error(str(exc))
                 return
@@ -363,17 +343,13 @@ class InitiatorConnection(PDUStream[Event]):
 
     def _dispatch(self, pdu: p.PDU) -> None:
         kind = type(pdu)
-        if kind not in _ACCEPTS[self.phase]:
+        if kind not in ACCEPTS[self.phase]:
             raise RemoteProtocolError(f"unexpected {kind.__name__} in {self.phase.name}")
         if kind is p.LoginResponse:
             self._on_login_response(cast(p.LoginResponse, pdu))
             return
-        assert isinstance(pdu, _FFP_TYPES)
-        if (
-            kind in _STATUS_PDUS
-            or (isinstance(pdu, p.DataIn) and pdu.status_present)
-            or (isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG)
-        ):
+        assert isinstance(pdu, FFP_TYPES)
+        if kind in STATUS_PDUS or (isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG):
             self._advance_stat_sn(pdu.stat_sn)
         self._update_window(pdu.exp_cmd_sn, pdu.max_cmd_sn)
         _RECEIVERS[kind](self, pdu)
@@ -384,12 +360,14 @@ class InitiatorConnection(PDUStream[Event]):
             self.exp_stat_sn = nxt
 
     def _update_window(self, exp_cmd_sn: int, max_cmd_sn: int) -> None:
+        # Every target PDU: sn_gt(a, b) written out, a != b and (a - b) & MASK < 2**31.
         # §4.2.2.1: a MaxCmdSN below ExpCmdSN - 1 is invalid, and both are ignored then.
-        if sn_gt((exp_cmd_sn - 1) & SERIAL_MASK, max_cmd_sn):
+        floor = (exp_cmd_sn - 1) & SERIAL_MASK
+        if floor != max_cmd_sn and (floor - max_cmd_sn) & SERIAL_MASK < _HALF:
             return
-        if sn_gt(exp_cmd_sn, self.exp_cmd_sn):
+        if exp_cmd_sn != self.exp_cmd_sn and (exp_cmd_sn - self.exp_cmd_sn) & SERIAL_MASK < _HALF:
             self.exp_cmd_sn = exp_cmd_sn
-        if sn_gt(max_cmd_sn, self.max_cmd_sn):
+        if max_cmd_sn != self.max_cmd_sn and (max_cmd_sn - self.max_cmd_sn) & SERIAL_MASK < _HALF:
             self.max_cmd_sn = max_cmd_sn
 
     def _on_login_response(self, pdu: p.LoginResponse) -> None:
@@ -433,29 +411,33 @@ class InitiatorConnection(PDUStream[Event]):
             raise RemoteProtocolError(f"{what} for unknown ITT {itt:#x}")
         return task
 
-    def _on_data_in(self, pdu: p.DataIn) -> None:
-        task = self._tasks.get(pdu.itt)
-        if task is None and pdu.itt in self._aborted:
-            if pdu.status_present:
-                del self._aborted[pdu.itt]
+    def _on_data_in(self, bhs: memoryview, data: bytes) -> None:
+        """A Data-In (§11.7), from its BHS: a Data-In carrying status uses up its StatSN."""
+        if p.DataIn not in ACCEPTS[self.phase]:
+            raise RemoteProtocolError(f"unexpected DataIn in {self.phase.name}")
+        (_, flags, status, _, _, itt, _, stat_sn, exp_cmd_sn, max_cmd_sn, data_sn, offset,
+         residual) = p.DATA_IN_STRUCT.unpack_from(bhs)  # fmt: skip
+        status_present = flags & 0x01
+        if status_present:
+            self._advance_stat_sn(stat_sn)
+        self._update_window(exp_cmd_sn, max_cmd_sn)
+        task = self._tasks.get(itt)
+        if task is None and itt in self._aborted:
+            if status_present:
+                del self._aborted[itt]
             return  # the tail of a command task management ended
         if task is None or not task.sent:
-            task = self._task_for(pdu.itt, "Data-In")  # raises
+            task = self._task_for(itt, "Data-In")  # raises
         try:
-            task.add_data_in(pdu)
+            task.add_data_in(data_sn, offset, data)
         except TaskProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from None
-        if pdu.status_present:
-            del self._tasks[pdu.itt]
+        if status_present:
+            del self._tasks[itt]
+            overflow = bool(flags & 0x04)  # O; U is 0x02: a residual only with either
+            residual = residual if flags & 0x06 else 0
             self._events.append(
-                CommandCompleted(
-                    pdu.itt,
-                    pdu.status,
-                    task.parts(),
-                    b"",
-                    pdu.residual_count if pdu.residual_overflow or pdu.residual_underflow else 0,
-                    pdu.residual_overflow,
-                )
+                CommandCompleted(itt, status, task.parts(), b"", residual, overflow)
             )
 
     def _on_scsi_response(self, pdu: p.SCSIResponse) -> None:
@@ -697,7 +679,6 @@ class InitiatorConnection(PDUStream[Event]):
 
 # What each target PDU of the full feature phase goes to, after its sequence numbers.
 _RECEIVERS: dict[type, Callable[[InitiatorConnection, Any], None]] = {
-    p.DataIn: InitiatorConnection._on_data_in,
     p.SCSIResponse: InitiatorConnection._on_scsi_response,
     p.R2T: InitiatorConnection._on_r2t,
     p.NopIn: InitiatorConnection._on_nop_in,

@@ -52,7 +52,7 @@ class LoginFailed:
     target_address: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per command, and a frozen init costs twice as much
 class CommandCompleted:
     """A SCSI command ended with a status (RFC 7143 §11.4, or phase-collapsed §11.7.4).
 

@@ -207,12 +207,12 @@ class CommandTask:
             exp_stat_sn=exp_stat_sn,
         )
 
-    def add_data_in(self, pdu: p.DataIn) -> None:
-        if pdu.data_sn != self.next_data_sn:
-            raise TaskProtocolError(f"DataSN {pdu.data_sn}, expected {self.next_data_sn}")
+    def add_data_in(self, data_sn: int, offset: int, data: bytes) -> None:
+        """A Data-In PDU's DataSN, BufferOffset and data segment."""
+        if data_sn != self.next_data_sn:
+            raise TaskProtocolError(f"DataSN {data_sn}, expected {self.next_data_sn}")
         self.next_data_sn += 1
-        n = len(pdu.data)
-        offset = pdu.buffer_offset
+        n = len(data)
         if self.data_out or offset + n > self.read_length:
             raise TaskProtocolError(
                 f"Data-In bytes {offset}..{offset + n} for ITT {self.itt:#x} "
@@ -222,7 +222,7 @@ class CommandTask:
             return
         if self._buffer is None and offset == self.received_end:
             # In order (DataPDUInOrder=Yes, the usual case): keep the pieces, join once.
-            self._pieces.append(pdu.data)
+            self._pieces.append(data)
             self.received_end += n
             return
         if self._buffer is None:
@@ -230,7 +230,7 @@ class CommandTask:
             self._pieces.clear()
         if len(self._buffer) < offset:
             self._buffer.extend(bytes(offset - len(self._buffer)))
-        self._buffer[offset : offset + n] = pdu.data
+        self._buffer[offset : offset + n] = data
         self.received_end = max(self.received_end, offset + n)
 
     def parts(self) -> tuple[bytes | memoryview, ...]:

@@ -508,6 +508,22 @@ class PDUReader:
 
     def next_pdu(self) -> PDU | None:
         """Return the next complete PDU, or None if more bytes are needed."""
+        frame = self.next_frame()
+        if frame is None:
+            return None
+        bhs, ahs, data = frame
+        decoder = _DECODERS[bhs[0] & 0x3F]
+        assert decoder is not None  # next_frame refused unknown opcodes
+        try:
+            return decoder(bhs, ahs, data)
+        except PDUFormatError as exc:
+            exc.header = exc.header or bytes(bhs)
+            raise
+
+    def next_frame(self) -> tuple[memoryview, bytes, bytes] | None:
+        """``next_pdu`` up to the decoding: the BHS, AHS and data segment of the next whole
+        PDU, its framing, opcode and digests checked (the same errors), or None. For a
+        caller that unpacks its most frequent PDU itself (``decode_frame`` the others)."""
         if self._error is not None:
             raise self._error
         size = self._size
@@ -564,11 +580,7 @@ class PDUReader:
                 except PDUFormatError:
                     pdu = None
                 raise DataDigestError("data digest mismatch", bytes(bhs), pdu)
-        try:
-            return decoder(bhs, ahs, data)
-        except PDUFormatError as exc:
-            exc.header = exc.header or bytes(bhs)
-            raise
+        return bhs, ahs, data
 
     def _fail(self, exc: PDUFormatError | HeaderDigestError) -> PDUFormatError | HeaderDigestError:
         self._error = exc
@@ -631,6 +643,17 @@ class PDUReader:
             pieces.append(chunk)
             n -= len(chunk)
         return b"".join(pieces)
+
+
+def decode_frame(bhs: memoryview, ahs: bytes, data: bytes) -> PDU:
+    """The PDU of a frame ``PDUReader.next_frame`` returned."""
+    decoder = _DECODERS[bhs[0] & 0x3F]
+    assert decoder is not None  # next_frame refused unknown opcodes
+    try:
+        return decoder(bhs, ahs, data)
+    except PDUFormatError as exc:
+        exc.header = exc.header or bytes(bhs)
+        raise
 
 
 def decode(
