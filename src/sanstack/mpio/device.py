@@ -300,7 +300,10 @@ class MultipathDevice(BlockDevice):
         if not group:
             return None
         chosen = self.selector.select(paths, size)
-        return next(s for p, s in group if p is chosen)
+        for path, slot in group:
+            if path is chosen:
+                return slot
+        raise AssertionError("the selector chose a path outside the group")
 
     def _paths_changed(self) -> None:
         """A path's state, ALUA state or presence changed: I/O waiting for a path looks

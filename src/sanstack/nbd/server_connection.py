@@ -169,7 +169,10 @@ class NBDServerConnection:
             return self._fail("receive buffer limit exceeded: events were not drained")
         while self.phase not in (Phase.DISCONNECTED, Phase.FAILED):
             try:
-                event, progressed = self._step()
+                if self.phase is Phase.TRANSMISSION and not self._skip:
+                    event, progressed = self._request_step()  # the usual message
+                else:
+                    event, progressed = self._step()
             except NBDDecodeError as exc:
                 return self._fail(str(exc))
             if event is not None:
