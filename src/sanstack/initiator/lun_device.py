@@ -384,6 +384,9 @@ class ISCSIDevice(BlockDevice):
                 result = await self._retried(
                     result, cdb, data_out=b"", read_length=length, write=False
                 )
+            pieces = result.parts
+            if len(pieces) == 1 and len(pieces[0]) == length:
+                return pieces  # one Data-In PDU, all of it: the usual answer
             return _whole(result, length)
         parts: list[bytes | memoryview] = []
         done = 0

@@ -415,7 +415,8 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
         on expiry the task is aborted at the target and PathFailed (COMMAND_TIMEOUT) raised.
         """
-        self._check_open()
+        if self._closed.is_set() or self.core.closed:
+            raise self.failure or _closed()
         limit = self.command_timeout if timeout is None else timeout
         deadline = None if limit is None else self.loop.time() + limit
         # No asyncio.timeout here: servers start commands eagerly, outside any Task. The

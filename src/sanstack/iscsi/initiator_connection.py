@@ -266,14 +266,8 @@ class InitiatorConnection(PDUStream[Event]):
             raise LocalProtocolError("transfer length does not fit 32 bits")
         view = memoryview(data_out).cast("B") if data_out else _NO_DATA
         itt = self._take_itt()
-        task = CommandTask(
-            itt=itt,
-            lun_field=encode_lun(lun),
-            cdb=bytes(cdb),
-            attribute=attribute,
-            data_out=view,
-            read_length=read_length,
-        )
+        lun_field = lun << 48 if 0 <= lun < 256 else encode_lun(lun)  # the usual LUN inline
+        task = CommandTask(itt, lun_field, bytes(cdb), attribute, view, read_length)
         self._enqueue(task)
         self._tasks[itt] = task
         self._drain()

@@ -93,9 +93,11 @@ class ServiceTime:
         best = group[0]
         if len(group) == 1:
             return best
-        least = (best.in_flight_bytes + size) / max(best.relative_throughput, 1)
+        rate = best.relative_throughput
+        least = (best.in_flight_bytes + size) / (rate if rate > 1 else 1)
         for path in group[1:]:
-            estimate = (path.in_flight_bytes + size) / max(path.relative_throughput, 1)
+            rate = path.relative_throughput
+            estimate = (path.in_flight_bytes + size) / (rate if rate > 1 else 1)
             if estimate < least or (estimate == least and path.name < best.name):
                 best, least = path, estimate
         return best

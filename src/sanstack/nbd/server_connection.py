@@ -105,6 +105,11 @@ _RANGED: Final = frozenset(
 # The commands served (CACHE and RESIZE are not); NBD_CMD_DISC never reaches _validate.
 _SERVED: Final = frozenset(_RANGED | {NBDCmd.NBD_CMD_FLUSH})
 _COMMANDS: Final = {int(command): command for command in NBDCmd}
+# Plain ints for the comparisons made per request (an IntEnum member is looked up first).
+_READ: Final = int(NBDCmd.NBD_CMD_READ)
+_WRITE: Final = int(NBDCmd.NBD_CMD_WRITE)
+_FLUSH: Final = int(NBDCmd.NBD_CMD_FLUSH)
+_DISC: Final = int(NBDCmd.NBD_CMD_DISC)
 # Every combination of the command flags a request may carry once validated.
 _FLAGS: Final = tuple(NBDCmdFlag(bits) for bits in range(1 << len(NBDCmdFlag)))
 
@@ -416,7 +421,7 @@ class NBDServerConnection:
             return None, False
         flags, command, cookie, offset, length = unpack_request(self._buf, pos)
         payload = 0
-        if command == NBDCmd.NBD_CMD_WRITE:
+        if command == _WRITE:
             # "either the server or the client MAY initiate a hard disconnect if a payload
             # length ... would be large enough to be deemed a denial of service attack"
             if length > export.max_payload:
@@ -441,7 +446,7 @@ class NBDServerConnection:
         data: bytes,
         export: ExportInfo,
     ) -> Event | None:
-        if command == NBDCmd.NBD_CMD_DISC:
+        if command == _DISC:
             # "The server MUST handle all outstanding requests ... and close"
             self.phase = Phase.DISCONNECTED
             return Disconnect("client sent NBD_CMD_DISC")
@@ -458,7 +463,7 @@ class NBDServerConnection:
         else:
             self._in_flight[cookie] = request
         self._count += 1
-        if length == 0 and known_command != NBDCmd.NBD_CMD_FLUSH:
+        if not length and command != _FLUSH:
             # "the behavior of a server on such a request is unspecified although the
             # server SHOULD NOT disconnect": there is nothing to do, so it succeeds.
             if known_command == NBDCmd.NBD_CMD_READ:
@@ -485,7 +490,7 @@ class NBDServerConnection:
             return NBDError.NBD_EINVAL, f"unsupported command {raw_command}"
         if flags & ~allowed:
             return NBDError.NBD_EINVAL, f"flags {flags:#x} not valid for {command.name}"
-        if command == NBDCmd.NBD_CMD_READ:  # the usual request: none of the checks below
+        if raw_command == _READ:  # the usual request: none of the checks below
             if offset + length > export.size:
                 return NBDError.NBD_EINVAL, f"range {offset}+{length} is past the end"
         elif reason := self._refusal(command, offset, length, export):
@@ -493,7 +498,7 @@ class NBDServerConnection:
         bs = export.block_size
         if offset % bs or length % bs:
             return NBDError.NBD_EINVAL, f"range {offset}+{length} not {bs}-aligned"
-        if command == NBDCmd.NBD_CMD_READ and length > export.max_payload:
+        if raw_command == _READ and length > export.max_payload:
             return NBDError.NBD_EINVAL, f"READ of {length} bytes exceeds the maximum"
         return None
 
