@@ -67,7 +67,7 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
-from sanstack.iscsi.pdu_reader import PDUReader, decode_frame
+from sanstack.iscsi.pdu_reader import PDUReader, Pieces, decode_frame
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
@@ -160,12 +160,13 @@ class InitiatorConnection(PDUStream[Event]):
         reader.feed(data)
         while not self.closed:
             try:
-                frame = reader.next_frame()
+                frame = reader.next_frame_gathered()
                 if frame is None:
                     break
-                # A Data-In (one per read) is unpacked here, without a DataIn object.
+                # A Data-In (one per read) is unpacked here, without a DataIn object, and
+                # a large one's data stays in the received buffers (never copied).
                 data_in = frame[0][0] & 0x3F == Opcode.DATA_IN
-                pdu = None if data_in else decode_frame(*frame)
+                pdu = None if data_in else decode_frame(frame[0], frame[1], cast(bytes, frame[2]))
             except RemoteProtocolError as exc:
                 self._protocol_error(f"malformed PDU from the target: {exc}")
                 return
@@ -405,7 +406,7 @@ class InitiatorConnection(PDUStream[Event]):
             raise RemoteProtocolError(f"{what} for unknown ITT {itt:#x}")
         return task
 
-    def _on_data_in(self, bhs: memoryview, data: bytes) -> None:
+    def _on_data_in(self, bhs: memoryview, data: bytes | Pieces) -> None:
         """A Data-In (§11.7), from its BHS: a Data-In carrying status uses up its StatSN."""
         if p.DataIn not in ACCEPTS[self.phase]:
             raise RemoteProtocolError(f"unexpected DataIn in {self.phase.name}")

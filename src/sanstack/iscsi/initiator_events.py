@@ -56,11 +56,12 @@ class LoginFailed:
 class CommandCompleted:
     """A SCSI command ended with a status (RFC 7143 §11.4, or phase-collapsed §11.7.4).
 
-    ``parts`` is the Data-In in buffer-offset order, one piece per Data-In PDU, not joined
-    (``data`` joins them). ``residual`` is the Residual Count; ``residual_overflow`` tells
-    overflow (the target had more than the expected length) from underflow. ``response`` is
-    the iSCSI Response field: anything but COMMAND_COMPLETED_AT_TARGET means the target
-    failed the command itself.
+    ``parts`` is the Data-In in buffer-offset order, as it was received (a piece per
+    Data-In PDU, or several for a large one), not joined (``data`` joins them).
+    ``residual`` is the Residual Count; ``residual_overflow`` tells overflow (the target had
+    more than the expected length) from underflow. ``response`` is the iSCSI Response
+    field: anything but COMMAND_COMPLETED_AT_TARGET means the target failed the command
+    itself.
     """
 
     itt: int

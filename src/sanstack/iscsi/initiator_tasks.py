@@ -207,12 +207,19 @@ class CommandTask:
             exp_stat_sn=exp_stat_sn,
         )
 
-    def add_data_in(self, data_sn: int, offset: int, data: bytes) -> None:
-        """A Data-In PDU's DataSN, BufferOffset and data segment."""
+    def add_data_in(self, data_sn: int, offset: int, data: bytes | tuple[memoryview, ...]) -> None:
+        """A Data-In PDU's DataSN, BufferOffset and data segment (in pieces, when the
+        reader left a large one where it was received)."""
         if data_sn != self.next_data_sn:
             raise TaskProtocolError(f"DataSN {data_sn}, expected {self.next_data_sn}")
         self.next_data_sn += 1
-        n = len(data)
+        pieces: tuple[bytes | memoryview, ...]
+        if isinstance(data, tuple):
+            pieces = data
+            n = sum(map(len, data))
+        else:
+            pieces = (data,)
+            n = len(data)
         if self.data_out or offset + n > self.read_length:
             raise TaskProtocolError(
                 f"Data-In bytes {offset}..{offset + n} for ITT {self.itt:#x} "
@@ -221,8 +228,8 @@ class CommandTask:
         if not n:
             return
         if self._buffer is None and offset == self.received_end:
-            # In order (DataPDUInOrder=Yes, the usual case): keep the pieces, join once.
-            self._pieces.append(data)
+            # In order (DataPDUInOrder=Yes, the usual case): keep the pieces as they came.
+            self._pieces += pieces
             self.received_end += n
             return
         if self._buffer is None:
@@ -230,7 +237,7 @@ class CommandTask:
             self._pieces.clear()
         if len(self._buffer) < offset:
             self._buffer.extend(bytes(offset - len(self._buffer)))
-        self._buffer[offset : offset + n] = data
+        self._buffer[offset : offset + n] = b"".join(pieces)
         self.received_end = max(self.received_end, offset + n)
 
     def parts(self) -> tuple[bytes | memoryview, ...]:
