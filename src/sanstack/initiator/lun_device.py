@@ -227,6 +227,8 @@ class ISCSIDevice(BlockDevice):
         self.vpd_pages: frozenset[int] = frozenset()
         self.relative_target_port_id: int | None = None
         self._closed = False
+        self._chunk = 1
+        self._chunk_for = (0, 0)  # the (block_size, max_transfer_blocks) _chunk is for
 
     @classmethod
     async def open(cls, session: ISCSISession, lun: int) -> ISCSIDevice:
@@ -363,8 +365,12 @@ class ISCSIDevice(BlockDevice):
     # -- BlockDevice -----------------------------------------------------------------------
 
     def _chunk_blocks(self) -> int:
-        cap = max(1, DEFAULT_MAX_TRANSFER_BYTES // self.block_size)
-        return min(self.max_transfer_blocks, cap) if self.max_transfer_blocks else cap
+        limits = (self.block_size, self.max_transfer_blocks)
+        if limits != self._chunk_for:  # worked out again only when a limit changes
+            cap = max(1, DEFAULT_MAX_TRANSFER_BYTES // self.block_size)
+            mtb = self.max_transfer_blocks
+            self._chunk, self._chunk_for = (min(mtb, cap) if mtb else cap), limits
+        return self._chunk
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
         parts = await self.read_parts(lba, count)

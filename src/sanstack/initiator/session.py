@@ -60,6 +60,7 @@ DEFAULT_ISID = 0x80_0000_0001  # type 10b (random), as the RFC 7143 §11.12.5 la
 TMF_TIMEOUT = 10.0
 LOGOUT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 128
+_CHECK_CONDITION = int(Status.CHECK_CONDITION)  # compared for every command's answer
 _T = TypeVar("_T")
 
 
@@ -152,6 +153,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         # (deadline, timeout) of each command that has one; one timer sweeps them.
         self._deadlines: dict[int, tuple[float, float | None]] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0  # when the sweep is due, while there is one
         self._tmfs: dict[int, asyncio.Future[TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
@@ -161,6 +163,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = asyncio.Event()
+        # The two events' states as plain flags, read per command (Event.is_set is a call).
+        self._write_paused = False
+        self._ended = False
         self._background: set[asyncio.Task[None]] = set()
         # Called once, synchronously, when the session ends after its login (a transport
         # failure, a logout, ``abort``), with the failure its waiters get: whoever shares
@@ -267,9 +272,11 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
     def pause_writing(self) -> None:
         # New commands wait while the target does not read what we already sent.
         self._writable.clear()
+        self._write_paused = True
 
     def resume_writing(self) -> None:
         self._writable.set()
+        self._write_paused = False
 
     # -- core events: dispatched through _event_handlers -----------------------------------
 
@@ -283,9 +290,11 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             event.response,
             parts=event.parts,
         )
-        if event.status == Status.CHECK_CONDITION and self.on_unit_attention is not None:
+        if event.status == _CHECK_CONDITION and self.on_unit_attention is not None:
             self._unit_attention(event.sense)
-        _resolve(self._commands.pop(event.itt, None), result)
+        fut = self._commands.pop(event.itt, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
 
     def _unit_attention(self, sense: bytes) -> None:
         assert self.on_unit_attention is not None
@@ -373,7 +382,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
                 PathFailed(PathFailureKind.CONNECTION_LOST, "connection closed during login")
             )
         self._writable.set()  # wake writers: they will find the session closed
+        self._write_paused = False
         self._closed.set()
+        self._ended = True
         callback, self.on_closed = self.on_closed, None
         if callback is not None:
             callback(self.failure or _closed())
@@ -415,7 +426,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
         on expiry the task is aborted at the target and PathFailed (COMMAND_TIMEOUT) raised.
         """
-        if self._closed.is_set() or self.core.closed:
+        if self._ended or self.core.closed:
             raise self.failure or _closed()
         limit = self.command_timeout if timeout is None else timeout
         deadline = None if limit is None else self.loop.time() + limit
@@ -428,7 +439,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             self._free_slots -= 1
         itt: int | None = None
         try:
-            if not self._writable.is_set():
+            if self._write_paused:
                 waited = True
                 await self._wait_until(self._writable.wait(), deadline, limit)
             if waited:  # the session may have ended meanwhile
@@ -443,8 +454,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             self._schedule_flush()
             if deadline is not None:
                 self._deadlines[itt] = (deadline, limit)
-                sweep = self._sweep
-                if sweep is None or deadline < sweep.when():
+                if self._sweep is None or deadline < self._sweep_at:
                     self._arm_sweep(deadline)
             return await fut
         except asyncio.CancelledError:
@@ -495,6 +505,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         if self._sweep is not None:
             self._sweep.cancel()
         self._sweep = self.loop.call_at(when, self._expire_overdue)
+        self._sweep_at = when
 
     def _expire_overdue(self) -> None:
         """Fail every command past its deadline (and abort it at the target); the timer

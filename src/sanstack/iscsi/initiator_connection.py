@@ -82,6 +82,7 @@ MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
 _HALF = 1 << 31  # serial number arithmetic (RFC 1982): a is after b if a - b is below it
 _NO_DATA = memoryview(b"")  # the data out of every command without any
+_BHS_CDB = 16  # a longer CDB continues in an AHS (CommandTask.bare)
 
 
 _Queued = CommandTask | QueuedText | QueuedLogout
@@ -269,6 +270,18 @@ class InitiatorConnection(PDUStream[Event]):
         itt = self._take_itt()
         lun_field = lun << 48 if 0 <= lun < 256 else encode_lun(lun)  # the usual LUN inline
         task = CommandTask(itt, lun_field, bytes(cdb), attribute, view, read_length)
+        cmd_sn = self.cmd_sn
+        if (
+            not self._queue
+            and not data_out
+            and len(cdb) <= _BHS_CDB
+            and (cmd_sn == self.max_cmd_sn or (cmd_sn - self.max_cmd_sn) & SERIAL_MASK >= _HALF)
+        ):
+            # Nothing waits and the window is open: out at once, as _drain would send it.
+            self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
+            self._send_bhs(task.bare_command(cmd_sn, self.exp_stat_sn))
+            self._tasks[itt] = task
+            return itt
         self._enqueue(task)
         self._tasks[itt] = task
         self._drain()
@@ -350,8 +363,8 @@ class InitiatorConnection(PDUStream[Event]):
         _RECEIVERS[kind](self, pdu)
 
     def _advance_stat_sn(self, stat_sn: int) -> None:
-        nxt = (stat_sn + 1) & SERIAL_MASK
-        if sn_gt(nxt, self.exp_stat_sn):
+        nxt = (stat_sn + 1) & SERIAL_MASK  # sn_gt written out, as in _update_window
+        if nxt != self.exp_stat_sn and (nxt - self.exp_stat_sn) & SERIAL_MASK < _HALF:
             self.exp_stat_sn = nxt
 
     def _update_window(self, exp_cmd_sn: int, max_cmd_sn: int) -> None:
@@ -408,8 +421,9 @@ class InitiatorConnection(PDUStream[Event]):
 
     def _on_data_in(self, bhs: memoryview, data: bytes | Pieces) -> None:
         """A Data-In (§11.7), from its BHS: a Data-In carrying status uses up its StatSN."""
-        if p.DataIn not in ACCEPTS[self.phase]:
-            raise RemoteProtocolError(f"unexpected DataIn in {self.phase.name}")
+        phase = self.phase
+        if phase is not Phase.FULL_FEATURE and phase is not Phase.LOGGING_OUT:
+            raise RemoteProtocolError(f"unexpected DataIn in {phase.name}")  # ACCEPTS's rows
         (_, flags, status, _, _, itt, _, stat_sn, exp_cmd_sn, max_cmd_sn, data_sn, offset,
          residual) = p.DATA_IN_STRUCT.unpack_from(bhs)  # fmt: skip
         status_present = flags & 0x01

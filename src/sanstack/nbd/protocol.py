@@ -665,18 +665,15 @@ def encode_chunk(
 
 
 _OFFSET_DATA_HEAD: Final = struct.Struct(">IHHQIQ")
+_DONE: Final = int(NBDReplyFlag.NBD_REPLY_FLAG_DONE)
+_OFFSET_DATA: Final = int(NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA)
 
 
 def encode_offset_data_head(cookie: int, offset: int, data_length: int) -> bytes:
     """What precedes the data of a final ``NBD_REPLY_TYPE_OFFSET_DATA`` chunk (its header
     and offset), packed at once: the data itself follows unjoined."""
     return _OFFSET_DATA_HEAD.pack(
-        NBD_STRUCTURED_REPLY_MAGIC,
-        NBDReplyFlag.NBD_REPLY_FLAG_DONE,
-        NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA,
-        cookie,
-        8 + data_length,
-        offset,
+        NBD_STRUCTURED_REPLY_MAGIC, _DONE, _OFFSET_DATA, cookie, 8 + data_length, offset
     )
 
 

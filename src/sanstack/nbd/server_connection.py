@@ -149,7 +149,7 @@ class NBDServerConnection:
         self._in_flight: dict[int, Request] = {}  # by cookie, the first of each cookie
         self._same_cookie: dict[int, deque[Request]] = {}  # those after it, in order
         self._allowed_flags: dict[int, int] = {}  # by command, once transmission starts
-        self._count = 0
+        self.in_flight = 0  # requests delivered and not yet answered
         limit = max((e.max_payload for e in self.exports.values()), default=MAX_PAYLOAD_BYTES)
         self._buffer_limit = limit + REQUEST_HEADER_SIZE + READ_AHEAD_BYTES
 
@@ -462,7 +462,7 @@ class NBDServerConnection:
             self._same_cookie.setdefault(cookie, deque()).append(request)
         else:
             self._in_flight[cookie] = request
-        self._count += 1
+        self.in_flight += 1
         if not length and command != _FLUSH:
             # "the behavior of a server on such a request is unspecified although the
             # server SHOULD NOT disconnect": there is nothing to do, so it succeeds.
@@ -548,7 +548,7 @@ class NBDServerConnection:
                 self._in_flight[cookie] = later.popleft()
                 if not later:
                     del self._same_cookie[cookie]
-        self._count -= 1
+        self.in_flight -= 1
         return request
 
     def reply_read(self, cookie: int, data: bytes | bytearray | memoryview) -> None:
@@ -563,7 +563,7 @@ class NBDServerConnection:
         request = self._pop(cookie)
         if request is None:
             return
-        length = sum(map(len, parts))
+        length = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
         if request.command != NBDCmd.NBD_CMD_READ or length != request.length:
             raise LocalProtocolError(
                 f"reply_read for {request.command.name} of {request.length} bytes "
@@ -670,11 +670,6 @@ class NBDServerConnection:
         return out
 
     @property
-    def in_flight(self) -> int:
-        """Requests delivered and not yet answered."""
-        return self._count
-
-    @property
     def closed(self) -> bool:
         return self.phase in (Phase.DISCONNECTED, Phase.FAILED)
 
@@ -688,5 +683,5 @@ class NBDServerConnection:
         self._out.clear()
         self._in_flight.clear()
         self._same_cookie.clear()
-        self._count = 0
+        self.in_flight = 0
         return ProtocolFailure(reason)
