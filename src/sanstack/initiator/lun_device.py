@@ -35,7 +35,7 @@ from sanstack.scsi.cdb import (
     UnmapCDB,
     UnmapParameterList,
 )
-from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, PeripheralDeviceType, SenseKey, Status
 from sanstack.scsi.inquiry import (
     Association,
     BlockLimits,
@@ -57,6 +57,7 @@ VPD_ALLOCATION = 4096
 _BLOCK_LIMITS_LENGTH = 64  # SBC-4 §6.6.4: PAGE LENGTH 3Ch
 _LBPU = 0x80
 _LBPME = 0x80
+_STANDARD_INQUIRY_LENGTH = 36  # SPC-4 §6.6.2: the fields every target returns
 
 
 class PortNotAccessible(DeviceNotReady):
@@ -75,6 +76,11 @@ _INACCESSIBLE: dict[int, ALUAState] = {
     ASC.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE: ALUAState.UNAVAILABLE,
     ASC.LOGICAL_UNIT_NOT_READY_OFFLINE: ALUAState.OFFLINE,
 }
+
+
+class NotABlockDevice(DeviceNotReady):
+    """The LUN is there but is no block device (a storage array controller, an enclosure;
+    SPC-4 §6.6.2 peripheral device type), or no logical unit is connected behind it."""
 
 
 class ReservationConflict(BlockDeviceError):
@@ -249,6 +255,20 @@ class ISCSIDevice(BlockDevice):
         return device
 
     async def _probe(self) -> None:
+        inquiry = await self.execute(
+            InquiryCdb(
+                evpd=False, page_code=0, allocation_length=_STANDARD_INQUIRY_LENGTH
+            ).encode(),
+            read_length=_STANDARD_INQUIRY_LENGTH,
+            write=False,
+        )
+        first = bytes(inquiry.data[:1]) or b"\x7f"
+        qualifier, device_type = first[0] >> 5, first[0] & 0x1F
+        if qualifier or device_type != PeripheralDeviceType.DIRECT_ACCESS_BLOCK:
+            raise NotABlockDevice(
+                f"LUN {self.lun} is not a block device "
+                f"(peripheral qualifier {qualifier}, device type 0x{device_type:02x})"
+            )
         capacity = await self.execute(ReadCapacity16CDB(32).encode(), read_length=32, write=False)
         data = bytes(capacity.data)
         if len(data) < 14:
