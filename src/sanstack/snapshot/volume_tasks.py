@@ -180,5 +180,27 @@ async def wait_event(event: asyncio.Event, seconds: float) -> None:
     """
     if event.is_set():
         return
-    async with asyncio.timeout(seconds):
-        await event.wait()
+    if asyncio.current_task() is not None:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+        return
+    # Started eagerly (edge/tasks.start_eagerly: the NBD and iSCSI servers run a request's
+    # first step outside any Task), where asyncio.timeout cannot work: a timer on a waiter.
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_task(event.wait())
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        waiter.cancel()
+
+    timer = loop.call_later(seconds, expire)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if expired and waiter.cancelled():  # the timer, not a cancellation of ours
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+        waiter.cancel()
