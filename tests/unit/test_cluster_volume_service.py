@@ -262,6 +262,13 @@ def test_where_a_request_goes_and_why_it_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ServiceError) as refused:
             await onlining.volume_request("g1/d1", None, request)
         assert "group g1 is onlining_volumes on n2, its volume not open" in str(refused.value)
+        closed = node("n2", config, "n2", GroupState.ONLINE)
+        closed.resources["g1"].volumes["d1"] = volume = await new_volume()
+        await volume.close()  # as a journal failure or a fenced close leaves it
+        with pytest.raises(ServiceError) as refused:
+            await service(closed).volume_request("g1/d1", None, request)
+        assert refused.value.status == 503
+        assert str(refused.value) == "volume: g1/d1 on n2: the volume is closed"
         forwarded = service(node("n2", config, "n1", GroupState.OFFLINE))
         with pytest.raises(ServiceError) as refused:  # not forwarded again
             await forwarded.volume_request("g1/d1", "n3", request)

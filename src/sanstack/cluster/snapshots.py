@@ -130,6 +130,10 @@ class ClusterVolumes:
                 409, f"volume: group {group} is not online on any node; try again when it is"
             )
         if owner == me:
+            volume_here = self.node.resources[group].volumes.get(disk)
+            health = volume_here.health() if volume_here is not None else None
+            if health is not None:
+                raise ServiceError(503, f"volume: {volume} on {me}: {health}")
             raise ServiceError(
                 409, f"volume: group {group} is {state} on {me}, its volume not open; try again"
             )
