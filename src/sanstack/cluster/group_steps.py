@@ -13,8 +13,9 @@ address. ``run(action)`` carries out one ``GroupAction`` of ``cluster/group_stat
 - OPEN_VOLUMES: ``SnapshotVolume.open`` on each volume disk's gate, this node the holder;
   the free-space scan runs in the background (KB829440: the scan runs on the new owner).
 - BIND_EXPORT: one NBD server on the group's address serving each disk (its volume when it
-  has one) under the disk's name, and the first as the default export ``""``. A bind that
-  fails because the address is still taken (an old owner closing it) is tried again.
+  has one) under the disk's name, and the first as the default export ``""``, and each
+  volume's snapshots read-only as ``DISK@SNAP`` (``cluster/snapshot_exports.py``). A bind
+  that fails because the address is still taken (an old owner closing it) is tried again.
 - UNBIND_EXPORT: the server stops; requests in flight finish within a grace period.
 - CLOSE_VOLUMES: each volume is flushed and closed cleanly.
 - RELEASE_DISKS: the gates shut, then PERSISTENT RESERVE OUT RELEASE on every disk.
@@ -36,6 +37,7 @@ from sanstack.cluster.arbitration import Intent, Verdict, VerdictKind
 from sanstack.cluster.disks import DiskGate
 from sanstack.cluster.group_state import GroupAction
 from sanstack.cluster.model import GroupSpec, Timings
+from sanstack.cluster.snapshot_exports import SnapshotExports
 from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.nbd.server import NBDServer
 from sanstack.snapshot.model import Holder
@@ -107,6 +109,7 @@ class GroupResources:
         self.gates: dict[str, DiskGate] = {}
         self.volumes: dict[str, SnapshotVolume] = {}
         self.server: NBDServer | None = None
+        self.snapshot_exports = SnapshotExports(spec.name, lambda: self.volumes)
         self.verdicts: dict[str, Verdict] = {}  # each disk's last while onlining
 
     async def run(self, action: GroupAction) -> None:
@@ -182,7 +185,7 @@ class GroupResources:
         if self.spec.export is None:
             return
         host, port = self.spec.export
-        server = NBDServer(self.exports(), host, port)
+        server = NBDServer(self.exports(), host, port, on_demand=self.snapshot_exports)
         while True:
             still_wanted()
             try:
@@ -202,6 +205,7 @@ class GroupResources:
         server, self.server = self.server, None
         if server is not None:
             await server.stop(grace)
+        await self.snapshot_exports.drain()
 
     async def close_volumes(self) -> None:
         async def close_one(disk: str, volume: SnapshotVolume) -> None:

@@ -13,6 +13,12 @@ from the core and pauses reading, as it does while the socket's write buffer is 
 Everything the core produced during one loop iteration leaves in one ``writelines`` (the
 loop is ``edge/driver.py``'s, shared with the iSCSI edges).
 
+Exports opened on demand (``OnDemandExports``: a cluster group's snapshots, which a backup
+reads): listed to each connection as it starts, and opened for that one connection when
+it chooses one, so the device (a snapshot's hold) lives exactly as long as the connection;
+when the connection has ended and no request of it runs, the device goes back through
+``release``.
+
 Shutdown ("Terminating the transmission phase" of doc/proto.md, NetworkBlockDevice/nbd):
 stop accepting, let requests in flight finish within a grace period while new ones get
 ``NBD_ESHUTDOWN``, then close every connection and wait for every request.
@@ -100,10 +106,30 @@ def nbd_errno(exc: BlockDeviceError, *, shutting_down: bool = False) -> NBDError
     return NBDError.NBD_EIO
 
 
-class NBDServer:
-    """Serves ``exports`` (name -> device) over NBD on ``host:port`` (port 0: any free).
+class OnDemandExports(Protocol):
+    """Exports offered besides the fixed ones, each opened for the one connection that
+    chooses it."""
 
-    The server does not own the devices: closing them after ``stop`` is the caller's job.
+    def infos(self) -> Mapping[str, ExportInfo]:
+        """The names offered now, and what each one's handshake says."""
+        ...
+
+    def open(self, name: str) -> BlockDevice:
+        """A device of ``name`` for one connection; raises when it cannot be opened."""
+        ...
+
+    def release(self, device: BlockDevice) -> None:
+        """The connection that opened ``device`` has ended and none of its requests runs:
+        close it (the implementation owns that work)."""
+        ...
+
+
+class NBDServer:
+    """Serves ``exports`` (name -> device) over NBD on ``host:port`` (port 0: any free),
+    and ``on_demand``'s exports, each opened per connection.
+
+    The server does not own the fixed devices: closing them after ``stop`` is the caller's
+    job; each on-demand device goes back to ``on_demand.release`` when its connection ends.
     """
 
     def __init__(
@@ -113,6 +139,7 @@ class NBDServer:
         port: int = NBD_PORT,
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
+        on_demand: OnDemandExports | None = None,
     ) -> None:
         if not exports:
             raise ValueError("an NBD server needs at least one export")
@@ -123,6 +150,7 @@ class NBDServer:
         self.host = host
         self._port = port
         self.max_in_flight = max_in_flight
+        self.on_demand = on_demand
         self.connections: set[NBDConnectionHandler] = set()
         self.closing = False
         self._listener: asyncio.Server | None = None
@@ -138,6 +166,12 @@ class NBDServer:
         owner decides what its I/O gets (a closed device fails it with an error)."""
         self.exports.pop(name, None)
         self.infos.pop(name, None)
+
+    def offered(self) -> dict[str, ExportInfo]:
+        """What a connection starting now may choose (a fixed export wins a name clash)."""
+        if self.on_demand is None:
+            return self.infos
+        return {**self.on_demand.infos(), **self.infos}
 
     @property
     def port(self) -> int:
@@ -242,11 +276,12 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     def __init__(self, server: NBDServer) -> None:
         super().__init__()
         self.server = server
-        self.core = NBDServerConnection(server.infos)
+        self.core = NBDServerConnection(server.offered())
         self.device: BlockDevice | None = None
         self._read_parts: Callable[[int, int], Awaitable[Sequence[bytes | memoryview]]] | None
         self._read_parts = None
         self._block_size = 512
+        self._opened: BlockDevice | None = None  # an on-demand export's, released at the end
         self.peer = "?"
         self.closed = asyncio.Event()
         self._running: set[_Running] = set()
@@ -319,6 +354,12 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     def _on_export_chosen(self, event: ExportChosen) -> bool:
         device = self.server.exports.get(event.name)
+        on_demand = self.server.on_demand
+        if device is None and on_demand is not None:
+            try:
+                device = self._opened = on_demand.open(event.name)
+            except Exception as exc:  # gone since the listing (a snapshot deleted)
+                log.info("%s: export %r cannot be opened: %s", self.peer, event.name, exc)
         if device is None:  # removed while this connection was in its handshake
             log.info("%s: export %r was removed; disconnecting", self.peer, event.name)
             self._abort()
@@ -461,6 +502,9 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     def _check_closed(self) -> None:
         if self._lost and not self._running:
+            opened, self._opened = self._opened, None
+            if opened is not None and self.server.on_demand is not None:
+                self.server.on_demand.release(opened)
             self.closed.set()
 
 
