@@ -4,6 +4,7 @@ wait for tasks (edge/tasks.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import typing
 from collections import deque
@@ -159,6 +160,22 @@ def test_events_reach_their_handlers_in_order_and_output_leaves_in_one_write() -
         assert len(transport.writes) == 2
 
     run(body)
+
+
+def test_the_write_registry_keeps_no_loop_alive() -> None:
+    """Each loop's drivers share one _Writes; it goes with them, whatever was pending."""
+    from sanstack.edge import driver
+
+    async def body() -> None:
+        edge, _transport = connected()
+        other, _other = connected()
+        assert edge._writes is other._writes
+        edge._writes._pending.append(edge)  # left pending when the loop ends
+
+    for _ in range(3):
+        asyncio.run(body())
+    gc.collect()
+    assert len(driver._WRITES) == 0
 
 
 class Resolving(Edge):

@@ -107,10 +107,11 @@ class _Writes:
     there. Either way one ``writelines`` per driver carries all of it.
     """
 
-    __slots__ = ("_loop", "_pending", "_queued")
+    __slots__ = ("__weakref__", "_loop", "_pending", "_queued")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: the drivers keep their loop alive; the registry keeps nothing alive.
+        self._loop = weakref.ref(loop)
         self._pending: list[CoreDriver[Any]] = []
         self._queued = 0  # flushes queued and not yet run
 
@@ -121,8 +122,10 @@ class _Writes:
 
     def after_callbacks(self) -> None:
         """Queue a flush behind every callback queued so far."""
-        self._queued += 1
-        self._loop.call_soon(self._run)
+        loop = self._loop()
+        if loop is not None:
+            self._queued += 1
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._queued -= 1
@@ -136,13 +139,15 @@ class _Writes:
                 driver._flush()
 
 
-_WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writes] = weakref.WeakKeyDictionary()
+# By id(loop), held weakly both ways: the drivers of a loop keep its _Writes, nothing here
+# keeps a loop or a driver alive, and an id reused by a later loop gets a new one.
+_WRITES: weakref.WeakValueDictionary[int, _Writes] = weakref.WeakValueDictionary()
 
 
 def _writes_of(loop: asyncio.AbstractEventLoop) -> _Writes:
-    writes = _WRITES.get(loop)
-    if writes is None:
-        writes = _WRITES[loop] = _Writes(loop)
+    writes = _WRITES.get(id(loop))
+    if writes is None or writes._loop() is not loop:
+        writes = _WRITES[id(loop)] = _Writes(loop)
     return writes
 
 
