@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import typing
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,16 +167,21 @@ def test_the_write_registry_keeps_no_loop_alive() -> None:
     """Each loop's drivers share one _Writes; it goes with them, whatever was pending."""
     from sanstack.edge import driver
 
+    registries: list[weakref.ref[object]] = []
+
     async def body() -> None:
         edge, _transport = connected()
         other, _other = connected()
         assert edge._writes is other._writes
+        assert driver._WRITES[id(asyncio.get_running_loop())] is edge._writes
         edge._writes._pending.append(edge)  # left pending when the loop ends
+        registries.append(weakref.ref(edge._writes))
 
     for _ in range(3):
         asyncio.run(body())
     gc.collect()
-    assert len(driver._WRITES) == 0
+    # Other tests in this process may still hold loops of their own; only these must be gone.
+    assert [ref() for ref in registries] == [None, None, None]
 
 
 class Resolving(Edge):
