@@ -14,13 +14,17 @@ address. ``run(action)`` carries out one ``GroupAction`` of ``cluster/group_stat
   the free-space scan runs in the background (KB829440: the scan runs on the new owner).
 - BIND_EXPORT: one NBD server on the group's address serving each disk (its volume when it
   has one) under the disk's name, and the first as the default export ``""``. A bind that
-  fails because the address is still taken (an old owner closing it) is tried again.
-- UNBIND_EXPORT: the server stops; requests in flight finish within a grace period.
+  fails because the address is still taken (an old owner closing it) is tried again. A
+  ``floating`` address is added to this node's interface first and announced
+  (``cluster/floating_address.py``).
+- UNBIND_EXPORT: the server stops; requests in flight finish within a grace period; a
+  floating address is removed.
 - CLOSE_VOLUMES: each volume is flushed and closed cleanly.
 - RELEASE_DISKS: the gates shut, then PERSISTENT RESERVE OUT RELEASE on every disk.
 - STOP_WITHOUT_WRITES (fenced, or no quorum too long): the gates shut first, so nothing
   more reaches a disk; the server stops at once; the volumes are abandoned (their close
-  meets the shut gates, so no flush and no journal write lands); nothing is released.
+  meets the shut gates, so no flush and no journal write lands); nothing is released; a
+  floating address is removed (a failure to is logged: the stop goes on).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Final, Protocol
 from sanstack.block.device import BlockDevice
 from sanstack.cluster.arbitration import Intent, Verdict, VerdictKind
 from sanstack.cluster.disks import DiskGate
+from sanstack.cluster.floating_address import FloatingAddress, FloatingAddressError
 from sanstack.cluster.group_state import GroupAction
 from sanstack.cluster.model import GroupSpec, Timings
 from sanstack.edge.tasks import still_wanted, wait_ended
@@ -108,6 +113,9 @@ class GroupResources:
         self.volumes: dict[str, SnapshotVolume] = {}
         self.server: NBDServer | None = None
         self.verdicts: dict[str, Verdict] = {}  # each disk's last while onlining
+        self.address: FloatingAddress | None = None
+        if spec.floating and spec.export is not None:
+            self.address = FloatingAddress(spec.export[0], spec.name)
 
     async def run(self, action: GroupAction) -> None:
         match action:
@@ -182,6 +190,8 @@ class GroupResources:
         if self.spec.export is None:
             return
         host, port = self.spec.export
+        if self.address is not None:
+            await self.address.add()
         server = NBDServer(self.exports(), host, port)
         while True:
             still_wanted()
@@ -202,6 +212,17 @@ class GroupResources:
         server, self.server = self.server, None
         if server is not None:
             await server.stop(grace)
+        if self.address is not None:
+            await self.address.remove()
+
+    async def drop_address(self) -> None:
+        """The floating address off this node, whatever happens: a failure is logged."""
+        if self.address is None:
+            return
+        try:
+            await self.address.remove()
+        except FloatingAddressError as exc:
+            log.error("group %s: floating address not removed: %s", self.spec.name, exc)
 
     async def close_volumes(self) -> None:
         async def close_one(disk: str, volume: SnapshotVolume) -> None:
@@ -231,7 +252,10 @@ class GroupResources:
 
     async def stop_without_writes(self, reason: str) -> None:
         self.shut_gates(reason)
-        await self.unbind_export(0.0)
+        server, self.server = self.server, None
+        if server is not None:
+            await server.stop(0.0)
+        await self.drop_address()
         await self._abandon_volumes()
         self.gates = {}
 
