@@ -120,12 +120,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             portal_host=net.portal_host,
         )
         with running_cluster(directory, config, NODES, wrap=net.wrap) as nodes:
-            nodes.wait_status(
-                "n2",
-                lambda s: online_on(s, "g1", "n1") and online_on(s, "g2", "n3"),
-                SETTLE,
-                "every group online on its first preferred owner",
-            )
+            nodes.settle("n2", {"g1": "n1", "g2": "n3"}, SETTLE)
             yield Cluster(net, nodes, directory, g1, g2)
 
 

@@ -125,16 +125,7 @@ def cluster(
             **quorum,
         )
         with running_cluster(directory, config, names, wrap=net.wrap) as nodes:
-            status = nodes.wait_status(
-                names[0],
-                lambda s: all(group["state"] == "online" for group in s["groups"]),
-                SETTLE,
-                "every group online",
-            )
-            # A node that formed a view first may hold both (failback never): move them.
-            for group, owners in (("g1", preferred[0]), ("g2", preferred[1])):
-                if group_of(status, group)["owner"] != owners[0]:
-                    nodes.cli(names[0], "move", group, owners[0], "--wait", str(SETTLE))
+            nodes.settle(names[0], {"g1": preferred[0][0], "g2": preferred[1][0]}, SETTLE)
             yield Run(net, nodes, directory, g1, g2, sorted(disks.values()))
 
 
@@ -296,9 +287,7 @@ def test_two_nodes_and_a_witness_split_1_1_exactly_one_side_runs(
         assert held["quorum"]["votes"] == 3
         survivor = held["quorum"]["witness_owner"]
         cut = next(n for n in names if n != survivor)
-        for group, owner in (("g1", survivor), ("g2", cut)):
-            if group_of(held, group)["owner"] != owner:
-                run.nodes.cli(survivor, "move", group, owner, "--wait", str(SETTLE))
+        run.nodes.settle(survivor, {"g1": survivor, "g2": cut}, SETTLE)
         split = split_and_heal(run, ([survivor], [cut]), survivor, cut)
         report = check_no_two_owners(run, split)
         # The witness never left its holder: the other side's race for it lost to the

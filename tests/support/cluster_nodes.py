@@ -240,6 +240,21 @@ class ClusterNodes:
             pytest.fail(f"{failed}; last status: {json.dumps(seen[-1:], indent=1)}")
         return seen[0]
 
+    def settle(self, via: str, owners: Mapping[str, str], within: float) -> Any:
+        """Every group online, then each of ``owners`` (group -> node) moved there if it is
+        elsewhere: a node that formed a view of its own first may have taken groups that
+        are not its (failback never keeps them). Returns the status before the moves."""
+        status = self.wait_status(
+            via,
+            lambda s: all(group["state"] == "online" for group in s["groups"]),
+            within,
+            "every group online",
+        )
+        for group, owner in owners.items():
+            if group_of(status, group)["owner"] != owner:
+                self.cli(via, "move", group, owner, "--wait", str(within))
+        return status
+
     def close(self) -> None:
         problems = []
         for name, node in self.processes.items():
