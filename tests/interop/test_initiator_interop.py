@@ -25,7 +25,7 @@ from tests.support.processes import Daemon, free_port, require_tool, running_tar
 from tests.support.waits import until
 
 from sanstack.initiator.lun_device import ISCSIDevice
-from sanstack.initiator.session import ISCSISession, PathFailed, discover
+from sanstack.initiator.session import CommandResponse, ISCSISession, PathFailed, discover
 from sanstack.iscsi.initiator_events import PathFailureKind
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences
 from sanstack.scsi.cdb import ReadWriteCDB
@@ -247,18 +247,70 @@ def test_command_timeout_aborts_the_task_and_keeps_the_session(tmp_path: Path) -
             cdb = ReadWriteCDB(Opcode.READ_16, 0, 8).encode()
             daemon.process.send_signal(signal.SIGSTOP)
             try:
+                # A command with the session's 60 s first: the shorter deadline after it
+                # still fires on time, and only that command times out.
+                patient = asyncio.ensure_future(session.command(0, cdb, read_length=8 * 512))
+                await until(lambda: session.core.in_flight == 1, 10, "the first command sent")
                 started = time.monotonic()
                 with pytest.raises(PathFailed) as timed_out:
                     await session.command(0, cdb, read_length=8 * 512, timeout=0.5)
                 assert timed_out.value.kind is PathFailureKind.COMMAND_TIMEOUT
                 assert time.monotonic() - started < 2.0
                 assert session.failure is None  # a slow command is not a dead path
+                assert not patient.done()
             finally:
                 daemon.process.send_signal(signal.SIGCONT)
+            assert len((await patient).data) == 8 * 512
             # The late answer of the aborted command is dropped; the session carries on.
             assert len(await device.read(0, 8)) == 8 * 512
             await session.logout()
             assert session.closed
+
+        asyncio.run(run())
+
+
+def test_commands_beyond_max_outstanding_wait_for_a_slot_in_order(tmp_path: Path) -> None:
+    """Two slots: the third and fourth command wait; one that times out or is cancelled
+    while waiting gives nothing up, and every slot is free again at the end."""
+    port = free_port()
+    with running_target(tmp_path, IQN, [port], ["memory:64M"]) as daemon:
+
+        async def run() -> None:
+            session = await ISCSISession.connect(
+                "127.0.0.1", port, IQN, initiator_name=INITIATOR, isid=0x80_0000_1006,
+                nop_interval=None, max_outstanding=2,
+            )  # fmt: skip
+            cdb = ReadWriteCDB(Opcode.READ_16, 0, 8).encode()
+
+            def read(timeout: float | None = None) -> asyncio.Future[CommandResponse]:
+                return asyncio.ensure_future(
+                    session.command(0, cdb, read_length=8 * 512, timeout=timeout)
+                )
+
+            daemon.process.send_signal(signal.SIGSTOP)
+            try:
+                held = [read(), read()]
+                await until(lambda: session.core.in_flight == 2, 10, "two commands sent")
+                impatient, cancelled, last = read(timeout=0.5), read(), read()
+                with pytest.raises(PathFailed) as timed_out:
+                    await impatient
+                assert timed_out.value.kind is PathFailureKind.COMMAND_TIMEOUT
+                cancelled.cancel()
+                assert session.core.in_flight == 2 and not last.done()
+            finally:
+                daemon.process.send_signal(signal.SIGCONT)
+            for answer in [*held, last]:
+                assert len((await answer).data) == 8 * 512
+            assert cancelled.cancelled()
+            daemon.process.send_signal(signal.SIGSTOP)
+            try:
+                again = [read(), read()]  # both slots are free again: neither waits
+                await until(lambda: session.core.in_flight == 2, 10, "two commands sent again")
+            finally:
+                daemon.process.send_signal(signal.SIGCONT)
+            for answer in again:
+                assert len((await answer).data) == 8 * 512
+            await session.logout()
 
         asyncio.run(run())
 

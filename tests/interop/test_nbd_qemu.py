@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -456,6 +457,53 @@ def test_stop_answers_requests_in_flight_then_closes(caplog: pytest.LogCaptureFi
     for client in (busy, idle, haggling):
         assert client.recv_eof()
         client.close()
+
+
+class HangingDevice(MemoryDevice):
+    """Reads never finish on their own; records the ones cancelled."""
+
+    started = 0
+    cancelled = 0
+
+    async def read(self, lba: int, count: int) -> bytes:
+        HangingDevice.started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            HangingDevice.cancelled += 1
+            raise
+        raise AssertionError("unreachable")
+
+
+def test_client_gone_cancels_its_requests_in_flight(caplog: pytest.LogCaptureFixture) -> None:
+    HangingDevice.started = HangingDevice.cancelled = 0
+    with nbd_server(lambda: {"disk": HangingDevice(2048, 512)}, caplog) as running:
+        with RawClient(running.server.port) as client:
+            client.handshake_go("disk")
+            client.send(b"".join(RequestHeader(0, NBDCmd.NBD_CMD_READ, c, 0, 512).encode()
+                                 for c in range(3)))  # fmt: skip
+            wait_until(lambda: HangingDevice.started == 3, 30, "the reads reached the device")
+            # A reset, not a close: after a plain EOF the server still owes the answers.
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_until(lambda: HangingDevice.cancelled == 3, 30, "the reads were cancelled")
+        wait_until(lambda: not running.server.connections, 30, "the connection ended")
+
+
+class PiecesDevice(MemoryDevice):
+    """Reads in 512-byte pieces after a bare yield (``asyncio.sleep(0)``)."""
+
+    async def read_parts(self, lba: int, count: int) -> list[bytes | memoryview]:
+        await asyncio.sleep(0)
+        data = await self.read(lba, count)
+        return [data[i : i + 512] for i in range(0, len(data), 512)]
+
+
+def test_reads_in_pieces_reach_qemu_whole(caplog: pytest.LogCaptureFixture) -> None:
+    with nbd_server(lambda: {"disk": PiecesDevice(SIZE // 512, 512)}, caplog) as running:
+        uri = running.uri("disk")
+        qemu_io(uri, "write -P 0x5a 1M 192k")
+        out = qemu_io(uri, "read -P 0x5a 1M 192k", "read -P 0 0 64k", read_only=True)
+        assert "read 196608/196608 bytes" in out
 
 
 def test_protocol_failure_drops_only_that_connection(caplog: pytest.LogCaptureFixture) -> None:

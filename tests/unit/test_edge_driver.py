@@ -4,6 +4,7 @@ wait for tasks (edge/tasks.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import typing
 from collections import deque
@@ -149,12 +150,73 @@ def test_events_reach_their_handlers_in_order_and_output_leaves_in_one_write() -
     async def body() -> None:
         edge, transport = connected()
         edge.data_received(bytes([1, 2]))
-        edge.data_received(bytes([3]))
-        assert edge.seen == [Ping(1), Ping(2), Ping(3)]
+        assert edge.seen == [Ping(1), Ping(2)]
         assert edge.core.received[0][1] <= asyncio.get_running_loop().time()
-        assert transport.writes == []  # nothing is written before the loop iteration ends
+        # What one segment produced is written when its data_received returns, in one write.
+        assert transport.writes == [[b"\x01", b"\x02"]]
+        edge.data_received(bytes([3]))
+        assert transport.writes == [[b"\x01", b"\x02"], [b"\x03"]]
         await next_iteration()
-        assert transport.writes == [[b"\x01", b"\x02", b"\x03"]]
+        assert len(transport.writes) == 2
+
+    run(body)
+
+
+def test_the_write_registry_keeps_no_loop_alive() -> None:
+    """Each loop's drivers share one _Writes; it goes with them, whatever was pending."""
+    from sanstack.edge import driver
+
+    async def body() -> None:
+        edge, _transport = connected()
+        other, _other = connected()
+        assert edge._writes is other._writes
+        edge._writes._pending.append(edge)  # left pending when the loop ends
+
+    for _ in range(3):
+        asyncio.run(body())
+    gc.collect()
+    assert len(driver._WRITES) == 0
+
+
+class Resolving(Edge):
+    """Each Ping also resolves the futures in ``answers`` (as a session's answers do)."""
+
+    answers: list[asyncio.Future[None]] = []
+
+    def _on_ping(self, event: Ping) -> None:
+        super()._on_ping(event)
+        for answer in self.answers:
+            answer.set_result(None)
+
+    _event_handlers = {**Edge._event_handlers, Ping: _on_ping}
+
+
+def test_output_of_the_callbacks_a_segment_set_off_leaves_right_behind_them() -> None:
+    """A pump resolves futures (a command's answer); the callbacks waiting on them produce
+    output (the answer to a client), which leaves in one write queued behind them, for
+    every driver of the loop, before the loop polls again."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        edge = Resolving(FakeCore())
+        transport = FakeTransport()
+        edge.connection_made(transport)  # type: ignore[arg-type]
+        other, other_transport = connected()
+
+        def answered(n: int) -> Callable[[asyncio.Future[None]], None]:
+            def callback(_answer: asyncio.Future[None]) -> None:
+                other.core.out.append(bytes([n]))
+                other._schedule_flush()
+
+            return callback
+
+        edge.answers = [loop.create_future() for _ in range(3)]
+        for n, answer in enumerate(edge.answers, 10):
+            answer.add_done_callback(answered(n))
+        edge.data_received(bytes([1]))
+        assert transport.writes == [[b"\x01"]] and other_transport.writes == []
+        await next_iteration()
+        assert other_transport.writes == [[b"\x0a", b"\x0b", b"\x0c"]]
 
     run(body)
 
@@ -183,11 +245,12 @@ def test_a_closed_gate_leaves_events_in_the_core() -> None:
         room[0] = False
         edge.data_received(bytes([1]))
         assert edge.seen == []
+        assert transport.writes == [[b"pending"]]
         room[0] = True
         edge._pump()
         assert edge.seen == [Ping(1)]
         await next_iteration()
-        assert transport.writes == [[b"pending", b"\x01"]]
+        assert transport.writes == [[b"pending"], [b"\x01"]]
 
     run(body)
 
@@ -195,8 +258,10 @@ def test_a_closed_gate_leaves_events_in_the_core() -> None:
 def test_writes_nothing_once_the_transport_is_closing() -> None:
     async def body() -> None:
         edge, transport = connected()
-        edge.data_received(bytes([1]))
         transport.closing = True
+        edge.data_received(bytes([1]))
+        edge.core.out.append(b"late")
+        edge._schedule_flush()
         await next_iteration()
         assert transport.writes == []
         assert not edge.core.has_data_to_send  # drained all the same

@@ -25,6 +25,7 @@ from sanstack.iscsi.codes import (
     LoginStatus,
     LogoutResponseCode,
     RejectReason,
+    TaskAttribute,
     TaskManagementFunction,
     TaskManagementResponseCode,
 )
@@ -41,10 +42,13 @@ from sanstack.iscsi.initiator_events import (
     PathFailureKind,
     TaskManagementCompleted,
 )
+from sanstack.iscsi.initiator_tasks import CommandTask
 from sanstack.iscsi.negotiation import Digest, NegotiationPreferences, SessionType
+from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import sn_gt
 from sanstack.iscsi.target_events import ConnectionSettings
 from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.lun import encode_lun
 from sanstack.scsi.sense import fixed_sense, parse_sense
 
 RESERVED = 0xFFFFFFFF
@@ -148,6 +152,9 @@ def test_read_is_reassembled_from_many_data_in_pdus() -> None:
     answer = read(pair, 0, len(data) // BS)
     assert answer.status == 0 and answer.residual == 0
     assert bytes(answer.data) == data
+    # One piece per Data-In PDU, unjoined, for whoever only passes the data on.
+    assert [len(part) for part in answer.parts] == [4096] * 64
+    assert b"".join(answer.parts) == data
 
 
 def test_read_underflow_reports_the_residual() -> None:
@@ -235,6 +242,30 @@ def test_many_commands_at_queue_depth_complete_independently() -> None:
     pair.hold_commands = False
     for lba, blob in blobs.items():
         assert bytes(read(pair, lba, 4).data) == blob
+
+
+@pytest.mark.parametrize("digest", [False, True], ids=["plain", "crc32c"])
+@pytest.mark.parametrize("cdb", [read16(9, 8), bytes([0x00] * 6)], ids=["read16", "tur"])
+@pytest.mark.parametrize("attribute", list(TaskAttribute))
+def test_commands_without_data_out_are_packed_as_the_codec_encodes_them(
+    digest: bool, cdb: bytes, attribute: TaskAttribute
+) -> None:
+    """A command without data out leaves as a BHS packed at once (every READ of the host
+    does): byte for byte what ``SCSICommand`` encodes, header digest included."""
+    length = 4096 if cdb[0] == 0x88 else 0
+    task = CommandTask(0x1234, encode_lun(300), cdb, attribute, memoryview(b""), length)
+    assert task.bare
+    stream: PDUStream[object] = PDUStream()
+    stream._header_digest = digest
+    stream._send_bhs(task.bare_command(77, 88))
+    expected = p.SCSICommand(
+        itt=0x1234, lun=encode_lun(300), cdb=cdb, expected_data_transfer_length=length,
+        cmd_sn=77, exp_stat_sn=88, read=length > 0, attr=attribute,
+    ).encode(header_digest=digest, data_digest=digest)  # fmt: skip
+    assert b"".join(stream.data_to_send()) == expected
+    assert task.sent and task.cmd_sn == 77
+    assert not CommandTask(1, 0, cdb, attribute, memoryview(b"x"), 0).bare
+    assert not CommandTask(1, 0, bytes(32), attribute, memoryview(b""), 0).bare
 
 
 # -- CmdSN window ------------------------------------------------------------------------------

@@ -128,6 +128,14 @@ def test_least_queue_depth_and_service_time() -> None:
     assert b.in_flight == 0 and b.completed == 1
 
 
+def test_service_time_breaks_ties_by_name_as_min_did() -> None:
+    c, a, b = Path("c"), Path("a"), Path("b")
+    assert ServiceTime().select([c, a, b], 512) is a  # nothing queued anywhere
+    a.started(512)
+    assert ServiceTime().select([c, a, b], 512) is b
+    assert ServiceTime().select([c], 512) is c
+
+
 def test_weighted_paths_prefer_the_least_weight() -> None:
     a, b = Path("a", weight=5), Path("b", weight=1)
     assert WeightedPaths().select([a, b], 1) is b

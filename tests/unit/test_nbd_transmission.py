@@ -90,6 +90,35 @@ def test_read_structured_reply_is_one_offset_data_chunk() -> None:
     assert OffsetData.decode(payload) == OffsetData(4096, b"y" * 512)
 
 
+def test_read_parts_go_out_unjoined_in_one_chunk() -> None:
+    """A read in pieces (one per iSCSI Data-In PDU) is answered with those very objects
+    after one header: never joined into a copy."""
+    first, second = b"a" * 1024, memoryview(bytearray(b"b" * 3072))
+    client = ready()
+    client.request(NBDCmd.NBD_CMD_READ, 8192, 4096, cookie=7)
+    client.server.reply_read_parts(7, [first, second])
+    head, *parts = client.server.data_to_send()
+    assert parts[0] is first and parts[1] is second
+    header, payload = StructuredReplyHeader.decode(head[:20]), head[20:]
+    assert header == StructuredReplyHeader(
+        NBDReplyFlag.NBD_REPLY_FLAG_DONE, NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA, 7, 8 + 4096
+    )
+    assert payload == (8192).to_bytes(8, "big")
+
+    simple = ready(structured=False)
+    simple.request(NBDCmd.NBD_CMD_READ, 0, 4096, cookie=8)
+    simple.server.reply_read_parts(8, (first, second))
+    simple._collect()
+    assert simple.simple_reply(4096) == (SimpleReplyHeader(0, 8), b"a" * 1024 + b"b" * 3072)
+
+
+def test_read_parts_must_add_up_to_the_request() -> None:
+    client = ready()
+    client.request(NBDCmd.NBD_CMD_READ, 0, 4096, cookie=9)
+    with pytest.raises(LocalProtocolError, match="with 4095 bytes"):
+        client.server.reply_read_parts(9, [b"a" * 2048, b"b" * 2047])
+
+
 def test_errors_simple_and_structured() -> None:
     simple = ready(structured=False)
     simple.request(NBDCmd.NBD_CMD_READ, 0, 512, cookie=1)

@@ -25,12 +25,13 @@ from sanstack.iscsi.codes import RejectReason
 from sanstack.iscsi.pdu import (
     PDU,
     DataDigestError,
+    DataIn,
     DataOut,
     HeaderDigestError,
     PDUFormatError,
     Reject,
 )
-from sanstack.iscsi.pdu_reader import PDUReader, decode
+from sanstack.iscsi.pdu_reader import GATHER_FROM, PDUReader, decode
 
 
 def drain(reader: PDUReader) -> list[PDU]:
@@ -74,6 +75,35 @@ def test_reader_hands_out_exact_fed_segment_without_copy() -> None:
     assert decoded == pdu
     assert isinstance(decoded, DataOut)
     assert decoded.data is segment
+
+
+@pytest.mark.parametrize("digests", [False, True], ids=["plain", "crc32c"])
+def test_a_large_data_in_is_gathered_from_the_fed_buffers_without_a_copy(digests: bool) -> None:
+    """A Data-In of GATHER_FROM bytes or more comes in views of the very buffers fed, across
+    as many as it spans; a shorter one and every other PDU as bytes, as next_pdu has them."""
+    big = bytes(range(256)) * (GATHER_FROM // 128)
+    wire = DataIn(itt=7, data_sn=0, data=big, final=True, status_present=True).encode(
+        header_digest=digests, data_digest=digests
+    )
+    small = DataIn(itt=8, data=b"x" * 512).encode(header_digest=digests, data_digest=digests)
+    fed = [wire[:1000], wire[1000:70000], wire[70000:] + small + nop_out_wire(digests)]
+    reader = PDUReader(1 << 20, header_digest=digests, data_digest=digests)
+    for piece in fed:
+        reader.feed(piece)
+    frame = reader.next_frame_gathered()
+    assert frame is not None
+    bhs, ahs, pieces = frame
+    assert bytes(bhs) == wire[:48] and ahs == b""
+    assert isinstance(pieces, tuple) and len(pieces) == 3
+    assert all(isinstance(p, memoryview) and p.obj is f for p, f in zip(pieces, fed, strict=True))
+    assert b"".join(pieces) == big
+    small_frame = reader.next_frame_gathered()
+    assert small_frame is not None and small_frame[2] == b"x" * 512
+    assert reader.next_frame_gathered() is not None and reader.buffered == 0
+
+
+def nop_out_wire(digests: bool) -> bytes:
+    return NOP_OUT.encode(header_digest=digests, data_digest=digests)
 
 
 def test_reader_unknown_opcode_is_skipped() -> None:

@@ -45,6 +45,8 @@ EDGE_MODULES = {
     "cluster/heartbeat_transport.py": "the heartbeats' UDP socket and the membership's ticks",
     "cluster/node.py": "the node: host, heartbeats, PR queue, reconcile and defence tasks",
     "cluster/node_control.py": "forwards a pause to another node's control socket",
+    "cluster/snapshot_exports.py": "closes a snapshot a finished NBD connection held",
+    "cluster/snapshots.py": "forwards a volume request to the owner's control socket",
     "cluster/work_queue.py": "the node's bounded reservation work queue and its workers",
     "control/client.py": "HTTP over a Unix socket",
     "control/server.py": "serves a service API over a Unix socket",

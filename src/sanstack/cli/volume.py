@@ -7,6 +7,10 @@ LUN is changed by the one process that has it open. Both ways run the same
 ``VolumeService`` methods, so ``--json`` prints the same shapes. Long work (format,
 restore, space reclaim) shows a progress line on stderr when it is a terminal, or with
 ``--progress``; stdout stays clean for ``--json``.
+
+With ``--cluster-control SOCKET`` (any cluster node's control socket) FILE is a clustered
+volume, ``GROUP/DISK``: the node forwards the request to the node that runs the group,
+which acts on its open volume (``cluster/snapshots.py``); the answers are the same shapes.
 """
 
 from __future__ import annotations
@@ -56,8 +60,23 @@ def register(commands: Any) -> None:
     _register_snapshot(commands)
 
 
-def _file(parser: Any) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the volume's file or device")
+def _file(parser: Any, *, cluster: bool = True) -> None:
+    if not cluster:
+        parser.add_argument("file", metavar="FILE", type=Path, help="the volume's file or device")
+        return
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        type=Path,
+        help="the volume's file or device; with --cluster-control, GROUP/DISK",
+    )
+    parser.add_argument(
+        "--cluster-control",
+        type=Path,
+        metavar="SOCKET",
+        help="FILE is a clustered volume GROUP/DISK, reached through this cluster node's "
+        "control socket (any node: it forwards to the group's owner)",
+    )
 
 
 def _output(parser: Any, *, progress: bool = False) -> None:
@@ -85,7 +104,7 @@ def _register_volume(commands: Any) -> None:
             "with --size; an existing one is extended to --size if given."
         ),
     )
-    _file(fmt)
+    _file(fmt, cluster=False)
     fmt.add_argument("--size", help="size of FILE, like 64M or 1T (default: its current size)")
     fmt.add_argument(
         "--reserve-percent",
@@ -241,17 +260,21 @@ def local_service() -> VolumeService:
     return VolumeService()
 
 
-def _resource(suffix: str, key: str) -> str:
+def _resource(suffix: str, key: str, cluster: bool = False) -> str:
+    if cluster:
+        return f"/v1/cluster/volumes/{suffix}?{urllib.parse.urlencode({'volume': key})}"
     return f"/v1/volumes/{suffix}?{urllib.parse.urlencode({'path': key})}"
 
 
 @dataclass
 class Volume:
-    """One volume as a command sees it: opened here (``service``) or held by a daemon."""
+    """One volume as a command sees it: opened here (``service``), held by a daemon, or a
+    clustered volume (``cluster``: ``key`` is GROUP/DISK, ``control`` a node's socket)."""
 
     key: str
     service: VolumeService | None
     control: Path | None
+    cluster: bool = False
 
     async def run(
         self,
@@ -261,7 +284,7 @@ class Volume:
         local: Callable[[VolumeService], Awaitable[Any]],
     ) -> Any:
         if self.control is not None:
-            return call(self.control, method, _resource(suffix, self.key), body)
+            return call(self.control, method, _resource(suffix, self.key, self.cluster), body)
         assert self.service is not None
         try:
             return await local(self.service)
@@ -298,9 +321,21 @@ def existing(path: Path) -> str:
     return key
 
 
+def clustered(path: Path) -> str:
+    """FILE as a clustered volume's GROUP/DISK, or a one-line refusal."""
+    group, sep, disk = str(path).partition("/")
+    if not sep or not group or not disk or "/" in disk:
+        raise ConfigError("FILE", f"{path} is not GROUP/DISK (with --cluster-control)")
+    return str(path)
+
+
 @contextlib.asynccontextmanager
-async def open_volume(path: Path) -> AsyncIterator[Volume]:
-    """FILE, opened here for the command's length, or through its holder's control plane."""
+async def open_volume(path: Path, cluster: Path | None = None) -> AsyncIterator[Volume]:
+    """FILE, opened here for the command's length, or through its holder's control plane;
+    with ``cluster`` (a node's control socket), the clustered volume GROUP/DISK."""
+    if cluster is not None:
+        yield Volume(clustered(path), None, cluster, cluster=True)
+        return
     key = existing(path)
     service = local_service()
     try:
@@ -461,7 +496,7 @@ async def _format(args: argparse.Namespace) -> int:
 
 
 async def _info(args: argparse.Namespace) -> int:
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.info()
     emit(result, as_json=args.json, table=info_table(result))
     return 0
@@ -488,7 +523,7 @@ async def _schedule(args: argparse.Namespace) -> int:
             words = str(exc).split(" ")
             field = {"interval": "--every"}.get(words[1], f"--{words[1]}")
             raise ConfigError(field, str(exc)) from None
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         if schedule is None:
             result = await volume.run(
                 "DELETE", "schedule", None, lambda s: s.set_schedule(volume.key, None)
@@ -523,7 +558,7 @@ async def _policy(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {**body}
     if "on_full" in changes:
         changes["on_full"] = OnFull(changes["on_full"])
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run(
             "PUT", "policy", body, lambda s: s.set_policy(volume.key, **changes)
         )
@@ -538,7 +573,7 @@ async def _create(args: argparse.Namespace) -> int:
     name = _name(args.name)
     _weight(args.weight)
     body = {"name": name, "weight": args.weight, "keep": args.keep}
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run(
             "POST",
             "snapshots",
@@ -550,7 +585,7 @@ async def _create(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run("GET", "snapshots", None, lambda s: s.snapshots(volume.key))
     emit(result, as_json=args.json, table=snapshot_table(result))
     return 0
@@ -562,7 +597,7 @@ def _snapshot(name: str) -> str:
 
 async def _delete(args: argparse.Namespace) -> int:
     name = _name(args.name)
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run(
             "DELETE", _snapshot(name), None, lambda s: s.delete(volume.key, name)
         )
@@ -574,7 +609,7 @@ async def _delete(args: argparse.Namespace) -> int:
 
 async def _restore(args: argparse.Namespace) -> int:
     name = _name(args.name)
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run(
             "POST", f"{_snapshot(name)}/restore", None, lambda s: s.restore(volume.key, name)
         )
@@ -589,9 +624,10 @@ async def _restore(args: argparse.Namespace) -> int:
             "is open (--wait waits here)"
         )
     else:
+        where = f" --cluster-control {args.cluster_control}" if args.cluster_control else ""
         table = (
             f"restore of {result['path']} to {name} started; progress: "
-            f"sanstack volume info {result['path']}"
+            f"sanstack volume info {result['path']}{where}"
         )
     emit(result, as_json=args.json, table=table)
     return 0
@@ -603,7 +639,7 @@ async def _set(args: argparse.Namespace) -> int:
     if args.weight is None and args.keep is None:
         raise ConfigError("--weight", "give --weight and/or --keep/--no-keep")
     body = {k: v for k, v in (("weight", args.weight), ("keep", args.keep)) if v is not None}
-    async with open_volume(args.file) as volume:
+    async with open_volume(args.file, args.cluster_control) as volume:
         result = await volume.run(
             "PUT",
             _snapshot(name),

@@ -13,9 +13,10 @@ address. ``run(action)`` carries out one ``GroupAction`` of ``cluster/group_stat
 - OPEN_VOLUMES: ``SnapshotVolume.open`` on each volume disk's gate, this node the holder;
   the free-space scan runs in the background (KB829440: the scan runs on the new owner).
 - BIND_EXPORT: one NBD server on the group's address serving each disk (its volume when it
-  has one) under the disk's name, and the first as the default export ``""``. A bind that
-  fails because the address is still taken (an old owner closing it) is tried again. A
-  ``floating`` address is added to this node's interface first and announced
+  has one) under the disk's name, and the first as the default export ``""``, and each
+  volume's snapshots read-only as ``DISK@SNAP`` (``cluster/snapshot_exports.py``). A bind
+  that fails because the address is still taken (an old owner closing it) is tried again.
+  A ``floating`` address is added to this node's interface first and announced
   (``cluster/floating_address.py``).
 - UNBIND_EXPORT: the server stops; requests in flight finish within a grace period; a
   floating address is removed.
@@ -41,6 +42,7 @@ from sanstack.cluster.disks import DiskGate
 from sanstack.cluster.floating_address import FloatingAddress, FloatingAddressError
 from sanstack.cluster.group_state import GroupAction
 from sanstack.cluster.model import GroupSpec, Timings
+from sanstack.cluster.snapshot_exports import SnapshotExports
 from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.nbd.server import NBDServer
 from sanstack.snapshot.model import Holder
@@ -112,6 +114,7 @@ class GroupResources:
         self.gates: dict[str, DiskGate] = {}
         self.volumes: dict[str, SnapshotVolume] = {}
         self.server: NBDServer | None = None
+        self.snapshot_exports = SnapshotExports(spec.name, lambda: self.volumes)
         self.verdicts: dict[str, Verdict] = {}  # each disk's last while onlining
         self.address: FloatingAddress | None = None
         if spec.floating and spec.export is not None:
@@ -192,7 +195,7 @@ class GroupResources:
         host, port = self.spec.export
         if self.address is not None:
             await self.address.add()
-        server = NBDServer(self.exports(), host, port)
+        server = NBDServer(self.exports(), host, port, on_demand=self.snapshot_exports)
         while True:
             still_wanted()
             try:
@@ -209,11 +212,15 @@ class GroupResources:
     # -- offline -----------------------------------------------------------------------------
 
     async def unbind_export(self, grace: float) -> None:
+        await self._stop_server(grace)
+        if self.address is not None:
+            await self.address.remove()
+
+    async def _stop_server(self, grace: float) -> None:
         server, self.server = self.server, None
         if server is not None:
             await server.stop(grace)
-        if self.address is not None:
-            await self.address.remove()
+        await self.snapshot_exports.drain()
 
     async def drop_address(self) -> None:
         """The floating address off this node, whatever happens: a failure is logged."""
@@ -252,9 +259,7 @@ class GroupResources:
 
     async def stop_without_writes(self, reason: str) -> None:
         self.shut_gates(reason)
-        server, self.server = self.server, None
-        if server is not None:
-            await server.stop(0.0)
+        await self._stop_server(0.0)
         await self.drop_address()
         await self._abandon_volumes()
         self.gates = {}

@@ -90,9 +90,8 @@ from sanstack.cluster.reconcile import (
     unfit_from,
     want,
 )
-from sanstack.cluster.routes import CLUSTER_ROUTES
 from sanstack.cluster.work_queue import WorkQueue
-from sanstack.control.server import ControlServer, bind_routes
+from sanstack.control.server import ControlServer
 from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.errors import ConfigError, SanstackError, ServiceError
 from sanstack.host.config import HostConfig
@@ -235,7 +234,7 @@ class ClusterNode(NodeFencing, NodeControl):
             g: GroupRunner(g, self.timings.pending_timeout, self.resources[g].run, self._on_group)
             for g in self.groups
         }
-        self.control = ControlServer(self.spec.control, bind_routes(self, CLUSTER_ROUTES))
+        self.control = ControlServer(self.spec.control, self.control_routes())
         where = f"node[{self.index}]"
         try:
             try:

@@ -15,6 +15,7 @@ from typing import Any
 from sanstack.cluster.disks import DiskExecutor, PRDisk
 from sanstack.cluster.events import EventKind
 from sanstack.cluster.group_runner import GroupRunner
+from sanstack.cluster.group_steps import GroupResources
 from sanstack.cluster.heartbeat import Claim
 from sanstack.cluster.heartbeat_transport import HeartbeatTransport
 from sanstack.cluster.membership import Membership
@@ -23,7 +24,10 @@ from sanstack.cluster.node_events import NodeLog
 from sanstack.cluster.node_status import StatusParts, status_document
 from sanstack.cluster.quorum import QuorumState
 from sanstack.cluster.reconcile import owners_from
+from sanstack.cluster.routes import CLUSTER_ROUTES
+from sanstack.cluster.snapshots import volume_routes
 from sanstack.control.client import ControlError, call
+from sanstack.control.server import Route, bind_routes
 from sanstack.edge.state_file import load_state, save_state
 from sanstack.errors import ServiceError
 
@@ -39,6 +43,7 @@ class NodeControl:
     transport: HeartbeatTransport
     executor: DiskExecutor
     runners: dict[str, GroupRunner]
+    resources: dict[str, GroupResources]
     paused: bool
     stopping: bool
     fenced: bool
@@ -57,6 +62,10 @@ class NodeControl:
 
     def _pr_disk(self, disk: str) -> PRDisk:
         raise NotImplementedError
+
+    def control_routes(self) -> list[Route]:
+        """The cluster's routes and the clustered snapshot volumes' (``cluster/snapshots.py``)."""
+        return bind_routes(self, CLUSTER_ROUTES) + volume_routes(self)
 
     def _claims_of(self, node: str) -> dict[str, Claim]:
         if node == self.me:

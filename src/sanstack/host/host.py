@@ -64,7 +64,7 @@ from sanstack.host.isids import IsidStore
 from sanstack.host.prkeys import PrKeyStore
 from sanstack.host.rescan import check_identities, group_new, plan_scan
 from sanstack.host.sessions import SessionPool, SharedSession
-from sanstack.initiator.lun_device import ISCSIDevice, page83_identity
+from sanstack.initiator.lun_device import ISCSIDevice, NotABlockDevice, page83_identity
 from sanstack.initiator.session import LoginRefused, PathFailed, discover
 from sanstack.mpio.device import MultipathDevice
 from sanstack.mpio.discovery import report_luns
@@ -433,6 +433,9 @@ class Host:
         async with self._probes:
             try:
                 device = await asyncio.wait_for(ISCSIDevice.open(session, lun), PROBE_TIMEOUT)
+            except NotABlockDevice as exc:  # a controller LUN (tgt's LUN 0): nothing to map
+                log.debug("%s: %s", shared.name, exc)
+                return None
             except Exception as exc:  # one LUN that cannot be read is left out
                 log.warning("%s LUN %d: not usable: %s", shared.name, lun, exc)
                 return None

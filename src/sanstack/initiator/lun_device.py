@@ -14,7 +14,7 @@ import asyncio
 import copy
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sanstack.block.device import (
     BlockDevice,
@@ -28,13 +28,14 @@ from sanstack.block.device import (
 from sanstack.initiator.session import CommandResponse, ISCSISession
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
+    CDB16,
     ReadCapacity16CDB,
     ReadWriteCDB,
     SynchronizeCacheCDB,
     UnmapCDB,
     UnmapParameterList,
 )
-from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, PeripheralDeviceType, SenseKey, Status
 from sanstack.scsi.inquiry import (
     Association,
     BlockLimits,
@@ -56,6 +57,7 @@ VPD_ALLOCATION = 4096
 _BLOCK_LIMITS_LENGTH = 64  # SBC-4 §6.6.4: PAGE LENGTH 3Ch
 _LBPU = 0x80
 _LBPME = 0x80
+_STANDARD_INQUIRY_LENGTH = 36  # SPC-4 §6.6.2: the fields every target returns
 
 
 class PortNotAccessible(DeviceNotReady):
@@ -74,6 +76,11 @@ _INACCESSIBLE: dict[int, ALUAState] = {
     ASC.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE: ALUAState.UNAVAILABLE,
     ASC.LOGICAL_UNIT_NOT_READY_OFFLINE: ALUAState.OFFLINE,
 }
+
+
+class NotABlockDevice(DeviceNotReady):
+    """The LUN is there but is no block device (a storage array controller, an enclosure;
+    SPC-4 §6.6.2 peripheral device type), or no logical unit is connected behind it."""
 
 
 class ReservationConflict(BlockDeviceError):
@@ -199,6 +206,14 @@ def _retryable(result: CommandResponse) -> bool:
     return key == SenseKey.UNIT_ATTENTION
 
 
+def _whole(result: CommandResponse, length: int) -> Sequence[bytes | memoryview]:
+    """A READ's Data-In, which must be all ``length`` bytes asked for."""
+    got = result.length
+    if got != length:
+        raise MediumError(f"READ(16) returned {got} of {length} bytes")
+    return result.parts
+
+
 class ISCSIDevice(BlockDevice):
     """One LUN over one ``ISCSISession``; the session is the caller's, not closed here."""
 
@@ -218,6 +233,8 @@ class ISCSIDevice(BlockDevice):
         self.vpd_pages: frozenset[int] = frozenset()
         self.relative_target_port_id: int | None = None
         self._closed = False
+        self._chunk = 1
+        self._chunk_for = (0, 0)  # the (block_size, max_transfer_blocks) _chunk is for
 
     @classmethod
     async def open(cls, session: ISCSISession, lun: int) -> ISCSIDevice:
@@ -238,6 +255,20 @@ class ISCSIDevice(BlockDevice):
         return device
 
     async def _probe(self) -> None:
+        inquiry = await self.execute(
+            InquiryCdb(
+                evpd=False, page_code=0, allocation_length=_STANDARD_INQUIRY_LENGTH
+            ).encode(),
+            read_length=_STANDARD_INQUIRY_LENGTH,
+            write=False,
+        )
+        first = bytes(inquiry.data[:1]) or b"\x7f"
+        qualifier, device_type = first[0] >> 5, first[0] & 0x1F
+        if qualifier or device_type != PeripheralDeviceType.DIRECT_ACCESS_BLOCK:
+            raise NotABlockDevice(
+                f"LUN {self.lun} is not a block device "
+                f"(peripheral qualifier {qualifier}, device type 0x{device_type:02x})"
+            )
         capacity = await self.execute(ReadCapacity16CDB(32).encode(), read_length=32, write=False)
         data = bytes(capacity.data)
         if len(data) < 14:
@@ -308,46 +339,90 @@ class ISCSIDevice(BlockDevice):
         decides on its ``kind``, and to anyone else it is a ``DeviceNotReady``."""
         if self._closed:
             raise DeviceNotReady("device is closed")
+        result = await self.session.command(
+            self.lun, cdb, data_out=data_out, read_length=read_length
+        )
+        if not result.status and not result.response:  # GOOD: the usual answer
+            return result
+        return await self._retried(
+            result, cdb, data_out=data_out, read_length=read_length, write=write
+        )
+
+    async def _retried(
+        self,
+        result: CommandResponse,
+        cdb: bytes,
+        *,
+        data_out: bytes | memoryview,
+        read_length: int,
+        write: bool,
+    ) -> CommandResponse:
+        """``execute`` past a first answer that was not GOOD: retry it as ``execute`` says."""
         attentions = busy = 0
         while True:
-            result = await self.session.command(
-                self.lun, cdb, data_out=data_out, read_length=read_length
-            )
             if _retryable(result):
                 if result.status == Status.CHECK_CONDITION:
                     attentions += 1
                     if _alua_changed(result) and self.on_alua_change is not None:
                         self.on_alua_change()
                     if attentions <= UNIT_ATTENTION_RETRIES:
+                        result = await self._again(cdb, data_out, read_length)
                         continue
                 else:
                     busy += 1
                     if busy <= BUSY_RETRIES:
                         await asyncio.sleep(BUSY_DELAY * busy)
+                        result = await self._again(cdb, data_out, read_length)
                         continue
             check(result, write=write)
             return result
 
+    async def _again(
+        self, cdb: bytes, data_out: bytes | memoryview, read_length: int
+    ) -> CommandResponse:
+        return await self.session.command(self.lun, cdb, data_out=data_out, read_length=read_length)
+
     # -- BlockDevice -----------------------------------------------------------------------
 
     def _chunk_blocks(self) -> int:
-        cap = max(1, DEFAULT_MAX_TRANSFER_BYTES // self.block_size)
-        return min(self.max_transfer_blocks, cap) if self.max_transfer_blocks else cap
+        limits = (self.block_size, self.max_transfer_blocks)
+        if limits != self._chunk_for:  # worked out again only when a limit changes
+            cap = max(1, DEFAULT_MAX_TRANSFER_BYTES // self.block_size)
+            mtb = self.max_transfer_blocks
+            self._chunk, self._chunk_for = (min(mtb, cap) if mtb else cap), limits
+        return self._chunk
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
+        parts = await self.read_parts(lba, count)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_parts(self, lba: int, count: int) -> Sequence[bytes | memoryview]:
+        """``read`` as the Data-In PDUs brought it, in order and not joined: what an NBD
+        reply writes as it is (``nbd.server``), sparing a copy of every large read."""
         step = self._chunk_blocks()
+        if 0 < count <= step:  # one command, the usual read: execute's GOOD path inline
+            if self._closed:
+                raise DeviceNotReady("device is closed")
+            length = count * self.block_size
+            cdb = CDB16.pack(Opcode.READ_16, 0, lba, count, 0, 0)
+            result = await self.session.command(self.lun, cdb, read_length=length)
+            if result.status or result.response:
+                result = await self._retried(
+                    result, cdb, data_out=b"", read_length=length, write=False
+                )
+            pieces = result.parts
+            if len(pieces) == 1 and len(pieces[0]) == length:
+                return pieces  # one Data-In PDU, all of it: the usual answer
+            return _whole(result, length)
         parts: list[bytes | memoryview] = []
         done = 0
         while done < count:
             n = min(step, count - done)
             cdb = ReadWriteCDB(Opcode.READ_16, lba + done, n).encode()
             length = n * self.block_size
-            result = await self.execute(cdb, read_length=length, write=False)
-            if len(result.data) != length:
-                raise MediumError(f"READ(16) returned {len(result.data)} of {length} bytes")
-            parts.append(result.data)
+            parts += _whole(await self.execute(cdb, read_length=length, write=False), length)
             done += n
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return parts
 
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")

@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sanstack.block.device import DeviceNotReady
@@ -49,6 +48,7 @@ from sanstack.iscsi.initiator_events import (
     NopInReceived,
     PathFailureKind,
     TaskManagementCompleted,
+    join_parts,
 )
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
 from sanstack.scsi.codes import SenseKey, Status
@@ -60,6 +60,7 @@ DEFAULT_ISID = 0x80_0000_0001  # type 10b (random), as the RFC 7143 §11.12.5 la
 TMF_TIMEOUT = 10.0
 LOGOUT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 128
+_CHECK_CONDITION = int(Status.CHECK_CONDITION)  # compared for every command's answer
 _T = TypeVar("_T")
 
 
@@ -81,16 +82,48 @@ class LoginRefused(SanstackError):
         self.target_address = target_address
 
 
-@dataclass(frozen=True, slots=True)
 class CommandResponse:
-    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4)."""
+    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4).
 
-    status: int
-    data: bytes | memoryview
-    sense: bytes
-    residual: int
-    residual_overflow: bool = False
-    response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+    ``parts`` is the Data-In as its PDUs brought it; ``data`` is the same as one buffer,
+    joined the first time it is asked for. Whoever only passes a read on (the NBD server)
+    takes ``parts`` and never pays for the join.
+    """
+
+    __slots__ = ("_data", "parts", "residual", "residual_overflow", "response", "sense", "status")
+
+    def __init__(  # noqa: PLR0917 - positional as the fields of RFC 7143 §11.4 always were
+        self,
+        status: int,
+        data: bytes | memoryview | None,
+        sense: bytes,
+        residual: int,
+        residual_overflow: bool = False,
+        response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET,
+        *,
+        parts: tuple[bytes | memoryview, ...] | None = None,
+    ) -> None:
+        self.status = status
+        self.sense = sense
+        self.residual = residual
+        self.residual_overflow = residual_overflow
+        self.response = response
+        if parts is None:
+            parts = (data,) if data else ()
+        self.parts = parts
+        self._data = data
+
+    @property
+    def data(self) -> bytes | memoryview:
+        data = self._data
+        if data is None:
+            data = self._data = join_parts(self.parts)
+        return data
+
+    @property
+    def length(self) -> int:
+        """Bytes of Data-In, without joining them."""
+        return sum(map(len, self.parts))
 
 
 class ISCSISession(TimedCoreDriver[InitiatorConnection]):
@@ -117,13 +150,22 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self.logout_timeout = LOGOUT_TIMEOUT
         self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
         self._commands: dict[int, asyncio.Future[CommandResponse]] = {}
+        # (deadline, timeout) of each command that has one; one timer sweeps them.
+        self._deadlines: dict[int, tuple[float, float | None]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0  # when the sweep is due, while there is one
         self._tmfs: dict[int, asyncio.Future[TaskManagementResponseCode]] = {}
         self._texts: dict[int, asyncio.Future[list[tuple[str, list[str]]]]] = {}
         self._logout: asyncio.Future[LogoutCompleted] | None = None
-        self._slots = asyncio.Semaphore(max_outstanding)
+        # Command slots (asyncio.Semaphore's locked() walks its waiters on every call).
+        self._free_slots = max_outstanding
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = asyncio.Event()
+        # The two events' states as plain flags, read per command (Event.is_set is a call).
+        self._write_paused = False
+        self._ended = False
         self._background: set[asyncio.Task[None]] = set()
         # Called once, synchronously, when the session ends after its login (a transport
         # failure, a logout, ``abort``), with the failure its waiters get: whoever shares
@@ -230,24 +272,29 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
     def pause_writing(self) -> None:
         # New commands wait while the target does not read what we already sent.
         self._writable.clear()
+        self._write_paused = True
 
     def resume_writing(self) -> None:
         self._writable.set()
+        self._write_paused = False
 
     # -- core events: dispatched through _event_handlers -----------------------------------
 
     def _on_command_completed(self, event: CommandCompleted) -> None:
         result = CommandResponse(
             event.status,
-            event.data,
+            None,
             event.sense,
             event.residual,
             event.residual_overflow,
             event.response,
+            parts=event.parts,
         )
-        if event.status == Status.CHECK_CONDITION and self.on_unit_attention is not None:
+        if event.status == _CHECK_CONDITION and self.on_unit_attention is not None:
             self._unit_attention(event.sense)
-        _resolve(self._commands.pop(event.itt, None), result)
+        fut = self._commands.pop(event.itt, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
 
     def _unit_attention(self, sense: bytes) -> None:
         assert self.on_unit_attention is not None
@@ -326,13 +373,18 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     def _teardown(self) -> None:
         super()._teardown()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._fail_waiters(self.failure or _closed())
         if not self._login.done():
             self._login.set_exception(
                 PathFailed(PathFailureKind.CONNECTION_LOST, "connection closed during login")
             )
         self._writable.set()  # wake writers: they will find the session closed
+        self._write_paused = False
         self._closed.set()
+        self._ended = True
         callback, self.on_closed = self.on_closed, None
         if callback is not None:
             callback(self.failure or _closed())
@@ -374,40 +426,74 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         ``timeout`` (default: the session's ``command_timeout``) bounds the whole command;
         on expiry the task is aborted at the target and PathFailed (COMMAND_TIMEOUT) raised.
         """
-        self._check_open()
+        if self._ended or self.core.closed:
+            raise self.failure or _closed()
         limit = self.command_timeout if timeout is None else timeout
         deadline = None if limit is None else self.loop.time() + limit
-        # No asyncio.timeout here: servers start commands eagerly, outside any Task, and the
-        # deadline is a timer on the command's own future (cheaper, and it needs no Task).
-        await self._wait_until(self._slots.acquire(), deadline, limit, self._slots.locked())
+        # No asyncio.timeout here: servers start commands eagerly, outside any Task. The
+        # deadline is swept by one timer per session (``_expire_overdue``), not one each.
+        waited = not self._free_slots or bool(self._slot_waiters)
+        if waited:
+            await self._take_slot(deadline, limit)
+        else:
+            self._free_slots -= 1
         itt: int | None = None
-        timer: asyncio.TimerHandle | None = None
         try:
-            if not self._writable.is_set():
-                await self._wait_until(self._writable.wait(), deadline, limit, True)
-            self._check_open()
+            if self._write_paused:
+                waited = True
+                await self._wait_until(self._writable.wait(), deadline, limit)
+            if waited:  # the session may have ended meanwhile
+                self._check_open()
             itt = self.core.submit(
                 lun, cdb, data_out=data_out, read_length=read_length, attribute=attribute
             )
             fut: asyncio.Future[CommandResponse] = self.loop.create_future()
             self._commands[itt] = fut
-            self._pump()
+            # A submit queues PDUs and never an event or a new deadline of the core: the
+            # write is all there is to schedule (the commands of one iteration share it).
+            self._schedule_flush()
             if deadline is not None:
-                timer = self.loop.call_at(deadline, self._expire, itt, fut, limit)
+                self._deadlines[itt] = (deadline, limit)
+                if self._sweep is None or deadline < self._sweep_at:
+                    self._arm_sweep(deadline)
             return await fut
         except asyncio.CancelledError:
             self._forget(itt)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
-            self._slots.release()
+            if itt is not None:
+                self._deadlines.pop(itt, None)
+            self._release_slot()
+
+    async def _take_slot(self, deadline: float | None, limit: float | None) -> None:
+        """Wait for one of the ``max_outstanding`` command slots, first come first served."""
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await self._wait_until(waiter, deadline, limit)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed a slot as it gave up: pass it on
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(waiter)
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it directly
+                return
+        self._free_slots += 1
 
     async def _wait_until(
-        self, waiting: Awaitable[Any], deadline: float | None, limit: float | None, wait: bool
+        self, waiting: Awaitable[Any], deadline: float | None, limit: float | None
     ) -> None:
         """Await ``waiting`` until ``deadline``; PathFailed (COMMAND_TIMEOUT) past it."""
-        if not wait or deadline is None:
+        if deadline is None:
             await waiting
             return
         try:
@@ -415,10 +501,30 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         except TimeoutError:
             raise _command_timeout(f"command did not complete within {limit}s") from None
 
-    def _expire(self, itt: int, fut: asyncio.Future[CommandResponse], limit: float | None) -> None:
-        if not fut.done():
-            fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
-            self._forget(itt)
+    def _arm_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = self.loop.call_at(when, self._expire_overdue)
+        self._sweep_at = when
+
+    def _expire_overdue(self) -> None:
+        """Fail every command past its deadline (and abort it at the target); the timer
+        then waits for the earliest deadline left. Under steady load it fires about once
+        per command timeout: the command it was set for has long completed by then."""
+        self._sweep = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for itt, (deadline, limit) in list(self._deadlines.items()):
+            if deadline > now:
+                earliest = deadline if earliest is None else min(earliest, deadline)
+                continue
+            del self._deadlines[itt]
+            fut = self._commands.get(itt)
+            if fut is not None and not fut.done():
+                fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
+                self._forget(itt)
+        if earliest is not None:
+            self._arm_sweep(earliest)
 
     def _forget(self, itt: int | None) -> None:
         """A caller gave up on a command: abort it at the target so it stops there too."""

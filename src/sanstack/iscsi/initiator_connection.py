@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from enum import Enum, auto
+from collections.abc import Callable
+from typing import Any, cast
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
@@ -54,6 +55,7 @@ from sanstack.iscsi.initiator_events import (
     TaskManagementCompleted,
 )
 from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
+from sanstack.iscsi.initiator_phases import ACCEPTS, FFP_TYPES, STATUS_PDUS, Phase
 from sanstack.iscsi.initiator_tasks import (
     RESERVED_TAG,
     CommandQueueFull,
@@ -65,7 +67,7 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
-from sanstack.iscsi.pdu_reader import PDUReader
+from sanstack.iscsi.pdu_reader import PDUReader, Pieces, decode_frame
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
@@ -78,34 +80,9 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_RESPONSE = 1 << 20
 _MAX_ABORTED = 4096
-
-
-class Phase(Enum):
-    LOGIN = auto()
-    FULL_FEATURE = auto()
-    LOGGING_OUT = auto()  # no new requests; the queue drains, then the Logout Request
-    CLOSED = auto()
-
-
-# Which target PDUs each phase accepts; anything else fails the connection (§6.3).
-_FFP_TYPES = (
-    p.SCSIResponse, p.DataIn, p.R2T, p.NopIn, p.TaskManagementResponse, p.TextResponse,
-    p.AsyncMessage, p.Reject, p.LogoutResponse,
-)  # fmt: skip
-_FFP_PDUS: frozenset[type] = frozenset(_FFP_TYPES)
-_ACCEPTS: dict[Phase, frozenset[type]] = {
-    Phase.LOGIN: frozenset({p.LoginResponse}),
-    Phase.FULL_FEATURE: _FFP_PDUS,
-    Phase.LOGGING_OUT: _FFP_PDUS,
-    Phase.CLOSED: frozenset(),
-}
-
-# Target PDUs whose StatSN is a status's own number: ExpStatSN moves past it. R2T, a Data-In
-# without status and an unsolicited NOP-In carry the current StatSN without using it up.
-_STATUS_PDUS = (
-    p.SCSIResponse, p.TaskManagementResponse, p.TextResponse, p.LogoutResponse, p.AsyncMessage,
-    p.Reject,
-)  # fmt: skip
+_HALF = 1 << 31  # serial number arithmetic (RFC 1982): a is after b if a - b is below it
+_NO_DATA = memoryview(b"")  # the data out of every command without any
+_BHS_CDB = 16  # a longer CDB continues in an AHS (CommandTask.bare)
 
 
 _Queued = CommandTask | QueuedText | QueuedLogout
@@ -180,17 +157,25 @@ class InitiatorConnection(PDUStream[Event]):
         # Anything from the target proves the path alive: no ping is needed or awaited.
         self._last_activity = now
         self._ping_deadline = None
-        self._reader.feed(data)
+        reader = self._reader
+        reader.feed(data)
         while not self.closed:
             try:
-                pdu = self._reader.next_pdu()
+                frame = reader.next_frame_gathered()
+                if frame is None:
+                    break
+                # A Data-In (one per read) is unpacked here, without a DataIn object, and
+                # a large one's data stays in the received buffers (never copied).
+                data_in = frame[0][0] & 0x3F == Opcode.DATA_IN
+                pdu = None if data_in else decode_frame(frame[0], frame[1], cast(bytes, frame[2]))
             except RemoteProtocolError as exc:
                 self._protocol_error(f"malformed PDU from the target: {exc}")
                 return
-            if pdu is None:
-                break
             try:
-                self._dispatch(pdu)
+                if pdu is None:
+                    self._on_data_in(frame[0], frame[2])
+                else:
+                    self._dispatch(pdu)
             except RemoteProtocolError as exc:
                 self._protocol_error(str(exc))
                 return
@@ -271,7 +256,8 @@ class InitiatorConnection(PDUStream[Event]):
         attribute: TaskAttribute = TaskAttribute.SIMPLE,
     ) -> int:
         """Queue a SCSI command; returns its ITT. It goes out as soon as the window allows."""
-        self._check_ffp()
+        if self.phase is not Phase.FULL_FEATURE:
+            self._check_ffp()
         if self.session_type is SessionType.DISCOVERY:
             raise LocalProtocolError("a discovery session carries no SCSI commands")
         if data_out and read_length:
@@ -280,16 +266,22 @@ class InitiatorConnection(PDUStream[Event]):
             raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
         if not 0 <= read_length <= SERIAL_MASK or len(data_out) > SERIAL_MASK:
             raise LocalProtocolError("transfer length does not fit 32 bits")
-        view = memoryview(data_out).cast("B") if data_out else memoryview(b"")
+        view = memoryview(data_out).cast("B") if data_out else _NO_DATA
         itt = self._take_itt()
-        task = CommandTask(
-            itt=itt,
-            lun_field=encode_lun(lun),
-            cdb=bytes(cdb),
-            attribute=attribute,
-            data_out=view,
-            read_length=read_length,
-        )
+        lun_field = lun << 48 if 0 <= lun < 256 else encode_lun(lun)  # the usual LUN inline
+        task = CommandTask(itt, lun_field, bytes(cdb), attribute, view, read_length)
+        cmd_sn = self.cmd_sn
+        if (
+            not self._queue
+            and not data_out
+            and len(cdb) <= _BHS_CDB
+            and (cmd_sn == self.max_cmd_sn or (cmd_sn - self.max_cmd_sn) & SERIAL_MASK >= _HALF)
+        ):
+            # Nothing waits and the window is open: out at once, as _drain would send it.
+            self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
+            self._send_bhs(task.bare_command(cmd_sn, self.exp_stat_sn))
+            self._tasks[itt] = task
+            return itt
         self._enqueue(task)
         self._tasks[itt] = task
         self._drain()
@@ -358,48 +350,32 @@ class InitiatorConnection(PDUStream[Event]):
     # -- receiving ---------------------------------------------------------------------------
 
     def _dispatch(self, pdu: p.PDU) -> None:
-        if type(pdu) not in _ACCEPTS[self.phase]:
-            raise RemoteProtocolError(f"unexpected {type(pdu).__name__} in {self.phase.name}")
-        if isinstance(pdu, p.LoginResponse):
-            self._on_login_response(pdu)
+        kind = type(pdu)
+        if kind not in ACCEPTS[self.phase]:
+            raise RemoteProtocolError(f"unexpected {kind.__name__} in {self.phase.name}")
+        if kind is p.LoginResponse:
+            self._on_login_response(cast(p.LoginResponse, pdu))
             return
-        assert isinstance(pdu, _FFP_TYPES)
-        if isinstance(pdu, _STATUS_PDUS) or (
-            isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG
-        ) or (isinstance(pdu, p.DataIn) and pdu.status_present):  # fmt: skip
+        assert isinstance(pdu, FFP_TYPES)
+        if kind in STATUS_PDUS or (isinstance(pdu, p.NopIn) and pdu.itt != RESERVED_TAG):
             self._advance_stat_sn(pdu.stat_sn)
         self._update_window(pdu.exp_cmd_sn, pdu.max_cmd_sn)
-        if isinstance(pdu, p.DataIn):
-            self._on_data_in(pdu)
-        elif isinstance(pdu, p.SCSIResponse):
-            self._on_scsi_response(pdu)
-        elif isinstance(pdu, p.R2T):
-            self._on_r2t(pdu)
-        elif isinstance(pdu, p.NopIn):
-            self._on_nop_in(pdu)
-        elif isinstance(pdu, p.TaskManagementResponse):
-            self._on_tmf_response(pdu)
-        elif isinstance(pdu, p.TextResponse):
-            self._on_text_response(pdu)
-        elif isinstance(pdu, p.AsyncMessage):
-            self._on_async(pdu)
-        elif isinstance(pdu, p.Reject):
-            self._on_reject(pdu)
-        elif isinstance(pdu, p.LogoutResponse):
-            self._on_logout_response(pdu)
+        _RECEIVERS[kind](self, pdu)
 
     def _advance_stat_sn(self, stat_sn: int) -> None:
-        nxt = (stat_sn + 1) & SERIAL_MASK
-        if sn_gt(nxt, self.exp_stat_sn):
+        nxt = (stat_sn + 1) & SERIAL_MASK  # sn_gt written out, as in _update_window
+        if nxt != self.exp_stat_sn and (nxt - self.exp_stat_sn) & SERIAL_MASK < _HALF:
             self.exp_stat_sn = nxt
 
     def _update_window(self, exp_cmd_sn: int, max_cmd_sn: int) -> None:
+        # Every target PDU: sn_gt(a, b) written out, a != b and (a - b) & MASK < 2**31.
         # §4.2.2.1: a MaxCmdSN below ExpCmdSN - 1 is invalid, and both are ignored then.
-        if sn_gt((exp_cmd_sn - 1) & SERIAL_MASK, max_cmd_sn):
+        floor = (exp_cmd_sn - 1) & SERIAL_MASK
+        if floor != max_cmd_sn and (floor - max_cmd_sn) & SERIAL_MASK < _HALF:
             return
-        if sn_gt(exp_cmd_sn, self.exp_cmd_sn):
+        if exp_cmd_sn != self.exp_cmd_sn and (exp_cmd_sn - self.exp_cmd_sn) & SERIAL_MASK < _HALF:
             self.exp_cmd_sn = exp_cmd_sn
-        if sn_gt(max_cmd_sn, self.max_cmd_sn):
+        if max_cmd_sn != self.max_cmd_sn and (max_cmd_sn - self.max_cmd_sn) & SERIAL_MASK < _HALF:
             self.max_cmd_sn = max_cmd_sn
 
     def _on_login_response(self, pdu: p.LoginResponse) -> None:
@@ -443,27 +419,34 @@ class InitiatorConnection(PDUStream[Event]):
             raise RemoteProtocolError(f"{what} for unknown ITT {itt:#x}")
         return task
 
-    def _on_data_in(self, pdu: p.DataIn) -> None:
-        if pdu.itt not in self._tasks and pdu.itt in self._aborted:
-            if pdu.status_present:
-                del self._aborted[pdu.itt]
+    def _on_data_in(self, bhs: memoryview, data: bytes | Pieces) -> None:
+        """A Data-In (§11.7), from its BHS: a Data-In carrying status uses up its StatSN."""
+        phase = self.phase
+        if phase is not Phase.FULL_FEATURE and phase is not Phase.LOGGING_OUT:
+            raise RemoteProtocolError(f"unexpected DataIn in {phase.name}")  # ACCEPTS's rows
+        (_, flags, status, _, _, itt, _, stat_sn, exp_cmd_sn, max_cmd_sn, data_sn, offset,
+         residual) = p.DATA_IN_STRUCT.unpack_from(bhs)  # fmt: skip
+        status_present = flags & 0x01
+        if status_present:
+            self._advance_stat_sn(stat_sn)
+        self._update_window(exp_cmd_sn, max_cmd_sn)
+        task = self._tasks.get(itt)
+        if task is None and itt in self._aborted:
+            if status_present:
+                del self._aborted[itt]
             return  # the tail of a command task management ended
-        task = self._task_for(pdu.itt, "Data-In")
+        if task is None or not task.sent:
+            task = self._task_for(itt, "Data-In")  # raises
         try:
-            task.add_data_in(pdu)
+            task.add_data_in(data_sn, offset, data)
         except TaskProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from None
-        if pdu.status_present:
-            del self._tasks[pdu.itt]
+        if status_present:
+            del self._tasks[itt]
+            overflow = bool(flags & 0x04)  # O; U is 0x02: a residual only with either
+            residual = residual if flags & 0x06 else 0
             self._events.append(
-                CommandCompleted(
-                    pdu.itt,
-                    pdu.status,
-                    task.data(),
-                    b"",
-                    pdu.residual_count if pdu.residual_overflow or pdu.residual_underflow else 0,
-                    pdu.residual_overflow,
-                )
+                CommandCompleted(itt, status, task.parts(), b"", residual, overflow)
             )
 
     def _on_scsi_response(self, pdu: p.SCSIResponse) -> None:
@@ -477,7 +460,7 @@ class InitiatorConnection(PDUStream[Event]):
             CommandCompleted(
                 pdu.itt,
                 pdu.status,
-                task.data(),
+                task.parts(),
                 pdu.sense,
                 residual,
                 pdu.residual_overflow,
@@ -602,7 +585,10 @@ class InitiatorConnection(PDUStream[Event]):
             item = queue.popleft()
             cmd_sn = self.cmd_sn
             self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
-            if isinstance(item, CommandTask):
+            if type(item) is CommandTask:
+                if item.bare:
+                    self._send_bhs(item.bare_command(cmd_sn, self.exp_stat_sn))
+                    continue
                 for pdu in item.command_pdus(params, cmd_sn, self.exp_stat_sn):
                     self._send(pdu)
             elif isinstance(item, QueuedText):
@@ -664,7 +650,7 @@ class InitiatorConnection(PDUStream[Event]):
     def _complete_aborted(self, task: CommandTask) -> None:
         self._tasks.pop(task.itt, None)
         self._events.append(
-            CommandCompleted(task.itt, Status.TASK_ABORTED, task.data(), b"", task.expected_length)
+            CommandCompleted(task.itt, Status.TASK_ABORTED, task.parts(), b"", task.expected_length)
         )
 
     def _protocol_error(self, reason: str) -> None:
@@ -698,3 +684,16 @@ class InitiatorConnection(PDUStream[Event]):
         self._ping_deadline = None
         if kind is not PathFailureKind.LOGGED_OUT or itts:
             self._events.append(ConnectionFailed(kind, reason, itts))
+
+
+# What each target PDU of the full feature phase goes to, after its sequence numbers.
+_RECEIVERS: dict[type, Callable[[InitiatorConnection, Any], None]] = {
+    p.SCSIResponse: InitiatorConnection._on_scsi_response,
+    p.R2T: InitiatorConnection._on_r2t,
+    p.NopIn: InitiatorConnection._on_nop_in,
+    p.TaskManagementResponse: InitiatorConnection._on_tmf_response,
+    p.TextResponse: InitiatorConnection._on_text_response,
+    p.AsyncMessage: InitiatorConnection._on_async,
+    p.Reject: InitiatorConnection._on_reject,
+    p.LogoutResponse: InitiatorConnection._on_logout_response,
+}

@@ -52,23 +52,37 @@ class LoginFailed:
     target_address: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per command, and a frozen init costs twice as much
 class CommandCompleted:
     """A SCSI command ended with a status (RFC 7143 §11.4, or phase-collapsed §11.7.4).
 
-    ``data`` is the Data-In reassembled by buffer offset, as long as what arrived.
+    ``parts`` is the Data-In in buffer-offset order, as it was received (a piece per
+    Data-In PDU, or several for a large one), not joined (``data`` joins them).
     ``residual`` is the Residual Count; ``residual_overflow`` tells overflow (the target had
-    more than the expected length) from underflow. ``response`` is the iSCSI Response field:
-    anything but COMMAND_COMPLETED_AT_TARGET means the target failed the command itself.
+    more than the expected length) from underflow. ``response`` is the iSCSI Response
+    field: anything but COMMAND_COMPLETED_AT_TARGET means the target failed the command
+    itself.
     """
 
     itt: int
     status: int
-    data: bytes | memoryview
+    parts: tuple[bytes | memoryview, ...]
     sense: bytes
     residual: int = 0
     residual_overflow: bool = False
     response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+
+    @property
+    def data(self) -> bytes | memoryview:
+        """The Data-In as one buffer, as long as what arrived."""
+        return join_parts(self.parts)
+
+
+def join_parts(parts: tuple[bytes | memoryview, ...]) -> bytes | memoryview:
+    """``parts`` as one buffer: the only piece as it is, several joined (a copy)."""
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
-from sanstack.iscsi.codes import TaskAttribute
+from sanstack.iscsi.codes import Opcode, TaskAttribute
 from sanstack.iscsi.negotiation import OperationalParameters
 
 RESERVED_TAG = 0xFFFFFFFF
+_BHS_CDB_LENGTH = 16  # longer CDBs continue in an Extended CDB AHS (§11.3.5)
+_FINAL, _READ = 0x80, 0x40  # flags of the SCSI Command PDU (§11.3.1)
 
 
 class CommandQueueFull(LocalProtocolError):
@@ -107,6 +109,30 @@ class CommandTask:
     def expected_length(self) -> int:
         return len(self.data_out) if self.write else self.read_length
 
+    @property
+    def bare(self) -> bool:
+        """Whether the SCSI Command PDU is the whole command and its BHS all of that PDU:
+        no data out, a CDB that fits the BHS (every READ the block layer sends)."""
+        return not self.data_out and len(self.cdb) <= _BHS_CDB_LENGTH
+
+    def bare_command(self, cmd_sn: int, exp_stat_sn: int) -> bytes:
+        """The BHS of a ``bare`` command: the bytes ``command_pdus`` would encode, packed
+        directly (it runs for every I/O)."""
+        self.cmd_sn = cmd_sn
+        self.sent = True
+        flags = _FINAL | (_READ if self.read_length else 0) | self.attribute
+        return p.SCSI_COMMAND_STRUCT.pack(
+            Opcode.SCSI_COMMAND,
+            flags,
+            0,  # TotalAHSLength and DataSegmentLength
+            self.lun_field,
+            self.itt,
+            self.read_length,
+            cmd_sn,
+            exp_stat_sn,
+            self.cdb,
+        )
+
     def command_pdus(
         self, params: OperationalParameters, cmd_sn: int, exp_stat_sn: int
     ) -> list[p.PDU]:
@@ -181,13 +207,20 @@ class CommandTask:
             exp_stat_sn=exp_stat_sn,
         )
 
-    def add_data_in(self, pdu: p.DataIn) -> None:
-        if pdu.data_sn != self.next_data_sn:
-            raise TaskProtocolError(f"DataSN {pdu.data_sn}, expected {self.next_data_sn}")
+    def add_data_in(self, data_sn: int, offset: int, data: bytes | tuple[memoryview, ...]) -> None:
+        """A Data-In PDU's DataSN, BufferOffset and data segment (in pieces, when the
+        reader left a large one where it was received)."""
+        if data_sn != self.next_data_sn:
+            raise TaskProtocolError(f"DataSN {data_sn}, expected {self.next_data_sn}")
         self.next_data_sn += 1
-        n = len(pdu.data)
-        offset = pdu.buffer_offset
-        if self.write or offset + n > self.read_length:
+        pieces: tuple[bytes | memoryview, ...]
+        if isinstance(data, tuple):
+            pieces = data
+            n = sum(map(len, data))
+        else:
+            pieces = (data,)
+            n = len(data)
+        if self.data_out or offset + n > self.read_length:
             raise TaskProtocolError(
                 f"Data-In bytes {offset}..{offset + n} for ITT {self.itt:#x} "
                 f"beyond its expected {self.read_length}"
@@ -195,8 +228,8 @@ class CommandTask:
         if not n:
             return
         if self._buffer is None and offset == self.received_end:
-            # In order (DataPDUInOrder=Yes, the usual case): keep the pieces, join once.
-            self._pieces.append(pdu.data)
+            # In order (DataPDUInOrder=Yes, the usual case): keep the pieces as they came.
+            self._pieces += pieces
             self.received_end += n
             return
         if self._buffer is None:
@@ -204,12 +237,13 @@ class CommandTask:
             self._pieces.clear()
         if len(self._buffer) < offset:
             self._buffer.extend(bytes(offset - len(self._buffer)))
-        self._buffer[offset : offset + n] = pdu.data
+        self._buffer[offset : offset + n] = b"".join(pieces)
         self.received_end = max(self.received_end, offset + n)
 
-    def data(self) -> bytes | memoryview:
+    def parts(self) -> tuple[bytes | memoryview, ...]:
+        """The Data-In in order, as the PDUs brought it: never joined here (a 1 MiB read in
+        four segments would cost a fresh 1 MiB buffer), so a caller that only passes the
+        data on (an NBD reply) writes the pieces as they are."""
         if self._buffer is not None:
-            return bytes(self._buffer)  # rare: only a target sending out of order
-        if len(self._pieces) == 1:
-            return self._pieces[0]
-        return b"".join(self._pieces)
+            return (bytes(self._buffer),)  # rare: only a target sending out of order
+        return tuple(self._pieces)

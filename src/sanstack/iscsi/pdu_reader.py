@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Final, cast
 
 import google_crc32c
 
@@ -42,6 +43,7 @@ from sanstack.iscsi.codes import (
     TaskManagementResponseCode,
     decode_sense,
 )
+from sanstack.iscsi.digest import crc32c_extend
 from sanstack.iscsi.pdu import (
     ASYNC_STRUCT,
     DATA_IN_STRUCT,
@@ -88,6 +90,11 @@ _LE32 = struct.Struct("<I")
 _AHS_HEADER = struct.Struct(">HB")
 _crc = google_crc32c.value
 _crc_extend = google_crc32c.extend
+
+# A Data-In segment at least this long is handed out as views of the fed buffers (reads of a
+# whole MiB pass on without a copy); a shorter one is copied, letting the buffer go at once.
+GATHER_FROM: Final = 64 * 1024
+Pieces = tuple[memoryview, ...]
 
 # Fed pieces smaller than this are merged into the previous small piece, so a peer trickling
 # single bytes costs memory proportional to the bytes, not to the number of reads.
@@ -508,6 +515,31 @@ class PDUReader:
 
     def next_pdu(self) -> PDU | None:
         """Return the next complete PDU, or None if more bytes are needed."""
+        frame = self.next_frame()
+        if frame is None:
+            return None
+        bhs, ahs, data = frame
+        decoder = _DECODERS[bhs[0] & 0x3F]
+        assert decoder is not None  # next_frame refused unknown opcodes
+        try:
+            return decoder(bhs, ahs, data)
+        except PDUFormatError as exc:
+            exc.header = exc.header or bytes(bhs)
+            raise
+
+    def next_frame(self) -> tuple[memoryview, bytes, bytes] | None:
+        """``next_pdu`` up to the decoding: the BHS, AHS and data segment of the next whole
+        PDU, its framing, opcode and digests checked (the same errors), or None. For a
+        caller that unpacks its most frequent PDU itself (``decode_frame`` the others)."""
+        return cast("tuple[memoryview, bytes, bytes] | None", self._frame(gather=False))
+
+    def next_frame_gathered(self) -> tuple[memoryview, bytes, bytes | Pieces] | None:
+        """``next_frame``, but a Data-In's data segment of ``GATHER_FROM`` bytes or more
+        comes as the pieces of the fed buffers it lies in, never copied: a read's data that
+        the caller only passes on (to an NBD client) is not copied on the way."""
+        return self._frame(gather=True)
+
+    def _frame(self, *, gather: bool) -> tuple[memoryview, bytes, bytes | Pieces] | None:
         if self._error is not None:
             raise self._error
         size = self._size
@@ -544,7 +576,11 @@ class PDUReader:
         bhs = head[:BHS_LENGTH]
         ahs = bytes(head[BHS_LENGTH:header_length]) if ahs_length else b""
         self._skip(header_length + digest_length)
-        data = self._take(dsl) if dsl else b""
+        data: bytes | Pieces = b""
+        if gather and dsl >= GATHER_FROM and bhs[0] & 0x3F == Opcode.DATA_IN:
+            data = self._take_pieces(dsl)
+        elif dsl:
+            data = self._take(dsl)
         trailer = self._take(trailer_length) if trailer_length else b""
 
         decoder = _DECODERS[bhs[0] & 0x3F]
@@ -555,7 +591,12 @@ class PDUReader:
                 bytes(bhs),
             )
         if self._data_digest and dsl:
-            crc = _crc(data)
+            if isinstance(data, tuple):
+                crc = 0
+                for piece in data:
+                    crc = crc32c_extend(crc, piece)  # takes a view (google_crc32c: bytes only)
+            else:
+                crc = _crc(data)
             if len(trailer) > 4:
                 crc = _crc_extend(crc, trailer[:-4])
             if crc != _LE32.unpack_from(trailer, len(trailer) - 4)[0]:
@@ -564,11 +605,7 @@ class PDUReader:
                 except PDUFormatError:
                     pdu = None
                 raise DataDigestError("data digest mismatch", bytes(bhs), pdu)
-        try:
-            return decoder(bhs, ahs, data)
-        except PDUFormatError as exc:
-            exc.header = exc.header or bytes(bhs)
-            raise
+        return bhs, ahs, data
 
     def _fail(self, exc: PDUFormatError | HeaderDigestError) -> PDUFormatError | HeaderDigestError:
         self._error = exc
@@ -607,6 +644,21 @@ class PDUReader:
             chunks.popleft()
             n -= len(chunk)
 
+    def _take_pieces(self, n: int) -> Pieces:
+        """The next ``n`` bytes as views of the fed buffers, without a copy."""
+        chunks = self._chunks
+        self._size -= n
+        pieces = []
+        while n:
+            chunk = chunks.popleft()
+            if len(chunk) > n:
+                pieces.append(chunk[:n])
+                chunks.appendleft(chunk[n:])
+                break
+            pieces.append(chunk)
+            n -= len(chunk)
+        return tuple(pieces)
+
     def _take(self, n: int) -> bytes:
         chunks = self._chunks
         self._size -= n
@@ -631,6 +683,17 @@ class PDUReader:
             pieces.append(chunk)
             n -= len(chunk)
         return b"".join(pieces)
+
+
+def decode_frame(bhs: memoryview, ahs: bytes, data: bytes) -> PDU:
+    """The PDU of a frame ``PDUReader.next_frame`` returned."""
+    decoder = _DECODERS[bhs[0] & 0x3F]
+    assert decoder is not None  # next_frame refused unknown opcodes
+    try:
+        return decoder(bhs, ahs, data)
+    except PDUFormatError as exc:
+        exc.header = exc.header or bytes(bhs)
+        raise
 
 
 def decode(

@@ -8,12 +8,15 @@ the login completes (RFC 7143 §13.1).
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import Generic, TypeVar
 
 from sanstack.iscsi import pdu as p
+from sanstack.iscsi.digest import crc32c
 
 E = TypeVar("E")
+_LE32 = struct.Struct("<I")  # a digest on the wire (RFC 7143 §13.1)
 
 
 class PDUStream(Generic[E]):
@@ -38,3 +41,11 @@ class PDUStream(Generic[E]):
 
     def _send(self, pdu: p.PDU) -> None:
         self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
+
+    def _send_bhs(self, header: bytes) -> None:
+        """Queue a PDU that is a Basic Header Segment alone, packed by the caller: the bytes
+        ``_send`` would queue for it, without building the PDU object first (the
+        initiator's READ commands, one per I/O)."""
+        if self._header_digest:
+            header += _LE32.pack(crc32c(header))
+        self._out.append(header)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
@@ -48,6 +48,7 @@ from sanstack.mpio import reservations
 from sanstack.mpio.path_slot import MultipathOptions, PathSlot, still_current
 from sanstack.mpio.paths import (
     FAILURE_EVENTS,
+    FailbackPolicy,
     GroupChooser,
     Path,
     PathEvent,
@@ -86,6 +87,9 @@ class MultipathDevice(BlockDevice):
         self.chooser = GroupChooser(options.failback, options.failback_delay)
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        # The group the chooser picked, with each path's slot; None: choose again.
+        self._group: list[tuple[Path, PathSlot]] | None = None
+        self._group_paths: list[Path] = []
         self._closed = False
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
@@ -141,7 +145,7 @@ class MultipathDevice(BlockDevice):
         if self._closed:
             return
         self._closed = True
-        self._changed.set()
+        self._paths_changed()
         for slot in self.slots:
             slot.provider.remove_listener(self)
         owned = [
@@ -200,7 +204,7 @@ class MultipathDevice(BlockDevice):
         self.slots.remove(slot)
         if not any(s.provider is slot.provider for s in self.slots):
             slot.provider.remove_listener(self)
-        self._changed.set()
+        self._paths_changed()
         owned = [t for t in (slot.alua_refresh, slot.reinstating) if t is not None]
         for task in owned:
             task.cancel()
@@ -212,6 +216,11 @@ class MultipathDevice(BlockDevice):
 
     async def read(self, lba: int, count: int) -> bytes | memoryview:
         return await self._io(count * self.block_size, lambda d: d.read(lba, count))
+
+    def read_parts(self, lba: int, count: int) -> Coroutine[Any, Any, Sequence[bytes | memoryview]]:
+        """``read`` in the pieces the path's Data-In brought (``ISCSIDevice.read_parts``).
+        The I/O loop's own coroutine: one frame less on every resume of a read."""
+        return self._io(count * self.block_size, lambda d: d.read_parts(lba, count))
 
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         await self._io(len(data), lambda d: d.write(lba, data))
@@ -236,13 +245,14 @@ class MultipathDevice(BlockDevice):
         while True:
             if self._closed:
                 raise DeviceNotReady("multipath device is closed")
-            group = self.chooser.choose([s.path for s in self.slots], self._loop.time())
-            slot = self._slot_of(self.selector.select(group, size)) if group else None
+            slot = self._pick(size)
             if slot is None or slot.device is None:
                 await self._wait_for_path(started)
                 continue
             device = slot.device
-            slot.path.started(size)
+            path = slot.path
+            path.in_flight += 1  # Path.started and .finished, inlined: they run per I/O
+            path.in_flight_bytes += size
             try:
                 return await operation(device)
             except PortNotAccessible as exc:
@@ -251,12 +261,14 @@ class MultipathDevice(BlockDevice):
                 # like an all-paths-down I/O until the checker sees the new states).
                 log.info("path %s is %s", slot.label, exc.alua_state.name.lower())
                 slot.path.alua_state = exc.alua_state
-                self._changed.set()
+                self._paths_changed()
                 self._alua_changed(slot)  # the session's reader learns it too
             except PathFailed as failure:
                 self._path_failed(device, failure, "I/O")
             finally:
-                slot.path.finished(size)
+                path.in_flight -= 1
+                path.in_flight_bytes -= size
+                path.completed += 1
 
     async def _wait_for_path(self, started: float) -> None:
         deadline = self.options.no_path_retry.deadline(started)
@@ -275,8 +287,32 @@ class MultipathDevice(BlockDevice):
         finally:
             self.queued -= 1
 
-    def _slot_of(self, path: Path) -> PathSlot | None:
-        return next((s for s in self.slots if s.path is path), None)
+    def _pick(self, size: int) -> PathSlot | None:
+        """The slot of the path the selector picks from the group the chooser picks."""
+        group = self._group
+        if group is None:
+            slots = self.slots
+            paths = self.chooser.choose([s.path for s in slots], self._loop.time())
+            group = [(p, s) for p in paths for s in slots if s.path is p]
+            if self.chooser.policy is not FailbackPolicy.DEFERRED:
+                # The choice changes only with the paths (every change comes through
+                # _paths_changed) except while a deferred failback waits out its delay.
+                self._group, self._group_paths = group, paths
+        else:
+            paths = self._group_paths
+        if not group:
+            return None
+        chosen = self.selector.select(paths, size)
+        for path, slot in group:
+            if path is chosen:
+                return slot
+        raise AssertionError("the selector chose a path outside the group")
+
+    def _paths_changed(self) -> None:
+        """A path's state, ALUA state or presence changed: I/O waiting for a path looks
+        again, and the next I/O chooses its group anew."""
+        self._group = None
+        self._changed.set()
 
     def _path_failed(self, device: ISCSIDevice, failure: PathFailed, during: str) -> None:
         """``device``'s session failed: fail its path, unless the path has dropped that
@@ -291,7 +327,7 @@ class MultipathDevice(BlockDevice):
             log.debug("path %s failed (%s): %s", slot.label, event.value, reason)
         slot.path.handle(event, self._loop.time())
         slot.drop()
-        self._changed.set()
+        self._paths_changed()
 
     # -- path checker ---------------------------------------------------------------------------
 
@@ -337,7 +373,7 @@ class MultipathDevice(BlockDevice):
         state = await slot.provider.read_alua(slot.lun, since)
         if state is not None and slot.session is session and slot.path.alua_state != state:
             slot.path.alua_state = state
-            self._changed.set()
+            self._paths_changed()
 
     # -- shared paths: the provider's notices (mpio.shared_path.PathListener) -------------------
 
@@ -399,7 +435,7 @@ class MultipathDevice(BlockDevice):
             if slot.device is device and slot.path.state is PathState.FAILED:
                 slot.path.handle(PathEvent.CHECKER_OK, self._loop.time())
                 log.debug("path %s reinstated", slot.label)
-            self._changed.set()
+            self._paths_changed()
             return
 
     def _gone(self, slot: PathSlot) -> bool:
@@ -417,6 +453,7 @@ class MultipathDevice(BlockDevice):
             # Paths are grouped by device identity, never by number: refuse a mix-up.
             log.error("%s LUN %d is a different device; path not used", slot.label, slot.lun)
             slot.path.handle(PathEvent.REMOVE, self._loop.time())
+            self._group = None
             return None
         slot.probed = device
         return device

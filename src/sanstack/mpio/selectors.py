@@ -89,10 +89,18 @@ class ServiceTime:
     name = "service-time"
 
     def select(self, group: list[Path], size: int) -> Path:
-        return min(
-            group,
-            key=lambda p: ((p.in_flight_bytes + size) / max(p.relative_throughput, 1), p.name),
-        )
+        # min() by (estimate, name), written out: it runs for every I/O.
+        best = group[0]
+        if len(group) == 1:
+            return best
+        rate = best.relative_throughput
+        least = (best.in_flight_bytes + size) / (rate if rate > 1 else 1)
+        for path in group[1:]:
+            rate = path.relative_throughput
+            estimate = (path.in_flight_bytes + size) / (rate if rate > 1 else 1)
+            if estimate < least or (estimate == least and path.name < best.name):
+                best, least = path, estimate
+        return best
 
 
 class WeightedPaths:

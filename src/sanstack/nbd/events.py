@@ -93,7 +93,7 @@ class ExportChosen:
     meta_contexts: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and a frozen init costs twice as much
 class Request:
     """A valid request the caller must answer with exactly one ``reply_*`` call."""
 

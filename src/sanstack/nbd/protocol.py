@@ -452,6 +452,15 @@ SIMPLE_REPLY_HEADER_SIZE: Final = _SIMPLE_REPLY.size
 STRUCTURED_REPLY_HEADER_SIZE: Final = _STRUCTURED_HEADER.size
 
 
+def unpack_request(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int, int, int]:
+    """``(flags, command, cookie, offset, length)`` of the request header at ``buf[pos:]``
+    (``RequestHeader.decode``'s fields as plain ints, without building the header)."""
+    magic, flags, command, cookie, offset, length = _REQUEST.unpack_from(buf, pos)
+    if magic != NBD_REQUEST_MAGIC:
+        raise NBDDecodeError(f"request magic {magic:#010x} is not NBD_REQUEST_MAGIC")
+    return flags, command, cookie, offset, length
+
+
 @dataclass(frozen=True, slots=True)
 class RequestHeader:
     """C: magic 0x25609513, command flags, type, cookie, offset, length (28 bytes); a
@@ -653,6 +662,19 @@ def encode_chunk(
     """A whole structured reply chunk; big payloads go through ``StructuredReplyHeader``."""
     flags = NBDReplyFlag.NBD_REPLY_FLAG_DONE if done else 0
     return StructuredReplyHeader(flags, reply_type, cookie, len(payload)).encode() + payload
+
+
+_OFFSET_DATA_HEAD: Final = struct.Struct(">IHHQIQ")
+_DONE: Final = int(NBDReplyFlag.NBD_REPLY_FLAG_DONE)
+_OFFSET_DATA: Final = int(NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA)
+
+
+def encode_offset_data_head(cookie: int, offset: int, data_length: int) -> bytes:
+    """What precedes the data of a final ``NBD_REPLY_TYPE_OFFSET_DATA`` chunk (its header
+    and offset), packed at once: the data itself follows unjoined."""
+    return _OFFSET_DATA_HEAD.pack(
+        NBD_STRUCTURED_REPLY_MAGIC, _DONE, _OFFSET_DATA, cookie, 8 + data_length, offset
+    )
 
 
 def encode_info_replies(option: int, items: Sequence[Information]) -> list[bytes]:

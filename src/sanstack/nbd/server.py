@@ -1,25 +1,35 @@
-"""The asyncio edge of the NBD server: sockets, request tasks, back-pressure, shutdown.
+"""The asyncio edge of the NBD server: sockets, running requests, back-pressure, shutdown.
 
 Each accepted connection gets an ``NBDServerConnection`` core (``sanstack.nbd``) and an
 ``asyncio.Protocol`` that feeds it bytes. Every ``Request`` runs as a coroutine against the
-export's ``BlockDevice``, started eagerly (a cached read finishes without a Task); those
-that wait become Tasks the connection owns, cancels and awaits when it ends. At most
+export's ``BlockDevice``, its first step at once (a cached read finishes there); one that
+waits is stepped on by ``_Running``, the part of an asyncio Task these coroutines need
+(resume on the awaited future, cancel), which the connection owns, cancels and waits for
+when it ends: a request through a multipath map always waits, and a Task per request cost
+as much as the request's own work. A device whose reads arrive in pieces (``read_parts``:
+one per iSCSI Data-In PDU) has them written as they are, never joined. At most
 ``max_in_flight`` requests run per connection: beyond that the protocol stops taking events
 from the core and pauses reading, as it does while the socket's write buffer is full.
 Everything the core produced during one loop iteration leaves in one ``writelines`` (the
 loop is ``edge/driver.py``'s, shared with the iSCSI edges).
 
+Exports opened on demand (``OnDemandExports``: a cluster group's snapshots, which a backup
+reads): listed to each connection as it starts, and opened for that one connection when
+it chooses one, so the device (a snapshot's hold) lives exactly as long as the connection;
+when the connection has ended and no request of it runs, the device goes back through
+``release``.
+
 Shutdown ("Terminating the transmission phase" of doc/proto.md, NetworkBlockDevice/nbd):
 stop accepting, let requests in flight finish within a grace period while new ones get
-``NBD_ESHUTDOWN``, then close every connection and await every task.
+``NBD_ESHUTDOWN``, then close every connection and wait for every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Final, cast
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from sanstack.block.device import (
     BlockDevice,
@@ -30,7 +40,6 @@ from sanstack.block.device import (
     SpaceExhausted,
 )
 from sanstack.edge.driver import CoreDriver
-from sanstack.edge.tasks import start_eagerly
 from sanstack.nbd import (
     Disconnect,
     ExportChosen,
@@ -67,6 +76,14 @@ _STATE: Final = {
 }
 
 
+@runtime_checkable
+class PartsReader(Protocol):
+    """A device whose reads come in pieces (``MultipathDevice``, ``ISCSIDevice``: one per
+    Data-In PDU): the reply writes the pieces as they are instead of a joined copy."""
+
+    async def read_parts(self, lba: int, count: int) -> Sequence[bytes | memoryview]: ...
+
+
 def export_info(device: BlockDevice, description: str = "") -> ExportInfo:
     """What the handshake advertises for ``device``: its block size as the minimum block
     size, since the device takes whole blocks only."""
@@ -89,10 +106,30 @@ def nbd_errno(exc: BlockDeviceError, *, shutting_down: bool = False) -> NBDError
     return NBDError.NBD_EIO
 
 
-class NBDServer:
-    """Serves ``exports`` (name -> device) over NBD on ``host:port`` (port 0: any free).
+class OnDemandExports(Protocol):
+    """Exports offered besides the fixed ones, each opened for the one connection that
+    chooses it."""
 
-    The server does not own the devices: closing them after ``stop`` is the caller's job.
+    def infos(self) -> Mapping[str, ExportInfo]:
+        """The names offered now, and what each one's handshake says."""
+        ...
+
+    def open(self, name: str) -> BlockDevice:
+        """A device of ``name`` for one connection; raises when it cannot be opened."""
+        ...
+
+    def release(self, device: BlockDevice) -> None:
+        """The connection that opened ``device`` has ended and none of its requests runs:
+        close it (the implementation owns that work)."""
+        ...
+
+
+class NBDServer:
+    """Serves ``exports`` (name -> device) over NBD on ``host:port`` (port 0: any free),
+    and ``on_demand``'s exports, each opened per connection.
+
+    The server does not own the fixed devices: closing them after ``stop`` is the caller's
+    job; each on-demand device goes back to ``on_demand.release`` when its connection ends.
     """
 
     def __init__(
@@ -102,6 +139,7 @@ class NBDServer:
         port: int = NBD_PORT,
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
+        on_demand: OnDemandExports | None = None,
     ) -> None:
         if not exports:
             raise ValueError("an NBD server needs at least one export")
@@ -112,6 +150,7 @@ class NBDServer:
         self.host = host
         self._port = port
         self.max_in_flight = max_in_flight
+        self.on_demand = on_demand
         self.connections: set[NBDConnectionHandler] = set()
         self.closing = False
         self._listener: asyncio.Server | None = None
@@ -127,6 +166,12 @@ class NBDServer:
         owner decides what its I/O gets (a closed device fails it with an error)."""
         self.exports.pop(name, None)
         self.infos.pop(name, None)
+
+    def offered(self) -> dict[str, ExportInfo]:
+        """What a connection starting now may choose (a fixed export wins a name clash)."""
+        if self.on_demand is None:
+            return self.infos
+        return {**self.on_demand.infos(), **self.infos}
 
     @property
     def port(self) -> int:
@@ -165,17 +210,81 @@ class NBDServer:
             await listener.wait_closed()
 
 
+class _Running:
+    """One request's coroutine, stepped by hand where an ``asyncio.Task`` would step it.
+
+    A request through a multipath map always waits (for the iSCSI answer), so starting it
+    eagerly still ends in a Task per request, and a Task costs what the request's own work
+    costs: its creation, its registration in ``asyncio.all_tasks``, a wrapper to resume the
+    eagerly started coroutine, and one more loop iteration for its done callbacks. This
+    does what the Task did for these coroutines and no more: resume on the awaited future,
+    cancel by cancelling that future (or by throwing ``CancelledError`` at the next step),
+    tell the connection when the coroutine has ended. It runs outside any Task, as the first
+    step of an eagerly started coroutine always did (``asyncio.current_task()`` is None).
+    """
+
+    __slots__ = ("_cancel", "_coro", "_handler", "_waiting")
+
+    def __init__(self, handler: NBDConnectionHandler, coro: Coroutine[Any, Any, None]) -> None:
+        self._handler = handler
+        self._coro = coro
+        self._waiting: asyncio.Future[Any] | None = None
+        self._cancel = False
+
+    def cancel(self) -> None:
+        """End the coroutine with ``CancelledError`` where it waits (as ``Task.cancel``)."""
+        waiting = self._waiting
+        if waiting is None or not waiting.cancel():
+            self._cancel = True  # its wake-up is already scheduled: throw it in then
+
+    def step(self) -> bool:
+        """Run the coroutine to its next wait; True once it has ended."""
+        self._waiting = None
+        coro = self._coro
+        try:
+            if self._cancel:
+                self._cancel = False
+                waiting = coro.throw(asyncio.CancelledError())
+            else:
+                waiting = coro.send(None)
+        except (StopIteration, asyncio.CancelledError):
+            return True
+        if getattr(waiting, "_asyncio_future_blocking", False):
+            future = cast("asyncio.Future[Any]", waiting)
+            future._asyncio_future_blocking = False
+            self._waiting = future
+            future.add_done_callback(self._wake)
+        elif waiting is None:  # a bare yield (asyncio.sleep(0)): run again soon
+            self._handler.loop.call_soon(self._wake, None)
+        else:
+            coro.throw(RuntimeError(f"request coroutine yielded {waiting!r}"))
+        return False
+
+    def _wake(self, _done: object) -> None:
+        try:
+            ended = self.step()
+        except BaseException:  # KeyboardInterrupt and the like: the coroutine is gone
+            self._handler._request_ended(self)
+            raise
+        if ended:
+            self._handler._request_ended(self)
+
+
 class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     """One TCP connection: the glue between the socket, the core and the device."""
 
     def __init__(self, server: NBDServer) -> None:
         super().__init__()
         self.server = server
-        self.core = NBDServerConnection(server.infos)
+        self.core = NBDServerConnection(server.offered())
         self.device: BlockDevice | None = None
+        self._read_parts: Callable[[int, int], Awaitable[Sequence[bytes | memoryview]]] | None
+        self._read_parts = None
+        self._block_size = 512
+        self._opened: BlockDevice | None = None  # an on-demand export's, released at the end
         self.peer = "?"
         self.closed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[_Running] = set()
         self._lost = False
         self._finishing = False  # close once the requests in flight are answered
         self._write_paused = False
@@ -197,6 +306,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     def data_received(self, data: bytes) -> None:
         self.core.receive_data(data)
         self._pump()
+        self._writes.flush()  # the requests' commands go to the target now
 
     def eof_received(self) -> bool:
         self.core.receive_data(b"")
@@ -205,8 +315,8 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        for task in self._tasks:
-            task.cancel()
+        for running in list(self._running):
+            running.cancel()
         self.server.connections.discard(self)
         self._check_closed()
 
@@ -225,7 +335,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         return not self._lost and self.core.in_flight < self.server.max_in_flight
 
     def _after_pump(self) -> None:
-        if self._finishing and not self._tasks and self.transport is not None:
+        if self._finishing and not self._running and self.transport is not None:
             self._flush()
             self.transport.close()
         self._update_reading()
@@ -244,11 +354,19 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     def _on_export_chosen(self, event: ExportChosen) -> bool:
         device = self.server.exports.get(event.name)
+        on_demand = self.server.on_demand
+        if device is None and on_demand is not None:
+            try:
+                device = self._opened = on_demand.open(event.name)
+            except Exception as exc:  # gone since the listing (a snapshot deleted)
+                log.info("%s: export %r cannot be opened: %s", self.peer, event.name, exc)
         if device is None:  # removed while this connection was in its handshake
             log.info("%s: export %r was removed; disconnecting", self.peer, event.name)
             self._abort()
             return True
         self.device = device
+        self._read_parts = device.read_parts if isinstance(device, PartsReader) else None
+        self._block_size = device.block_size
         log.info(
             "%s: export %r (structured replies: %s, contexts: %s)",
             self.peer,
@@ -273,24 +391,35 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     # -- requests ----------------------------------------------------------------------------
 
     def _start(self, request: Request) -> None:
-        task = start_eagerly(self.loop, self._run(request))
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+        # The first step runs now: a request that needs no wait is answered at once (the
+        # pump that called this sends the answer).
+        running = _Running(self, self._run(request))
+        if not running.step():
+            self._running.add(running)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: request task failed", self.peer, exc_info=task.exception())
+    def _request_ended(self, running: _Running) -> None:
+        """A request that waited has ended (``_run`` answers every request, errors too)."""
+        self._running.discard(running)
         if self._lost:
             self._check_closed()
+        elif self._reading and not self._finishing:
+            # Reading on means the last pump took every event the core had (a pump stopped
+            # by max_in_flight pauses reading): the answer's write is all there is to do.
+            self._schedule_flush()
         else:
             self._pump()
 
     async def _run(self, request: Request) -> None:
         core = self.core
         try:
-            await self._execute(request)
+            read_parts = self._read_parts
+            if read_parts is not None and request.command is NBDCmd.NBD_CMD_READ:
+                # The usual request, one coroutine frame less on every resume.
+                bs = self._block_size
+                parts = await read_parts(request.offset // bs, request.length // bs)
+                core.reply_read_parts(request.cookie, parts)
+            else:
+                await self._execute(request)
         except BlockDeviceError as exc:
             error = nbd_errno(exc, shutting_down=self.server.closing)
             log.info("%s: %s failed: %s", self.peer, request.command.name, exc)
@@ -346,7 +475,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._running)
 
     def begin_shutdown(self) -> None:
         """New options and requests are refused; close once those in flight are answered."""
@@ -363,8 +492,8 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         if self.transport is not None and not self.transport.is_closing():
             self._flush()
             self.transport.close()
-        for task in self._tasks:
-            task.cancel()
+        for running in list(self._running):
+            running.cancel()
         try:
             await asyncio.wait_for(self.closed.wait(), CLOSE_WAIT_SECONDS)
         except TimeoutError:
@@ -372,7 +501,10 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             self._abort()
 
     def _check_closed(self) -> None:
-        if self._lost and not self._tasks:
+        if self._lost and not self._running:
+            opened, self._opened = self._opened, None
+            if opened is not None and self.server.on_demand is not None:
+                self.server.on_demand.release(opened)
             self.closed.set()
 
 

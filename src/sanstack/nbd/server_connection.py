@@ -16,6 +16,7 @@ its fill of requests in flight, so it never comes close).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from enum import Enum, auto
 from typing import Final
@@ -31,7 +32,6 @@ from sanstack.nbd.codes import (
     NBDInfo,
     NBDOpt,
     NBDRep,
-    NBDReplyFlag,
     NBDReplyType,
 )
 from sanstack.nbd.events import (
@@ -45,6 +45,7 @@ from sanstack.nbd.events import (
 )
 from sanstack.nbd.protocol import (
     DEFAULT_HANDSHAKE_FLAGS,
+    REQUEST_HEADER_SIZE,
     BlockDescriptor,
     BlockStatusPayload,
     ClientFlags,
@@ -62,14 +63,14 @@ from sanstack.nbd.protocol import (
     NBDDecodeError,
     OptionHeader,
     OptionReply,
-    RequestHeader,
     ServerGreeting,
     ServerReplyData,
     SimpleReplyHeader,
-    StructuredReplyHeader,
     decode_string,
     encode_chunk,
     encode_info_replies,
+    encode_offset_data_head,
+    unpack_request,
 )
 
 # Option data above this is refused unread: no option we know needs more than a few
@@ -102,6 +103,18 @@ _RANGED: Final = frozenset(
         NBDCmd.NBD_CMD_BLOCK_STATUS,
     }
 )
+
+
+# The commands served (CACHE and RESIZE are not); NBD_CMD_DISC never reaches _validate.
+_SERVED: Final = frozenset(_RANGED | {NBDCmd.NBD_CMD_FLUSH})
+_COMMANDS: Final = {int(command): command for command in NBDCmd}
+# Plain ints for the comparisons made per request (an IntEnum member is looked up first).
+_READ: Final = int(NBDCmd.NBD_CMD_READ)
+_WRITE: Final = int(NBDCmd.NBD_CMD_WRITE)
+_FLUSH: Final = int(NBDCmd.NBD_CMD_FLUSH)
+_DISC: Final = int(NBDCmd.NBD_CMD_DISC)
+# Every combination of the command flags a request may carry once validated.
+_FLAGS: Final = tuple(NBDCmdFlag(bits) for bits in range(1 << len(NBDCmdFlag)))
 
 
 class Phase(Enum):
@@ -137,10 +150,12 @@ class NBDServerConnection:
         self._eof = False
         self._overflow = False
         self._out: list[bytes | memoryview] = [ServerGreeting(DEFAULT_HANDSHAKE_FLAGS).encode()]
-        self._in_flight: dict[int, list[Request]] = {}
-        self._count = 0
+        self._in_flight: dict[int, Request] = {}  # by cookie, the first of each cookie
+        self._same_cookie: dict[int, deque[Request]] = {}  # those after it, in order
+        self._allowed_flags: dict[int, int] = {}  # by command, once transmission starts
+        self.in_flight = 0  # requests delivered and not yet answered
         limit = max((e.max_payload for e in self.exports.values()), default=MAX_PAYLOAD_BYTES)
-        self._buffer_limit = limit + RequestHeader.SIZE + READ_AHEAD_BYTES
+        self._buffer_limit = limit + REQUEST_HEADER_SIZE + READ_AHEAD_BYTES
 
     # -- input -------------------------------------------------------------------------------
 
@@ -163,7 +178,10 @@ class NBDServerConnection:
             return self._fail("receive buffer limit exceeded: events were not drained")
         while self.phase not in (Phase.DISCONNECTED, Phase.FAILED):
             try:
-                event, progressed = self._step()
+                if self.phase is Phase.TRANSMISSION and not self._skip:
+                    event, progressed = self._request_step()  # the usual message
+                else:
+                    event, progressed = self._step()
             except NBDDecodeError as exc:
                 return self._fail(str(exc))
             if event is not None:
@@ -382,6 +400,15 @@ class NBDServerConnection:
 
     def _enter_transmission(self, name: str, export: ExportInfo) -> Event:
         self.phase = Phase.TRANSMISSION
+        # Plain ints: ~ of an IntFlag keeps only the bits NBDCmdFlag names, and an unknown
+        # flag must be refused too.
+        fua = int(NBDCmdFlag.NBD_CMD_FLAG_FUA) if export.can_fua else 0
+        allowed = dict.fromkeys(map(int, _SERVED), fua)
+        if self.structured:
+            allowed[NBDCmd.NBD_CMD_READ] |= int(NBDCmdFlag.NBD_CMD_FLAG_DF)
+        allowed[NBDCmd.NBD_CMD_WRITE_ZEROES] |= int(NBDCmdFlag.NBD_CMD_FLAG_NO_HOLE)
+        allowed[NBDCmd.NBD_CMD_BLOCK_STATUS] |= int(NBDCmdFlag.NBD_CMD_FLAG_REQ_ONE)
+        self._allowed_flags = allowed
         self.export_name = name
         self.export = export
         # Contexts count only if set for the export that was finally chosen.
@@ -393,76 +420,102 @@ class NBDServerConnection:
     def _request_step(self) -> tuple[Event | None, bool]:
         export = self.export
         assert export is not None
-        if self._available() < RequestHeader.SIZE:
+        pos = self._pos
+        if len(self._buf) - pos < REQUEST_HEADER_SIZE:
             return None, False
-        with memoryview(self._buf)[self._pos : self._pos + RequestHeader.SIZE] as raw:
-            header = RequestHeader.decode(raw)
+        flags, command, cookie, offset, length = unpack_request(self._buf, pos)
         payload = 0
-        if header.command == NBDCmd.NBD_CMD_WRITE:
+        if command == _WRITE:
             # "either the server or the client MAY initiate a hard disconnect if a payload
             # length ... would be large enough to be deemed a denial of service attack"
-            if header.length > export.max_payload:
-                return self._fail(f"WRITE of {header.length} bytes exceeds the maximum"), True
-            payload = header.length
-        if self._available() < RequestHeader.SIZE + payload:
+            if length > export.max_payload:
+                return self._fail(f"WRITE of {length} bytes exceeds the maximum"), True
+            payload = length
+        if len(self._buf) - pos < REQUEST_HEADER_SIZE + payload:
             return None, False
-        self._pos += RequestHeader.SIZE
+        self._pos = pos + REQUEST_HEADER_SIZE
         data = b""
         if payload:
             with self._take(payload) as view:
                 data = bytes(view)
-        return self._request(header, data, export), True
+        return self._request(flags, command, cookie, offset, length, data, export), True
 
-    def _request(self, header: RequestHeader, data: bytes, export: ExportInfo) -> Event | None:
-        if header.command == NBDCmd.NBD_CMD_DISC:
+    def _request(  # noqa: PLR0917 - private, the request header's fields
+        self,
+        flags: int,
+        command: int,
+        cookie: int,
+        offset: int,
+        length: int,
+        data: bytes,
+        export: ExportInfo,
+    ) -> Event | None:
+        if command == _DISC:
             # "The server MUST handle all outstanding requests ... and close"
             self.phase = Phase.DISCONNECTED
             return Disconnect("client sent NBD_CMD_DISC")
-        rejected = self._validate(header, export)
+        known_command = _COMMANDS.get(command)
+        rejected = self._validate(known_command, command, flags, offset, length, export)
         if rejected is not None:
             error, reason = rejected
-            self._answer_error(header.cookie, header.offset, header.length, error, reason)
-            return RequestRejected(header.cookie, header.command, error, reason)
-        assert isinstance(header.command, NBDCmd)  # _validate refuses unknown commands
-        flags = NBDCmdFlag(header.flags)
-        request = Request(header.cookie, header.command, header.offset, header.length, flags, data)
-        self._in_flight.setdefault(header.cookie, []).append(request)
-        self._count += 1
-        if header.length == 0 and header.command != NBDCmd.NBD_CMD_FLUSH:
+            self._answer_error(cookie, offset, length, error, reason)
+            return RequestRejected(cookie, known_command or command, error, reason)
+        assert known_command is not None  # _validate refuses unknown commands
+        request = Request(cookie, known_command, offset, length, _FLAGS[flags], data)
+        if cookie in self._in_flight:
+            self._same_cookie.setdefault(cookie, deque()).append(request)
+        else:
+            self._in_flight[cookie] = request
+        self.in_flight += 1
+        if not length and command != _FLUSH:
             # "the behavior of a server on such a request is unspecified although the
             # server SHOULD NOT disconnect": there is nothing to do, so it succeeds.
-            if header.command == NBDCmd.NBD_CMD_READ:
-                self.reply_read(header.cookie, b"")
+            if known_command == NBDCmd.NBD_CMD_READ:
+                self.reply_read(cookie, b"")
             else:
-                self.reply_ok(header.cookie)
+                self.reply_ok(cookie)
             return None
         return request
 
-    def _validate(self, header: RequestHeader, export: ExportInfo) -> tuple[NBDError, str] | None:
+    def _validate(  # noqa: PLR0917 - private, the request header's fields
+        self,
+        command: NBDCmd | None,
+        raw_command: int,
+        flags: int,
+        offset: int,
+        length: int,
+        export: ExportInfo,
+    ) -> tuple[NBDError, str] | None:
         """The error "Error values" and "Size constraints" call for, or None."""
-        command = header.command
         if self._shutting_down:
             return NBDError.NBD_ESHUTDOWN, "server is shutting down"
-        if not isinstance(command, NBDCmd) or command in (
-            NBDCmd.NBD_CMD_CACHE,
-            NBDCmd.NBD_CMD_RESIZE,
-        ):
-            return NBDError.NBD_EINVAL, f"unsupported command {int(command)}"
-        allowed = NBDCmdFlag.NBD_CMD_FLAG_FUA if export.can_fua else NBDCmdFlag(0)
-        if command == NBDCmd.NBD_CMD_READ and self.structured:
-            allowed |= NBDCmdFlag.NBD_CMD_FLAG_DF
-        elif command == NBDCmd.NBD_CMD_WRITE_ZEROES:
-            allowed |= NBDCmdFlag.NBD_CMD_FLAG_NO_HOLE
-        elif command == NBDCmd.NBD_CMD_BLOCK_STATUS:
-            allowed |= NBDCmdFlag.NBD_CMD_FLAG_REQ_ONE
-        if int(header.flags) & ~int(allowed):
-            return NBDError.NBD_EINVAL, f"flags {header.flags:#x} not valid for {command.name}"
+        allowed = self._allowed_flags.get(raw_command)
+        if command is None or allowed is None:
+            return NBDError.NBD_EINVAL, f"unsupported command {raw_command}"
+        if flags & ~allowed:
+            return NBDError.NBD_EINVAL, f"flags {flags:#x} not valid for {command.name}"
+        if raw_command == _READ:  # the usual request: none of the checks below
+            if offset + length > export.size:
+                return NBDError.NBD_EINVAL, f"range {offset}+{length} is past the end"
+        elif reason := self._refusal(command, offset, length, export):
+            return reason
+        bs = export.block_size
+        if offset % bs or length % bs:
+            return NBDError.NBD_EINVAL, f"range {offset}+{length} not {bs}-aligned"
+        if raw_command == _READ and length > export.max_payload:
+            return NBDError.NBD_EINVAL, f"READ of {length} bytes exceeds the maximum"
+        return None
+
+    def _refusal(
+        self, command: NBDCmd, offset: int, length: int, export: ExportInfo
+    ) -> tuple[NBDError, str] | None:
+        """``_validate``'s checks for every command but READ, up to the range's end."""
         if command in _WRITES and export.read_only:
             return NBDError.NBD_EPERM, "export is read-only"
         if command == NBDCmd.NBD_CMD_FLUSH:
             if not export.can_flush:
                 return NBDError.NBD_EINVAL, "FLUSH not supported"
-            if header.offset or header.length:
+            if offset or length:
                 return NBDError.NBD_EINVAL, "FLUSH offset and length must be zero"
             return None
         if command == NBDCmd.NBD_CMD_TRIM and not export.can_trim:
@@ -472,20 +525,15 @@ class NBDServerConnection:
         if command == NBDCmd.NBD_CMD_BLOCK_STATUS:
             if not self.meta_contexts:
                 return NBDError.NBD_EINVAL, "no metadata context was negotiated"
-            if header.length == 0:
+            if length == 0:
                 return NBDError.NBD_EINVAL, "BLOCK_STATUS of length zero"
         assert command in _RANGED
-        if header.offset + header.length > export.size:
+        if offset + length > export.size:
             # "SHOULD return NBD_ENOSPC if it receives a write request including one or
             # more sectors beyond the size of the device", EINVAL for the others.
             writes = (NBDCmd.NBD_CMD_WRITE, NBDCmd.NBD_CMD_WRITE_ZEROES)
             error = NBDError.NBD_ENOSPC if command in writes else NBDError.NBD_EINVAL
-            return error, f"range {header.offset}+{header.length} is past the end"
-        bs = export.block_size
-        if header.offset % bs or header.length % bs:
-            return NBDError.NBD_EINVAL, f"range {header.offset}+{header.length} not {bs}-aligned"
-        if command == NBDCmd.NBD_CMD_READ and header.length > export.max_payload:
-            return NBDError.NBD_EINVAL, f"READ of {header.length} bytes exceeds the maximum"
+            return error, f"range {offset}+{length} is past the end"
         return None
 
     # -- replies ("Simple reply message", "Structured reply chunk message") ------------------
@@ -494,45 +542,51 @@ class NBDServerConnection:
         """The request ``cookie`` names; None after a failure, when nothing is sent."""
         if self.phase is Phase.FAILED:
             return None
-        waiting = self._in_flight.get(cookie)
-        if not waiting:
+        request = self._in_flight.pop(cookie, None)
+        if request is None:
             raise LocalProtocolError(f"no request with cookie {cookie:#x} is in flight")
-        request = waiting.pop(0)
-        if not waiting:
-            del self._in_flight[cookie]
-        self._count -= 1
+        if self._same_cookie:
+            # A client may reuse a cookie while it is in flight: answered first come, first served.
+            later = self._same_cookie.get(cookie)
+            if later:
+                self._in_flight[cookie] = later.popleft()
+                if not later:
+                    del self._same_cookie[cookie]
+        self.in_flight -= 1
         return request
 
     def reply_read(self, cookie: int, data: bytes | bytearray | memoryview) -> None:
         """Answer a READ with all of its data."""
+        if isinstance(data, bytearray):
+            data = memoryview(data)
+        self.reply_read_parts(cookie, (data,) if data else ())
+
+    def reply_read_parts(self, cookie: int, parts: Sequence[bytes | memoryview]) -> None:
+        """Answer a READ with all of its data in ``parts``, in order: they go out as they
+        are, never joined (``data_to_send`` hands them to the edge's ``writelines``)."""
         request = self._pop(cookie)
         if request is None:
             return
-        if request.command != NBDCmd.NBD_CMD_READ or len(data) != request.length:
+        length = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
+        if request.command != NBDCmd.NBD_CMD_READ or length != request.length:
             raise LocalProtocolError(
                 f"reply_read for {request.command.name} of {request.length} bytes "
-                f"with {len(data)} bytes"
+                f"with {length} bytes"
             )
-        if isinstance(data, bytearray):
-            data = memoryview(data)
+        out = self._out
         if not self.structured:
-            self._out.append(SimpleReplyHeader(0, cookie).encode())
-            if data:
-                self._out.append(data)
+            out.append(SimpleReplyHeader(0, cookie).encode())
+            out += parts
             return
-        done = NBDReplyFlag.NBD_REPLY_FLAG_DONE
-        if not data:
-            self._out.append(encode_chunk(cookie, NBDReplyType.NBD_REPLY_TYPE_NONE))
+        if not length:
+            out.append(encode_chunk(cookie, NBDReplyType.NBD_REPLY_TYPE_NONE))
             return
         # One content chunk carrying DONE: the data is all here, so no error can follow
         # ("MUST NOT do so for a content chunk if it would still be possible to detect an
         # error"). The payload may exceed the maximum by its 8-byte offset ("Size
         # constraints").
-        head = StructuredReplyHeader(
-            done, NBDReplyType.NBD_REPLY_TYPE_OFFSET_DATA, cookie, 8 + len(data)
-        ).encode()
-        self._out.append(head + request.offset.to_bytes(8, "big"))
-        self._out.append(data)
+        out.append(encode_offset_data_head(cookie, request.offset, length))
+        out += parts
 
     def reply_ok(self, cookie: int) -> None:
         """Answer a request other than READ: success."""
@@ -620,11 +674,6 @@ class NBDServerConnection:
         return out
 
     @property
-    def in_flight(self) -> int:
-        """Requests delivered and not yet answered."""
-        return self._count
-
-    @property
     def closed(self) -> bool:
         return self.phase in (Phase.DISCONNECTED, Phase.FAILED)
 
@@ -637,5 +686,6 @@ class NBDServerConnection:
         self.phase = Phase.FAILED
         self._out.clear()
         self._in_flight.clear()
-        self._count = 0
+        self._same_cookie.clear()
+        self.in_flight = 0
         return ProtocolFailure(reason)

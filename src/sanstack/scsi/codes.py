@@ -183,6 +183,8 @@ class PeripheralDeviceType(IntEnum):
     """SPC-4 §6.6.2 'Peripheral device type'."""
 
     DIRECT_ACCESS_BLOCK = 0x00
+    STORAGE_ARRAY_CONTROLLER = 0x0C  # tgt's LUN 0, for one
+    ENCLOSURE_SERVICES = 0x0D
     UNKNOWN_OR_NO_DEVICE = 0x1F
 
 

@@ -175,10 +175,30 @@ class ChunkLock:
 async def wait_event(event: asyncio.Event, seconds: float) -> None:
     """``event.wait()`` bounded by ``seconds`` (raises TimeoutError).
 
-    ``asyncio.timeout`` rather than ``wait_for``: on 3.11 a task cancelled inside
-    ``wait_for`` on an Event could stay "cancelling" forever, hanging close.
+    A timer on a waiter task, not ``asyncio.timeout``: the NBD and iSCSI servers run a
+    request's first step eagerly, outside its own Task (``edge/tasks.start_eagerly``), where
+    ``asyncio.timeout`` finds no Task, or the caller's, which its expiry would cancel. Nor
+    ``wait_for``: on 3.11 a task cancelled inside ``wait_for`` on an Event could stay
+    "cancelling" forever, hanging close. A cancellation of ours cancels the waiter (the
+    future the Task waits on) and comes through as CancelledError, never as TimeoutError.
     """
     if event.is_set():
         return
-    async with asyncio.timeout(seconds):
-        await event.wait()
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_task(event.wait())
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        waiter.cancel()
+
+    timer = loop.call_later(seconds, expire)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if expired and waiter.cancelled():  # the timer's doing, not a cancellation of ours
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+        waiter.cancel()
