@@ -1,7 +1,9 @@
 """Failover cluster nodes as real processes (``sanstack cluster node``) for interop tests: a
 config file written from a few parameters, nodes started together and waited for (their
-``ready`` line), stopped (SIGTERM, exit 0 required), killed (``kill -9``), and the cluster's
-CLI asked for status and events as JSON through a node's control socket."""
+``ready`` line), stopped (SIGTERM, exit 0 required), killed (``kill -9``), frozen and thawed
+(``kill -STOP``/``-CONT``), and the cluster's CLI asked for status and events as JSON through
+a node's control socket. ``wrap`` runs a node inside something, its network namespace
+(``tests/support/cluster_netns.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ class GroupDef:
     preferred: Sequence[str]
     volumes: Sequence[str] = ()
     failback: str = "never"
+    floating: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Timings:
     arbitration_interval: float = 1.0
     pending_timeout: float = 10.0
     quorum_loss_stop: float = 5.0
+    storage_loss_stop: float = 10.0
 
 
 def write_config(
@@ -69,23 +73,26 @@ def write_config(
     timings: Timings = Timings(),
     quorum: str = "node-majority",
     witness: str | None = None,
+    addresses: Mapping[str, str] | None = None,
+    portal_host: str = "127.0.0.1",
 ) -> Path:
-    """The cluster's TOML file in ``directory``: each node's UDP address a free port,
-    control socket and state directory inside ``directory``; disks by ``IQN/LUN``."""
+    """The cluster's TOML file in ``directory``: each node's UDP address a free port (on
+    ``addresses[node]``, 127.0.0.1 by default), control socket and state directory inside
+    ``directory``; the portals on ``portal_host``; disks by ``IQN/LUN``."""
     lines = ["[cluster]", f'name = "{cluster}"', f'quorum = "{quorum}"']
     if witness is not None:
         lines.append(f'witness = "{witness}"')
     lines += ["", "[timings]"]
     for key, value in vars(timings).items():
         lines.append(f"{key} = {value}")
-    portal_list = ", ".join(f'"127.0.0.1:{p}"' for p in portals)
+    portal_list = ", ".join(f'"{portal_host}:{p}"' for p in portals)
     lines += ["", "[storage]", f"portals = [{portal_list}]", f'targets = ["{iqn}"]']
     for name in nodes:
         lines += [
             "",
             "[[node]]",
             f'name = "{name}"',
-            f'address = "127.0.0.1:{free_udp_port()}"',
+            f'address = "{(addresses or {}).get(name, "127.0.0.1")}:{free_udp_port()}"',
             f'control = "{directory / (name + ".sock")}"',
             f'state_dir = "{directory / ("state-" + name)}"',
         ]
@@ -102,6 +109,7 @@ def write_config(
             f'export = "{group.export[0]}:{group.export[1]}"',
             f"preferred_owners = {json.dumps(list(group.preferred))}",
             f"failback = {failback}",
+            f"floating = {'true' if group.floating else 'false'}",
         ]
     path = directory / "cluster.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -129,6 +137,7 @@ class ClusterNodes:
     names: Sequence[str]
     processes: dict[str, NodeProcess] = field(default_factory=dict)
     runs: int = 0
+    wrap: Callable[[str], list[str]] | None = None  # node name -> a prefix to run it in
 
     def control(self, name: str) -> Path:
         return self.directory / f"{name}.sock"
@@ -152,6 +161,8 @@ class ClusterNodes:
                 "--name",
                 name,
             ]
+            if self.wrap is not None:
+                args = [*self.wrap(name), *args]
             with log_path.open("w") as log:
                 process = subprocess.Popen(
                     args, stdout=subprocess.PIPE, stderr=log, cwd=self.directory
@@ -189,6 +200,18 @@ class ClusterNodes:
             node.process.stdout.close()
         return when
 
+    def freeze(self, name: str) -> float:
+        """``kill -STOP``: the node is paused, not dead; the time it was sent."""
+        when = time.time()
+        self.processes[name].process.send_signal(signal.SIGSTOP)
+        return when
+
+    def thaw(self, name: str) -> float:
+        """``kill -CONT``; the time it was sent."""
+        when = time.time()
+        self.processes[name].process.send_signal(signal.SIGCONT)
+        return when
+
     def cli(self, via: str, *args: str) -> Any:
         """``sanstack cluster ARGS --json --control <via's socket>``, decoded."""
         command = [*sanstack_command(), "cluster", *args, "--json", "--control"]
@@ -211,13 +234,32 @@ class ClusterNodes:
             seen[:] = [self.status(via)]
             return bool(check(seen[0]))
 
-        wait_until(holds, within, f"{what}; last status: {json.dumps(seen[-1:], indent=1)}")
+        try:
+            wait_until(holds, within, what)
+        except pytest.fail.Exception as failed:
+            pytest.fail(f"{failed}; last status: {json.dumps(seen[-1:], indent=1)}")
         return seen[0]
+
+    def settle(self, via: str, owners: Mapping[str, str], within: float) -> Any:
+        """Every group online, then each of ``owners`` (group -> node) moved there if it is
+        elsewhere: a node that formed a view of its own first may have taken groups that
+        are not its (failback never keeps them). Returns the status before the moves."""
+        status = self.wait_status(
+            via,
+            lambda s: all(group["state"] == "online" for group in s["groups"]),
+            within,
+            "every group online",
+        )
+        for group, owner in owners.items():
+            if group_of(status, group)["owner"] != owner:
+                self.cli(via, "move", group, owner, "--wait", str(within))
+        return status
 
     def close(self) -> None:
         problems = []
         for name, node in self.processes.items():
             if node.process.poll() is None:
+                node.process.send_signal(signal.SIGCONT)  # a frozen node must hear SIGTERM
                 try:
                     self.stop(name)
                 except (AssertionError, pytest.fail.Exception) as exc:
@@ -226,8 +268,13 @@ class ClusterNodes:
 
 
 @contextmanager
-def running_cluster(directory: Path, config: Path, names: Sequence[str]) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(directory, config, names)
+def running_cluster(
+    directory: Path,
+    config: Path,
+    names: Sequence[str],
+    wrap: Callable[[str], list[str]] | None = None,
+) -> Iterator[ClusterNodes]:
+    nodes = ClusterNodes(directory, config, names, wrap=wrap)
     try:
         nodes.start()
         yield nodes
@@ -243,7 +290,9 @@ def node_of(status: Any, name: str) -> dict[str, Any]:
     return next(n for n in status["nodes"] if n["name"] == name)
 
 
-def writer_command(host: str, port: int, export: str, log: Path, stop: Path) -> list[str]:
+def writer_command(
+    host: str, port: int, export: str, log: Path, stop: Path, *, extra: Sequence[str] = ()
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -253,18 +302,26 @@ def writer_command(host: str, port: int, export: str, log: Path, stop: Path) -> 
         export,
         str(log),
         str(stop),
+        *extra,
     ]
 
 
 @contextmanager
 def running_writer(
-    directory: Path, tag: str, export: tuple[str, int], name: str = ""
+    directory: Path,
+    tag: str,
+    export: tuple[str, int],
+    name: str = "",
+    *,
+    extra: Sequence[str] = (),
+    wrap: Sequence[str] = (),
 ) -> Iterator[WriterLog]:
-    """The sequence writer (``cluster_writer``) against ``export``; stopped at the end."""
+    """The sequence writer (``cluster_writer``) against ``export``, with ``extra`` options,
+    run inside ``wrap`` (a namespace, say); stopped at the end."""
     log = directory / f"writer-{tag}.log"
     stop = directory / f"writer-{tag}.stop"
     log.write_text("")
-    command = writer_command(export[0], export[1], name, log, stop)
+    command = [*wrap, *writer_command(export[0], export[1], name, log, stop, extra=extra)]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)
     writer = WriterLog(log, stop, process)
     try:

@@ -182,6 +182,17 @@ def test_a_cluster_of_one_with_every_default() -> None:
     assert not config.two_node
 
 
+def test_a_floating_export_and_the_storage_loss_bound() -> None:
+    raw = edited(
+        (("group", 0, "export"), "10.0.2.200:10809"),
+        (("group", 0, "floating"), True),
+        (("timings",), {"storage_loss_stop": 4}),
+    )
+    config = parse_config(raw)
+    assert config.groups[0].floating and not config.groups[1].floating
+    assert config.timings.storage_loss_stop == 4.0
+
+
 def test_two_nodes_with_two_node() -> None:
     config = parse_config(two_nodes(two_node=True))
     assert config.two_node
@@ -296,7 +307,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "timings typo",
         edited((("timings",), {"heartbeat": 1.0})),
         "timings.heartbeat: unknown key (known: arbitration_interval, heartbeat_interval, "
-        "missed_heartbeats, pending_timeout, quorum_loss_stop)",
+        "missed_heartbeats, pending_timeout, quorum_loss_stop, storage_loss_stop)",
     ),
     (
         "heartbeat 0",
@@ -365,6 +376,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "quorum loss stop 0",
         edited((("timings",), {"quorum_loss_stop": 0})),
         "timings.quorum_loss_stop: 0 is not a number of seconds above 0 and up to 3600",
+    ),
+    (
+        "storage loss stop below the heartbeat",
+        edited((("timings",), {"storage_loss_stop": 0.5})),
+        "timings.storage_loss_stop: 0.5 is less than heartbeat_interval (1): the node looks "
+        "at its paths once every heartbeat interval",
     ),
     # [storage]
     (
@@ -582,8 +599,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "group typo",
         edited((("group", 0, "disk"), ["d1"])),
-        "group[0].disk: unknown key (known: disks, export, failback, name, preferred_owners, "
-        "restart_period, restart_threshold, volumes)",
+        "group[0].disk: unknown key (known: disks, export, failback, floating, name, "
+        "preferred_owners, restart_period, restart_threshold, volumes)",
     ),
     ("group name", edited((("group", 0, "name"), "g/1")), f"group[0].name: 'g/1' {NOT_SIMPLE}"),
     (
@@ -655,6 +672,28 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "export twice",
         edited((("group", 1, "export"), "127.0.0.51:10809")),
         "group[1].export: 127.0.0.51:10809 is also group g1's export (group[0])",
+    ),
+    (
+        "floating not a boolean",
+        edited((("group", 0, "floating"), "yes")),
+        "group[0].floating: must be true or false",
+    ),
+    (
+        "floating without an export",
+        edited((("group", 0, "export"), DELETE), (("group", 0, "floating"), True)),
+        "group[0].floating: a floating address needs the group's export",
+    ),
+    (
+        "floating loopback",
+        edited((("group", 0, "floating"), True)),
+        "group[0].floating: 127.0.0.51 cannot float: every node has it, or no interface can "
+        "take it",
+    ),
+    (
+        "floating not IPv4",
+        edited((("group", 0, "export"), "[fd00::1]:10809"), (("group", 0, "floating"), True)),
+        "group[0].floating: fd00::1 is not an IPv4 address (a floating address is announced "
+        "by ARP)",
     ),
     (
         "export on a portal",

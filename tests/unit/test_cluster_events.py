@@ -50,6 +50,8 @@ def test_the_kinds_are_the_cluster_logs() -> None:
         "disk.fenced",
         "disk.released",
         "disk.unfenced",
+        "disk.unreachable",
+        "disk.reachable",
         "group.state",
         "group.moved",
         "group.failed",

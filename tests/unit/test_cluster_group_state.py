@@ -23,13 +23,20 @@ TIMEOUT = 60.0
 # state, failure); an event missing from a state's row is illegal there.
 DONE, FAILED, TIMED_OUT = E.STEP_DONE, E.STEP_FAILED, E.STEP_TIMED_OUT
 FENCED, OFF, ON = E.FENCED, E.OFFLINE_REQUESTED, E.ONLINE_REQUESTED
+LOST = E.STORAGE_LOST
 EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
-    S.OFFLINE: {ON: (S.ONLINING_DISKS, False), OFF: (S.OFFLINE, False), FENCED: (S.OFFLINE, False)},
+    S.OFFLINE: {
+        ON: (S.ONLINING_DISKS, False),
+        OFF: (S.OFFLINE, False),
+        FENCED: (S.OFFLINE, False),
+        LOST: (S.OFFLINE, False),
+    },
     S.ONLINING_DISKS: {
         DONE: (S.ONLINING_VOLUMES, False),
         FAILED: (S.RELEASING_DISKS, True),
         TIMED_OUT: (S.RELEASING_DISKS, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.RELEASING_DISKS, False),
         ON: (S.ONLINING_DISKS, False),
     },
@@ -38,6 +45,7 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.OFFLINING_VOLUMES, True),
         TIMED_OUT: (S.OFFLINING_VOLUMES, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.OFFLINING_VOLUMES, False),
         ON: (S.ONLINING_VOLUMES, False),
     },
@@ -46,12 +54,14 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.OFFLINING_EXPORT, True),
         TIMED_OUT: (S.OFFLINING_EXPORT, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.OFFLINING_EXPORT, False),
         ON: (S.ONLINING_EXPORT, False),
     },
     S.ONLINE: {
         FAILED: (S.OFFLINING_EXPORT, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.OFFLINING_EXPORT, False),
         ON: (S.ONLINE, False),
     },
@@ -60,6 +70,7 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.OFFLINING_VOLUMES, True),
         TIMED_OUT: (S.OFFLINING_VOLUMES, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.OFFLINING_EXPORT, False),
     },
     S.OFFLINING_VOLUMES: {
@@ -67,6 +78,7 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.RELEASING_DISKS, True),
         TIMED_OUT: (S.RELEASING_DISKS, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.OFFLINING_VOLUMES, False),
     },
     S.RELEASING_DISKS: {
@@ -74,6 +86,7 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.OFFLINE, True),
         TIMED_OUT: (S.OFFLINE, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.RELEASING_DISKS, False),
     },
     S.STOPPING: {
@@ -81,12 +94,14 @@ EXPECTED: dict[GroupState, dict[GroupEvent, tuple[GroupState, bool]]] = {
         FAILED: (S.OFFLINE, True),
         TIMED_OUT: (S.OFFLINE, True),
         FENCED: (S.STOPPING, False),
+        LOST: (S.STOPPING, True),
         OFF: (S.STOPPING, False),
     },
     S.FAILED: {
         ON: (S.ONLINING_DISKS, False),
         OFF: (S.RELEASING_DISKS, False),
         FENCED: (S.FAILED, False),
+        LOST: (S.FAILED, False),
     },
 }
 
@@ -138,6 +153,16 @@ def test_every_transition(state: GroupState, event: GroupEvent) -> None:
         assert action is STEPS.get(nxt)
         assert group.deadline == (10.0 + TIMEOUT if nxt.pending else None)
     assert group.failure == ("why" if failure else None)
+
+
+def test_storage_lost_stops_without_writes_and_ends_failed() -> None:
+    group = GroupLifecycle("g1")
+    run(group, ON, DONE, DONE, DONE)
+    assert group.handle(LOST, 1.0, "no path") is A.STOP_WITHOUT_WRITES
+    assert state_of(group) is S.STOPPING
+    assert group.handle(FENCED, 1.5) is None  # fenced too: the stop goes on
+    assert group.handle(DONE, 2.0) is None
+    assert state_of(group) is S.FAILED and group.failure == "no path"
 
 
 def state_of(group: GroupLifecycle) -> GroupState:

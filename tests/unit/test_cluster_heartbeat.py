@@ -253,7 +253,7 @@ def test_a_typical_heartbeat_is_one_small_datagram() -> None:
 
 
 def test_256_groups_split_into_parts_that_each_fit() -> None:
-    claims = {f"group-{i:03}": Claim(ClaimState(i % 6), 1000 + i) for i in range(256)}
+    claims = {f"group-{i:03}": Claim(ClaimState(i % len(ClaimState)), 1000 + i) for i in range(256)}
     moves = {f"group-{i:03}": "n3" for i in range(0, 256, 16)}
     hb = dataclasses.replace(SMALL, members=("n1", "n2", "n3"), claims=claims, moves=moves)
     parts = split(hb)
@@ -366,3 +366,15 @@ def test_seeded_mutations_of_the_vectors() -> None:
             pass
         decodes_or_refuses(bytes(wire))
     assert 0 < accepted < 20_000  # some flips land in values, most break the framing
+
+
+def test_the_claim_codes_stay_put() -> None:
+    assert {state.name: state.value for state in ClaimState} == {
+        "OFFLINE": 0,
+        "ONLINING": 1,
+        "ONLINE": 2,
+        "OFFLINING": 3,
+        "STOPPING": 4,
+        "FAILED": 5,
+        "NO_PATH": 6,
+    }

@@ -59,6 +59,7 @@ class Case:
     failures: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     alive_since: dict[str, float] = field(default_factory=dict)
     moves: dict[str, str] = field(default_factory=dict)
+    unfit: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def run(self) -> dict[str, str | None]:
         return place(
@@ -71,6 +72,7 @@ class Case:
             failures=self.failures,
             alive_since=self.alive_since,
             moves=self.moves,
+            unfit=self.unfit,
         )
 
 
@@ -247,6 +249,28 @@ CASES = [
         {"g3": "n2", "g1": "n1", "g2": "n1", "g4": "n3"},
         (G3, G1, G2, G4),
         owners={"g2": "n1"},
+    ),
+    Case(
+        "an owner without a path to the disks gives the group up",
+        {"g1": "n2"},
+        (G1,),
+        owners={"g1": "n1"},
+        unfit={"g1": frozenset({"n1"})},
+    ),
+    Case(
+        "no path: not home, not least loaded, not for a move, for that group only",
+        {"g1": "n3", "g2": "n2", "g3": "n4"},
+        (G1, G2, G3),
+        ("n1", "n2", "n3", "n4"),
+        moves={"g1": "n2"},
+        unfit={"g1": frozenset({"n1", "n2"}), "g3": frozenset({"n1", "n3"})},
+    ),
+    Case(
+        "no node reaches the disks: not placed",
+        {"g2": None},
+        (G2,),
+        ("n1", "n2"),
+        unfit={"g2": frozenset({"n1", "n2"})},
     ),
     Case(
         "least loaded: ties in configuration order",

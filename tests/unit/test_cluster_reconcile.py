@@ -21,10 +21,13 @@ from sanstack.cluster.quorum import evaluate
 from sanstack.cluster.reconcile import (
     Failures,
     Want,
+    claim_of,
     claim_state,
+    failed_there,
     merge_moves,
     owners_from,
     self_claimed_witness,
+    unfit_from,
     want,
 )
 from sanstack.config_checks import check_name
@@ -81,6 +84,60 @@ def test_what_to_ask_of_each_group(
     state: GroupState, here: bool, may_online: bool, release_failed: bool, expected: Want
 ) -> None:
     assert want(state, here, may_online=may_online, release_failed=release_failed) is expected
+
+
+@pytest.mark.parametrize(
+    ("state", "here", "release_failed", "expected"),
+    [
+        (S.OFFLINE, True, False, Want.NOTHING),  # no path: it would only time out
+        (S.FAILED, True, False, Want.NOTHING),  # no restart without a path
+        (S.FAILED, False, True, Want.NOTHING),  # nor a release
+        (S.ONLINE, False, False, Want.OFFLINE),  # running: the storage watch stops it
+    ],
+)
+def test_nothing_is_onlined_or_released_without_a_path(
+    state: GroupState, here: bool, release_failed: bool, expected: Want
+) -> None:
+    asked = want(state, here, may_online=True, release_failed=release_failed, reachable=False)
+    assert asked is expected
+
+
+def test_a_group_without_a_path_here_is_claimed_no_path_once_it_stopped() -> None:
+    assert claim_of(S.OFFLINE, False) is ClaimState.NO_PATH  # never ran here: unfit still
+    assert claim_of(S.FAILED, False) is ClaimState.NO_PATH
+    assert claim_of(S.STOPPING, False) is ClaimState.STOPPING  # still stopping: not yet
+    assert claim_of(S.ONLINE, False) is ClaimState.ONLINE
+    assert claim_of(S.FAILED, True) is ClaimState.FAILED
+    assert claim_of(S.OFFLINE, True) is None
+
+
+def test_unfit_nodes_are_those_claiming_no_path() -> None:
+    no_path, online = Claim(ClaimState.NO_PATH, 0), Claim(ClaimState.ONLINE, 4)
+    claims = {"n1": {"g1": no_path, "g2": no_path}, "n2": {"g1": online}, "n3": {"g2": no_path}}
+    assert unfit_from(claims) == {"g1": frozenset({"n1"}), "g2": frozenset({"n1", "n3"})}
+    # The owner is whoever runs it, whatever the unfit claim.
+    assert owners_from(claims, ORDER) == {"g1": "n2"}
+
+
+@pytest.mark.parametrize(
+    ("was", "now", "failed"),
+    [
+        (None, ClaimState.FAILED, True),  # a peer heard first with a failed group
+        (ClaimState.ONLINE, ClaimState.FAILED, True),
+        (ClaimState.FAILED, ClaimState.FAILED, False),
+        (ClaimState.STOPPING, ClaimState.NO_PATH, True),  # stopped: its storage is gone
+        (ClaimState.ONLINE, ClaimState.NO_PATH, True),  # the heartbeat between was missed
+        (None, ClaimState.NO_PATH, False),  # never ran the group there
+        (ClaimState.FAILED, ClaimState.NO_PATH, False),  # counted once
+        (ClaimState.NO_PATH, ClaimState.FAILED, False),  # a path back: counted already
+        (ClaimState.ONLINE, ClaimState.STOPPING, False),
+    ],
+)
+def test_a_peers_claim_tells_when_the_group_failed_there(
+    was: ClaimState | None, now: ClaimState, failed: bool
+) -> None:
+    before = None if was is None else Claim(was, 1)
+    assert failed_there(before, Claim(now, 1)) is failed
 
 
 def test_failures_are_kept_for_their_groups_restart_period() -> None:

@@ -39,6 +39,7 @@ EDGE_MODULES = {
     "cli/target.py": "runs the target daemon",
     "cli/volume.py": "runs volume operations and waits on a holder's socket",
     "cluster/disks.py": "PR commands through the PR queue; a round cancelled mid-command",
+    "cluster/floating_address.py": "runs ip to add a floating address; gratuitous ARP",
     "cluster/group_runner.py": "a group's steps as owned tasks, the pending_timeout timer",
     "cluster/group_steps.py": "volumes, the NBD export and arbitration retries of a group",
     "cluster/heartbeat_transport.py": "the heartbeats' UDP socket and the membership's ticks",

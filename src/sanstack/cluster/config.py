@@ -24,12 +24,16 @@ Rules beyond each value's own (why, where it is not obvious):
   ``arbitration_interval`` ≥ ``heartbeat_interval`` (membership, which decides whose keys a
   defence removes, changes no faster than heartbeats come, so defending more often only adds
   PR traffic); ``pending_timeout`` ≥ 2 x ``arbitration_interval`` (a step that arbitrates
-  may wait that long for an incumbent to defend first, as the witness race does); upper
-  bounds catch milliseconds written as seconds.
+  may wait that long for an incumbent to defend first, as the witness race does);
+  ``storage_loss_stop`` ≥ ``heartbeat_interval`` (the node looks at its paths that often);
+  upper bounds catch milliseconds written as seconds.
+- a ``floating`` export is an IPv4 address that is not loopback, multicast or unspecified:
+  the owner adds it to an interface and announces it with ARP (IPaddr2).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -74,6 +78,7 @@ _TIMING_KEYS = {
     "arbitration_interval",
     "pending_timeout",
     "quorum_loss_stop",
+    "storage_loss_stop",
 }
 _STORAGE_KEYS = {"portals", "targets"}
 _NODE_KEYS = {"name", "address", "control", "state_dir"}
@@ -87,6 +92,7 @@ _GROUP_KEYS = {
     "failback",
     "restart_threshold",
     "restart_period",
+    "floating",
 }
 
 
@@ -234,7 +240,14 @@ def _timings(value: object) -> Timings:
             "online step may wait that long for a disk's holder to defend first",
         )
     stop = positive_seconds(get("quorum_loss_stop"), "timings.quorum_loss_stop", 3600.0)
-    return Timings(heartbeat, missed, arbitration, pending, stop)
+    storage = positive_seconds(get("storage_loss_stop"), "timings.storage_loss_stop", 3600.0)
+    if storage < heartbeat:
+        raise ConfigError(
+            "timings.storage_loss_stop",
+            f"{storage:g} is less than heartbeat_interval ({heartbeat:g}): the node looks at "
+            "its paths once every heartbeat interval",
+        )
+    return Timings(heartbeat, missed, arbitration, pending, stop, storage)
 
 
 # -- [storage] ---------------------------------------------------------------------------------
@@ -413,8 +426,11 @@ def _groups(
             f"{where}.restart_period",
             WEEK,
         )
+        floating = _floating(table.get("floating", False), export, f"{where}.floating")
         groups.append(
-            GroupSpec(name, members, volumes, export, owners, failback, delay, threshold, period)
+            GroupSpec(
+                name, members, volumes, export, owners, failback, delay, threshold, period, floating
+            )
         )
     return tuple(groups)
 
@@ -435,6 +451,26 @@ def _export(
         if other.export == export:
             raise ConfigError(where, f"{text} is also group {other.name}'s export (group[{j}])")
     return export
+
+
+def _floating(value: object, export: tuple[str, int] | None, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, "must be true or false")
+    if not value:
+        return False
+    if export is None:
+        raise ConfigError(where, "a floating address needs the group's export")
+    try:
+        address = ipaddress.IPv4Address(export[0])
+    except ValueError:
+        raise ConfigError(
+            where, f"{export[0]} is not an IPv4 address (a floating address is announced by ARP)"
+        ) from None
+    if address.is_loopback or address.is_multicast or address.is_unspecified:
+        raise ConfigError(
+            where, f"{address} cannot float: every node has it, or no interface can take it"
+        )
+    return True
 
 
 def _failback(value: object, where: str) -> tuple[FailbackMode, float]:

@@ -45,6 +45,8 @@ class EventKind(Enum):
     DISK_FENCED = "disk.fenced"  # ownership unexpectedly lost (WSFC Event 1038)
     DISK_RELEASED = "disk.released"
     DISK_UNFENCED = "disk.unfenced"  # a fenced node stopped its groups and registers again
+    DISK_UNREACHABLE = "disk.unreachable"  # no path from this node for storage_loss_stop
+    DISK_REACHABLE = "disk.reachable"  # a path again after it was unreachable
     # groups
     GROUP_STATE = "group.state"  # offline, onlining, online, offlining, failed...
     GROUP_MOVED = "group.moved"

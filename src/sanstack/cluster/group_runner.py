@@ -71,6 +71,10 @@ class GroupRunner:
         """Stop at once without writes (a disk's reservation was lost, or a hard stop)."""
         self._event(GroupEvent.FENCED, reason)
 
+    def lose_storage(self, reason: str) -> None:
+        """Stop at once without writes, as a failure here (its disks have no path)."""
+        self._event(GroupEvent.STORAGE_LOST, reason)
+
     def _event(self, event: GroupEvent, reason: str) -> None:
         if self._closed or not self.lifecycle.accepts(event):
             return

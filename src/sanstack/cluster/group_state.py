@@ -25,6 +25,9 @@ group goes to STOPPING: the export is dropped and the volumes closed without one
 (no flush, no journal commit) and the disks are not released (our key is gone: a RELEASE
 would only conflict), then OFFLINE.
 
+Storage lost (every path to one of its disks gone for ``storage_loss_stop``): the same stop
+without writes, but the group *failed* here, so it ends FAILED and placement moves it.
+
 ``TRANSITIONS`` lists every legal (state, event); anything else is a caller's bug and raises
 ``LocalProtocolError`` naming the group, the event and the state. ``GroupState`` codes travel
 in heartbeats (one byte per group): they are never renumbered.
@@ -69,6 +72,7 @@ class GroupEvent(Enum):
     STEP_FAILED = "step-failed"  # in ONLINE: a resource of the running group failed
     STEP_TIMED_OUT = "step-timed-out"
     FENCED = "fenced"
+    STORAGE_LOST = "storage-lost"  # as FENCED, and the group failed here
     OFFLINE_REQUESTED = "offline-requested"
     ONLINE_REQUESTED = "online-requested"
 
@@ -114,6 +118,8 @@ def _rows() -> dict[tuple[GroupState, GroupEvent], Transition]:
         (_S.OFFLINE, _E.ONLINE_REQUESTED): Transition(_S.ONLINING_DISKS),
         (_S.OFFLINE, _E.OFFLINE_REQUESTED): Transition(_S.OFFLINE),
         (_S.OFFLINE, _E.FENCED): Transition(_S.OFFLINE),  # nothing runs: nothing to stop
+        (_S.OFFLINE, _E.STORAGE_LOST): Transition(_S.OFFLINE),
+        (_S.FAILED, _E.STORAGE_LOST): Transition(_S.FAILED),
         (_S.FAILED, _E.ONLINE_REQUESTED): Transition(_S.ONLINING_DISKS),  # a restart
         (_S.FAILED, _E.OFFLINE_REQUESTED): Transition(_S.RELEASING_DISKS),
         (_S.FAILED, _E.FENCED): Transition(_S.FAILED),
@@ -153,6 +159,10 @@ def _rows() -> dict[tuple[GroupState, GroupEvent], Transition]:
             rows[state, event] = Transition(done, failure=True)
     for event in _FAIL:
         rows[_S.STOPPING, event] = Transition(_S.OFFLINE, failure=True)
+    # Storage lost: wherever fencing stops the group, this stops it too, as a failure.
+    for (state, event), row in list(rows.items()):
+        if event is _E.FENCED and row.state is _S.STOPPING:
+            rows[state, _E.STORAGE_LOST] = Transition(_S.STOPPING, failure=True)
     return rows
 
 

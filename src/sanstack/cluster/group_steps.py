@@ -16,12 +16,16 @@ address. ``run(action)`` carries out one ``GroupAction`` of ``cluster/group_stat
   has one) under the disk's name, and the first as the default export ``""``, and each
   volume's snapshots read-only as ``DISK@SNAP`` (``cluster/snapshot_exports.py``). A bind
   that fails because the address is still taken (an old owner closing it) is tried again.
-- UNBIND_EXPORT: the server stops; requests in flight finish within a grace period.
+  A ``floating`` address is added to this node's interface first and announced
+  (``cluster/floating_address.py``).
+- UNBIND_EXPORT: the server stops; requests in flight finish within a grace period; a
+  floating address is removed.
 - CLOSE_VOLUMES: each volume is flushed and closed cleanly.
 - RELEASE_DISKS: the gates shut, then PERSISTENT RESERVE OUT RELEASE on every disk.
 - STOP_WITHOUT_WRITES (fenced, or no quorum too long): the gates shut first, so nothing
   more reaches a disk; the server stops at once; the volumes are abandoned (their close
-  meets the shut gates, so no flush and no journal write lands); nothing is released.
+  meets the shut gates, so no flush and no journal write lands); nothing is released; a
+  floating address is removed (a failure to is logged: the stop goes on).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Final, Protocol
 from sanstack.block.device import BlockDevice
 from sanstack.cluster.arbitration import Intent, Verdict, VerdictKind
 from sanstack.cluster.disks import DiskGate
+from sanstack.cluster.floating_address import FloatingAddress, FloatingAddressError
 from sanstack.cluster.group_state import GroupAction
 from sanstack.cluster.model import GroupSpec, Timings
 from sanstack.cluster.snapshot_exports import SnapshotExports
@@ -111,6 +116,9 @@ class GroupResources:
         self.server: NBDServer | None = None
         self.snapshot_exports = SnapshotExports(spec.name, lambda: self.volumes)
         self.verdicts: dict[str, Verdict] = {}  # each disk's last while onlining
+        self.address: FloatingAddress | None = None
+        if spec.floating and spec.export is not None:
+            self.address = FloatingAddress(spec.export[0], spec.name)
 
     async def run(self, action: GroupAction) -> None:
         match action:
@@ -185,6 +193,8 @@ class GroupResources:
         if self.spec.export is None:
             return
         host, port = self.spec.export
+        if self.address is not None:
+            await self.address.add()
         server = NBDServer(self.exports(), host, port, on_demand=self.snapshot_exports)
         while True:
             still_wanted()
@@ -202,10 +212,24 @@ class GroupResources:
     # -- offline -----------------------------------------------------------------------------
 
     async def unbind_export(self, grace: float) -> None:
+        await self._stop_server(grace)
+        if self.address is not None:
+            await self.address.remove()
+
+    async def _stop_server(self, grace: float) -> None:
         server, self.server = self.server, None
         if server is not None:
             await server.stop(grace)
         await self.snapshot_exports.drain()
+
+    async def drop_address(self) -> None:
+        """The floating address off this node, whatever happens: a failure is logged."""
+        if self.address is None:
+            return
+        try:
+            await self.address.remove()
+        except FloatingAddressError as exc:
+            log.error("group %s: floating address not removed: %s", self.spec.name, exc)
 
     async def close_volumes(self) -> None:
         async def close_one(disk: str, volume: SnapshotVolume) -> None:
@@ -235,7 +259,8 @@ class GroupResources:
 
     async def stop_without_writes(self, reason: str) -> None:
         self.shut_gates(reason)
-        await self.unbind_export(0.0)
+        await self._stop_server(0.0)
+        await self.drop_address()
         await self._abandon_volumes()
         self.gates = {}
 

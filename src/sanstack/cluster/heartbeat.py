@@ -86,6 +86,7 @@ class ClaimState(IntEnum):
     OFFLINING = 3
     STOPPING = 4  # fenced or without quorum: stopping with no further writes
     FAILED = 5
+    NO_PATH = 6  # its disks have no path from the node: it cannot run the group there
 
 
 @dataclass(frozen=True, slots=True)

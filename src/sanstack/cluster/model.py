@@ -29,6 +29,9 @@ class Timings:
     arbitration_interval: float = 3.0  # the owner defends every disk this often
     pending_timeout: float = 60.0  # the bound of each online or offline step
     quorum_loss_stop: float = 10.0  # without quorum, every group stopped within this
+    # a group whose disks have had no path this long is stopped here without writes (and
+    # moves); I/O waits no longer than this for a path either
+    storage_loss_stop: float = 10.0
 
     @property
     def node_timeout(self) -> float:
@@ -64,6 +67,7 @@ class GroupSpec:
     failback_delay: float = 0.0
     restart_threshold: int = 3
     restart_period: float = 900.0
+    floating: bool = False  # the export's address is added by the owner (IPaddr2)
 
 
 @dataclass(frozen=True, slots=True)

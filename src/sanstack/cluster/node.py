@@ -21,7 +21,9 @@ Parts, each owned here and closed in ``close``:
   (DEFEND); a FENCED verdict, or a RESERVATION CONFLICT on the group's I/O, stops that
   group at once without writes (``DISK_FENCED``, WSFC Event 1038). A fenced node onlines
   nothing and registers nowhere until its fenced groups stopped and it is a member with
-  quorum; then it unfences (``DISK_UNFENCED``) and registers again.
+  quorum; then it unfences (``DISK_UNFENCED``) and registers again (``node_fencing.py``);
+- the storage watch in every reconcile pass: a group whose disks have had no path for
+  ``storage_loss_stop`` stops without writes, fails here and moves (``node_fencing.py``).
 
 At start, before anything is onlined, every disk is read (``Intent.NONE``): a disk whose
 reservation is ours names a group this node ran before it restarted, and placement keeps
@@ -74,15 +76,18 @@ from sanstack.cluster.membership import (
 from sanstack.cluster.model import ClusterConfig, Timings
 from sanstack.cluster.node_control import NodeControl
 from sanstack.cluster.node_events import NodeLog
+from sanstack.cluster.node_fencing import NodeFencing
 from sanstack.cluster.placement import place
 from sanstack.cluster.quorum import QuorumRules, QuorumState, evaluate, needs_witness
 from sanstack.cluster.reconcile import (
     Failures,
     Want,
-    claim_state,
+    claim_of,
+    failed_there,
     merge_moves,
     owners_from,
     self_claimed_witness,
+    unfit_from,
     want,
 )
 from sanstack.cluster.work_queue import WorkQueue
@@ -91,6 +96,7 @@ from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.errors import ConfigError, SanstackError, ServiceError
 from sanstack.host.config import HostConfig
 from sanstack.host.host import Host
+from sanstack.mpio.no_path import NoPathPolicy, NoPathRetry
 from sanstack.mpio.path_slot import MultipathOptions, PathAddress
 from sanstack.snapshot.model import Holder
 
@@ -101,6 +107,14 @@ PR_WORKERS: Final = 64  # PR commands in flight at once, per node
 PR_CAPACITY: Final = 4096
 MOVE_PATIENCE: Final = 4  # pending timeouts a move request waits for its target to online
 STOP_PATIENCE: Final = 3  # pending timeouts a clean shutdown waits for the groups to offline
+RUNNING: Final = frozenset(
+    {
+        GroupState.ONLINING_DISKS,
+        GroupState.ONLINING_VOLUMES,
+        GroupState.ONLINING_EXPORT,
+        GroupState.ONLINE,
+    }
+)
 
 
 class DiskMissing(SanstackError):
@@ -125,7 +139,7 @@ def initiator_name(cluster: str, node: str, key: int) -> str:
     return f"{IQN_PREFIX}{slug}-{cluster_word(cluster):08x}.{name}.{key & 0xFFFFFFFF:08x}"
 
 
-class ClusterNode(NodeControl):
+class ClusterNode(NodeFencing, NodeControl):
     """One node of ``config`` (module docstring). ``start``, then ``stop`` (clean) or
     ``close`` (what is left stops without writes)."""
 
@@ -151,6 +165,10 @@ class ClusterNode(NodeControl):
         self.paused = False
         self.stopping = False
         self._fenced_disks: set[str] = set()
+        self._no_path_since: dict[str, float] = {}
+        self._unreachable: set[str] = set()
+        self.unreachable_groups: frozenset[str] = frozenset()
+        self._unfit: dict[str, frozenset[str]] = {}
         self._has_quorum = False
         self._quorum_lost_at: float | None = None
         self._registered_epoch: int | None = None
@@ -203,7 +221,12 @@ class ClusterNode(NodeControl):
                 portals=[PathAddress(h, p) for h, p in self.config.portals],
                 iqns=self.config.targets,
                 state_dir=self.spec.state_dir / "host",
-                maps=MultipathOptions(),
+                # I/O waits for a path no longer than a group without one runs on here.
+                maps=MultipathOptions(
+                    no_path_retry=NoPathRetry(
+                        NoPathPolicy.QUEUE_FOR, self.timings.storage_loss_stop
+                    )
+                ),
             )
         )
         self.resources = {g: GroupResources(spec, self) for g, spec in self.groups.items()}
@@ -228,6 +251,9 @@ class ClusterNode(NodeControl):
                 ) from None
             await self.host.start()
             self.host.attach(_NoExports())
+            # A floating address left by a process of this node that was killed: placement
+            # decides anew who adds it.
+            await asyncio.gather(*(r.drop_address() for r in self.resources.values()))
             await self._learn_from_disks()
             self.transport.start()
             self._spawn(self._reconcile_loop(), "reconcile")
@@ -321,8 +347,11 @@ class ClusterNode(NodeControl):
             has = quorum.has_quorum and member
             if disk == self.config.witness:
                 has = has or (member and needs_witness(quorum))
+            # A node that cannot reach this group's disks is no member for them: the
+            # reservation it could not release is preempted (node_fencing.py).
+            unfit = self._unfit.get(self.group_of_disk.get(disk, ""), frozenset())
             arbitration = ArbitrationView(
-                intent, view.members, self.keys, has, preempt_delay=preempt_delay
+                intent, view.members - unfit, self.keys, has, preempt_delay=preempt_delay
             )
             verdict = await self.executor.round(
                 disk,
@@ -369,8 +398,7 @@ class ClusterNode(NodeControl):
         claims = dict(self.membership.peer(node).claims)
         before = self._peer_claims.get(node, {})
         for group, claim in claims.items():
-            was = before.get(group)
-            if claim.state is ClaimState.FAILED and (was is None or was.state != claim.state):
+            if failed_there(before.get(group), claim):
                 self.failures.record(group, node, now)
         self._peer_claims[node] = claims
 
@@ -399,50 +427,11 @@ class ClusterNode(NodeControl):
     def _publish_claims(self) -> None:
         claims: dict[str, Claim] = {}
         for group, runner in self.runners.items():
-            state = claim_state(runner.state)
+            state = claim_of(runner.state, group not in self.unreachable_groups)
             if state is not None:
                 claims[group] = Claim(state, self._owner_epoch.get(group, 0))
         self.membership.set_claims(claims)
         self.transport.poke()
-
-    # -- fencing -------------------------------------------------------------------------------
-
-    def _fence_disk(self, disk: str, verdict: Verdict) -> None:
-        group = self.group_of_disk.get(disk)
-        self.fenced = True
-        if disk not in self._fenced_disks:
-            self._fenced_disks.add(disk)
-            holder = verdict.holder_key
-            self._log(
-                EventKind.DISK_FENCED,
-                f"ownership of cluster disk {disk} unexpectedly lost by this node: "
-                f"{verdict.reason}",
-                group=group,
-                disk=disk,
-                key=holder,
-                peer=self._log.name_of(holder),
-            )
-        if group is not None:
-            self.resources[group].shut_gates(f"fenced: {verdict.reason}")
-            self.runners[group].fence(f"disk {disk} fenced: {verdict.reason}")
-        self._pulse()
-
-    def _maybe_unfence(self, has: bool) -> None:
-        if not self.fenced or not has or self.stopping:
-            return
-        if any(r.state is GroupState.STOPPING for r in self.runners.values()):
-            return
-        for arbiter in self.arbiters.values():
-            arbiter.unfence()
-        self.fenced = False
-        disks = ", ".join(sorted(self._fenced_disks)) or "none"
-        self._fenced_disks.clear()
-        self._registered_epoch = None
-        self._log(
-            EventKind.DISK_UNFENCED,
-            f"fenced groups stopped and a member with quorum again (fenced disks: {disks})",
-            key=self.key,
-        )
 
     # -- quorum, registration, the witness ----------------------------------------------------
 
@@ -478,9 +467,12 @@ class ClusterNode(NodeControl):
         self._registering = self._spawn(self._register_all(), "registration")
 
     async def _register_all(self) -> None:
-        """Our key on every path of every disk not in a group running here (those are the
-        group's arbitration's), concurrently through the PR queue."""
-        busy = {d for g, r in self.runners.items() if r.state.active for d in self.groups[g].disks}
+        """Our key on every path of every disk not in a group onlining or online here
+        (those are the group's arbitration's), concurrently through the PR queue. A group
+        on its way down is no reason to skip: releasing a disk needs our key too."""
+        busy = {
+            d for g, r in self.runners.items() if r.state in RUNNING for d in self.groups[g].disks
+        }
 
         async def register(disk: str) -> None:
             if self.fenced or not self._has_quorum:
@@ -510,6 +502,10 @@ class ClusterNode(NodeControl):
         did not hold the witness waits 2 x arbitration_interval before it preempts)."""
         interval = self.timings.arbitration_interval
         delay = 0.0 if self.arbiters[witness].owned else 2 * interval
+        if delay:
+            # The incumbent's turn starts with this race: an arbiter that challenged the
+            # holder in an earlier race (a boot before the view formed) would preempt at once.
+            self._forget(witness)
         deadline = self._loop.time() + self.timings.pending_timeout
         while self._loop.time() < deadline and needs_witness(self._quorum()):
             still_wanted()
@@ -561,6 +557,7 @@ class ClusterNode(NodeControl):
 
     def _reconcile(self) -> None:
         now = self._loop.time()
+        self._watch_storage(now)
         view = self.membership.view()
         quorum = self._quorum()
         has = quorum.has_quorum and self.me in view.members
@@ -583,6 +580,7 @@ class ClusterNode(NodeControl):
         claims = {n: self._claims_of(n) for n in members}
         paused = {n for n in members if self._paused_flag(n)}
         owners = owners_from(claims, self.config.node_names)
+        self._unfit = unfit_from(claims)
         for group in self._held_at_start:
             owners.setdefault(group, self.me)
         moves = merge_moves(
@@ -600,6 +598,7 @@ class ClusterNode(NodeControl):
             failures=self.failures.history(),
             alive_since=self._alive_since,
             moves=moves,
+            unfit=self._unfit,
         )
         self.placement = placement
         self._apply(placement, now, has)
@@ -624,6 +623,7 @@ class ClusterNode(NodeControl):
                 target == self.me,
                 may_online=may_online,
                 release_failed=now - since >= interval,
+                reachable=group not in self.unreachable_groups,
             )
             if wanted is Want.ONLINE:
                 runner.request_online(f"placed on {self.me}")

@@ -14,7 +14,8 @@ For each group, in configuration order:
 2. The *candidates* are the live members that are not paused (pause drains a node: its
    groups move away), in configuration order. A group that failed ``restart_threshold``
    times within ``restart_period`` on a node is not placed there (WSFC RestartThreshold /
-   RestartPeriod): the node is not *eligible* for it.
+   RestartPeriod): the node is not *eligible* for it; nor is a node that cannot reach the
+   group's disks (``unfit``: it claims NO_PATH for the group), for as long as it cannot.
 3. A pending move request (``move GROUP NODE``) wins when its node is a candidate.
 4. The current owner keeps the group while it is eligible, unless failback calls the group
    home: *home* is the first preferred owner that is eligible, and it calls when it comes
@@ -110,13 +111,15 @@ def place(
     failures: FailureHistory | None = None,
     alive_since: Mapping[str, float] | None = None,
     moves: Mapping[str, str] | None = None,
+    unfit: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, str | None]:
     """The desired owner of every group (None: not placed), per the module docstring.
 
     ``members``: the view's live members in configuration order; ``owners``: group -> the
     node running (or onlining) it now; ``failures``: group -> node -> failure times;
     ``alive_since``: node -> when it last became a live member; ``moves``: group -> the
-    node a pending move request names.
+    node a pending move request names; ``unfit``: group -> the members that cannot reach
+    its disks now.
     """
     if not has_quorum:
         return {group.name: None for group in groups}
@@ -124,16 +127,19 @@ def place(
     failures = failures or {}
     alive_since = alive_since or {}
     moves = moves or {}
+    unfit = unfit or {}
     candidates = [m for m in dict.fromkeys(members) if m not in paused]
     rank = {name: index for index, name in enumerate(candidates)}
     placed: dict[str, str | None] = {}
     eligible_for: dict[str, list[str]] = {}
     for group in groups:
-        eligible = [c for c in candidates if not failed_on(group, c, failures, now)]
+        cannot = unfit.get(group.name, ())
+        fit = [c for c in candidates if c not in cannot]
+        eligible = [c for c in fit if not failed_on(group, c, failures, now)]
         eligible_for[group.name] = eligible
         placed[group.name] = _pinned(
             group,
-            candidates,
+            fit,
             eligible,
             owner=owners.get(group.name),
             move=moves.get(group.name),

@@ -14,7 +14,15 @@ each group should do here (the node's edge, ``cluster/node.py``, calls these eve
   is recorded with the time; placement's restart threshold reads the history.
 - ``want``: placed here and not running: online it (not while the node is fenced); placed
   elsewhere and running here: offline it (a FAILED group too, once in a while, so a
-  release that failed cannot keep the group from its next owner).
+  release that failed cannot keep the group from its next owner). Neither while the
+  group's disks have no path from here: it would only wait out its pending timeout.
+- *No path*: a node whose paths to a group's disks have all been gone for
+  ``storage_loss_stop`` stops the group if it runs it, and then claims NO_PATH for it
+  (``claim_of``), running or not, until a path returns. Every node reads those claims
+  (``unfit_from``): placement puts the group on a node that can reach it, and arbitration
+  counts the unfit node as no member for that group's disks, so the reservation it could
+  not release is preempted. A NO_PATH claim that follows the group running there is a
+  failure, as a FAILED claim is (``failed_there``).
 """
 
 from __future__ import annotations
@@ -54,6 +62,35 @@ _DOWN = frozenset(
 def claim_state(state: GroupState) -> ClaimState | None:
     """The heartbeat's code for ``state``; None for OFFLINE (not claimed)."""
     return _CLAIMS[state]
+
+
+def claim_of(state: GroupState, reachable: bool) -> ClaimState | None:
+    """What a node claims for a group in ``state``: ``claim_state``, or NO_PATH for a group
+    that does not run there while its disks have no path from there."""
+    if not reachable and not state.active:
+        return ClaimState.NO_PATH
+    return claim_state(state)
+
+
+def unfit_from(claims: Mapping[str, Mapping[str, Claim]]) -> dict[str, frozenset[str]]:
+    """group -> the nodes of ``claims`` (node -> its claims) that claim NO_PATH for it."""
+    unfit: dict[str, set[str]] = {}
+    for node, node_claims in claims.items():
+        for group, claim in node_claims.items():
+            if claim.state is ClaimState.NO_PATH:
+                unfit.setdefault(group, set()).add(node)
+    return {group: frozenset(nodes) for group, nodes in unfit.items()}
+
+
+def failed_there(was: Claim | None, claim: Claim) -> bool:
+    """A peer's claim, ``was`` before and ``claim`` now, tells that the group failed there:
+    it turned FAILED, or NO_PATH from a claim of the group running there."""
+    before = None if was is None else was.state
+    if before in (ClaimState.FAILED, ClaimState.NO_PATH):
+        return False
+    if claim.state is ClaimState.FAILED:
+        return True
+    return claim.state is ClaimState.NO_PATH and before is not None
 
 
 def owners_from(claims: Mapping[str, Mapping[str, Claim]], order: Sequence[str]) -> dict[str, str]:
@@ -118,15 +155,23 @@ class Want(Enum):
     OFFLINE = "offline"
 
 
-def want(state: GroupState, placed_here: bool, *, may_online: bool, release_failed: bool) -> Want:
+def want(
+    state: GroupState,
+    placed_here: bool,
+    *,
+    may_online: bool,
+    release_failed: bool,
+    reachable: bool = True,
+) -> Want:
     """What to ask of a group in ``state`` here (module docstring). ``release_failed``:
-    the time has come to release a FAILED group placed elsewhere once more."""
+    the time has come to release a FAILED group placed elsewhere once more; ``reachable``:
+    the group's disks have a path from here."""
     if placed_here:
-        if state in (GroupState.OFFLINE, GroupState.FAILED) and may_online:
+        if state in (GroupState.OFFLINE, GroupState.FAILED) and may_online and reachable:
             return Want.ONLINE
         return Want.NOTHING
     if state is GroupState.FAILED:
-        return Want.OFFLINE if release_failed else Want.NOTHING
+        return Want.OFFLINE if release_failed and reachable else Want.NOTHING
     if state.active and state not in _DOWN:
         return Want.OFFLINE
     return Want.NOTHING
