@@ -55,6 +55,7 @@ from sanstack.cluster.arbitration import (
     Verdict,
     VerdictKind,
 )
+from sanstack.cluster.disk_maps import DiskMaps
 from sanstack.cluster.disks import DiskExecutor, PRDisk
 from sanstack.cluster.events import EventKind
 from sanstack.cluster.group_runner import GroupRunner
@@ -206,6 +207,7 @@ class ClusterNode(NodeControl):
                 maps=MultipathOptions(),
             )
         )
+        self.disk_maps = DiskMaps(self.host, self.config.disks)
         self.resources = {g: GroupResources(spec, self) for g, spec in self.groups.items()}
         self.runners = {
             g: GroupRunner(g, self.timings.pending_timeout, self.resources[g].run, self._on_group)
@@ -228,6 +230,7 @@ class ClusterNode(NodeControl):
                 ) from None
             await self.host.start()
             self.host.attach(_NoExports())
+            await self.disk_maps.wait_all(self.timings.pending_timeout)
             await self._learn_from_disks()
             self.transport.start()
             self._spawn(self._reconcile_loop(), "reconcile")
@@ -286,15 +289,15 @@ class ClusterNode(NodeControl):
 
     def device(self, disk: str) -> BlockDevice:
         try:
-            return self.host.find_map(self.config_disk(disk)).device
+            return self.disk_maps.find(disk).device
         except ServiceError:
             raise DiskMissing(f"disk {disk} ({self.config_disk(disk)}): no map") from None
 
     def config_disk(self, disk: str) -> str:
-        return next(d.device for d in self.config.disks if d.name == disk)
+        return self.disk_maps.devices[disk]
 
     def _pr_disk(self, disk: str) -> PRDisk:
-        return self.host.find_map(self.config_disk(disk)).device
+        return self.disk_maps.find(disk).device
 
     async def changed(self, within: float) -> None:
         changes = self._changes
