@@ -26,10 +26,10 @@ import pytest
 from tests.support.cluster_nodes import ClusterNodes, GroupDef, write_config
 from tests.support.cluster_ownership import (
     Layout,
-    check_status_agrees,
     poll,
     target_reservations,
     wait_owned,
+    wait_status_agrees,
 )
 from tests.support.processes import Daemon, free_port, running_target
 
@@ -45,6 +45,7 @@ GROUP_SIZE = 64
 START_BOUND = 45.0  # three nodes building 256 maps each at once, then arbitrating
 FAILOVER_BOUND = 15.0
 MOVE_BOUND = 30.0
+SETTLE = 10.0  # for every node's status to show what the target shows
 
 
 @dataclass
@@ -109,8 +110,7 @@ def test_256_disks_started_at_once_are_each_owned_by_exactly_one_node(scale: Sca
     every_key = frozenset(scale.layout.keys.values())
     unregistered = [lun for lun, r in state.items() if r.keys != every_key]
     assert not unregistered, f"LUNs without every node's key: {unregistered[:10]}"
-    status = scale.nodes.status("n2")
-    check_status_agrees(status, owners, scale.layout)
+    wait_status_agrees(lambda: scale.nodes.status("n2"), owners, scale.layout, SETTLE)
     print(f"\n{DISKS} disks, 3 nodes at once: ready {ready:.2f} s, all owned {owned:.2f} s")
 
 
@@ -129,7 +129,7 @@ def test_kill_9_hands_its_128_disks_to_the_next_preferred_node(scale: Scale) -> 
     dead = layout.keys["n1"]
     taken = [layout.disks[d] for g in ("g1", "g4") for d in layout.groups[g]]
     assert all(dead not in state[lun].keys for lun in taken), "n1's key left on a preempted disk"
-    check_status_agrees(nodes.status("n3"), owners, layout)
+    wait_status_agrees(lambda: nodes.status("n3"), owners, layout, SETTLE)
     # The owners' defence removes the dead node's key from every other disk too.
     luns = list(layout.disks.values())
     poll(
@@ -156,7 +156,7 @@ def test_a_move_of_64_disks_hands_each_to_the_target_node(scale: Scale) -> None:
         MOVE_BOUND,
         expect={"g1": "n3", "g2": "n2", "g3": "n3", "g4": "n2"},
     )
-    check_status_agrees(nodes.status("n2"), owners, layout)
+    wait_status_agrees(lambda: nodes.status("n2"), owners, layout, SETTLE)
     released = [e for e in nodes.events("n2") if e["kind"] == "disk.released"]
     assert {e["disk"] for e in released} >= set(layout.groups["g1"])
     print(f"\nmove of g1 ({GROUP_SIZE} disks) n2 -> n3: online in {moved:.2f} s")

@@ -121,19 +121,40 @@ def wait_owned(
     return seen[0], seen[1]
 
 
-def check_status_agrees(
+def status_disagrees(
     status: Mapping[str, Any], owners: Mapping[str, str], layout: Layout
-) -> None:
-    """``cluster status`` names each group's owner as the target does, online, and each
-    disk's holder as that owner."""
+) -> list[str]:
+    """Where ``cluster status`` does not name each group's owner as the target does (with
+    the group online) or a disk's holder as that owner."""
+    problems = []
     groups = {g["name"]: g for g in status["groups"]}
     for group, owner in owners.items():
         entry = groups[group]
-        assert (entry["owner"], entry["state"]) == (owner, "online"), entry
+        if (entry["owner"], entry["state"]) != (owner, "online"):
+            problems.append(f"{group}: {entry['state']} on {entry['owner']}, not online on {owner}")
     disks = {d["name"]: d for d in status["disks"]}
     for group, members in layout.groups.items():
         for disk in members:
-            assert disks[disk]["holder"] == owners[group], disks[disk]
+            if disks[disk]["holder"] != owners[group]:
+                problems.append(f"{disk}: held by {disks[disk]['holder']}, not {owners[group]}")
+    return problems
+
+
+def wait_status_agrees(
+    status: Callable[[], Mapping[str, Any]],
+    owners: Mapping[str, str],
+    layout: Layout,
+    within: float,
+) -> None:
+    """Until ``status()`` (a node's ``cluster status``) agrees with ``owners`` (a group's
+    claim of online reaches the other nodes with the next heartbeat)."""
+    seen: list[str] = ["not asked yet"]
+
+    def agrees() -> bool:
+        seen[:] = status_disagrees(status(), owners, layout)
+        return not seen
+
+    poll(agrees, within, lambda: f"cluster status agrees with the target: {seen[:8]}")
 
 
 def check_reads_back(writer: WriterLog, export: tuple[str, int], name: str = "") -> int:
