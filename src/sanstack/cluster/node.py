@@ -577,7 +577,9 @@ class ClusterNode(NodeControl):
             )
         self.membership.set_quorum(has, quorum.witness_holder)
         self._maybe_unfence(has)
-        if has and not self.fenced and view.epoch != self._registered_epoch:
+        if not has:  # registers again once a member with quorum (not on every new view)
+            self._registered_epoch = None
+        elif not self.fenced and self._registered_epoch is None:
             self._registered_epoch = view.epoch
             self._register_everywhere()
         self._maybe_race_witness(quorum)
