@@ -348,7 +348,9 @@ def write_config(
     return path
 
 
-def start_target(python: str, workdir: Path, layout: Layout, lun: str) -> Daemon:
+def start_target(
+    python: str, workdir: Path, layout: Layout, lun: str, *, profile: bool = False
+) -> Daemon:
     volume_luns: dict[int, str] = {}
     for name, disks in zip(layout.names, layout.groups, strict=True):
         if name in layout.volume_groups:
@@ -361,7 +363,9 @@ def start_target(python: str, workdir: Path, layout: Layout, lun: str) -> Daemon
             )
             volume_luns[int(disks[0][1:])] = f"{image}:{VOLUME_SIZE}"
     ports = [free_port(), free_port()]
-    args = [python, "-m", "sanstack.cli.main", "target", "serve", "--iqn", IQN]
+    args = [*sanstack(python), "target", "serve", "--iqn", IQN]
+    if profile:
+        args[1:1] = ["-m", "cProfile", "-o", str(workdir / "target.prof")]
     for port in ports:
         args += ["--portal", f"{HOST}:{port}"]
     for i in range(layout.disks):
@@ -444,7 +448,8 @@ def run_count(count: int, args: argparse.Namespace, problems: list[str]) -> dict
     names = [f"g{i + 1}" for i in range(len(groups))]
     layout = Layout(count, groups, names[: args.volumes])
     row: dict[str, Any] = {"disks": count, "groups": len(groups), "volumes": args.volumes}
-    target = start_target(args.python, workdir, layout, args.lun)
+    profile = "target" in args.profile
+    target = start_target(args.python, workdir, layout, args.lun, profile=profile)
     daemons: dict[str, Daemon] = {"target": target}
     with stopped_at_end(daemons, problems):
         config = write_config(workdir, layout, target.ports, args.timing)
@@ -539,8 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         default=[],
-        choices=NODES,
-        help="run this node under cProfile (NODE.prof in the work directory)",
+        choices=[*NODES, "target"],
+        help="run this node (or the target) under cProfile (NAME.prof in the work directory)",
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter for the daemons")
     parser.add_argument("--dir", default=None, help="where the temporary directory goes")
