@@ -67,11 +67,12 @@ def test_the_failover_split_is_read_from_the_survivor_s_log() -> None:
     assert partial["exported"] is None and partial["volumes_open"] is None
 
 
-def test_the_move_split_counts_from_the_first_request_the_old_owner_logged() -> None:
+def test_the_move_split_counts_each_group_from_its_own_request() -> None:
     events = [
         event(101.0, "n2", "group.moved", "move requested: from n2 to n3", group="g1"),
         event(101.2, "n2", "group.moved", "move requested: from n2 to n3", group="g2"),
         state(101.1, "n3", "g1", "offline", "onlining_disks"),
+        state(101.25, "n3", "g2", "offline", "onlining_disks"),
         state(101.3, "n2", "g1", "offlining_export", "offlining_volumes"),
         state(101.3, "n2", "g2", "offlining_export", "offlining_volumes"),
         state(101.4, "n2", "g1", "offlining_volumes", "releasing_disks"),
@@ -88,12 +89,17 @@ def test_the_move_split_counts_from_the_first_request_the_old_owner_logged() -> 
     split = move_split(events, 100.0, old="n2", new="n3", groups=["g1", "g2"], volume_groups=[])
     assert split["cli"] == 1.0
     assert split["requested"] == pytest.approx(0.2)
-    assert split["unbound"] == pytest.approx(0.3)
-    assert split["released"] == pytest.approx(1.5)
+    assert split["unbound"] == pytest.approx(0.3)  # g1's; g2's was 0.1
+    assert split["released"] == pytest.approx(1.3)  # g2's: 102.5 - 101.2
     assert split["onlining_first"] == pytest.approx(0.1)
-    assert split["disks_online"] == pytest.approx(1.7)
+    assert split["disks_online"] == pytest.approx(1.6)  # g1's: 102.6 - 101.0
     assert split["volumes_open"] is None
     assert split["exported"] == pytest.approx(2.0)
+    # A group not moved yet: no figure.
+    partial = move_split(
+        events[:-1], 100.0, old="n2", new="n3", groups=["g1", "g2"], volume_groups=[]
+    )
+    assert partial["exported"] is None
 
 
 def test_holders_are_checked_against_the_live_nodes_keys() -> None:
