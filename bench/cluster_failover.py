@@ -441,7 +441,8 @@ def stopped_at_end(daemons: Mapping[str, Daemon], problems: list[str]) -> Iterat
     try:
         yield
     finally:
-        for daemon in daemons.values():
+        # The nodes first (each offlines its groups and releases their disks), the target last.
+        for daemon in reversed(list(daemons.values())):
             if daemon.process.poll() is None:
                 daemon.stop(problems)
             elif daemon.process.stdout is not None:
