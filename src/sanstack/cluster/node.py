@@ -83,6 +83,7 @@ from sanstack.cluster.reconcile import (
     claim_state,
     merge_moves,
     owners_from,
+    register_again,
     self_claimed_witness,
     want,
 )
@@ -155,6 +156,7 @@ class ClusterNode(NodeControl):
         self._has_quorum = False
         self._quorum_lost_at: float | None = None
         self._registered_epoch: int | None = None
+        self._seen_epoch = 0  # the view epoch of the last reconcile pass
         self._learned = False
         self._held_at_start: set[str] = set()
         self._moves: dict[str, str] = {}
@@ -577,9 +579,10 @@ class ClusterNode(NodeControl):
             )
         self.membership.set_quorum(has, quorum.witness_holder)
         self._maybe_unfence(has)
-        if not has:  # registers again once a member with quorum (not on every new view)
+        if register_again(has, self._seen_epoch, view.epoch):
             self._registered_epoch = None
-        elif not self.fenced and self._registered_epoch is None:
+        self._seen_epoch = view.epoch
+        if has and not self.fenced and self._registered_epoch is None:
             self._registered_epoch = view.epoch
             self._register_everywhere()
         self._maybe_race_witness(quorum)

@@ -17,6 +17,7 @@ each group should do here (the node's edge, ``cluster/node.py``, calls these eve
   release that failed cannot keep the group from its next owner).
 - ``holder_may_have_released``: a disk held by a member is read again on a cluster change
   only once that member's claim of the group says it may have released it.
+- ``register_again``: when the node registers its key on every disk once more.
 """
 
 from __future__ import annotations
@@ -153,3 +154,15 @@ def holder_may_have_released(claim: ClaimState | None) -> bool:
     is None when the member claims nothing (or is not alive); the waiting side still reads
     again every ``arbitration_interval``, whatever the claims say."""
     return claim not in _HOLDING
+
+
+def register_again(has_quorum: bool, seen_epoch: int, epoch: int) -> bool:
+    """Should the node register its key on every disk again (once it is a member with
+    quorum and not fenced)? Its key can only have been removed by nodes whose view left it
+    out, with quorum: after it had no quorum itself (a minority, or outside its own view),
+    or after views it never installed (it was stopped, ``kill -STOP``: its view's epoch
+    jumps by more than one). Not on every new view: each REGISTER changes and saves the
+    disk's PR state at the target, and a node registering 1000 disks again while a
+    survivor preempted them more than doubled the preemption's time. A key removed anyway
+    is registered by the arbitration that needs it (register first)."""
+    return not has_quorum or epoch > seen_epoch + 1
