@@ -62,6 +62,7 @@ READY_BOUND = 30.0  # a node's ready line: a login through the stuck path waits 
 OWNED_BOUND = 30.0
 STATUS_BOUND = 15.0  # one cluster status, the PR queue busy
 RELOGIN_BOUND = 20.0
+MIN_FAULTS = 4  # a flapping round lasts at least this many faults
 
 
 @dataclass
@@ -125,7 +126,7 @@ def flapping(proxies: FaultProxies, rng: random.Random) -> Iterator[list[str]]:
     def flap() -> None:
         try:
             # The first fault may hit the nodes' discovery, their first scan or arbitration.
-            stop.wait(rng.uniform(0.0, 1.5))
+            stop.wait(rng.uniform(0.0, 0.6))
             while not stop.is_set():
                 fault = rng.choice(("reset", "down", "blackhole"))
                 proxies.command(f"{fault} 1")
@@ -219,6 +220,8 @@ def run_round(san: San, kind: str, rng: random.Random) -> str:
             nodes.start(ready_timeout=READY_BOUND)
             owners, _state = wait_owned(san.target.control, san.layout, NODES, OWNED_BOUND)
             owned = time.monotonic() - began
+            # Restarted nodes find their disks at once: the path keeps flapping a while.
+            poll(lambda: len(applied) >= MIN_FAULTS, 30, lambda: f"{MIN_FAULTS} faults applied")
         slowest = max(answers, default=0.0)
         assert slowest < STATUS_BOUND, f"a status took {slowest:.1f} s"
         faults = (
