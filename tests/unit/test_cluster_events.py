@@ -55,6 +55,7 @@ def test_the_kinds_are_the_cluster_logs() -> None:
         "group.state",
         "group.moved",
         "group.failed",
+        "volume.scanned",
     }
 
 

@@ -20,8 +20,10 @@ from sanstack.cluster.arbitration import Intent, Verdict, VerdictKind
 from sanstack.cluster.group_runner import GroupRunner
 from sanstack.cluster.group_state import GroupAction, GroupState
 from sanstack.cluster.group_steps import GroupResources
+from sanstack.cluster.heartbeat import ClaimState
 from sanstack.cluster.model import GroupSpec, Timings
 from sanstack.snapshot.model import Holder
+from sanstack.snapshot.volume import format_volume
 
 A = GroupAction
 S = GroupState
@@ -167,6 +169,8 @@ class Services:
         self.rounds: list[tuple[str, Intent]] = []
         self.conflicts: list[tuple[str, str]] = []
         self.change = asyncio.Event()
+        self.claims: dict[tuple[str, str], ClaimState] = {}  # (node, group) -> its claim
+        self.scans: list[tuple[str, str]] = []  # (group, disk) of each scan that ended
 
     def device(self, disk: str) -> BlockDevice:
         return self.disks[disk]
@@ -189,6 +193,12 @@ class Services:
     def holder(self) -> Holder:
         return Holder("n1", 1, "")
 
+    def claim(self, node: str, group: str) -> ClaimState | None:
+        return self.claims.get((node, group))
+
+    def scanned(self, group: str, disk: str, seconds: float) -> None:
+        self.scans.append((group, disk))
+
 
 def test_a_disk_held_by_a_member_is_arbitrated_again_when_the_cluster_changes() -> None:
     services = Services()
@@ -208,6 +218,50 @@ def test_a_disk_held_by_a_member_is_arbitrated_again_when_the_cluster_changes() 
 
     asyncio.run(body())
     assert services.rounds.count(("d1", Intent.OWN)) == 1
+
+
+def test_a_disk_held_by_a_member_still_running_the_group_is_not_read_on_every_change() -> None:
+    # n2 claims g1 ONLINE, then OFFLINING: changes do not make d2 read again (a move of
+    # 1000 disks saw every waiting disk read on each of dozens of changes); once n2 claims
+    # nothing, the next change does.
+    services = Services()
+    services.timings = Timings(heartbeat_interval=0.1, arbitration_interval=60.0)
+    services.verdicts["d2"] = [VerdictKind.HELD_BY_MEMBER]
+    services.claims[("n2", "g1")] = ClaimState.ONLINE
+    spec = GroupSpec("g1", ("d1", "d2"))
+
+    async def body() -> None:
+        group = GroupResources(spec, services)
+        step = asyncio.create_task(group.arbitrate_disks())
+        await until(lambda: services.rounds.count(("d2", Intent.OWN)) == 1, 5, "first round")
+        for claim in (ClaimState.ONLINE, ClaimState.OFFLINING):
+            services.claims[("n2", "g1")] = claim
+            services.change.set()
+            await until(lambda: not services.change.is_set(), 5, "the change seen")
+            assert services.rounds.count(("d2", Intent.OWN)) == 1
+        del services.claims[("n2", "g1")]
+        services.change.set()
+        await asyncio.wait_for(step, 5)
+        assert services.rounds.count(("d2", Intent.OWN)) == 2
+
+    asyncio.run(body())
+
+
+def test_the_end_of_a_volume_s_free_space_scan_is_told_to_the_node() -> None:
+    services = Services()
+    services.disks["d1"] = MemoryDevice(8192, identity=DeviceIdentity.from_seed("d1"))
+    spec = GroupSpec("g1", ("d1", "d2"), volumes=("d1",))
+
+    async def body() -> None:
+        await format_volume(services.disks["d1"])
+        group = GroupResources(spec, services)
+        await group.arbitrate_disks()
+        await group.open_volumes()
+        await until(lambda: services.scans == [("g1", "d1")], 5, "the scan's end told")
+        await group.close_volumes()
+        assert not group.volumes
+
+    asyncio.run(body())
 
 
 def test_the_export_serves_each_disk_by_name_and_the_first_as_the_default() -> None:

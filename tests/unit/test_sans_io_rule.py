@@ -38,6 +38,7 @@ EDGE_MODULES = {
     "cli/common.py": "runs a daemon's coroutine with signal handling",
     "cli/target.py": "runs the target daemon",
     "cli/volume.py": "runs volume operations and waits on a holder's socket",
+    "cluster/disk_maps.py": "asks the host to scan again, bounded, until every disk has a map",
     "cluster/disks.py": "PR commands through the PR queue; a round cancelled mid-command",
     "cluster/floating_address.py": "runs ip to add a floating address; gratuitous ARP",
     "cluster/group_runner.py": "a group's steps as owned tasks, the pending_timeout timer",

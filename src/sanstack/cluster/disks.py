@@ -8,6 +8,12 @@ queue is the node's own, apart from the host's path work (KB967724: neither ever
 slot in the other). A round cancelled mid-command tells the arbiter the command's fate is
 unknown (NO_PATH), so the next round can begin.
 
+A READ of a disk that waits in the queue, not yet started, is shared by every caller that
+asks for the same disk meanwhile (``read``): it reads the disk after each of them asked, so
+each sees the disk as new as if it had queued its own READ, and a flood of ``cluster
+status`` requests (each reads every disk; ``cluster move --wait`` polls it) or defences
+and rounds piling up queue at most one waiting READ per disk, not one per request.
+
 The map sends every PERSISTENT RESERVE OUT with the key it believes it registered
 (``registration``). A map built after a restart believes none while the disk still has our
 key on the same I_T nexuses (the host's ISIDs are stable), so a READ that shows our key
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from sanstack.block.device import BlockDevice, DeviceNotReady, LBAExtent
@@ -72,6 +79,19 @@ class PRDisk(Protocol):
 
 # (disk name, command sent, its outcome, the error's text): what the node logs as events.
 CommandListener = Callable[[str, Command, CommandOutcome, str], None]
+DiskRead = tuple[ReadKeysData, ReadReservationData]
+
+
+class _Abandoned(Exception):
+    """The caller that queued a shared READ gave up before it started: queue another."""
+
+
+@dataclass(slots=True)
+class _SharedRead:
+    """A READ of one disk in the PR queue and the callers' shared answer."""
+
+    answer: asyncio.Future[DiskRead]
+    started: bool = False
 
 
 class DiskExecutor:
@@ -91,6 +111,7 @@ class DiskExecutor:
         self.clock = clock
         self.bound = bound
         self.on_command = on_command
+        self._reads: dict[int, _SharedRead] = {}  # id(disk) -> its READ not started yet
 
     async def round(
         self,
@@ -112,9 +133,39 @@ class DiskExecutor:
                 raise
         return decision
 
-    async def read(self, disk: PRDisk) -> tuple[ReadKeysData, ReadReservationData]:
-        """READ KEYS then READ RESERVATION, as one PR job (status uses it too)."""
-        return await self.queue.run(lambda: _read_both(disk), self.bound)
+    async def read(self, disk: PRDisk) -> DiskRead:
+        """READ KEYS then READ RESERVATION, as one PR job (status uses it too); a job of the
+        same disk waiting in the queue, not started yet, is shared (module docstring)."""
+        while True:
+            shared = self._reads.get(id(disk))
+            if shared is None or shared.started:
+                return await self._queue_read(disk)
+            try:
+                return await asyncio.shield(shared.answer)
+            except _Abandoned:
+                continue
+
+    async def _queue_read(self, disk: PRDisk) -> DiskRead:
+        shared = _SharedRead(asyncio.get_running_loop().create_future())
+        self._reads[id(disk)] = shared
+
+        def job() -> Awaitable[DiskRead]:
+            shared.started = True  # from now on a caller needs a READ of its own
+            return _read_both(disk)
+
+        try:
+            answer = await self.queue.run(job, self.bound)
+        except BaseException as exc:
+            # The error is the joiners' too; cancelled, they queue a READ of their own.
+            shared.answer.set_exception(exc if isinstance(exc, Exception) else _Abandoned())
+            shared.answer.exception()  # retrieved: nobody may have joined
+            raise
+        else:
+            shared.answer.set_result(answer)
+            return answer
+        finally:
+            if self._reads.get(id(disk)) is shared:
+                del self._reads[id(disk)]
 
     async def register(self, disk: PRDisk) -> None:
         """Our key on every path of ``disk`` (REGISTER, then REGISTER AND IGNORE EXISTING
@@ -144,7 +195,7 @@ class DiskExecutor:
         return arbiter.done(outcome, self.clock(), detail)
 
 
-async def _read_both(disk: PRDisk) -> tuple[ReadKeysData, ReadReservationData]:
+async def _read_both(disk: PRDisk) -> DiskRead:
     keys = await disk.pr_read_keys()
     reservation = await disk.pr_read_reservation()
     return keys, reservation

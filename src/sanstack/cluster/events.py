@@ -51,6 +51,8 @@ class EventKind(Enum):
     GROUP_STATE = "group.state"  # offline, onlining, online, offlining, failed...
     GROUP_MOVED = "group.moved"
     GROUP_FAILED = "group.failed"  # restart threshold reached
+    # snapshot volumes on the groups' disks
+    VOLUME_SCANNED = "volume.scanned"  # its free-space scan ended here (KB829440's moment)
 
 
 class EventLineError(SanstackError, ValueError):

@@ -5,13 +5,17 @@ disk, the snapshot volumes opened on them, and the NBD server on the group's exp
 address. ``run(action)`` carries out one ``GroupAction`` of ``cluster/group_state.py``:
 
 - ARBITRATE_DISKS: every disk at once (the PR queue bounds how many commands run), each
-  until this node owns it: a round whose verdict is to wait (a member still holds the disk
-  and must release it, an incumbent defends first, no path) is tried again when the cluster
-  changes or after ``arbitration_interval``; the step's deadline (``pending_timeout``)
-  bounds it all. A FENCED verdict is the node's to act on (``NodeServices.arbitrate``
-  fences the group), so the step only ends.
+  until this node owns it: a round whose verdict is to wait (an incumbent defends first, no
+  path) is tried again when the cluster changes or after ``arbitration_interval``; a disk a
+  member still holds (it must release it: a move, a failback) is tried again after
+  ``arbitration_interval``, or sooner on a change once that member's claim of the group
+  says it may have released it (``reconcile.holder_may_have_released``); the step's
+  deadline (``pending_timeout``) bounds it all. A FENCED verdict is the node's to act on
+  (``NodeServices.arbitrate`` fences the group), so the step only ends.
 - OPEN_VOLUMES: ``SnapshotVolume.open`` on each volume disk's gate, this node the holder;
-  the free-space scan runs in the background (KB829440: the scan runs on the new owner).
+  the free-space scan runs in the background (KB829440: the scan runs on the new owner),
+  and its end is told to the node (``scanned``: the ``volume.scanned`` event), within
+  ``pending_timeout``.
 - BIND_EXPORT: one NBD server on the group's address serving each disk (its volume when it
   has one) under the disk's name, and the first as the default export ``""``, and each
   volume's snapshots read-only as ``DISK@SNAP`` (``cluster/snapshot_exports.py``). A bind
@@ -36,12 +40,14 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Final, Protocol
 
-from sanstack.block.device import BlockDevice
+from sanstack.block.device import BlockDevice, DeviceNotReady
 from sanstack.cluster.arbitration import Intent, Verdict, VerdictKind
 from sanstack.cluster.disks import DiskGate
 from sanstack.cluster.floating_address import FloatingAddress, FloatingAddressError
 from sanstack.cluster.group_state import GroupAction
+from sanstack.cluster.heartbeat import ClaimState
 from sanstack.cluster.model import GroupSpec, Timings
+from sanstack.cluster.reconcile import holder_may_have_released
 from sanstack.cluster.snapshot_exports import SnapshotExports
 from sanstack.edge.tasks import still_wanted, wait_ended
 from sanstack.nbd.server import NBDServer
@@ -85,6 +91,14 @@ class NodeServices(Protocol):
         """This node as a snapshot volume's holder."""
         ...
 
+    def claim(self, node: str, group: str) -> ClaimState | None:
+        """``node``'s claim of ``group`` as its heartbeats say (None: none, or not alive)."""
+        ...
+
+    def scanned(self, group: str, disk: str, seconds: float) -> None:
+        """The free-space scan of the volume on ``disk`` ended, ``seconds`` after its open."""
+        ...
+
 
 async def all_of(coroutines: Iterable[Awaitable[None]]) -> None:
     """Run every coroutine at once; the first error cancels the others and is raised."""
@@ -119,6 +133,7 @@ class GroupResources:
         self.address: FloatingAddress | None = None
         if spec.floating and spec.export is not None:
             self.address = FloatingAddress(spec.export[0], spec.name)
+        self._scan_watches: set[asyncio.Task[None]] = set()
 
     async def run(self, action: GroupAction) -> None:
         match action:
@@ -170,17 +185,54 @@ class GroupResources:
             log.debug("group %s: disk %s: %s; again in %.2fs", self.spec.name, disk, verdict, wait)
             if verdict.until is not None:
                 await asyncio.sleep(wait)  # the incumbent's turn: nothing else shortens it
+            elif verdict.kind is VerdictKind.HELD_BY_MEMBER and verdict.member is not None:
+                await self._until_released(verdict.member, wait)
             else:
                 await self.services.changed(wait)
 
+    async def _until_released(self, member: str, within: float) -> None:
+        """Until a cluster change after which ``member`` may have released the group's
+        disks, or ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await self.services.changed(left)
+            if holder_may_have_released(self.services.claim(member, self.spec.name)):
+                return
+
     async def open_volumes(self) -> None:
         holder = self.services.holder()
+        loop = asyncio.get_running_loop()
 
         async def open_one(disk: str) -> None:
+            opened = loop.time()
             volume = await SnapshotVolume.open(self.gates[disk], holder=holder, close_base=False)
             self.volumes[disk] = volume
+            watch = loop.create_task(self._watch_scan(disk, volume, opened), name=f"scan {disk}")
+            self._scan_watches.add(watch)
+            watch.add_done_callback(self._scan_watches.discard)
 
         await all_of(open_one(disk) for disk in self.spec.volumes)
+
+    async def _watch_scan(self, disk: str, volume: SnapshotVolume, opened: float) -> None:
+        bound = self.services.timings.pending_timeout
+        try:
+            await volume.wait_scan(bound)
+        except DeviceNotReady:
+            log.info(
+                "group %s: volume %s: scan still running after %g s", self.spec.name, disk, bound
+            )
+            return
+        self.services.scanned(self.spec.name, disk, asyncio.get_running_loop().time() - opened)
+
+    async def _stop_scan_watches(self) -> None:
+        watches = list(self._scan_watches)
+        for watch in watches:
+            watch.cancel()
+        await wait_ended(watches, "scan watches")
 
     def exports(self) -> dict[str, BlockDevice]:
         exports: dict[str, BlockDevice] = {}
@@ -232,6 +284,8 @@ class GroupResources:
             log.error("group %s: floating address not removed: %s", self.spec.name, exc)
 
     async def close_volumes(self) -> None:
+        await self._stop_scan_watches()
+
         async def close_one(disk: str, volume: SnapshotVolume) -> None:
             await volume.close()
             self.volumes.pop(disk, None)
@@ -267,6 +321,7 @@ class GroupResources:
     async def _abandon_volumes(self) -> None:
         """Close each volume over its shut gate: no flush, journal commit or superblock
         write reaches the disk; bounded."""
+        await self._stop_scan_watches()
         volumes, self.volumes = list(self.volumes.values()), {}
         for volume in volumes:
             with contextlib.suppress(Exception):

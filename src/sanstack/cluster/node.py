@@ -57,6 +57,7 @@ from sanstack.cluster.arbitration import (
     Verdict,
     VerdictKind,
 )
+from sanstack.cluster.disk_maps import DiskMaps, DiskMissing, NoExports
 from sanstack.cluster.disks import DiskExecutor, PRDisk
 from sanstack.cluster.events import EventKind
 from sanstack.cluster.group_runner import GroupRunner
@@ -86,6 +87,7 @@ from sanstack.cluster.reconcile import (
     failed_there,
     merge_moves,
     owners_from,
+    register_again,
     self_claimed_witness,
     unfit_from,
     want,
@@ -115,20 +117,6 @@ RUNNING: Final = frozenset(
         GroupState.ONLINE,
     }
 )
-
-
-class DiskMissing(SanstackError):
-    """The host has no map for a disk of the config (not discovered, or its LUN is gone)."""
-
-
-class _NoExports:
-    """The host's ``ExportTable``: a node exports groups, not every map."""
-
-    def add_export(self, name: str, device: BlockDevice) -> None:
-        pass
-
-    def remove_export(self, name: str) -> None:
-        pass
 
 
 def initiator_name(cluster: str, node: str, key: int) -> str:
@@ -172,6 +160,7 @@ class ClusterNode(NodeFencing, NodeControl):
         self._has_quorum = False
         self._quorum_lost_at: float | None = None
         self._registered_epoch: int | None = None
+        self._seen_epoch = 0  # the view epoch of the last reconcile pass
         self._learned = False
         self._held_at_start: set[str] = set()
         self._moves: dict[str, str] = {}
@@ -229,6 +218,7 @@ class ClusterNode(NodeFencing, NodeControl):
                 ),
             )
         )
+        self.disk_maps = DiskMaps(self.host, self.config.disks)
         self.resources = {g: GroupResources(spec, self) for g, spec in self.groups.items()}
         self.runners = {
             g: GroupRunner(g, self.timings.pending_timeout, self.resources[g].run, self._on_group)
@@ -250,10 +240,11 @@ class ClusterNode(NodeFencing, NodeControl):
                     f"{where}.control", f"cannot listen: {exc.strerror or exc}"
                 ) from None
             await self.host.start()
-            self.host.attach(_NoExports())
+            self.host.attach(NoExports())
             # A floating address left by a process of this node that was killed: placement
             # decides anew who adds it.
             await asyncio.gather(*(r.drop_address() for r in self.resources.values()))
+            await self.disk_maps.wait_all(self.timings.pending_timeout)
             await self._learn_from_disks()
             self.transport.start()
             self._spawn(self._reconcile_loop(), "reconcile")
@@ -312,15 +303,15 @@ class ClusterNode(NodeFencing, NodeControl):
 
     def device(self, disk: str) -> BlockDevice:
         try:
-            return self.host.find_map(self.config_disk(disk)).device
+            return self.disk_maps.find(disk).device
         except ServiceError:
             raise DiskMissing(f"disk {disk} ({self.config_disk(disk)}): no map") from None
 
     def config_disk(self, disk: str) -> str:
-        return next(d.device for d in self.config.disks if d.name == disk)
+        return self.disk_maps.devices[disk]
 
     def _pr_disk(self, disk: str) -> PRDisk:
-        return self.host.find_map(self.config_disk(disk)).device
+        return self.disk_maps.find(disk).device
 
     async def changed(self, within: float) -> None:
         changes = self._changes
@@ -571,7 +562,10 @@ class ClusterNode(NodeFencing, NodeControl):
             )
         self.membership.set_quorum(has, quorum.witness_holder)
         self._maybe_unfence(has)
-        if has and not self.fenced and view.epoch != self._registered_epoch:
+        if register_again(has, self._seen_epoch, view.epoch):
+            self._registered_epoch = None
+        self._seen_epoch = view.epoch
+        if has and not self.fenced and self._registered_epoch is None:
             self._registered_epoch = view.epoch
             self._register_everywhere()
         self._maybe_race_witness(quorum)

@@ -16,7 +16,7 @@ from sanstack.cluster.disks import DiskExecutor, PRDisk
 from sanstack.cluster.events import EventKind
 from sanstack.cluster.group_runner import GroupRunner
 from sanstack.cluster.group_steps import GroupResources
-from sanstack.cluster.heartbeat import Claim
+from sanstack.cluster.heartbeat import Claim, ClaimState
 from sanstack.cluster.heartbeat_transport import HeartbeatTransport
 from sanstack.cluster.membership import Membership
 from sanstack.cluster.model import ClusterConfig, GroupSpec, NodeSpec
@@ -71,6 +71,21 @@ class NodeControl:
         if node == self.me:
             return dict(self.membership.peer(self.me).claims)
         return dict(self.membership.peer(node).claims)
+
+    def claim(self, node: str, group: str) -> ClaimState | None:
+        """``node``'s claim of ``group`` as its heartbeats say; None when it is not alive."""
+        if node != self.me and node not in self.membership.alive():
+            return None
+        claim = self._claims_of(node).get(group)
+        return None if claim is None else claim.state
+
+    def scanned(self, group: str, disk: str, seconds: float) -> None:
+        self._log(
+            EventKind.VOLUME_SCANNED,
+            f"free-space scan of the snapshot volume done {seconds:.3f} s after its open",
+            group=group,
+            disk=disk,
+        )
 
     def _paused_flag(self, node: str) -> bool:
         if node == self.me:

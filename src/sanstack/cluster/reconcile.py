@@ -23,6 +23,9 @@ each group should do here (the node's edge, ``cluster/node.py``, calls these eve
   counts the unfit node as no member for that group's disks, so the reservation it could
   not release is preempted. A NO_PATH claim that follows the group running there is a
   failure, as a FAILED claim is (``failed_there``).
+- ``holder_may_have_released``: a disk held by a member is read again on a cluster change
+  only once that member's claim of the group says it may have released it.
+- ``register_again``: when the node registers its key on every disk once more.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ _CLAIMS: dict[GroupState, ClaimState | None] = {
     GroupState.FAILED: ClaimState.FAILED,
 }
 _OWNING = (ClaimState.ONLINE, ClaimState.ONLINING)
+_HOLDING = (*_OWNING, ClaimState.OFFLINING)
 _DOWN = frozenset(
     {
         GroupState.OFFLINING_EXPORT,
@@ -184,3 +188,26 @@ def self_claimed_witness(peers: Mapping[str, str | None]) -> str | None:
         if witness == peer:
             return peer
     return None
+
+
+def holder_may_have_released(claim: ClaimState | None) -> bool:
+    """A disk of a group that a member holds: is a cluster change worth a new read of it?
+    Not while the member claims the group running, onlining or offlining: it releases its
+    disks at the end of its offline, all at once, and then claims nothing. Reading every
+    waiting disk on every change instead (a move of 1000 disks saw dozens of changes) fills
+    the PR queue and the target with READs that slow the holder's own RELEASEs. ``claim``
+    is None when the member claims nothing (or is not alive); the waiting side still reads
+    again every ``arbitration_interval``, whatever the claims say."""
+    return claim not in _HOLDING
+
+
+def register_again(has_quorum: bool, seen_epoch: int, epoch: int) -> bool:
+    """Should the node register its key on every disk again (once it is a member with
+    quorum and not fenced)? Its key can only have been removed by nodes whose view left it
+    out, with quorum: after it had no quorum itself (a minority, or outside its own view),
+    or after views it never installed (it was stopped, ``kill -STOP``: its view's epoch
+    jumps by more than one). Not on every new view: each REGISTER changes and saves the
+    disk's PR state at the target, and a node registering 1000 disks again while a
+    survivor preempted them more than doubled the preemption's time. A key removed anyway
+    is registered by the arbitration that needs it (register first)."""
+    return not has_quorum or epoch > seen_epoch + 1
