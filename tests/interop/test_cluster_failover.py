@@ -1,16 +1,21 @@
 """Issue 11 with real processes on loopback: a sanstack target on two portals with 9 LUNs, three
-``sanstack cluster node`` processes (node majority), two groups of four disks each exported
-over NBD on their own 127.73.x addresses, and a client writing a sequence pattern through
-a group's export (``tests/support/cluster_writer.py``) that reconnects to the same address.
+``sanstack cluster node`` processes and a disk witness (LUN 0; node majority plus the
+witness's vote), two groups of four disks each exported over NBD on their own 127.73.x
+addresses (g1's first disk a snapshot volume), and a client writing a sequence pattern
+through a group's export (``tests/support/cluster_writer.py``) that reconnects to the same
+address.
 
-- ``kill -9`` of the owner under write load: the group is online on another node at the same
-  address within 15 s, every acknowledged write reads back through the new owner's export,
-  and ``cluster status`` shows the node down, quorum held, the new owner, and only live
-  nodes' keys on the group's disks (checked against the target's own PR state too); the
-  killed node restarts and rejoins.
+- ``kill -9`` of the owner (which also holds the witness) under write load, with a snapshot
+  schedule running on g1's volume: the group is online on another node at the same address
+  within 15 s, every acknowledged write reads back through the new owner's export,
+  ``cluster status`` shows the node down, quorum held (3 of 4 votes, the witness won by a
+  survivor), the new owner, and only live nodes' keys on every disk (checked against the
+  target's own PR state too); the schedule goes on on the new owner; the killed node
+  restarts and rejoins.
 - ``cluster move``: the client reconnects and every write is acknowledged in the end.
 - ``cluster node pause``: the paused node's group moves away; after ``resume`` it takes
   groups again.
+- A cluster of its own: the survivors race for the witness before they fail a group over.
 
 The tests share one cluster and run in order (each leaves it whole for the next).
 """
@@ -30,16 +35,16 @@ from tests.support.cluster_nodes import (
     ClusterNodes,
     GroupDef,
     Timings,
-    WriterLog,
     group_of,
     node_of,
     running_cluster,
     running_writer,
     write_config,
 )
-from tests.support.cluster_writer import pattern
+from tests.support.cluster_volumes import check_reads_back, scheduled_after, volume_cli
 from tests.support.nbd_socket import NBDSocketClient
 from tests.support.processes import Daemon, free_port, run_tool, running_target, sanstack_command
+from tests.support.waits import wait_until
 
 from sanstack.cluster.keys import format_key, node_key
 from sanstack.nbd import NBDError
@@ -50,6 +55,7 @@ IQN = "iqn.2026-11.org.sanstack:failover"
 CLUSTER = "failover-test"
 NODES = ("n1", "n2", "n3")
 DISKS = {f"d{lun}": lun for lun in range(1, 9)}
+WITNESS = "wit"  # LUN 0
 FAILOVER_BOUND = 15.0
 SETTLE = 30.0  # a bound for the cluster to settle after a start or a change
 
@@ -90,8 +96,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             nodes=NODES,
             portals=portals,
             iqn=IQN,
-            disks=DISKS,
+            disks={WITNESS: 0, **DISKS},
             groups=[g1, g2],
+            quorum="node-and-disk",
+            witness=WITNESS,
         )
         with running_cluster(directory, config, NODES) as nodes:
             # A node that formed a view of its own first may have taken a group that is not
@@ -104,26 +112,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "every group online on its first preferred owner",
             )
             yield Cluster(nodes, target, directory, g1, g2)
-
-
-def check_reads_back(writer: WriterLog, export: tuple[str, int], name: str) -> int:
-    """Every acknowledged write's block holds the last acknowledged write to it; returns
-    how many blocks were checked."""
-    last: dict[int, int] = {}
-    for n, offset, _when in writer.acked():
-        last[offset] = n
-
-    async def check() -> None:
-        client = await NBDSocketClient.connect(export[0], export[1], name)
-        try:
-            for offset, n in sorted(last.items()):
-                data = await client.read(offset, len(pattern(n)))
-                assert data == pattern(n), f"block at {offset}: not write {n}"
-        finally:
-            await client.close()
-
-    asyncio.run(check())
-    return len(last)
 
 
 def export_size(export: tuple[str, int], name: str) -> int:
@@ -154,6 +142,14 @@ def event_time(events: list[dict[str, Any]], after: float, **match: str) -> floa
 
 def test_kill_9_of_the_owner_fails_the_group_over_within_15_s(cluster: Cluster) -> None:
     nodes, g1 = cluster.nodes, cluster.g1
+    # d1's volume takes a snapshot every second; the schedule is in the volume's metadata.
+    volume_cli(nodes, "n3", "volume", "schedule", "g1/d1", "--every", "1s", "--keep", "30")
+    wait_until(
+        lambda: len(scheduled_after(volume_cli(nodes, "n3", "snapshot", "list", "g1/d1"), 0)) >= 2,
+        SETTLE,
+        "two scheduled snapshots of g1/d1 on n1",
+    )
+    witness_before = nodes.status("n3")["quorum"]["witness_owner"]
     with running_writer(cluster.directory, "kill", g1.export) as writer:
         writer.wait_acked(200, SETTLE, "200 writes through g1's export before the kill")
         killed_at = nodes.kill("n1")
@@ -179,22 +175,43 @@ def test_kill_9_of_the_owner_fails_the_group_over_within_15_s(cluster: Cluster) 
     assert export_size(g1.export, "") == export_size(g1.export, "d1") < 16 << 20
     assert export_size(g1.export, "d2") == 1 << 20
 
-    status = nodes.status(owner)
+    live = {format_key(node_key(CLUSTER, n)) for n in ("n2", "n3")}
+    # Each owner's defence removes the dead node's key from the disks it holds (g2's and
+    # the witness too) within an arbitration interval.
+    status = nodes.wait_status(
+        owner,
+        lambda s: all({k["key"] for k in d["keys"]} == live for d in s["disks"]),
+        SETTLE,
+        "only the live nodes' keys on every disk",
+    )
     assert node_of(status, "n1")["state"] == "down"
     assert not node_of(status, "n1")["member"]
-    assert status["quorum"]["has"] and status["quorum"]["votes"] == 2
+    # Two nodes and the witness: 3 of 4 votes.
+    assert status["quorum"]["has"] and status["quorum"]["votes"] == 3
+    assert status["quorum"]["witness_owner"] in ("n2", "n3")
     assert online_on(status, "g1", owner)
     assert group_of(status, "g1")["export"] == f"{g1.export[0]}:{g1.export[1]}"
-    live = {format_key(node_key(CLUSTER, n)) for n in ("n2", "n3")}
     for disk in status["disks"]:
-        if disk["group"] != "g1":
-            continue
-        assert disk["holder"] == owner, disk
-        assert {k["key"] for k in disk["keys"]} == live, disk
+        if disk["group"] == "g1":
+            assert disk["holder"] == owner, disk
         # The target agrees: only the live nodes' keys are registered on the LUN.
-        assert {int(k, 16) for k in target_keys(cluster.target, DISKS[disk["name"]])} == {
+        lun = 0 if disk["name"] == WITNESS else DISKS[disk["name"]]
+        assert {int(k, 16) for k in target_keys(cluster.target, lun)} == {
             node_key(CLUSTER, n) for n in ("n2", "n3")
-        }
+        }, disk
+
+    # The schedule runs on the new owner.
+    wait_until(
+        lambda: (
+            len(scheduled_after(volume_cli(nodes, "n3", "snapshot", "list", "g1/d1"), online_seen))
+            >= 2
+        ),
+        SETTLE,
+        f"two scheduled snapshots of g1/d1 taken by {owner} after the failover",
+    )
+    volume_cli(nodes, "n3", "volume", "schedule", "g1/d1", "--off")
+    for snapshot in volume_cli(nodes, "n3", "snapshot", "list", "g1/d1"):
+        volume_cli(nodes, "n3", "snapshot", "delete", "g1/d1", snapshot["name"])
 
     events = nodes.events(owner)
     detected = event_time(events, killed_at, kind="membership.left", peer="n1")
@@ -209,7 +226,8 @@ def test_kill_9_of_the_owner_fails_the_group_over_within_15_s(cluster: Cluster) 
         f"\nfailover after kill -9 (s from the kill): detected {detected - killed_at:.2f}, "  # type: ignore[operator]
         f"fenced {fenced - killed_at:.2f}, disks online {disks_online - killed_at:.2f}, "  # type: ignore[operator]
         f"export {exported - killed_at:.2f}, client's first write {resumed - killed_at:.2f}, "
-        f"status online {online_seen - killed_at:.2f}; {checked} blocks read back"
+        f"status online {online_seen - killed_at:.2f}; {checked} blocks read back; witness "
+        f"held by {witness_before}, then {status['quorum']['witness_owner']}"
     )
 
     # The killed node restarts and rejoins; g1 stays where it is (failback never).

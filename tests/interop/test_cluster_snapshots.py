@@ -39,6 +39,7 @@ from tests.support.cluster_volumes import (
     digest,
     known_pattern,
     running_reader,
+    scheduled_after,
     volume_cli,
     volume_cli_refusal,
     write_range,
@@ -185,10 +186,6 @@ def test_a_group_online_nowhere_is_refused_in_one_line(cluster: Cluster) -> None
         for name in NODES:
             nodes.cli("n1", "node", "resume", name)
     owner_of(nodes, "n2")
-
-
-def scheduled_after(snapshots: list[dict[str, Any]], when: float) -> list[str]:
-    return [s["name"] for s in snapshots if s["scheduled"] and s["created"] > when]
 
 
 def test_a_schedule_keeps_running_on_the_new_owner_after_a_failover(cluster: Cluster) -> None:

@@ -33,6 +33,11 @@ def volume_cli(nodes: ClusterNodes, via: str, *args: str) -> Any:
     return json.loads(run_tool(command, timeout=60).stdout)
 
 
+def scheduled_after(snapshots: list[dict[str, Any]], when: float) -> list[str]:
+    """The names of the scheduled snapshots in a ``snapshot list`` made after ``when``."""
+    return [s["name"] for s in snapshots if s["scheduled"] and s["created"] > when]
+
+
 def volume_cli_refusal(nodes: ClusterNodes, via: str, *args: str) -> tuple[int, str]:
     """(exit status, stderr) of a command that must fail, with one line on stderr."""
     command = [*sanstack_command(), *args, "--cluster-control", str(nodes.control(via))]
