@@ -39,6 +39,7 @@ from sanstack.block.device import (
     ProvisioningStatus,
     SpaceExhausted,
 )
+from sanstack.block.io_stats import IOKind, IOStats
 from sanstack.edge.driver import CoreDriver
 from sanstack.nbd import (
     Disconnect,
@@ -152,6 +153,9 @@ class NBDServer:
         self.max_in_flight = max_in_flight
         self.on_demand = on_demand
         self.connections: set[NBDConnectionHandler] = set()
+        # Per export name, as long as the name is offered (an on-demand export's while a
+        # connection serves it).
+        self.stats: dict[str, IOStats] = {}
         self.closing = False
         self._listener: asyncio.Server | None = None
 
@@ -166,6 +170,14 @@ class NBDServer:
         owner decides what its I/O gets (a closed device fails it with an error)."""
         self.exports.pop(name, None)
         self.infos.pop(name, None)
+        if not any(c.export_name == name for c in self.connections):
+            self.stats.pop(name, None)
+
+    def stats_for(self, name: str) -> IOStats:
+        stats = self.stats.get(name)
+        if stats is None:
+            stats = self.stats[name] = IOStats()
+        return stats
 
     def offered(self) -> dict[str, ExportInfo]:
         """What a connection starting now may choose (a fixed export wins a name clash)."""
@@ -282,6 +294,9 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self._read_parts = None
         self._block_size = 512
         self._opened: BlockDevice | None = None  # an on-demand export's, released at the end
+        self.export_name: str | None = None
+        self._stats = IOStats()  # the export's, once chosen
+        self._clock: Callable[[], float] = lambda: 0.0
         self.peer = "?"
         self.closed = asyncio.Event()
         self._running: set[_Running] = set()
@@ -296,6 +311,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self._clock = asyncio.get_running_loop().time
         self.peer = str(transport.get_extra_info("peername"))
         if self.server.closing:
             self.transport.abort()
@@ -365,6 +381,8 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             self._abort()
             return True
         self.device = device
+        self.export_name = event.name
+        self._stats = self.server.stats_for(event.name)
         self._read_parts = device.read_parts if isinstance(device, PartsReader) else None
         self._block_size = device.block_size
         log.info(
@@ -411,6 +429,8 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     async def _run(self, request: Request) -> None:
         core = self.core
+        started = self._clock()
+        kind = _IO_KINDS.get(request.command, IOKind.OTHER)
         try:
             read_parts = self._read_parts
             if read_parts is not None and request.command is NBDCmd.NBD_CMD_READ:
@@ -424,10 +444,15 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             error = nbd_errno(exc, shutting_down=self.server.closing)
             log.info("%s: %s failed: %s", self.peer, request.command.name, exc)
             core.reply_error(request.cookie, error, str(exc))
+            self._stats.record(kind, 0, self._clock() - started, ok=False)
         except Exception:
             # A bug below us; the client still gets an answer rather than a hung request.
             log.exception("%s: %s failed", self.peer, request.command.name)
             core.reply_error(request.cookie, NBDError.NBD_EIO, "internal server error")
+            self._stats.record(kind, 0, self._clock() - started, ok=False)
+        else:
+            moved = request.length if kind <= IOKind.WRITE else 0
+            self._stats.record(kind, moved, self._clock() - started)
 
     async def _execute(self, request: Request) -> None:
         core = self.core
@@ -505,7 +530,24 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             opened, self._opened = self._opened, None
             if opened is not None and self.server.on_demand is not None:
                 self.server.on_demand.release(opened)
+            name, self.export_name = self.export_name, None
+            server = self.server
+            if (
+                name is not None
+                and name not in server.exports
+                and not any(c.export_name == name for c in server.connections if c is not self)
+            ):
+                server.stats.pop(name, None)
             self.closed.set()
+
+
+_IO_KINDS: Final = {
+    NBDCmd.NBD_CMD_READ: IOKind.READ,
+    NBDCmd.NBD_CMD_WRITE: IOKind.WRITE,
+    NBDCmd.NBD_CMD_FLUSH: IOKind.FLUSH,
+    NBDCmd.NBD_CMD_TRIM: IOKind.UNMAP,
+    NBDCmd.NBD_CMD_WRITE_ZEROES: IOKind.UNMAP,
+}
 
 
 async def _write_zeroes(device: BlockDevice, lba: int, count: int) -> None:
