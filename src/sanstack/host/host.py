@@ -11,7 +11,10 @@ gives the LUN).
 
 Rescans. The same scan runs again for one target when one of its sessions sees REPORTED
 LUNS DATA HAS CHANGED (or logs in again), every ``rescan_interval`` seconds for every
-target, and on ``rescan`` (``sanstack host rescan``). ``host/rescan.py`` decides from the
+target, and on ``rescan`` (``sanstack host rescan``). Discovery runs again too: on every
+tick of the timer through each portal whose discovery failed (down when the host started),
+and through every portal on an operator's ``rescan`` (a new target); a (target, portal) it
+finds gets its session, and the scan adds that path to the maps. ``host/rescan.py`` decides from the
 REPORT LUNS answers what is new and what is gone: a new LUN becomes a map and its exports;
 a map whose LUN no target session reports any more loses its exports first (no new client
 can choose it), then is closed, so its I/O ends with an error (the target already answers
@@ -190,8 +193,29 @@ class Host:
             raise ServiceError(404, f"targets: {', '.join(unknown)} not known to this host")
         if self._closing:
             raise ServiceError(503, "host: shutting down")
+        if not targets:
+            # As ``iscsiadm -m discovery`` would: a portal that was down, or a target that is
+            # new, is found by an operator's rescan.
+            known = sorted({*known, *await self._rediscover(self.config.portals)})
         tasks = [self._scan_task(t) for t in (sorted(set(targets)) or known)]
         return list(await asyncio.gather(*(asyncio.shield(t) for t in tasks)))
+
+    async def _rediscover(self, portals: Sequence[PathAddress]) -> list[str]:
+        """Discovery again through ``portals``; a (target, portal) not yet known gets its
+        session (waited for, bounded). Returns the targets that gained a session."""
+        found = await asyncio.gather(*(self._discover(p) for p in portals))
+        if self._closing:
+            return []
+        new = [
+            self.pool.session(target, portal)
+            for portal, targets in zip(portals, found, strict=True)
+            for target in targets
+            if (target, portal) not in self.pool.sessions
+        ]
+        await asyncio.gather(*(s.wait_up(LOGIN_WAIT) for s in new))
+        for shared in new:
+            log.info("%s: found by discovery again", shared.name)
+        return sorted({s.target for s in new})
 
     def _scan_task(self, target: str) -> asyncio.Task[dict[str, Any]]:
         task = asyncio.get_running_loop().create_task(self._rescan_target(target))
@@ -231,6 +255,10 @@ class Host:
             targets, self._dirty = self._dirty, set()
             settle = bool(targets)
             if due is not None and loop.time() >= due:
+                # A portal whose discovery failed (down at start) is tried on every tick
+                # until it answers; the sessions of the others reconnect on their own.
+                if self.discovery_errors:
+                    await self._rediscover(list(self.discovery_errors))
                 targets |= set(self.targets())
                 due = loop.time() + (interval or IDLE_TICK)
             if not targets:
