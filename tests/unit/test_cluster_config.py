@@ -147,7 +147,8 @@ def test_the_base_config() -> None:
         quorum=QuorumModel.NODE_AND_DISK,
         witness="wit",
         two_node=False,
-        timings=Timings(),
+        # With a witness: long enough for the race for it (2 x (2 x 3 + 2 x 1) s).
+        timings=Timings(quorum_loss_stop=16.0),
     )
     assert config.node_with_key(node_key("prod", "n2")) == config.node("n2")
     assert config.node_with_key(node_key("other", "n2")) is None
@@ -162,7 +163,7 @@ def test_the_example_file_loads() -> None:
     assert [g.name for g in config.groups] == ["g1", "g2"]
     assert config.groups[1].failback is FailbackMode.DELAYED
     assert config.groups[1].failback_delay == 30.0
-    assert config.timings == Timings()
+    assert config.timings == Timings(quorum_loss_stop=16.0)
     assert load_config(str(EXAMPLE)) == config
 
 
@@ -180,6 +181,18 @@ def test_a_cluster_of_one_with_every_default() -> None:
     assert (config.disks, config.groups, config.targets, config.witness) == ((), (), (), None)
     assert config.timings == Timings()
     assert not config.two_node
+
+
+def test_with_a_witness_quorum_loss_stop_outlasts_the_race_for_it() -> None:
+    faster = parse_config(
+        edited((("timings",), {"heartbeat_interval": 0.2, "arbitration_interval": 1.0}))
+    )
+    assert faster.timings.quorum_loss_stop == 10.0  # the plain default is long enough
+    slower = parse_config(edited((("timings",), {"arbitration_interval": 5.0})))
+    assert slower.timings.quorum_loss_stop == 24.0  # 2 x (2 x 5 + 2 x 1)
+    given = parse_config(edited((("timings",), {"quorum_loss_stop": 16.0})))
+    assert given.timings.quorum_loss_stop == 16.0
+    assert parse_config(two_nodes(two_node=True)).timings.quorum_loss_stop == 10.0
 
 
 def test_a_floating_export_and_the_storage_loss_bound() -> None:
@@ -371,6 +384,13 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "pending 0",
         edited((("timings",), {"pending_timeout": 0})),
         "timings.pending_timeout: 0 is not a number of seconds above 0 and up to 86400",
+    ),
+    (
+        "quorum loss stop shorter than the witness race",
+        edited((("timings",), {"quorum_loss_stop": 10})),
+        "timings.quorum_loss_stop: 10 is less than 2 x 8: groups run on for half of it while "
+        "the coordinator races for the witness (2 x arbitration_interval + 2 x "
+        "heartbeat_interval = 8 s), so survivors would stop their groups first",
     ),
     (
         "quorum loss stop 0",

@@ -26,6 +26,9 @@ Rules beyond each value's own (why, where it is not obvious):
   PR traffic); ``pending_timeout`` ≥ 2 x ``arbitration_interval`` (a step that arbitrates
   may wait that long for an incumbent to defend first, as the witness race does);
   ``storage_loss_stop`` ≥ ``heartbeat_interval`` (the node looks at its paths that often);
+  with a witness, ``quorum_loss_stop`` ≥ 2 x (2 x ``arbitration_interval`` + 2 x
+  ``heartbeat_interval``), its default when not given (16 s at the default timings): the
+  groups run on for half of it while the coordinator wins the witness back;
   upper bounds catch milliseconds written as seconds.
 - a ``floating`` export is an IPv4 address that is not loopback, multicast or unspecified:
   the owner adds it to an interface and announces it with ARP (IPaddr2).
@@ -111,7 +114,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     two_node = cluster.get("two_node", False)
     if not isinstance(two_node, bool):
         raise ConfigError("cluster.two_node", "must be true or false")
-    timings = _timings(raw.get("timings", {}))
+    timings = _timings(raw.get("timings", {}), quorum is QuorumModel.NODE_AND_DISK)
     portals, targets = _storage(raw.get("storage"))
     nodes = _nodes(raw.get("node"), name)
     disks = _disks(raw.get("disks", {}), targets)
@@ -207,7 +210,14 @@ def _check_two_node(two_node: bool, node_count: int, quorum: QuorumModel) -> Non
 # -- [timings] ---------------------------------------------------------------------------------
 
 
-def _timings(value: object) -> Timings:
+def witness_race_grace(heartbeat: float, arbitration: float) -> float:
+    """How long a partition one vote short runs its groups on while its coordinator races
+    for the witness: the race's 2 x arbitration_interval (the incumbent's turn), and two
+    heartbeats for the other members to hear that quorum is back."""
+    return 2 * arbitration + 2 * heartbeat
+
+
+def _timings(value: object, with_witness: bool) -> Timings:
     table = table_at(value, "timings")
     no_unknown_keys(table, _TIMING_KEYS, "timings")
     default = Timings()
@@ -239,7 +249,21 @@ def _timings(value: object) -> Timings:
             f"{pending:g} is less than 2 x arbitration_interval ({2 * arbitration:g}): an "
             "online step may wait that long for a disk's holder to defend first",
         )
-    stop = positive_seconds(get("quorum_loss_stop"), "timings.quorum_loss_stop", 3600.0)
+    # Groups run on for the first half of quorum_loss_stop (node.py): with a witness, that
+    # half must outlast the race for it, or every failover of the witness's holder would
+    # stop and restart every group of the survivors too.
+    grace = witness_race_grace(heartbeat, arbitration) if with_witness else 0.0
+    stop_default = max(default.quorum_loss_stop, 2 * grace)
+    stop = positive_seconds(
+        table.get("quorum_loss_stop", stop_default), "timings.quorum_loss_stop", 3600.0
+    )
+    if stop < 2 * grace:
+        raise ConfigError(
+            "timings.quorum_loss_stop",
+            f"{stop:g} is less than 2 x {grace:g}: groups run on for half of it while the "
+            f"coordinator races for the witness (2 x arbitration_interval + 2 x "
+            f"heartbeat_interval = {grace:g} s), so survivors would stop their groups first",
+        )
     storage = positive_seconds(get("storage_loss_stop"), "timings.storage_loss_stop", 3600.0)
     if storage < heartbeat:
         raise ConfigError(

@@ -28,7 +28,9 @@ class Timings:
     missed_heartbeats: int = 5  # a node is down after this many heartbeats missed
     arbitration_interval: float = 3.0  # the owner defends every disk this often
     pending_timeout: float = 60.0  # the bound of each online or offline step
-    quorum_loss_stop: float = 10.0  # without quorum, every group stopped within this
+    # without quorum, every group stopped within this (with a witness, by default long
+    # enough for the race for it: config.witness_race_grace)
+    quorum_loss_stop: float = 10.0
     # a group whose disks have had no path this long is stopped here without writes (and
     # moves); I/O waits no longer than this for a path either
     storage_loss_stop: float = 10.0
