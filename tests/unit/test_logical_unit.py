@@ -12,7 +12,7 @@ import pytest
 
 from sanstack.block.device import DeviceIdentity, DeviceNotReady, MediumError, SpaceExhausted
 from sanstack.block.memory import MemoryDevice
-from sanstack.edge.state_file import StateFileError, save_state
+from sanstack.edge.state_file import StateFileError, load_state, save_state
 from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, TargetInfo, TaskAborted
@@ -280,3 +280,37 @@ def test_a_target_keeps_each_luns_reservations_in_a_file_named_by_its_naa(
     save_state(state_file, {"format": "something else"})
     with pytest.raises(StateFileError, match=f"{state_file}: unusable reservation state"):
         target().add_lun(0, MemoryDevice(64, identity=identity))
+
+
+def test_the_reservation_file_is_written_only_for_what_a_power_cycle_keeps(
+    tmp_path: Path,
+) -> None:
+    """A state whose last APTPL is zero is gone after a power cycle anyway: it costs no
+    write, except the one that replaces an APTPL state in the file."""
+
+    def target() -> Target:
+        return Target(
+            "iqn.2026-11.org.sanstack:t",
+            [PortalGroup(1, [Portal("127.0.0.1", 3260)])],
+            reservation_store_for=functools.partial(ReservationFile.in_directory, tmp_path),
+        )
+
+    identity = DeviceIdentity.from_seed("pr-aptpl-only")
+    lu = target().add_lun(0, MemoryDevice(64, identity=identity))
+
+    def pr_register(nexus: Nexus, key: int, aptpl: bool, old_key: int = 0) -> Status:
+        cdb, data = register(key, aptpl=aptpl, old_key=old_key)
+        return run(lu, cdb, nexus, data).status
+
+    state_file = tmp_path / f"pr-{identity.naa.hex()}.json"
+    assert pr_register(A, 0xC1, False) == Status.GOOD
+    assert not state_file.exists()
+    assert pr_register(B, 0xC2, True) == Status.GOOD
+    assert (load_state(state_file) or {}).get("aptpl") is True
+    # APTPL back to zero: the file must stop promising the registrations after a restart.
+    assert pr_register(A, 0xC3, False, 0xC1) == Status.GOOD
+    written = state_file.stat().st_mtime_ns, state_file.stat().st_ino
+    assert (load_state(state_file) or {}).get("aptpl") is False
+    assert pr_register(B, 0, False, 0xC2) == Status.GOOD
+    assert (state_file.stat().st_mtime_ns, state_file.stat().st_ino) == written
+    assert target().add_lun(0, MemoryDevice(64, identity=identity)).pr.registrations == ()

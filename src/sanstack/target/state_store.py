@@ -21,6 +21,8 @@ class ReservationFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._save_lock = asyncio.Lock()
+        # Whether the file holds an APTPL state (None: not read yet, so unknown).
+        self._file_aptpl: bool | None = None
 
     @classmethod
     def in_directory(cls, directory: Path, identity: DeviceIdentity) -> ReservationFile:
@@ -29,14 +31,27 @@ class ReservationFile:
     def load(self) -> PersistentReservations | None:
         state = load_state(self.path)
         if state is None:
+            self._file_aptpl = False
             return None
         try:
-            return PersistentReservations.from_dict(state)
+            loaded = PersistentReservations.from_dict(state)
         except (ValueError, KeyError, TypeError) as exc:
             raise StateFileError(f"{self.path}: unusable reservation state ({exc})") from None
+        self._file_aptpl = loaded.aptpl
+        return loaded
 
     async def save(self, reservations: PersistentReservations) -> None:
         """Saves run one at a time and each writes the state as it is when its turn comes,
-        so concurrent PR OUTs can never leave an older state on disk after a newer one."""
+        so concurrent PR OUTs can never leave an older state on disk after a newer one.
+
+        Only what a power cycle would keep is worth two fsyncs: a state whose last APTPL
+        was zero is gone after one (SPC-4 §5.13.5), so it is written only to replace an
+        APTPL state in the file, and skipped while the file holds none. A failover's
+        REGISTERs, PREEMPTs and RELEASEs (APTPL zero, as fence_scsi and sanstack's cluster
+        send them) then cost no disk write on the target."""
         async with self._save_lock:
-            await asyncio.to_thread(save_state, self.path, reservations.to_dict())
+            if not reservations.aptpl and self._file_aptpl is False:
+                return
+            document = reservations.to_dict()
+            await asyncio.to_thread(save_state, self.path, document)
+            self._file_aptpl = bool(document["aptpl"])
