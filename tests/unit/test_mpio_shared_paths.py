@@ -8,6 +8,7 @@ reinstatement and key registration are checked against the SCSI semantics they r
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterable
 from typing import cast
@@ -473,3 +474,28 @@ def test_a_not_ready_answer_is_read_once_for_every_map_on_the_session() -> None:
             await m.close()
 
     asyncio.run(body())
+
+
+def test_an_alua_read_that_fails_unexpectedly_is_logged_not_left_unretrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        closed = False
+        relative_target_port_id = 1
+
+        async def command(self, *_args: object, **_kwargs: object) -> CommandResponse:
+            raise RuntimeError("torn down under the read")
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        unretrieved: list[object] = []
+        loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+        reader = PortGroupReader(lambda: cast(ISCSISession, Broken()))
+        assert await reader.state(0, 0.0) is None
+        await reader.close()
+        gc.collect()
+        assert unretrieved == []
+
+    with caplog.at_level("WARNING", logger="sanstack.mpio.alua_reader"):
+        asyncio.run(body())
+    assert "torn down under the read" in caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from sanstack.initiator.session import CommandResponse, ISCSISession, PathFailed
@@ -28,6 +29,8 @@ from sanstack.scsi.alua_codec import (
 )
 from sanstack.scsi.codes import SenseKey, Status
 from sanstack.scsi.sense import parse_sense
+
+log = logging.getLogger(__name__)
 
 RTPG_TIMEOUT = 5.0
 RTPG_ALLOCATION = 4096
@@ -82,6 +85,11 @@ class PortGroupReader:
     def _ended(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
             self._task = None
+        # Waiters only look at the answer it left, so its failure is taken here: an error
+        # no read expects (a session torn down under it at shutdown) is logged, never left
+        # for asyncio to report as an exception never retrieved.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("REPORT TARGET PORT GROUPS read failed: %r", error)
 
     async def _read(self, session: ISCSISession, lun: int, started: float) -> None:
         self.reads += 1
