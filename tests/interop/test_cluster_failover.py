@@ -313,6 +313,7 @@ def test_with_a_witness_the_survivors_race_for_its_vote_then_fail_over(
             timings=Timings(quorum_loss_stop=10.0),
         )
         with running_cluster(directory, config, NODES) as nodes:
+            nodes.settle("n2", {"g1": "n1", "g2": "n2"}, SETTLE)
             status = nodes.wait_status(
                 "n2",
                 lambda s: (

@@ -113,6 +113,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             groups=[g1],
         )
         with running_cluster(directory, config, NODES) as nodes:
+            # A node that formed a view of its own first may have taken g1: a move brings it.
+            nodes.settle("n3", {"g1": "n1"}, SETTLE)
             nodes.wait_status("n3", lambda s: online_on(s, "g1", "n1"), SETTLE, "g1 online on n1")
             yield Cluster(nodes, directory, g1)
 

@@ -134,6 +134,9 @@ def status_disagrees(
             problems.append(f"{group}: {entry['state']} on {entry['owner']}, not online on {owner}")
     disks = {d["name"]: d for d in status["disks"]}
     for group, members in layout.groups.items():
+        if group not in owners:
+            problems.append(f"{group}: not held by one node at the target")
+            continue
         for disk in members:
             if disks[disk]["holder"] != owners[group]:
                 problems.append(f"{disk}: held by {disks[disk]['holder']}, not {owners[group]}")
@@ -142,16 +145,19 @@ def status_disagrees(
 
 def wait_status_agrees(
     status: Callable[[], Mapping[str, Any]],
-    owners: Mapping[str, str],
+    owners: Mapping[str, str] | Callable[[], Mapping[str, str]],
     layout: Layout,
     within: float,
 ) -> None:
     """Until ``status()`` (a node's ``cluster status``) agrees with ``owners`` (a group's
-    claim of online reaches the other nodes with the next heartbeat)."""
+    claim of online reaches the other nodes with the next heartbeat). ``owners`` may be a
+    function asked on every poll (the target's ownership as it is now), for a cluster in
+    which a group may still move (a group that failed to start where it was placed)."""
     seen: list[str] = ["not asked yet"]
 
     def agrees() -> bool:
-        seen[:] = status_disagrees(status(), owners, layout)
+        expected = owners() if callable(owners) else owners
+        seen[:] = status_disagrees(status(), expected, layout)
         return not seen
 
     poll(agrees, within, lambda: f"cluster status agrees with the target: {seen[:8]}")

@@ -146,3 +146,31 @@ def test_the_error_of_a_shared_read_is_every_sharer_s() -> None:
         assert disk.reads == 1
 
     run(body)
+
+
+def test_a_recent_read_answers_status_until_it_is_old_or_a_pr_out_outdates_it() -> None:
+    async def body(queue: WorkQueue, busy: asyncio.Event) -> None:
+        busy.set()
+        now = [100.0]
+        registered: list[int] = []
+
+        class Registering(CountingDisk):
+            async def pr_register(self, key: int, *, aptpl: bool = False) -> None:
+                registered.append(key)
+
+        disk = Registering()
+        executor = DiskExecutor(queue, KEY, lambda: now[0])
+        first, age = await executor.read_recent(disk, 3.0)
+        assert (disk.reads, age) == (1, 0.0)
+        now[0] += 2.0
+        again, age = await executor.read_recent(disk, 3.0)
+        assert (disk.reads, again, age) == (1, first, 2.0)  # no command: 2 s old
+        now[0] += 2.0
+        await executor.read_recent(disk, 3.0)
+        assert disk.reads == 2  # 4 s old: read again
+        await executor.register(disk)  # a PR OUT: what was read may be out of date
+        assert registered == [KEY]
+        await executor.read_recent(disk, 3.0)
+        assert disk.reads == 3
+
+    run(body)

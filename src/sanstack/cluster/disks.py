@@ -112,6 +112,10 @@ class DiskExecutor:
         self.bound = bound
         self.on_command = on_command
         self._reads: dict[int, _SharedRead] = {}  # id(disk) -> its READ not started yet
+        # id(disk) -> (when, answer) of its last READ that no PR OUT has outdated since;
+        # and a count of PR OUTs per disk, so a READ that overlapped one is not kept.
+        self._recent: dict[int, tuple[float, DiskRead]] = {}
+        self._changes: dict[int, int] = {}
 
     async def round(
         self,
@@ -145,13 +149,35 @@ class DiskExecutor:
             except _Abandoned:
                 continue
 
+    async def read_recent(self, disk: PRDisk, max_age: float) -> tuple[DiskRead, float]:
+        """``disk`` as its last READ found it, if that was at most ``max_age`` seconds ago
+        and no PR OUT of this node went to the disk since; else a READ (``read``). Returns
+        the answer and its age. Status uses it: the owner's defence reads each disk every
+        arbitration interval anyway, so a status (polled by a dashboard, or ``cluster move
+        --wait``) costs no PR command at all on a disk read that recently."""
+        recent = self._recent.get(id(disk))
+        now = self.clock()
+        if recent is not None and now - recent[0] <= max_age:
+            return recent[1], now - recent[0]
+        return await self.read(disk), 0.0
+
+    def _changing(self, disk: PRDisk) -> None:
+        self._recent.pop(id(disk), None)
+        self._changes[id(disk)] = self._changes.get(id(disk), 0) + 1
+
     async def _queue_read(self, disk: PRDisk) -> DiskRead:
         shared = _SharedRead(asyncio.get_running_loop().create_future())
         self._reads[id(disk)] = shared
+        changes = -1
 
-        def job() -> Awaitable[DiskRead]:
+        async def job() -> DiskRead:
+            nonlocal changes
             shared.started = True  # from now on a caller needs a READ of its own
-            return _read_both(disk)
+            changes = self._changes.get(id(disk), 0)
+            answer = await _read_both(disk)
+            if self._changes.get(id(disk), 0) == changes:
+                self._recent[id(disk)] = (self.clock(), answer)
+            return answer
 
         try:
             answer = await self.queue.run(job, self.bound)
@@ -170,7 +196,11 @@ class DiskExecutor:
     async def register(self, disk: PRDisk) -> None:
         """Our key on every path of ``disk`` (REGISTER, then REGISTER AND IGNORE EXISTING
         KEY where a nexus held another key or none): the unfencing of fence_scsi's "on"."""
-        await self.queue.run(lambda: disk.pr_register(self.our_key), self.bound)
+        self._changing(disk)
+        try:
+            await self.queue.run(lambda: disk.pr_register(self.our_key), self.bound)
+        finally:
+            self._changing(disk)
 
     async def _carry(
         self, name: str, arbiter: DiskArbiter, disk: PRDisk, command: Command
@@ -184,10 +214,13 @@ class DiskExecutor:
                 disk.registration.taken(self.our_key, False)
             return arbiter.read(keys, reservation, self.clock())
         error: BaseException | None = None
+        self._changing(disk)
         try:
             await self.queue.run(lambda: _send(disk, command), self.bound)
         except Exception as exc:
             error = exc
+        finally:
+            self._changing(disk)
         outcome = outcome_of(error)
         detail = "" if error is None else (str(error) or type(error).__name__)
         if self.on_command is not None:

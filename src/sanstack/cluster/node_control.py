@@ -93,13 +93,17 @@ class NodeControl:
         return self.membership.peer(node).paused
 
     async def status(self) -> dict[str, Any]:
+        max_age = self.config.timings.arbitration_interval
+        ages: dict[str, float] = {}
+
         async def read(disk: str) -> tuple[str, Any]:
             try:
-                return disk, await self.executor.read(self._pr_disk(disk))
+                answer, ages[disk] = await self.executor.read_recent(self._pr_disk(disk), max_age)
             except ServiceError:
                 return disk, "no map"
             except Exception as exc:  # shown in the table, not raised
                 return disk, str(exc) or type(exc).__name__
+            return disk, answer
 
         reads = dict(await asyncio.gather(*(read(d.name) for d in self.config.disks)))
         return status_document(
@@ -116,6 +120,7 @@ class NodeControl:
                 placement=self.placement,
                 moves=dict(self._moves),
                 disk_reads=reads,
+                disk_read_ages=ages,
             )
         )
 

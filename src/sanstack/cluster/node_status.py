@@ -1,6 +1,8 @@
 """``sanstack cluster status`` as one JSON document, sans-IO: built from what the answering
-node knows (membership, its quorum, every node's claims, its own groups) and what it has
-just read from each disk (READ KEYS and READ RESERVATION).
+node knows (membership, its quorum, every node's claims, its own groups) and what it read
+from each disk (READ KEYS and READ RESERVATION): within the last arbitration interval
+(a defence or an arbitration round reads them that often), else just now; each disk's
+``read_age`` says how many seconds old its row is.
 
 Reservation keys are JSON text (``format_key``), as in the event log; a key is named by the
 node it belongs to when it is one of this cluster's. A group's state is its owner's claim
@@ -11,7 +13,7 @@ being offlined or stopped, or failed), else ``offline``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sanstack.cluster.group_state import GroupState
@@ -40,6 +42,7 @@ class StatusParts:
     placement: Mapping[str, str | None]
     moves: Mapping[str, str]
     disk_reads: Mapping[str, DiskRead]
+    disk_read_ages: Mapping[str, float] = field(default_factory=dict)
 
 
 def _node_of(config: ClusterConfig, key: int | None) -> str | None:
@@ -134,6 +137,7 @@ def _disks(parts: StatusParts) -> list[dict[str, Any]]:
             "type": None,
             "keys": [],
             "error": None,
+            "read_age": round(parts.disk_read_ages.get(disk.name, 0.0), 3),
         }
         if isinstance(read, str):
             row["error"] = read

@@ -12,9 +12,10 @@ gives the LUN).
 Rescans. The same scan runs again for one target when one of its sessions sees REPORTED
 LUNS DATA HAS CHANGED (or logs in again), every ``rescan_interval`` seconds for every
 target, and on ``rescan`` (``sanstack host rescan``). Discovery runs again too: on every
-tick of the timer through each portal whose discovery failed (down when the host started),
-and through every portal on an operator's ``rescan`` (a new target); a (target, portal) it
-finds gets its session, and the scan adds that path to the maps. ``host/rescan.py`` decides from the
+tick of the timer through each portal whose discovery failed (down when the host started;
+in a task of its own, so a login timeout on a dead portal holds up no scan), and through
+every portal on an operator's ``rescan`` (a new target); a (target, portal) it finds gets
+its session, and the scan adds that path to the maps. ``host/rescan.py`` decides from the
 REPORT LUNS answers what is new and what is gone: a new LUN becomes a map and its exports;
 a map whose LUN no target session reports any more loses its exports first (no new client
 can choose it), then is closed, so its I/O ends with an error (the target already answers
@@ -136,6 +137,7 @@ class Host:
         self._dirty: set[str] = set()  # targets a session saw REPORTED LUNS DATA HAS CHANGED on
         self._wake = asyncio.Event()
         self._rescanner: asyncio.Task[None] | None = None
+        self._rediscovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Discover, log in, build every map; a portal or LUN that fails is logged, the rest
@@ -184,21 +186,45 @@ class Host:
 
     # -- scans ----------------------------------------------------------------------------------
 
-    async def rescan(self, targets: Sequence[str] = ()) -> list[dict[str, Any]]:
+    async def rescan(
+        self, targets: Sequence[str] = (), *, discover: bool = False
+    ) -> list[dict[str, Any]]:
         """Rescan ``targets`` (every target when empty) and say what changed in each; a
-        target with a scan running gets the next one (see the module docstring)."""
+        target with a scan running gets the next one (see the module docstring). With
+        ``discover`` (an operator's rescan of every target), discovery runs again through
+        every portal first: it may wait out a login timeout on a portal that is down."""
         known = self.targets()
         unknown = sorted(set(targets) - set(known))
         if unknown:
             raise ServiceError(404, f"targets: {', '.join(unknown)} not known to this host")
         if self._closing:
             raise ServiceError(503, "host: shutting down")
-        if not targets:
+        if discover and not targets:
             # As ``iscsiadm -m discovery`` would: a portal that was down, or a target that is
             # new, is found by an operator's rescan.
             known = sorted({*known, *await self._rediscover(self.config.portals)})
         tasks = [self._scan_task(t) for t in (sorted(set(targets)) or known)]
         return list(await asyncio.gather(*(asyncio.shield(t) for t in tasks)))
+
+    def _rediscover_failed(self) -> None:
+        """A portal whose discovery failed (down at start) is tried again on every tick
+        of the timer until it answers (the sessions of the others reconnect on their own),
+        in a task of its own: a login timeout on a dead portal holds up no rescan."""
+        running = self._rediscovery
+        if not self.discovery_errors or self._closing or (running and not running.done()):
+            return
+
+        async def rediscover() -> None:
+            try:
+                found = await self._rediscover(list(self.discovery_errors))
+            except Exception:
+                log.exception("discovery again through %s failed", list(self.discovery_errors))
+                return
+            if found:
+                self._dirty.update(found)
+                self._wake.set()
+
+        self._rediscovery = asyncio.get_running_loop().create_task(rediscover())
 
     async def _rediscover(self, portals: Sequence[PathAddress]) -> list[str]:
         """Discovery again through ``portals``; a (target, portal) not yet known gets its
@@ -255,10 +281,7 @@ class Host:
             targets, self._dirty = self._dirty, set()
             settle = bool(targets)
             if due is not None and loop.time() >= due:
-                # A portal whose discovery failed (down at start) is tried on every tick
-                # until it answers; the sessions of the others reconnect on their own.
-                if self.discovery_errors:
-                    await self._rediscover(list(self.discovery_errors))
+                self._rediscover_failed()
                 targets |= set(self.targets())
                 due = loop.time() + (interval or IDLE_TICK)
             if not targets:
@@ -517,9 +540,10 @@ class Host:
         sessions (logged out)."""
         self._closing = True
         rescanner, self._rescanner = self._rescanner, None
-        if rescanner is not None:
-            rescanner.cancel()
-            await wait_ended([rescanner], "rescanners")
+        ended = [t for t in (rescanner, self._rediscovery) if t is not None]
+        for ending in ended:
+            ending.cancel()
+        await wait_ended(ended, "rescanners")
         scans = set(self._scans)
         if scans:
             _done, running = await asyncio.wait(scans, timeout=SCAN_END_WAIT)

@@ -45,7 +45,7 @@ async def _rescan(host: Host, _m: Params, body: Any) -> Any:
     targets = _object(body).get("targets") or []
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise ServiceError(400, "targets: a list of target names")
-    return await host.rescan(targets)
+    return await host.rescan(targets, discover=not targets)
 
 
 async def _pr_register(host: Host, _m: Params, body: Any) -> Any:
