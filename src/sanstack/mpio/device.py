@@ -20,7 +20,8 @@ a write or UNMAP is re-driven only once the failed nexus has logged in again (th
 then ended the old session and its tasks before it answered: session reinstatement, RFC
 7143 §6.3.5, an I_T nexus loss for SAM-5), or after ``in_doubt_write_wait`` seconds, by
 when the target must have dropped the dead connection itself (open-iscsi's
-replacement_timeout, NVMe's KATO plus CQT: a bound on time, not a proof).
+replacement_timeout, NVMe's KATO plus CQT: a bound on time, not a proof); it is queued
+meanwhile, and its no-path-retry clock starts after.
 
 The map is a ``PathListener``: ``path_down`` fails the path in this map at once (the
 provider says so before any I/O on it sees its ``PathFailed``); ``path_up`` starts the
@@ -103,7 +104,7 @@ class MultipathDevice(BlockDevice):
         self._closed = False
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
-        self.in_doubt = 0  # writes waiting for their failed nexus to end (``_settle``)
+        self.in_doubt = 0  # of those queued, writes waiting for their nexus (``_settle``)
         self.registration = HostRegistration()
         # Told when another initiator removed our key (the host forgets it, a cluster node
         # learns it was fenced).
@@ -287,6 +288,7 @@ class MultipathDevice(BlockDevice):
                 path.completed += 1
             if in_doubt is not None:
                 await self._settle(slot, in_doubt)
+                started = self._loop.time()  # no_path_retry counts from here
 
     async def _settle(self, slot: PathSlot, session: ISCSISession) -> None:
         """A write failed on ``session``: wait until its nexus has logged in again (a new
@@ -294,6 +296,7 @@ class MultipathDevice(BlockDevice):
         module docstring), then it may be re-driven anywhere."""
         deadline = self._loop.time() + self.options.in_doubt_write_wait
         self.in_doubt += 1
+        self.queued += 1
         try:
             while not self._closed:
                 current = slot.provider.session
@@ -308,6 +311,7 @@ class MultipathDevice(BlockDevice):
                     await asyncio.wait_for(self._changed.wait(), remaining)
         finally:
             self.in_doubt -= 1
+            self.queued -= 1
 
     async def _wait_for_path(self, started: float) -> None:
         deadline = self.options.no_path_retry.deadline(started)
