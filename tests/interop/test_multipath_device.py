@@ -166,6 +166,39 @@ def test_blackholed_path_is_failed_by_nop_timeout(tmp_path: Path) -> None:
         asyncio.run(body())
 
 
+def test_a_write_held_by_a_blackhole_never_overwrites_a_later_write(tmp_path: Path) -> None:
+    """The first try of a write sits in a blackholed path (the proxy holds it, as a stalled
+    port or a slow network would) and reaches the target after the path failed; the caller
+    writes the same blocks again once its write is acknowledged. The map must not have
+    acknowledged it through the other path while that first try could still land."""
+    ports = [free_port(), free_port()]
+    with running_target(tmp_path, IQN, ports, ["memory:16M"]):
+
+        async def body() -> None:
+            async with multipath(ports) as (device, proxies):
+                old, first, second = (os.urandom(8 * BS) for _ in range(3))
+                await device.write(0, old)
+                # Every I/O of one caller goes to the same path (service-time, by name).
+                busy = min(range(2), key=lambda i: device.slots[i].label)
+                proxies[busy].blackhole()
+
+                async def caller() -> None:
+                    await device.write(0, first)
+                    await device.write(0, second)
+
+                task = asyncio.create_task(caller())
+                await until(lambda: task.done() or device.in_doubt == 1, 10, "held or acknowledged")
+                before = proxies[busy].bytes_to_target
+                proxies[busy].restore()  # the held first try goes on to the target
+                await until(lambda: proxies[busy].bytes_to_target > before, 10, "first try sent")
+                await asyncio.wait_for(task, 15)
+                await _all_active(device)
+                got = bytes(await device.read(0, 8))
+                assert got == second, "an acknowledged write was overwritten by an earlier one"
+
+        asyncio.run(body())
+
+
 def test_all_paths_down_queues_then_resumes_or_fails(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     with running_target(tmp_path, IQN, ports, ["memory:16M"]):

@@ -12,6 +12,17 @@ CONFLICT) goes back to the caller and never fails over (dm-multipath's ``blk_pat
 When no path is usable the I/O waits for one until the no-path-retry deadline, then fails
 with ``DeviceNotReady``; ``close`` ends every wait at once.
 
+Writes in doubt. A command whose path failed may still reach the target on that path's old
+connection and run there later (a stalled port, a network that held it: SCSI orders
+nothing across I_T nexuses), after a newer write to the same blocks was acknowledged
+through another path, which it would then overwrite. A read re-driven at once is harmless;
+a write or UNMAP is re-driven only once the failed nexus has logged in again (the target
+then ended the old session and its tasks before it answered: session reinstatement, RFC
+7143 §6.3.5, an I_T nexus loss for SAM-5), or after ``in_doubt_write_wait`` seconds, by
+when the target must have dropped the dead connection itself (open-iscsi's
+replacement_timeout, NVMe's KATO plus CQT: a bound on time, not a proof); it is queued
+meanwhile, and its no-path-retry clock starts after.
+
 The map is a ``PathListener``: ``path_down`` fails the path in this map at once (the
 provider says so before any I/O on it sees its ``PathFailed``); ``path_up`` starts the
 path's reinstatement, a task the map owns: the LUN over the new session (probed the first
@@ -93,6 +104,7 @@ class MultipathDevice(BlockDevice):
         self._closed = False
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
+        self.in_doubt = 0  # of those queued, writes waiting for their nexus (``_settle``)
         self.registration = HostRegistration()
         # Told when another initiator removed our key (the host forgets it, a cluster node
         # learns it was fenced).
@@ -223,13 +235,13 @@ class MultipathDevice(BlockDevice):
         return self._io(count * self.block_size, lambda d: d.read_parts(lba, count))
 
     async def write(self, lba: int, data: bytes | memoryview) -> None:
-        await self._io(len(data), lambda d: d.write(lba, data))
+        await self._io(len(data), lambda d: d.write(lba, data), writes=True)
 
     async def flush(self) -> None:
         await self._io(0, lambda d: d.flush())
 
     async def unmap(self, lba: int, count: int) -> None:
-        await self._io(0, lambda d: d.unmap(lba, count))
+        await self._io(0, lambda d: d.unmap(lba, count), writes=True)
 
     def health(self) -> str | None:
         if self._closed:
@@ -240,7 +252,9 @@ class MultipathDevice(BlockDevice):
 
     # -- the I/O loop -------------------------------------------------------------------------
 
-    async def _io(self, size: int, operation: Callable[[ISCSIDevice], Awaitable[T]]) -> T:
+    async def _io(
+        self, size: int, operation: Callable[[ISCSIDevice], Awaitable[T]], *, writes: bool = False
+    ) -> T:
         started = self._loop.time()
         while True:
             if self._closed:
@@ -253,6 +267,7 @@ class MultipathDevice(BlockDevice):
             path = slot.path
             path.in_flight += 1  # Path.started and .finished, inlined: they run per I/O
             path.in_flight_bytes += size
+            in_doubt = None
             try:
                 return await operation(device)
             except PortNotAccessible as exc:
@@ -265,10 +280,38 @@ class MultipathDevice(BlockDevice):
                 self._alua_changed(slot)  # the session's reader learns it too
             except PathFailed as failure:
                 self._path_failed(device, failure, "I/O")
+                if writes:
+                    in_doubt = device.session
             finally:
                 path.in_flight -= 1
                 path.in_flight_bytes -= size
                 path.completed += 1
+            if in_doubt is not None:
+                await self._settle(slot, in_doubt)
+                started = self._loop.time()  # no_path_retry counts from here
+
+    async def _settle(self, slot: PathSlot, session: ISCSISession) -> None:
+        """A write failed on ``session``: wait until its nexus has logged in again (a new
+        session of ``slot``'s provider) or ``in_doubt_write_wait`` has passed (see the
+        module docstring), then it may be re-driven anywhere."""
+        deadline = self._loop.time() + self.options.in_doubt_write_wait
+        self.in_doubt += 1
+        self.queued += 1
+        try:
+            while not self._closed:
+                current = slot.provider.session
+                if current is not None and current is not session:
+                    return
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    log.warning("%s: a write in doubt re-driven, nexus not back", slot.label)
+                    return
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+        finally:
+            self.in_doubt -= 1
+            self.queued -= 1
 
     async def _wait_for_path(self, started: float) -> None:
         deadline = self.options.no_path_retry.deadline(started)
@@ -385,7 +428,9 @@ class MultipathDevice(BlockDevice):
                 self._fail(slot, FAILURE_EVENTS[failure.kind], f"session: {failure}")
 
     def path_up(self, path: SharedPath) -> None:
-        """The shared session is back: bring the path to our key, then let it carry I/O."""
+        """The shared session is back: bring the path to our key, then let it carry I/O.
+        A write in doubt on the old session may go now (``_settle``)."""
+        self._changed.set()
         for slot in self.slots:
             if slot.provider is path:
                 self._start_reinstating(slot)
@@ -629,6 +674,7 @@ class MultipathDevice(BlockDevice):
             "selector": self.selector.name,
             "no_path_retry": self.options.no_path_retry.policy.value,
             "queued": self.queued,
+            "in_doubt": self.in_doubt,
             "paths": [
                 {
                     "path": s.label,

@@ -18,6 +18,8 @@ from sanstack.mpio.selectors import DEFAULT_SELECTOR
 from sanstack.mpio.shared_path import SharedPath
 
 CHECKER_INTERVAL = 1.0
+# open-iscsi's replacement_timeout, for writes only (``MultipathDevice._settle``).
+IN_DOUBT_WRITE_WAIT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class MultipathOptions:
     failback: FailbackPolicy = FailbackPolicy.IMMEDIATE
     failback_delay: float = 0.0
     checker_interval: float = CHECKER_INTERVAL
+    # How long a write whose path failed waits for that path's I_T nexus to log in again
+    # before it is re-driven on another path all the same; see ``MultipathDevice``.
+    in_doubt_write_wait: float = IN_DOUBT_WRITE_WAIT
 
 
 class PathSlot:
