@@ -72,7 +72,7 @@ def _record_commands(v: Validation, run: TestRun) -> list[str]:
             text = f"{who}: {disk}: {command.action.value}{victim} -> {outcome.value}"
             run.step(text + (f" ({detail})" if detail else ""))
             if command.action is Action.PREEMPT_AND_ABORT and outcome is CommandOutcome.ERROR:
-                refused.append(detail)
+                refused.append(scsi_probe.error_text(detail))
 
         node.executor.on_command = heard
     return refused
@@ -232,10 +232,13 @@ async def _fail_over(
         await asyncio.sleep(min(wait, interval))
     took = v.now() - stopped
     if verdict is None or verdict.kind is not VerdictKind.OWNED:
-        if refused:
-            run.fail(PREEMPT_AND_ABORT_MISSING.format(answer=refused[-1]))
         why = "no verdict" if verdict is None else f"{verdict.kind.value}: {verdict.reason}"
-        run.fail(f"LUN {lun}: {successor.name} did not take the disk within {bound:g} s ({why})")
+        late = f"LUN {lun}: {successor.name} did not take the disk within {bound:g} s ({why})"
+        if refused:  # the reason an administrator needs; the rest is in the steps
+            run.step(late)
+            run.fail(PREEMPT_AND_ABORT_MISSING.format(answer=refused[-1]))
+        else:
+            run.fail(late)
         return
     run.check(
         took <= bound,

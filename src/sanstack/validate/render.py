@@ -106,7 +106,7 @@ def to_html(report: Report) -> str:
         parts.append("</table>")
         parts.extend(_section(result) for result in report.results)
     if report.restore:
-        parts.append("<section><h2>Restoring the LUNs</h2>")
+        parts.append('<section id="restore"><h2>Restoring the LUNs</h2>')
         parts.append(_steps(report.restore))
         parts.append("</section>")
     parts.append("</body></html>")

@@ -9,13 +9,14 @@ and the PR tests need no ``--destructive``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sanstack.block.device import BlockDeviceError
 from sanstack.initiator.lun_device import ISCSICommandError, ISCSIDevice, ReservationConflict
 from sanstack.initiator.session import PathFailed
 from sanstack.scsi.cdb import CDB16
-from sanstack.scsi.codes import ASC, Opcode
+from sanstack.scsi.codes import ASC, Opcode, SenseKey
 from sanstack.scsi.inquiry import (
     Association,
     Designator,
@@ -61,14 +62,33 @@ def describe(error: BaseException) -> Answer:
             key, asc, ascq = parse_sense(error.sense)
         except ValueError:
             return Answer(False, text=str(error))
-        try:
-            name = ASC(asc << 8 | ascq).name.replace("_", " ")
-        except ValueError:
-            name = f"{asc:02x}/{ascq:02x}"
-        return Answer(False, text=f"{key.name} ({name})", illegal_request=key == 5)
+        text = sense_text(key, asc, ascq)
+        return Answer(False, text=text, illegal_request=key == SenseKey.ILLEGAL_REQUEST)
     if isinstance(error, PathFailed):
         return Answer(False, text=f"the path failed: {error}")
     return Answer(False, text=str(error) or type(error).__name__)
+
+
+def sense_text(key: int, asc: int, ascq: int) -> str:
+    """``ILLEGAL REQUEST, INVALID FIELD IN CDB``: the sense as SPC-4 names it."""
+    try:
+        name = ASC(asc << 8 | ascq).name.replace("_", " ")
+    except ValueError:
+        name = f"ASC {asc:02x}h/{ascq:02x}h"
+    try:
+        key_name = SenseKey(key).name.replace("_", " ")
+    except ValueError:
+        key_name = f"sense key {key:x}h"
+    return f"{key_name}, {name}"
+
+
+def error_text(detail: str) -> str:
+    """An ``ISCSICommandError`` message (``ILLEGAL_REQUEST 24/00``) as ``sense_text`` says
+    it; any other text as it is."""
+    match = re.fullmatch(r"([A-Z_]+) ([0-9a-f]{2})/([0-9a-f]{2})", detail)
+    if match is None or match[1] not in SenseKey.__members__:
+        return detail
+    return sense_text(SenseKey[match[1]], int(match[2], 16), int(match[3], 16))
 
 
 async def prout(
