@@ -22,6 +22,8 @@ _TWO_NODES = frozenset({Need.TWO_NODES})
 
 @dataclass(frozen=True, slots=True)
 class TestSpec:
+    __test__ = False  # not a pytest class
+
     test_id: str
     title: str
     wsfc: str

@@ -47,6 +47,8 @@ class Step:
 class TestRun:
     """A test under way: its steps and findings."""
 
+    __test__ = False  # not a pytest class
+
     test_id: str
     steps: list[Step] = field(default_factory=list)
 
@@ -109,6 +111,8 @@ def _reason(found: list[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TestResult:
+    __test__ = False  # not a pytest class
+
     test_id: str
     title: str
     wsfc: str  # the WSFC "Validate a Configuration" test it mirrors
