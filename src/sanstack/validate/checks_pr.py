@@ -428,10 +428,10 @@ async def check_reconnect(v: Validation, run: TestRun) -> None:
                         run.fail(f"{where}: re-registering the same key failed ({answer.text})")
         if lost:
             run.fail(
-                "registrations are tied to the session: they are lost when a session "
-                f"{' or '.join(dict.fromkeys(lost))} logs in again with the same ISID (the "
-                "same I_T nexus); after a path blip a node holds no key on that path, its "
-                "writes there conflict, and fencing by key no longer covers it"
+                "registrations are tied to the session: they are lost when a session is "
+                f"{' or '.join(dict.fromkeys(lost))} and logs in again with the same ISID "
+                "(the same I_T nexus); after a path blip a node holds no key on that path, "
+                "its writes there conflict, and fencing by key no longer covers it"
             )
     finally:
         for lun in v.luns:
