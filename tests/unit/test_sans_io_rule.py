@@ -71,6 +71,11 @@ EDGE_MODULES = {
     "target/state_store.py": "a lock serialises saves of one state file",
     "target/task_management.py": "aborts tasks and awaits them",
     "tools/fault_proxy.py": "a TCP proxy that injects faults",
+    "validate/checks_arbitration.py": "arbitration rounds raced at once; waits out the delay",
+    "validate/checks_pr.py": "PR commands bounded; runs the target restart command",
+    "validate/checks_storage.py": "times I/O; fault proxies taken down while I/O runs",
+    "validate/nodes.py": "the simulated nodes' sessions, maps and PR queues, bounded",
+    "validate/runner.py": "each test and each clean-up bounded by a timeout",
 }
 
 # Lowest first. A package may import its own layer and any lower one.
@@ -90,7 +95,8 @@ LAYERS: dict[str, int] = {
     "host": 6,
     "target": 7,
     "cluster": 8,
-    "cli": 9,
+    "validate": 9,
+    "cli": 10,
 }
 
 
