@@ -66,9 +66,11 @@ def register(commands: Any) -> None:
     )
     validate.add_argument(
         "--fault-proxy",
-        action="store_true",
-        help="route a node through fault-injection proxies of its own, to take each path "
-        "away while I/O runs (the multipath test)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="route a node of the validator's own through fault-injection proxies it runs "
+        "here, to take each path away while I/O runs (the multipath test; other initiators "
+        "are not touched); on by default",
     )
     validate.add_argument(
         "--allow-target-restart",

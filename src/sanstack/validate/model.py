@@ -28,7 +28,7 @@ class Need(Enum):
     TWO_NODES = "it needs at least two nodes (--nodes 2 or more)"
     TWO_PORTALS = "it needs at least two portals (--portal twice): one path per portal"
     DESTRUCTIVE = "it writes data: run with --destructive on LUNs whose data may be lost"
-    FAULT_PROXY = "it takes a path away: run with --fault-proxy"
+    FAULT_PROXY = "it takes a path away, and --no-fault-proxy was given"
 
 
 class Skipped(Exception):
