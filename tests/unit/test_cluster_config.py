@@ -470,7 +470,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "node typo",
         edited((("node", 1, "adress"), "x")),
-        "node[1].adress: unknown key (known: address, control, name, state_dir)",
+        "node[1].adress: unknown key (known: address, control, metrics, name, state_dir)",
     ),
     (
         "node without name",
