@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sanstack.block.io_metrics import io_families
+from sanstack.block.io_stats import IOStats
 from sanstack.host.host import Host
 from sanstack.host.sessions import SessionState
 from sanstack.mpio.paths import PathState
@@ -22,8 +23,10 @@ from sanstack.nbd.server import NBDServer
 
 
 def nbd_families(server: NBDServer) -> list[Metric]:
-    """The I/O of every export ``server`` offers now (its name is the label ``export``)."""
-    rows = (((name,), stats) for name, stats in sorted(server.stats.items()))
+    """The I/O of every export ``server`` offers now or serves still (its name is the label
+    ``export``); one no client chose yet has zeros."""
+    names = sorted(set(server.exports) | set(server.stats))
+    rows = (((name,), server.stats.get(name) or IOStats()) for name in names)
     return io_families("sanstack_nbd_export", "NBD export", ("export",), rows)
 
 
