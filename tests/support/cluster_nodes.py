@@ -75,12 +75,10 @@ def write_config(
     witness: str | None = None,
     addresses: Mapping[str, str] | None = None,
     portal_host: str = "127.0.0.1",
-    metrics: Mapping[str, str] | None = None,
 ) -> Path:
     """The cluster's TOML file in ``directory``: each node's UDP address a free port (on
     ``addresses[node]``, 127.0.0.1 by default), control socket and state directory inside
-    ``directory``, its metrics address ``metrics[node]`` if given; the portals on
-    ``portal_host``; disks by ``IQN/LUN``."""
+    ``directory``; the portals on ``portal_host``; disks by ``IQN/LUN``."""
     lines = ["[cluster]", f'name = "{cluster}"', f'quorum = "{quorum}"']
     if witness is not None:
         lines.append(f'witness = "{witness}"')
@@ -98,8 +96,6 @@ def write_config(
             f'control = "{directory / (name + ".sock")}"',
             f'state_dir = "{directory / ("state-" + name)}"',
         ]
-        if metrics and name in metrics:
-            lines.append(f'metrics = "{metrics[name]}"')
     lines += ["", "[disks]"]
     lines += [f'{disk} = "{iqn}/{lun}"' for disk, lun in disks.items()]
     for group in groups:
@@ -176,9 +172,7 @@ class ClusterNodes:
             self.processes[name] = node
             started.append(node)
         for node in started:
-            node.ready_line = wait_for_line(
-                node.process, b"ready", ready_timeout, context=node.log
-            )
+            node.ready_line = wait_for_line(node.process, b"ready", ready_timeout, context=node.log)
 
     def stop(self, name: str, timeout: float = 30.0) -> None:
         """SIGTERM; the node must offline its groups and exit 0 within ``timeout``."""
