@@ -43,7 +43,8 @@ _WRITE_SAME: Final = frozenset({Opcode.WRITE_SAME_10, Opcode.WRITE_SAME_16})
 _UNMAP_BIT: Final = 0x08  # WRITE SAME byte 1 (SBC-4 §5.49)
 _PR_IN: Final = Opcode.PERSISTENT_RESERVE_IN
 _PR_OUT: Final = Opcode.PERSISTENT_RESERVE_OUT
-_OK: Final = frozenset({Status.GOOD, Status.CONDITION_MET})
+_CONDITION_MET: Final = int(Status.CONDITION_MET)
+_RESERVATION_CONFLICT: Final = int(Status.RESERVATION_CONFLICT)
 
 PR_SERVICE_ACTIONS: Final[tuple[tuple[int, int, str], ...]] = (
     *((_PR_OUT, int(sa), sa.name.lower()) for sa in PROutServiceAction),
@@ -77,9 +78,9 @@ class CommandStats:
             self.io.record(kind, 0, seconds, ok=False)
             return
         status = result.status
-        if status == Status.RESERVATION_CONFLICT:
-            self.conflicts += 1
-        if status not in _OK:
+        if status and status != _CONDITION_MET:  # not GOOD: ints, cheaper than Enum hashing
+            if status == _RESERVATION_CONFLICT:
+                self.conflicts += 1
             self.io.record(kind, 0, seconds, ok=False)
         elif kind is IOKind.READ:
             self.io.record(kind, len(result.data), seconds)
