@@ -123,6 +123,7 @@ class NodeProcess:
     log_path: Path
     control: Path
     killed: bool = False
+    ready_line: bytes = b""  # what it printed up to its ready line
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -171,7 +172,7 @@ class ClusterNodes:
             self.processes[name] = node
             started.append(node)
         for node in started:
-            wait_for_line(node.process, b"ready", ready_timeout, context=node.log)
+            node.ready_line = wait_for_line(node.process, b"ready", ready_timeout, context=node.log)
 
     def stop(self, name: str, timeout: float = 30.0) -> None:
         """SIGTERM; the node must offline its groups and exit 0 within ``timeout``."""

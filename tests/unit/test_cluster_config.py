@@ -164,6 +164,7 @@ def test_the_example_file_loads() -> None:
     assert config.groups[1].failback is FailbackMode.DELAYED
     assert config.groups[1].failback_delay == 30.0
     assert config.timings == Timings(quorum_loss_stop=16.0)
+    assert [n.metrics for n in config.nodes] == [("127.0.0.1", 9200 + i) for i in (1, 2, 3)]
     assert load_config(str(EXAMPLE)) == config
 
 
@@ -470,7 +471,19 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "node typo",
         edited((("node", 1, "adress"), "x")),
-        "node[1].adress: unknown key (known: address, control, name, state_dir)",
+        "node[1].adress: unknown key (known: address, control, metrics, name, state_dir)",
+    ),
+    (
+        "node metrics",
+        edited((("node", 1, "metrics"), "nope")),
+        "node[1].metrics: 'nope' is not HOST:PORT",
+    ),
+    (
+        "node metrics shared",
+        edited(
+            (("node", 0, "metrics"), "127.0.0.1:9201"), (("node", 2, "metrics"), "127.0.0.1:9201")
+        ),
+        "node[2].metrics: 127.0.0.1:9201 is also the metrics of node n1 (node[0])",
     ),
     (
         "node without name",

@@ -28,6 +28,7 @@ FORBIDDEN = {
     "concurrent",
     "subprocess",
     "signal",
+    "aiohttp",
 }
 
 # The asyncio edges, each beside the sans-IO core it drives (module -> why it does I/O).
@@ -50,6 +51,7 @@ EDGE_MODULES = {
     "cluster/snapshots.py": "forwards a volume request to the owner's control socket",
     "cluster/work_queue.py": "the node's bounded reservation work queue and its workers",
     "control/client.py": "HTTP over a Unix socket",
+    "control/metrics_http.py": "serves a daemon's Prometheus metrics over HTTP (aiohttp)",
     "control/server.py": "serves a service API over a Unix socket",
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
     "edge/tasks.py": "eager tasks and bounded waits",

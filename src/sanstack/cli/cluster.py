@@ -10,6 +10,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from sanstack.cli.common import add_metrics_flag, metrics_address
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError, SanstackError
 
@@ -54,6 +55,7 @@ def register(commands: Any) -> None:
     )
     node.add_argument("--config", type=Path, metavar="FILE", help="the cluster's TOML file")
     node.add_argument("--name", metavar="NAME", help="which [[node]] of the file this is")
+    add_metrics_flag(node, "the node's metrics key in the file, else none")
     node.set_defaults(func=_run_node)
     actions = node.add_subparsers(dest="node_command", metavar="ACTION")
     for action, what in (
@@ -103,14 +105,17 @@ def register(commands: Any) -> None:
 
 
 async def _run_node(args: argparse.Namespace) -> int:
-    from sanstack.cli.common import StopSignals
+    from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
     from sanstack.cluster.config import load_config
+    from sanstack.cluster.metrics import ClusterCollector
     from sanstack.cluster.node import ClusterNode
+    from sanstack.host.metrics import HostCollector
 
     if args.config is None:
         raise ConfigError("--config", "the cluster's TOML file is needed (or pause|resume NAME)")
     if args.name is None:
         raise ConfigError("--name", "which node of the cluster this is is needed")
+    flag = metrics_address(args.metrics)
     config = load_config(args.config)
     node = ClusterNode(config, args.name)
     if socket_in_use(node.spec.control):
@@ -119,15 +124,27 @@ async def _run_node(args: argparse.Namespace) -> int:
         )
     stop = StopSignals()
     await node.start()
+    try:
+        exporter = await start_metrics(
+            flag or node.spec.metrics,
+            "cluster-node",
+            [ClusterCollector(node), HostCollector(node.host)],
+            "--metrics" if flag else f"node[{node.index}].metrics",
+        )
+    except ConfigError:
+        await node.stop()
+        raise
     address = "{}:{}".format(*node.spec.address)
-    print(
+    ready = (
         f"ready node {node.me} cluster {config.name} address {address} "
-        f"control {node.spec.control} maps {len(node.host.maps)}",
-        flush=True,
+        f"control {node.spec.control} maps {len(node.host.maps)}"
     )
+    print(ready_with_metrics(ready, exporter), flush=True)
     try:
         await stop.wait()
     finally:
+        if exporter is not None:
+            await exporter.close()
         await node.stop()
     return 0
 

@@ -13,10 +13,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from sanstack.config_checks import parse_address
 from sanstack.errors import ConfigError, SanstackError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from sanstack.control.metrics_http import MetricsServer
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -90,3 +96,40 @@ class StopSignals:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._loop.remove_signal_handler(sig)
+
+
+def add_metrics_flag(parser: argparse.ArgumentParser, default: str = "off") -> None:
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, "
+        f"shown on the ready line; docs/metrics.md; default {default})",
+    )
+
+
+def metrics_address(text: str | None, field: str = "--metrics") -> tuple[str, int] | None:
+    """``--metrics HOST:PORT`` (None: off); port 0 listens on any free port."""
+    return None if text is None else parse_address(text, field, any_port=True)
+
+
+async def start_metrics(
+    address: tuple[str, int] | None, daemon: str, collectors: Iterable[Collector], field: str
+) -> MetricsServer | None:
+    """The daemon's ``/metrics`` endpoint on ``address`` (None: none); an address that
+    cannot be bound is a ``ConfigError`` naming ``field``."""
+    if address is None:
+        return None
+    from sanstack.control.metrics_http import MetricsServer, metrics_registry
+
+    server = MetricsServer(address, metrics_registry(daemon, collectors))
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(field, f"cannot listen: {exc.strerror or exc}") from None
+    return server
+
+
+def ready_with_metrics(line: str, server: MetricsServer | None) -> str:
+    """A daemon's ready line, with where its metrics are when it serves them."""
+    return line if server is None else f"{line} metrics {server.url}"

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.common import add_metrics_flag
 from sanstack.control.client import call, emit, render_table, socket_in_use
 from sanstack.errors import ConfigError
 from sanstack.host.config import DEFAULT_HOST_CONTROL
@@ -90,6 +91,7 @@ def register(commands: Any) -> None:
         help="rescan every target this often for LUNs added or removed, besides on REPORTED "
         "LUNS DATA HAS CHANGED and 'sanstack host rescan' (0 = no timer; default 30)",
     )
+    add_metrics_flag(run, "none, or the file's host.metrics")
     run.set_defaults(func=_run)
     for name, what in (
         ("status", "sessions: portal, ISID, TSIH, state, digests; counts"),
@@ -158,6 +160,7 @@ def run_config(args: argparse.Namespace) -> HostRunConfig:
         ("state_dir", args.state_dir, "--state-dir"),
         ("map.no_path_retry", args.no_path_queue, "--no-path-queue"),
         ("rescan_interval", args.rescan_interval, "--rescan-interval"),
+        ("metrics", args.metrics, "--metrics"),
     ]
     flags = [Flag(key, value, name) for key, value, name in given if value not in (None, [])]
     if args.config is not None:
@@ -171,9 +174,10 @@ def run_config(args: argparse.Namespace) -> HostRunConfig:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from sanstack.cli.common import StopSignals
+    from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
     from sanstack.control.server import ControlServer, bind_routes
     from sanstack.host.host import Host
+    from sanstack.host.metrics import HostCollector
     from sanstack.host.routes import HOST_ROUTES
     from sanstack.nbd.server import NBDServer
 
@@ -200,13 +204,27 @@ async def _run(args: argparse.Namespace) -> int:
             where = _named(args, "--nbd", "host.nbd")
             raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
         host.attach(server)
+        try:
+            exporter = await start_metrics(
+                config.metrics,
+                "host",
+                [HostCollector(host, server)],
+                _named(args, "--metrics", "host.metrics"),
+            )
+        except ConfigError:
+            await control.close()
+            await server.stop()
+            raise
     except BaseException:
         await host.close()
         raise
-    print(f"ready nbd://{nbd_host}:{server.port} maps {len(host.maps)}", flush=True)
+    ready = f"ready nbd://{nbd_host}:{server.port} maps {len(host.maps)}"
+    print(ready_with_metrics(ready, exporter), flush=True)
     try:
         await stop.wait()
     finally:
+        if exporter is not None:
+            await exporter.close()
         await control.close()
         await server.stop()
         await host.close()

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.common import add_metrics_flag, metrics_address
 from sanstack.config_checks import parse_address
 from sanstack.control.client import socket_in_use
 from sanstack.errors import ConfigError
@@ -93,14 +94,16 @@ def register(commands: Any) -> None:
         help="control socket for 'sanstack host status|maps|paths --control SOCKET' "
         "(default %(default)s)",
     )
+    add_metrics_flag(export)
     export.set_defaults(func=_export)
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from sanstack.cli.common import StopSignals
+    from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
     from sanstack.config_checks import check_name
     from sanstack.control.server import ControlServer, bind_routes
     from sanstack.host.config import parse_failback, parse_no_path_retry, parse_selector
+    from sanstack.host.metrics import HostCollector
     from sanstack.host.routes import HOST_ROUTES
     from sanstack.mpio.path_slot import MultipathOptions, PathAddress
     from sanstack.nbd.server import NBDServer
@@ -109,6 +112,7 @@ async def _export(args: argparse.Namespace) -> int:
         raise ConfigError("--portal", "at least one --portal HOST:PORT is needed")
     addresses = [PathAddress(*parse_address(p, f"--portal {p}")) for p in args.portal]
     nbd_host, nbd_port = parse_address(args.nbd, "--nbd", any_port=True)
+    metrics = metrics_address(args.metrics)
     iqn = check_name(args.iqn, "--iqn")
     initiator = check_name(args.initiator_name, "--initiator-name")
     if not 0 <= args.lun < 16384:
@@ -135,10 +139,21 @@ async def _export(args: argparse.Namespace) -> int:
     except OSError as exc:
         await host.close()
         raise ConfigError("--nbd", f"cannot listen: {exc.strerror or exc}") from None
-    print(f"ready nbd://{nbd_host}:{server.port}", flush=True)
+    try:
+        exporter = await start_metrics(
+            metrics, "mpio-export", [HostCollector(host, server)], "--metrics"
+        )
+    except ConfigError:
+        await control.close()
+        await server.stop()
+        await host.close()
+        raise
+    print(ready_with_metrics(f"ready nbd://{nbd_host}:{server.port}", exporter), flush=True)
     try:
         await stop.wait()
     finally:
+        if exporter is not None:
+            await exporter.close()
         await control.close()
         await server.stop()
         await host.close()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.common import add_metrics_flag, metrics_address
 from sanstack.control.client import (
     DEFAULT_TARGET_CONTROL,
     call,
@@ -86,6 +87,7 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="silence before pinging an initiator with NOP-In, 0 for never (default %(default)s)",
     )
+    add_metrics_flag(serve)
     serve.set_defaults(func=serve_command)
     _register_queries(sub)
 
@@ -108,7 +110,12 @@ async def serve_command(args: argparse.Namespace) -> int:
         raise ConfigError("--nop-interval", "must be >= 0")
     settings = ConnectionSettings(nop_in_interval=args.nop_interval or None)
     return await run_target_daemon(
-        specs, settings, args.control, announce=lambda _s: "ready", state_dir=args.state_dir
+        specs,
+        settings,
+        args.control,
+        announce=lambda _s: "ready",
+        state_dir=args.state_dir,
+        metrics=metrics_address(args.metrics),
     )
 
 
@@ -120,18 +127,21 @@ async def run_target_daemon(
     *,
     state_dir: Path | None = None,
     companions: Callable[[TargetServer], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     """Serve ``specs`` with a control socket until SIGINT/SIGTERM, then shut down cleanly.
 
     ``announce`` makes the text printed on stdout once every portal listens. ``companions``
     starts whatever else runs beside the target (the demo's multipath export) and returns
-    the coroutine function that stops it, which runs before the target stops.
+    the coroutine function that stops it, which runs before the target stops. ``metrics``:
+    where to serve ``/metrics`` (None: not at all), added to the ready line.
     """
-    from sanstack.cli.common import StopSignals
+    from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
     from sanstack.control.server import ControlServer, bind_routes
     from sanstack.snapshot.routes import VOLUME_ROUTES
     from sanstack.snapshot.service import VolumeService
     from sanstack.target.build import build_registry
+    from sanstack.target.metrics import TargetCollector
     from sanstack.target.routes import TARGET_ROUTES
     from sanstack.target.server import TargetServer
     from sanstack.target.service import TargetService
@@ -165,19 +175,30 @@ async def run_target_daemon(
         await server.stop(grace=0)
         await volumes.close()
         raise ConfigError("--control", f"cannot serve {control_path}: {exc.strerror}") from None
+    try:
+        exporter = await start_metrics(
+            metrics, "target", [TargetCollector(registry, volumes)], "--metrics"
+        )
+    except ConfigError:
+        await control.close()
+        await server.stop(grace=0)
+        await volumes.close()
+        raise
     for target in registry.targets.values():
         log.info("serving %s with %d LUNs", target.name, len(target.luns))
     for host, port, tpgt in server.portals:
         log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
     log.info("control socket %s", control_path)
     stop_companions = await companions(server) if companions is not None else None
-    print(announce(server), flush=True)
+    print(ready_with_metrics(announce(server), exporter), flush=True)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         if stop_companions is not None:
             await stop_companions()
+        if exporter is not None:
+            await exporter.close()
         await control.close()
         await server.stop()  # closes every LUN, which releases the volumes they hold
         await volumes.close()

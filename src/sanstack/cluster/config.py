@@ -11,8 +11,9 @@ Rules beyond each value's own (why, where it is not obvious):
 - names of nodes, disks and groups are simple (letters, digits, ``.``, ``_``, ``-``; at most
   63; a letter or digit first): they are export names, file names and table cells. The
   cluster's name is printable text of at most 64 UTF-8 bytes; it is part of every key.
-- each node's cluster address, control socket and state directory are its own; two nodes
-  whose reservation keys (``cluster.keys``) collide are refused.
+- each node's cluster address, control socket and state directory are its own, and so is
+  its ``metrics`` address (optional; port 0, any free port, aside); two nodes whose
+  reservation keys (``cluster.keys``) collide are refused.
 - a disk is a map's WWID (``naa.`` and 16 or 32 hex digits) or its alias ``IQN/LUN`` (the
   IQN checked as the target checks names; when ``storage.targets`` is given, it must be one
   of them, or no map would ever carry the alias). Two disks never name the same device.
@@ -84,7 +85,7 @@ _TIMING_KEYS = {
     "storage_loss_stop",
 }
 _STORAGE_KEYS = {"portals", "targets"}
-_NODE_KEYS = {"name", "address", "control", "state_dir"}
+_NODE_KEYS = {"name", "address", "control", "state_dir", "metrics"}
 _GROUP_DEFAULTS = {f.name: f.default for f in fields(GroupSpec)}
 _GROUP_KEYS = {
     "name",
@@ -327,7 +328,11 @@ def _nodes(value: object, cluster: str) -> tuple[NodeSpec, ...]:
                 f"is longer than {MAX_UNIX_SOCKET_PATH} bytes, a Unix socket path's limit",
             )
         state_dir = _path(table.get("state_dir"), f"{where}.state_dir")
-        node = NodeSpec(name, address, control, state_dir, node_key(cluster, name))
+        metrics, metrics_text = None, ""
+        if "metrics" in table:
+            metrics_text = _string(table["metrics"], f"{where}.metrics", "HOST:PORT")
+            metrics = parse_address(metrics_text, f"{where}.metrics", any_port=True)
+        node = NodeSpec(name, address, control, state_dir, node_key(cluster, name), metrics)
         for j, other in enumerate(nodes):
             if name == other.name:
                 raise ConfigError(f"{where}.name", f"{name} is also node[{j}]'s name")
@@ -341,6 +346,11 @@ def _nodes(value: object, cluster: str) -> tuple[NodeSpec, ...]:
                         f"{where}.{key}",
                         f"{shown} is also the {key} of node {other.name} (node[{j}])",
                     )
+            if metrics is not None and metrics[1] != 0 and metrics == other.metrics:
+                raise ConfigError(
+                    f"{where}.metrics",
+                    f"{metrics_text} is also the metrics of node {other.name} (node[{j}])",
+                )
             if node.key == other.key:
                 raise ConfigError(
                     f"{where}.name",

@@ -116,6 +116,11 @@ class DiskExecutor:
         # and a count of PR OUTs per disk, so a READ that overlapped one is not kept.
         self._recent: dict[int, tuple[float, DiskRead]] = {}
         self._changes: dict[int, int] = {}
+        # Per (disk, action) the commands of arbitration rounds, and per disk those that
+        # met RESERVATION CONFLICT or another error (the node's metrics).
+        self.commands: dict[tuple[str, Action], int] = {}
+        self.conflicts: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
 
     async def round(
         self,
@@ -209,7 +214,9 @@ class DiskExecutor:
             try:
                 keys, reservation = await self.read(disk)
             except Exception as exc:  # its outcome is the arbiter's to judge
+                self._count(name, command.action, outcome_of(exc))
                 return arbiter.done(outcome_of(exc), self.clock(), str(exc) or type(exc).__name__)
+            self._count(name, command.action, CommandOutcome.GOOD)
             if self.our_key in keys.reservation_keys and disk.registration.key != self.our_key:
                 disk.registration.taken(self.our_key, False)
             return arbiter.read(keys, reservation, self.clock())
@@ -222,10 +229,19 @@ class DiskExecutor:
         finally:
             self._changing(disk)
         outcome = outcome_of(error)
+        self._count(name, command.action, outcome)
         detail = "" if error is None else (str(error) or type(error).__name__)
         if self.on_command is not None:
             self.on_command(name, command, outcome, detail)
         return arbiter.done(outcome, self.clock(), detail)
+
+    def _count(self, name: str, action: Action, outcome: CommandOutcome) -> None:
+        key = (name, action)
+        self.commands[key] = self.commands.get(key, 0) + 1
+        if outcome is CommandOutcome.RESERVATION_CONFLICT:
+            self.conflicts[name] = self.conflicts.get(name, 0) + 1
+        elif outcome is not CommandOutcome.GOOD:
+            self.errors[name] = self.errors.get(name, 0) + 1
 
 
 async def _read_both(disk: PRDisk) -> DiskRead:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from sanstack.cluster.group_phases import GroupPhases
 from sanstack.cluster.group_state import (
     GroupAction,
     GroupEvent,
@@ -44,6 +45,7 @@ class GroupRunner:
     ) -> None:
         self.name = name
         self.lifecycle = GroupLifecycle(name, pending_timeout)
+        self.phases = GroupPhases()  # how long each onlining step took (metrics)
         self.steps = steps
         self.on_state = on_state
         self._loop = asyncio.get_running_loop()
@@ -90,6 +92,7 @@ class GroupRunner:
         elif new is not old and not new.pending:
             self._cancel_step()
         if new is not old:
+            self.phases.changed(old, new, self._loop.time())
             self.on_state(self, old, new, reason)
 
     def _arm_timer(self) -> None:

@@ -47,6 +47,7 @@ class NodeSpec:
     control: Path  # the node's control socket
     state_dir: Path  # ISIDs, reservation keys, the event log
     key: int  # its 8-byte reservation key (``cluster.keys.node_key``), never 0
+    metrics: tuple[str, int] | None = None  # where it serves Prometheus metrics, if anywhere
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,15 @@ class NodeControl:
             disk=disk,
         )
 
+    def quorum_now(self) -> tuple[QuorumState, bool]:
+        """The quorum as this node evaluates it now, and whether it has it (a member of a
+        view with quorum)."""
+        return self._quorum(), self._has_quorum
+
+    def event_counts(self) -> dict[EventKind, int]:
+        """The events this process logged, by kind."""
+        return dict(self._log.counts)
+
     def _paused_flag(self, node: str) -> bool:
         if node == self.me:
             return self.paused or self.stopping

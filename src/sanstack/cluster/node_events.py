@@ -35,6 +35,7 @@ class NodeLog:
         self.me = me
         self.clock = clock
         self.ring = EventLog()
+        self.counts: dict[EventKind, int] = {}  # logged by this process, by kind (metrics)
         self.file = EventFile(config.node(me).state_dir, self.ring.capacity)
 
     def restore(self) -> None:
@@ -45,6 +46,7 @@ class NodeLog:
 
     def __call__(self, kind: EventKind, reason: str, **fields: Any) -> None:
         event = self.ring.append(ClusterEvent(self.clock(), self.me, kind, reason, **fields))
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         self.file.append(event)
         log.info("%s: %s", kind.value, reason)
 

@@ -6,8 +6,8 @@ the problem in one line. Unknown keys are errors, so a typo never passes silentl
 given with ``--config`` overrides the file's value (``Flag``).
 
 The file has one ``[host]`` table (``name``, ``portals``, ``nbd``; optional ``targets``,
-``control``, ``state_dir``, ``rescan_interval``) and optional tables below it: ``chap`` and
-``discovery_chap`` (``user``, ``secret``, ``mutual_user``, ``mutual_secret``, as the
+``control``, ``state_dir``, ``rescan_interval``, ``metrics``) and optional tables below it:
+``chap`` and ``discovery_chap`` (``user``, ``secret``, ``mutual_user``, ``mutual_secret``, as the
 target's), ``session`` (``SessionOptions``: NOP-Out interval and timeout, login and command
 timeouts, reconnect backoff, commands in flight), ``map`` (``MultipathOptions``, with
 dm-multipath's names: ``selector``, ``failback``, ``no_path_retry``, ``checker_interval``)
@@ -75,7 +75,7 @@ _EVERY_LUN = "*"
 MAX_LUN = 16383
 # Every key of each table; anything else is an error.
 HOST_KEYS = frozenset(
-    {"name", "portals", "targets", "nbd", "control", "state_dir", "rescan_interval"}
+    {"name", "portals", "targets", "nbd", "control", "state_dir", "rescan_interval", "metrics"}
     | {"chap", "discovery_chap", "session", "map", "luns"}
 )
 SESSION_KEYS = frozenset(
@@ -153,11 +153,13 @@ class HostConfig:
 
 @dataclass(frozen=True, slots=True)
 class HostRunConfig:
-    """What ``sanstack host run`` needs: the host, where it serves NBD, its control socket."""
+    """What ``sanstack host run`` needs: the host, where it serves NBD, its control socket,
+    and where its Prometheus metrics (None: nowhere)."""
 
     host: HostConfig
     nbd: tuple[str, int]
     control: Path = DEFAULT_HOST_CONTROL
+    metrics: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +277,10 @@ def parse_host_config(raw: dict[str, Any], flags: Sequence[Flag] = ()) -> HostRu
     nbd_text, nbd_where = _required(host, "nbd", "HOST:PORT to serve NBD on")
     nbd = parse_address(_string(nbd_text, nbd_where), nbd_where, any_port=True)
     control = _path(host.get("control")) or DEFAULT_HOST_CONTROL
+    metrics_at = host.get("metrics")
+    metrics = None
+    if metrics_at is not None:
+        metrics = parse_address(_string(*metrics_at), metrics_at[1], any_port=True)
     rescan = host.get("rescan_interval")
     interval = RESCAN_INTERVAL if rescan is None else seconds_in(*rescan, 0, 86400)
     chap, discovery_chap = host.get("chap"), host.get("discovery_chap")
@@ -292,7 +298,7 @@ def parse_host_config(raw: dict[str, Any], flags: Sequence[Flag] = ()) -> HostRu
         rescan_interval=interval,
         discovery_chap=None if discovery_chap is None else chap_from_table(*discovery_chap),
     )
-    return HostRunConfig(config, nbd, control)
+    return HostRunConfig(config, nbd, control, metrics)
 
 
 def _string(value: object, where: str) -> str:

@@ -105,6 +105,8 @@ class MultipathDevice(BlockDevice):
         self._checker: asyncio.Task[None] | None = None
         self.queued = 0
         self.in_doubt = 0  # of those queued, writes waiting for their nexus (``_settle``)
+        # A path failed while another could carry the I/O on (the host's metrics).
+        self.failovers = 0
         self.registration = HostRegistration()
         # Told when another initiator removed our key (the host forgets it, a cluster node
         # learns it was fenced).
@@ -368,8 +370,11 @@ class MultipathDevice(BlockDevice):
         if slot.path.state is PathState.ACTIVE:
             # A shared session's failure is logged once by its owner, not by every map.
             log.debug("path %s failed (%s): %s", slot.label, event.value, reason)
+        was_active = slot.path.state is PathState.ACTIVE
         slot.path.handle(event, self._loop.time())
         slot.drop()
+        if was_active and any(s.path.usable for s in self.slots):
+            self.failovers += 1
         self._paths_changed()
 
     # -- path checker ---------------------------------------------------------------------------

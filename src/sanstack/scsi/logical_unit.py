@@ -39,6 +39,7 @@ from sanstack.edge.tasks import wait_ended
 from sanstack.scsi.alua import ALUAGroups
 from sanstack.scsi.codes import ASC, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, CommandSpec, Nexus
+from sanstack.scsi.command_stats import CommandStats
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.pr import PersistentReservations, TargetPort
 from sanstack.scsi.sense import CheckCondition, check_condition, invalid_field_in_cdb
@@ -132,6 +133,8 @@ class LogicalUnit:
         self.stopped = False
         self._running: dict[tuple[Nexus, int], _RunningTask] = {}
         self._locked_ranges: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Recorded by the transport's edge, which times each command (target/server.py).
+        self.stats = CommandStats()
 
     # -- persistent reservations (SPC-4 §5.13) --------------------------------------------
 

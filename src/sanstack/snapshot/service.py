@@ -256,6 +256,10 @@ class VolumeService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
 
+    def held_volumes(self) -> dict[str, SnapshotVolume]:
+        """The volumes held now, by file (``key``)."""
+        return {key: held.volume for key, held in self._held.items()}
+
     @staticmethod
     def key(path: str | os.PathLike[str]) -> str:
         return os.path.realpath(path)

@@ -64,6 +64,7 @@ class Target:
     reservation_store_for: Callable[[DeviceIdentity], ReservationStore] | None = None
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
     _nexuses: dict[Nexus, int] = field(default_factory=dict)
+    logins: int = field(default=0, init=False)  # of normal sessions' connections, ever
     info: TargetInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +123,7 @@ class Target:
     # -- nexus bookkeeping (unit attentions go to live nexuses) ------------------------------
 
     def nexus_up(self, nexus: Nexus) -> None:
+        self.logins += 1
         self._nexuses[nexus] = self._nexuses.get(nexus, 0) + 1
 
     def nexus_down(self, nexus: Nexus) -> None:

@@ -255,6 +255,7 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
         self._pump()
 
     async def _run_command(self, itt: int, lu: LogicalUnit | None, command: Command) -> None:
+        started = self.loop.time()
         try:
             if lu is None:
                 target = self.server.registry.targets.get(self.target_name or "")
@@ -262,6 +263,8 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
             else:
                 result = await lu.execute(command)
         except TaskAborted as aborted:
+            if lu is not None:
+                lu.stats.record(command, None, self.loop.time() - started)
             if self.core is not None:
                 self.core.abort_command(itt, report_status=aborted.report_status)
             return
@@ -270,6 +273,8 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
             # bug, and the initiator still gets an answer instead of a hung command.
             log.exception("%s: command %#x failed", self.peer, itt)
             result = check_condition(SenseKey.HARDWARE_ERROR, ASC.INTERNAL_TARGET_FAILURE)
+        if lu is not None:
+            lu.stats.record(command, result, self.loop.time() - started)
         if self.core is not None:
             self.core.complete_command(itt, result)
 
