@@ -5,13 +5,16 @@ just read from each disk (READ KEYS and READ RESERVATION).
 Reservation keys are JSON text (``format_key``), as in the event log; a key is named by the
 node it belongs to when it is one of this cluster's. A group's state is its owner's claim
 (``online``, ``onlining``); without an owner, the state some node still reports (a group
-being offlined or stopped, or failed), else ``offline``.
+being offlined or stopped, or failed), else ``offline``. A group's ``io`` is its owner's
+count of the I/O through the group's exports (``IOStats.snapshot()`` summed over them; the
+answering node asks the owner when that is another node), null when no node serves it or
+the owner did not answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sanstack.cluster.group_state import GroupState
@@ -40,6 +43,7 @@ class StatusParts:
     placement: Mapping[str, str | None]
     moves: Mapping[str, str]
     disk_reads: Mapping[str, DiskRead]
+    io: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # group -> counters
 
 
 def _node_of(config: ClusterConfig, key: int | None) -> str | None:
@@ -108,6 +112,7 @@ def _groups(parts: StatusParts, claims: Mapping[str, Mapping[str, Claim]]) -> li
                 "states": held,
                 "move": parts.moves.get(group.name),
                 "failure": parts.failures.get(group.name),
+                "io": parts.io.get(group.name),
             }
         )
     return rows
