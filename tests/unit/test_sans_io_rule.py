@@ -51,6 +51,8 @@ EDGE_MODULES = {
     "cluster/work_queue.py": "the node's bounded reservation work queue and its workers",
     "control/client.py": "HTTP over a Unix socket",
     "control/server.py": "serves a service API over a Unix socket",
+    "dashboard/server.py": "the dashboard's aiohttp server, its poll task and event streams",
+    "dashboard/sources.py": "asks the nodes' and the target's control sockets, bounded",
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
     "edge/tasks.py": "eager tasks and bounded waits",
     "edge/state_file.py": "crash-safe state files: the temporary file is named by pid and thread",
@@ -90,7 +92,8 @@ LAYERS: dict[str, int] = {
     "host": 6,
     "target": 7,
     "cluster": 8,
-    "cli": 9,
+    "dashboard": 9,
+    "cli": 10,
 }
 
 

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
 
-    from sanstack.cli import cluster, demo, host, mpio, nbd, proxy, target, volume
+    from sanstack.cli import cluster, dashboard, demo, host, mpio, nbd, proxy, target, volume
 
     target.register(commands)
     volume.register(commands)
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     nbd.register(commands)
     proxy.register(commands)
     cluster.register(commands)
+    dashboard.register(commands)
     return parser
 
 
