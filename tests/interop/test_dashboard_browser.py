@@ -174,13 +174,12 @@ def test_the_page_shows_nodes_groups_disks_paths_volume_and_target(setup: Setup)
     )
     assert d.find_element(By.CSS_SELECTOR, '#disks tr[data-disk="wit"] td.holder').text in NODES
     # Paths and keys per node: every node sees all five disks.
-    for node in NODES:
-        wait_for(
-            d,
-            lambda d, node=node: len(rows(d, f'[data-paths-node="{node}"] tbody tr')) == 5,
-            PAGE,
-            f"{node}'s five maps",
-        )
+    wait_for(
+        d,
+        lambda d: [len(rows(d, f'[data-paths-node="{n}"] tbody tr')) for n in NODES] == [5] * 3,
+        PAGE,
+        "each node's five maps",
+    )
     # The snapshot volume and the target.
     wait_for(
         d,
@@ -217,8 +216,10 @@ def test_the_chart_moves_while_a_writer_runs(setup: Setup) -> None:
         points = int(d.find_element(By.CSS_SELECTOR, chart).get_attribute("data-points") or 0)
         wait_for(
             d,
-            lambda d: int(d.find_element(By.CSS_SELECTOR, chart).get_attribute("data-points") or 0)
-            >= points + 8,
+            lambda d: (
+                int(d.find_element(By.CSS_SELECTOR, chart).get_attribute("data-points") or 0)
+                >= points + 8
+            ),
             PAGE,
             "eight more points on g2's chart",
         )

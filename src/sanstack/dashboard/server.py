@@ -198,7 +198,7 @@ class Dashboard:
         if request.path == "/" and offered is not None:
             if not hmac.compare_digest(offered.encode(), token.encode()):
                 return _refusal(401, "token: wrong token")
-            response = web.HTTPSeeOther("/")
+            response = web.Response(status=303, headers={"Location": "/"})
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             return response
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
