@@ -87,6 +87,18 @@ def test_without_nodes_the_view_says_none_answered(tmp_path: Path) -> None:
     serving(tmp_path)(body)
 
 
+def test_closing_ends_an_open_stream_at_once(tmp_path: Path) -> None:
+    """A browser left open must not hold the dashboard's exit (aiohttp waits for handlers)."""
+
+    async def body(dashboard: Dashboard, session: aiohttp.ClientSession) -> None:
+        async with session.get("/api/stream") as stream:
+            assert [line async for line in lines(stream, 4)][3].startswith(b"data: ")
+            async with asyncio.timeout(5):
+                await dashboard.close()
+
+    serving(tmp_path)(body)
+
+
 def test_an_action_no_node_answers_is_refused_with_why(tmp_path: Path) -> None:
     async def body(_d: Dashboard, session: aiohttp.ClientSession) -> None:
         move = {"group": "g1", "node": "n2"}

@@ -149,14 +149,16 @@ class Dashboard:
         return self.url
 
     async def close(self) -> None:
-        self._closing = True
-        if self._poller is not None:
-            self._poller.cancel()
-            await wait_ended([self._poller], "dashboard polls")
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._on_shutdown(None)
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            await wait_ended([poller], "dashboard polls")
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
-    async def _on_shutdown(self, _app: web.Application) -> None:
+    async def _on_shutdown(self, _app: web.Application | None) -> None:
         # Streams wait for the next view; wake them so they end instead of holding shutdown.
         self._closing = True
         async with self._changed:

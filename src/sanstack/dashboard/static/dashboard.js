@@ -79,7 +79,7 @@ function renderNodes(view) {
     return `<tr data-node="${esc(n.name)}">` +
       `<td>${esc(n.name)}</td>${stateCell(n.state)}` +
       `<td>${n.member ? "yes" : "no"}</td><td>${dash(n.epoch)}</td>` +
-      `<td>${n.quorum === null || n.quorum === undefined ? "-" : n.quorum ? "yes" : "no"}</td>` +
+      `<td>${n.state === "down" || n.quorum === null || n.quorum === undefined ? "-" : n.quorum ? "yes" : "no"}</td>` +
       `<td>${dash(n.coordinator)}</td><td class="groups">${dash(n.groups.join(", "))}</td>` +
       `<td class="muted">${esc(n.key)}</td><td>${button}</td></tr>`;
   });
@@ -171,12 +171,12 @@ function renderDisks(view) {
     for (const k of d.keys) keys[k.node || k.key] = (keys[k.node || k.key] || 0) + 1;
     const registered = Object.entries(keys).map(([k, c]) => (c > 1 ? `${esc(k)}×${c}` : esc(k))).join(" ");
     const holder = d.error ? `<span class="error-text">${esc(d.error)}</span>` : dash(d.holder || d.holder_key);
-    return `<tr data-disk="${esc(d.name)}"><td>${esc(d.name)}${d.witness ? " <span class='muted'>(witness)</span>" : ""}</td>` +
+    return `<tr data-disk="${esc(d.name)}"><td title="${esc(d.device)}">${esc(d.name)}${d.witness ? " <span class='muted'>(witness)</span>" : ""}</td>` +
       `<td>${dash(d.group)}</td><td class="holder">${holder}</td>` +
       `<td title="${esc(d.type)}">${dash(PR_TYPES[d.type] || d.type)}</td>` +
-      `<td>${registered || "-"}</td><td class="muted">${esc(d.device)}</td></tr>`;
+      `<td>${registered || "-"}</td></tr>`;
   });
-  setHtml("disks", table(["disk", "group", "reservation holder", "type", "registered keys", "device"], rows));
+  setHtml("disks", table(["disk", "group", "reservation holder", "type", "registered keys"], rows));
 }
 
 function renderPaths(view) {
@@ -295,9 +295,10 @@ function showResult(kind, text) {
   const box = $("#result");
   box.hidden = false;
   box.className = kind;
-  box.textContent = text;
+  box.textContent = `${clock(Date.now() / 1000)} ${text}`;
 }
 
+// The node's answer or refusal, shown as it came; true when it was done.
 async function act(what, method, url, body) {
   showResult("pending", `${what}…`);
   try {
@@ -309,12 +310,13 @@ async function act(what, method, url, body) {
     const answer = await response.json();
     if (answer.ok) {
       showResult("ok", `${what}: ${describe(answer.answer)} (answered by ${answer.node})`);
-    } else {
-      showResult("error", `${what} refused: ${answer.error}`);
+      return true;
     }
+    showResult("error", `${what} refused: ${answer.error}`);
   } catch (error) {
     showResult("error", `${what} failed: ${error}`);
   }
+  return false;
 }
 
 function describe(answer) {
@@ -340,13 +342,14 @@ $("#nodes").addEventListener("click", (event) => {
   act(`${action} ${node}`, "POST", `/api/nodes/${encodeURIComponent(node)}/${action}`);
 });
 
-$("#volumes").addEventListener("submit", (event) => {
+$("#volumes").addEventListener("submit", async (event) => {
   event.preventDefault();
   const card = event.target.closest("[data-volume]");
   const input = card.querySelector(".snapshot-name");
   const name = input.value.trim();
-  act(`create snapshot ${name} of ${card.dataset.volume}`, "POST", "/api/snapshots",
-    { volume: card.dataset.volume, name });
+  const done = await act(`create snapshot ${name} of ${card.dataset.volume}`, "POST",
+    "/api/snapshots", { volume: card.dataset.volume, name });
+  if (done && input.value.trim() === name) input.value = "";
 });
 
 $("#volumes").addEventListener("click", (event) => {
