@@ -1,6 +1,7 @@
 """The dashboard server without a cluster (its nodes' sockets do not exist): who may use it
 (loopback names only without a token; the token by cookie or bearer header), the stream's
-first view, an action's refusal when no node answers, and the option checks."""
+first view, an action's refusal when no node answers, and the option checks. And its
+sources against fake nodes' control sockets: any live node answers, a refusal is final."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import aiohttp
 import pytest
 
 from sanstack.cluster.config import parse_config
-from sanstack.dashboard.server import Dashboard, DashboardOptions, check_options
-from sanstack.errors import ConfigError
+from sanstack.cluster.routes import CLUSTER_ROUTES
+from sanstack.control.server import ControlServer, bind_routes
+from sanstack.dashboard.server import Dashboard, DashboardOptions, check_options, host_name
+from sanstack.dashboard.sources import Sources, Unreachable
+from sanstack.errors import ConfigError, ServiceError
 
 TOKEN = "s3cret-token"
 
@@ -124,6 +128,19 @@ def test_loopback_names_only_without_a_token(tmp_path: Path) -> None:
     serving(tmp_path)(body)
 
 
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("localhost", "localhost"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("[::1]:8", "::1"),
+    ],
+)
+def test_the_name_in_a_host_header(header: str, name: str) -> None:
+    assert host_name(header) == name
+
+
 def test_the_token_by_cookie_or_bearer(tmp_path: Path) -> None:
     async def body(dashboard: Dashboard, session: aiohttp.ClientSession) -> None:
         async with session.get("/api/view") as response:
@@ -174,3 +191,66 @@ def test_the_command_refuses_in_one_line(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done
         assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+class FakeNode:
+    """A node's cluster routes: its status, a move it refuses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked = 0
+
+    async def status(self) -> dict[str, Any]:
+        self.asked += 1
+        return {"node": self.name, "nodes": [], "groups": []}
+
+    def events(self, since: int, limit: int | None) -> dict[str, Any]:
+        return {"last_seq": 0, "events": []}
+
+    def io(self) -> dict[str, Any]:
+        return {"node": self.name, "groups": {}}
+
+    def maps(self) -> dict[str, Any]:
+        return {"node": self.name, "maps": []}
+
+    async def move(self, group: str, target: str) -> dict[str, Any]:
+        raise ServiceError(409, f"node: {target} is paused; resume it first")
+
+    async def set_paused(self, node: str, paused: bool) -> dict[str, Any]:
+        return {"node": node, "paused": paused}
+
+
+def test_any_live_node_answers_and_a_refusal_is_an_answer(tmp_path: Path) -> None:
+    """n1's socket is gone (killed): n2 answers, and is asked first from then on; n2's
+    refusal is returned as it is, not asked of n3."""
+
+    async def main() -> None:
+        n2, n3 = FakeNode("n2"), FakeNode("n3")
+        servers = [
+            ControlServer(tmp_path / f"{node.name}.sock", bind_routes(node, CLUSTER_ROUTES))
+            for node in (n2, n3)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            sources = Sources(config(tmp_path), None)
+            answer = await sources.ask("GET", "/v1/cluster/status")
+            assert (answer.node, answer.status, answer.body["node"]) == ("n2", 200, "n2")
+            refused = await sources.ask("POST", "/v1/cluster/move", {"group": "g1", "node": "n3"})
+            assert (refused.node, refused.status) == ("n2", 409)
+            assert refused.error() == "node: n3 is paused; resume it first"
+            assert n3.asked == 0
+            poll, events = await sources.poll(1.0, {})
+            assert poll.source == "n2" and set(poll.maps) == {"n1", "n2", "n3"}
+            assert isinstance(poll.maps["n1"], str) and poll.maps["n2"] == {
+                "node": "n2",
+                "maps": [],
+            }
+            assert set(events) == {"n2", "n3"}
+        finally:
+            for server in servers:
+                await server.close()
+        with pytest.raises(Unreachable, match=r"^no node answered \(n2: .*; n1: .*; n3: "):
+            await sources.ask("GET", "/v1/cluster/status")
+
+    asyncio.run(main())

@@ -78,6 +78,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header: ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.partition(":")[0]
+
+
 def check_options(options: DashboardOptions) -> None:
     if not is_loopback(options.host) and not options.token:
         raise ConfigError(
@@ -193,7 +200,7 @@ class Dashboard:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         token = self.options.token
         if token is None:
-            if not is_loopback((request.host.rpartition(":")[0] or request.host).strip("[]")):
+            if not is_loopback(host_name(request.host)):
                 return _refusal(403, "host: the dashboard answers only loopback names")
             return await handler(request)
         offered = request.query.get("token")

@@ -6,7 +6,9 @@ A question for the cluster goes to any live node: the one that answered last fir
 the others in config order, so losing any one node costs one refused connect (a killed
 node) or one timeout (a frozen one) and the dashboard goes on through the next. A node's
 refusal (an HTTP error with its one-line reason) is an answer, not a reason to ask another
-node: moving a group to a paused node must show that node's words.
+node: moving a group to a paused node must show that node's words. An action whose node
+took too long is not sent to another (it may have been done; a snapshot would be refused
+the second time, a move done twice).
 """
 
 from __future__ import annotations
@@ -80,7 +82,14 @@ class Sources:
         for node in order:
             try:
                 answer = await self.ask_node(node, method, resource, body, bound)
-            except (TimeoutError, OSError, h11.ProtocolError, ValueError) as exc:
+            except TimeoutError:
+                if method != "GET":  # it may have been done: never do it twice
+                    raise Unreachable(
+                        f"{node} did not answer in time; the action may or may not be done"
+                    ) from None
+                failures.append(f"{node}: no answer in time")
+                continue
+            except (OSError, h11.ProtocolError, ValueError) as exc:
                 failures.append(f"{node}: {_why(exc)}")
                 continue
             self._last = node
