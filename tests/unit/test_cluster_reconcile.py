@@ -206,6 +206,7 @@ def test_status_names_keys_by_node_and_shows_each_disks_holder() -> None:
             placement={"g1": None},
             moves={},
             disk_reads=reads,
+            io={"g1": {"read": {"ops": 3}}},
         )
     )
     assert [n["state"] for n in document["nodes"]] == ["alive", "down", "down"]
@@ -221,6 +222,7 @@ def test_status_names_keys_by_node_and_shows_each_disks_holder() -> None:
     }
     (group,) = document["groups"]
     assert (group["state"], group["owner"], group["states"]) == ("online", "n1", {"n1": "online"})
+    assert group["io"] == {"read": {"ops": 3}}
     d1, d2 = document["disks"]
     assert (d1["holder"], d1["type"]) == ("n1", "write_exclusive_registrants_only")
     assert [k["node"] for k in d1["keys"]] == ["n1", "n1", None]

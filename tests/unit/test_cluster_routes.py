@@ -26,6 +26,14 @@ class FakeService:
         self.calls.append(("events", since, limit))
         return {"events": []}
 
+    def io(self) -> dict[str, Any]:
+        self.calls.append(("io",))
+        return {"node": "n1", "groups": {}}
+
+    def maps(self) -> dict[str, Any]:
+        self.calls.append(("maps",))
+        return {"node": "n1", "maps": []}
+
     async def move(self, group: str, target: str) -> dict[str, Any]:
         self.calls.append(("move", group, target))
         if group == "nope":
@@ -49,6 +57,8 @@ def test_each_route_reaches_the_service() -> None:
     status, _answer, service = ask("GET", "/v1/cluster/events?since=7&limit=3")
     assert status == 200 and service.calls == [("events", 7, 3)]
     assert ask("GET", "/v1/cluster/events")[2].calls == [("events", 0, MAX_EVENTS)]
+    assert ask("GET", "/v1/cluster/io")[1] == {"node": "n1", "groups": {}}
+    assert ask("GET", "/v1/cluster/maps")[2].calls == [("maps",)]
     status, answer, service = ask("POST", "/v1/cluster/move", {"group": "g1", "node": "n2"})
     assert status == 200 and answer["state"] == "requested"
     assert service.calls == [("move", "g1", "n2")]

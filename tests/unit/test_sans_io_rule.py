@@ -53,6 +53,8 @@ EDGE_MODULES = {
     "control/client.py": "HTTP over a Unix socket",
     "control/metrics_http.py": "serves a daemon's Prometheus metrics over HTTP (aiohttp)",
     "control/server.py": "serves a service API over a Unix socket",
+    "dashboard/server.py": "the dashboard's aiohttp server, its poll task and event streams",
+    "dashboard/sources.py": "asks the nodes' and the target's control sockets, bounded",
     "edge/driver.py": "the loop that feeds bytes to a sans-IO core",
     "edge/tasks.py": "eager tasks and bounded waits",
     "edge/state_file.py": "crash-safe state files: the temporary file is named by pid and thread",
@@ -98,6 +100,7 @@ LAYERS: dict[str, int] = {
     "target": 7,
     "cluster": 8,
     "validate": 9,
+    "dashboard": 9,
     "cli": 10,
 }
 

@@ -30,7 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
 
-    from sanstack.cli import cluster, demo, host, mpio, nbd, proxy, target, validate, volume
+    from sanstack.cli import (
+        cluster,
+        dashboard,
+        demo,
+        host,
+        mpio,
+        nbd,
+        proxy,
+        target,
+        validate,
+        volume,
+    )
 
     target.register(commands)
     volume.register(commands)
@@ -41,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.register(commands)
     cluster.register(commands)
     validate.register(commands)
+    dashboard.register(commands)
     return parser
 
 

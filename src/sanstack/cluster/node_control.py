@@ -1,17 +1,23 @@
-"""The node's control API (``cluster/routes.py`` serves it): status, events, move, pause.
+"""The node's control API (``cluster/routes.py`` serves it): status, events, move, pause,
+and this node's own I/O counters and maps.
 
 A part of ``ClusterNode`` (``cluster/node.py``), kept apart to keep each module readable;
 the attributes it reads are the node's. Move requests travel in this node's heartbeats
 (the node's docstring says why); a pause of another node is forwarded to its control
 socket; this node's own pause is kept in ``state_dir/node.json`` so a restart keeps it
-drained.
+drained. The status carries each group's I/O counters from its owner: this node's own for
+the groups it runs, the owner's ``/v1/cluster/io`` for the others (bounded: a frozen owner
+leaves its groups' ``io`` null rather than holding the status up).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
+import h11
+
+from sanstack.block.io_stats import summed
 from sanstack.cluster.disks import DiskExecutor, PRDisk
 from sanstack.cluster.events import EventKind
 from sanstack.cluster.group_runner import GroupRunner
@@ -25,13 +31,15 @@ from sanstack.cluster.node_status import StatusParts, status_document
 from sanstack.cluster.quorum import QuorumState
 from sanstack.cluster.reconcile import owners_from
 from sanstack.cluster.routes import CLUSTER_ROUTES
-from sanstack.cluster.snapshots import volume_routes
+from sanstack.cluster.snapshots import forward, volume_routes
 from sanstack.control.client import ControlError, call
 from sanstack.control.server import Route, bind_routes
 from sanstack.edge.state_file import load_state, save_state
 from sanstack.errors import ServiceError
+from sanstack.host.host import Host
 
 STATE_FILE = "node.json"
+IO_TIMEOUT: Final = 2.0  # an owner's answer for its groups' I/O counters
 
 
 class NodeControl:
@@ -39,6 +47,7 @@ class NodeControl:
     spec: NodeSpec
     me: str
     groups: dict[str, GroupSpec]
+    host: Host
     membership: Membership
     transport: HeartbeatTransport
     executor: DiskExecutor
@@ -114,7 +123,10 @@ class NodeControl:
                 return disk, str(exc) or type(exc).__name__
             return disk, answer
 
-        reads = dict(await asyncio.gather(*(read(d.name) for d in self.config.disks)))
+        read_list, io = await asyncio.gather(
+            asyncio.gather(*(read(d.name) for d in self.config.disks)), self._owners_io()
+        )
+        reads = dict(read_list)
         return status_document(
             StatusParts(
                 config=self.config,
@@ -130,8 +142,56 @@ class NodeControl:
                 moves=dict(self._moves),
                 disk_reads=reads,
                 disk_read_ages=ages,
+                io=io,
             )
         )
+
+    def io(self) -> dict[str, Any]:
+        """The I/O counters of every group whose export this node serves."""
+        groups = {}
+        for name, resources in self.resources.items():
+            server = resources.server
+            if server is not None:
+                groups[name] = summed(list(server.stats.values())).snapshot()
+        return {"node": self.me, "groups": groups}
+
+    def maps(self) -> dict[str, Any]:
+        """This node's maps (paths by state, its key on each): what it sees of the disks."""
+        return {"node": self.me, "maps": self.host.map_list()}
+
+    async def _owners_io(self) -> dict[str, dict[str, Any] | None]:
+        """Each group's counters from its owner (this node's own, or asked of the owner)."""
+        view = self.membership.view()
+        alive = self.membership.alive()
+        names = self.config.node_names
+        members = [n for n in names if n in view.members and (n == self.me or n in alive)]
+        owners = owners_from({n: self._claims_of(n) for n in members}, names)
+        answers: dict[str, dict[str, Any] | None] = {self.me: self.io()["groups"]}
+        others = sorted({o for o in owners.values() if o != self.me})
+        asked = await asyncio.gather(*(self._io_of(node) for node in others))
+        answers.update(zip(others, asked, strict=True))
+        io: dict[str, dict[str, Any] | None] = {}
+        for group, owner in owners.items():
+            counters = answers.get(owner)
+            io[group] = None if counters is None else counters.get(group)
+        return io
+
+    async def _io_of(self, node: str) -> dict[str, Any] | None:
+        try:
+            async with asyncio.timeout(IO_TIMEOUT):
+                code, answer = await forward(
+                    self.config.node(node).control, "GET", "/v1/cluster/io", None
+                )
+        except (TimeoutError, OSError, h11.ProtocolError, ValueError):
+            return None
+        if (
+            code != 200
+            or not isinstance(answer, dict)
+            or not isinstance(answer.get("groups"), dict)
+        ):
+            return None
+        groups: dict[str, Any] = answer["groups"]
+        return groups
 
     def events(self, since: int, limit: int | None) -> dict[str, Any]:
         return self._log.ring.to_dict(since, limit)

@@ -7,7 +7,10 @@ from each disk (READ KEYS and READ RESERVATION): within the last arbitration int
 Reservation keys are JSON text (``format_key``), as in the event log; a key is named by the
 node it belongs to when it is one of this cluster's. A group's state is its owner's claim
 (``online``, ``onlining``); without an owner, the state some node still reports (a group
-being offlined or stopped, or failed), else ``offline``.
+being offlined or stopped, or failed), else ``offline``. A group's ``io`` is its owner's
+count of the I/O through the group's exports (``IOStats.snapshot()`` summed over them; the
+answering node asks the owner when that is another node), null when no node serves it or
+the owner did not answer.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class StatusParts:
     moves: Mapping[str, str]
     disk_reads: Mapping[str, DiskRead]
     disk_read_ages: Mapping[str, float] = field(default_factory=dict)
+    io: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # group -> counters
 
 
 def _node_of(config: ClusterConfig, key: int | None) -> str | None:
@@ -111,6 +115,7 @@ def _groups(parts: StatusParts, claims: Mapping[str, Mapping[str, Claim]]) -> li
                 "states": held,
                 "move": parts.moves.get(group.name),
                 "failure": parts.failures.get(group.name),
+                "io": parts.io.get(group.name),
             }
         )
     return rows

@@ -4,12 +4,16 @@
 
     GET  /v1/cluster/status                     nodes, view, quorum, groups, disks
     GET  /v1/cluster/events?since=N&limit=M     the cluster log after event N (M at most)
+    GET  /v1/cluster/io                         I/O counters of the groups running here
+    GET  /v1/cluster/maps                       this node's maps: paths by state, PR key
     POST /v1/cluster/move                       {"group": G, "node": N} -> the request
     POST /v1/cluster/nodes/NAME/pause           drain NAME: its groups move away
     POST /v1/cluster/nodes/NAME/resume          NAME takes groups again
 
 Every node answers each of them: status and events from what it knows, a move by carrying
-the request in its heartbeats, a pause or resume by forwarding it to NAME.
+the request in its heartbeats, a pause or resume by forwarding it to NAME. ``io`` and
+``maps`` are this node's own: the status asks each group's owner for its ``io``, and the
+dashboard asks every node for its ``maps`` (keys and paths per node).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ class ClusterService(Protocol):
     async def status(self) -> dict[str, Any]: ...
 
     def events(self, since: int, limit: int | None) -> dict[str, Any]: ...
+
+    def io(self) -> dict[str, Any]: ...
+
+    def maps(self) -> dict[str, Any]: ...
 
     async def move(self, group: str, target: str) -> dict[str, Any]: ...
 
@@ -55,6 +63,14 @@ async def _events(svc: ClusterService, m: Params, _b: Any) -> Any:
     return svc.events(since, limit)
 
 
+async def _io(svc: ClusterService, _m: Params, _b: Any) -> Any:
+    return svc.io()
+
+
+async def _maps(svc: ClusterService, _m: Params, _b: Any) -> Any:
+    return svc.maps()
+
+
 async def _move(svc: ClusterService, _m: Params, body: Any) -> Any:
     if not isinstance(body, dict):
         raise ServiceError(400, 'body: {"group": GROUP, "node": NODE} is needed')
@@ -78,6 +94,8 @@ async def _resume(svc: ClusterService, m: Params, _b: Any) -> Any:
 CLUSTER_ROUTES: list[RouteRow[ClusterService]] = [
     ("GET", r"^/v1/cluster/status$", _status),
     ("GET", r"^/v1/cluster/events$", _events),
+    ("GET", r"^/v1/cluster/io$", _io),
+    ("GET", r"^/v1/cluster/maps$", _maps),
     ("POST", r"^/v1/cluster/move$", _move),
     ("POST", r"^/v1/cluster/nodes/(?P<node>[^/]+)/pause$", _pause),
     ("POST", r"^/v1/cluster/nodes/(?P<node>[^/]+)/resume$", _resume),
