@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +119,10 @@ async def run_target_daemon(
     announce: Callable[[TargetServer], str],
     *,
     state_dir: Path | None = None,
-    companions: Callable[[TargetServer], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
 ) -> int:
     """Serve ``specs`` with a control socket until SIGINT/SIGTERM, then shut down cleanly.
 
-    ``announce`` makes the text printed on stdout once every portal listens. ``companions``
-    starts whatever else runs beside the target (the demo's multipath export) and returns
-    the coroutine function that stops it, which runs before the target stops.
+    ``announce`` makes the text printed on stdout once every portal listens.
     """
     from sanstack.cli.common import StopSignals
     from sanstack.control.server import ControlServer, bind_routes
@@ -170,14 +167,11 @@ async def run_target_daemon(
     for host, port, tpgt in server.portals:
         log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
     log.info("control socket %s", control_path)
-    stop_companions = await companions(server) if companions is not None else None
     print(announce(server), flush=True)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        if stop_companions is not None:
-            await stop_companions()
         await control.close()
         await server.stop()  # closes every LUN, which releases the volumes they hold
         await volumes.close()
