@@ -254,6 +254,7 @@ def summary(
     sanstack: str,
     *,
     reused: bool,
+    demo_pid: int,
 ) -> str:
     """What runs where, and the commands to try (copy-pasteable, with the real addresses)."""
     s = sanstack
@@ -311,16 +312,17 @@ def summary(
         f"  qemu-img convert -p -O raw nbd://{g2_export}/{VOLUME_DISK}@before-upgrade "
         "before-upgrade.raw",
         "",
+        f"  kill -HUP {demo_pid}    # starts again every process of the demo that ended",
+        "",
         "ready: Ctrl-C (or SIGTERM) stops everything",
     ]
     return "\n".join(rows)
 
 
-def exit_report(spec: ProcessSpec, pid: int, returncode: int, sanstack: str) -> str:
+def exit_report(spec: ProcessSpec, pid: int, returncode: int, demo_pid: int) -> str:
     """What the demo says when one of its processes ends on its own (or is killed)."""
     how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
-    text = f"sanstack demo: {spec.name} (pid {pid}) {how}; its log: {spec.log}"
-    if spec.stage == NODE_STAGE:
-        argv = " ".join(_quoted(a) for a in spec.argv[spec.argv.index("cluster") :])
-        text += f"\n  to start it again (outside the demo): {sanstack} {argv}"
-    return text
+    return (
+        f"sanstack demo: {spec.name} (pid {pid}) {how}; its log: {spec.log}\n"
+        f"  kill -HUP {demo_pid}    # starts it again (every process of the demo that ended)"
+    )

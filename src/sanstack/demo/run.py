@@ -1,6 +1,7 @@
 """``sanstack demo``: prepare the directory, start the processes of ``plan.process_table``
 stage by stage under the supervisor, wait for the cluster, say what runs where, and stop
-everything on SIGINT or SIGTERM (a second one kills what is left at once).
+everything on SIGINT or SIGTERM (a second one kills what is left at once). SIGHUP starts
+again every process that has ended (a node killed to see a failover, say).
 
 A second run in the same directory reuses everything: the LUN files (the snapshot volume is
 formatted only by the first run, under a temporary name renamed when done), the nodes'
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -167,7 +169,7 @@ async def run_demo(
     table = plan.process_table(layout, ports, sanstack_argv, sys.executable)
 
     def on_exit(spec: plan.ProcessSpec, pid: int, returncode: int) -> None:
-        report.out(plan.exit_report(spec, pid, returncode, sanstack_text))
+        report.out(plan.exit_report(spec, pid, returncode, os.getpid()))
 
     supervisor = Supervisor(table, on_exit)
     loop = asyncio.get_running_loop()
@@ -180,6 +182,8 @@ async def run_demo(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    restart = asyncio.Event()  # SIGHUP: start again what has ended
+    loop.add_signal_handler(signal.SIGHUP, restart.set)
 
     async def start() -> None:
         await prepare_volume(layout, report)
@@ -190,7 +194,16 @@ async def run_demo(
                 owners = await wait_for_cluster(layout, report)
         pids = supervisor.pids()
         write_run_file(layout.run_file, plan.describe(layout, ports, pids, table))
-        report.out(plan.summary(layout, ports, pids, owners, sanstack_text, reused=reused))
+        report.out(
+            plan.summary(
+                layout, ports, pids, owners, sanstack_text, reused=reused, demo_pid=os.getpid()
+            )
+        )
+
+    async def restart_ended() -> None:
+        for child in await supervisor.restart_ended():
+            report.out(f"sanstack demo: started {child.spec.name} again (pid {child.pid})")
+        write_run_file(layout.run_file, plan.describe(layout, ports, supervisor.pids(), table))
 
     starting = asyncio.create_task(start(), name="demo start")
     stopping = asyncio.create_task(stop.wait(), name="demo stop signal")
@@ -198,7 +211,14 @@ async def run_demo(
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()  # DemoFailed: the run stops, and says why
-            await stopping
+        while not stop.is_set():
+            restarting = asyncio.create_task(restart.wait(), name="demo restart signal")
+            await asyncio.wait({stopping, restarting}, return_when=asyncio.FIRST_COMPLETED)
+            restarting.cancel()
+            await asyncio.gather(restarting, return_exceptions=True)
+            if restart.is_set() and not stop.is_set():
+                restart.clear()
+                await restart_ended()
     finally:
         for task in (starting, stopping):
             task.cancel()
@@ -206,7 +226,7 @@ async def run_demo(
         await supervisor.stop(report.say)
         report.say("stopped")
         report.finish()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(RuntimeError):
                 loop.remove_signal_handler(sig)
         layout.run_file.unlink(missing_ok=True)

@@ -108,6 +108,17 @@ class Supervisor:
                 f"{child.spec.ready_within:g} s; its log: {child.spec.log}{_last_line(child)}"
             )
 
+    async def restart_ended(self) -> list[Child]:
+        """Start again every process that has ended (without waiting for its ready line)."""
+        again = []
+        for name, child in list(self.children.items()):
+            if child.process.returncode is None:
+                continue
+            await wait_ended(child.tasks, f"tasks of {name}")  # they end with the process
+            child.log.close()
+            again.append(await self._spawn(child.spec))
+        return again
+
     async def _spawn(self, spec: ProcessSpec) -> Child:
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         log = spec.log.open("ab", buffering=0)
