@@ -76,3 +76,29 @@ def test_json_turns_it_off_unless_asked_for() -> None:
     assert progress_for(argparse.Namespace(json=True)).mode is Mode.OFF
     forced = progress_for(argparse.Namespace(json=True, progress=True))
     assert forced.enabled and forced.step == 1
+
+
+def test_a_moving_group_is_shown_by_its_state_and_its_disks_holders() -> None:
+    from sanstack.cli.cluster import move_progress
+
+    def status(state: str, owner: str | None, holder: str | None) -> dict[str, object]:
+        return {
+            "groups": [{"name": "g1", "state": state, "owner": owner}],
+            "disks": [
+                {"name": "d1", "group": "g1", "holder": holder},
+                {"name": "w", "group": None, "holder": "n1"},
+            ],
+        }
+
+    seen = [
+        move_progress(status("offlining", "n1", "n1"), "g1", "n3", 0.4),
+        move_progress(status("offline", None, None), "g1", "n3", 1.2),
+        move_progress(status("onlining", "n3", None), "g1", "n3", 1.9),
+        move_progress(status("online", "n3", "n3"), "g1", "n3", 2.6),
+    ]
+    assert seen == [
+        "move g1 -> n3: offlining on n1, disks held by n1 (0 s)",
+        "move g1 -> n3: offline, disks released (1 s)",
+        "move g1 -> n3: onlining on n3, disks released (2 s)",
+        "move g1 -> n3: online on n3, disks held by n3 (3 s)",
+    ]
