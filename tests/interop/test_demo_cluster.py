@@ -1,7 +1,7 @@
 """``sanstack demo --dir DIR`` as a process, as a newcomer runs it (issue 12, item 1): it
 brings up a target, three cluster nodes with a witness and two groups, and a client load
 through each group's export; ``kill -9`` of a group's owner fails the group over within
-20 s and its load goes on after a reconnect; SIGHUP starts the dead node again; SIGINT
+20 s and its load goes on after a reconnect; SIGUSR1 starts the dead node again; SIGINT
 stops everything and exits 0; a second run in the same directory finds the data of the
 first."""
 
@@ -185,8 +185,8 @@ def test_the_demo_fails_over_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
         assert not re.search(r"[1-9]\d* mismatches", demo.load_log("g1"))
         said = wait_for_line(demo.process, b"starts it again", 30).decode()
         assert f"node {owner} (pid {killed}) was killed by signal 9" in said
-        # SIGHUP starts the dead node again; it rejoins the cluster.
-        demo.process.send_signal(signal.SIGHUP)
+        # SIGUSR1 starts the dead node again; it rejoins the cluster.
+        demo.process.send_signal(signal.SIGUSR1)
         wait_for_line(demo.process, f"started node {owner} again".encode(), 30)
         wait_until(
             lambda: all(n["member"] for n in demo.status(survivor)["nodes"]),

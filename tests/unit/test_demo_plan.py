@@ -75,14 +75,26 @@ def test_what_it_prints_has_the_real_addresses_and_pids(tmp_path: Path) -> None:
     assert f"portal-group {plan.IQN} 1 down --control {layout.target_control}" in text
     assert f"snapshot create --cluster-control {layout.node_control('n1')} g2/vol1" in text
     assert f"nbdinfo nbd://127.0.0.1:{PORTS['export-g2']}/vol1@before-upgrade" in text
-    assert "kill -HUP 99" in text and "data of an earlier run" in text
+    assert "kill -USR1 99" in text and "data of an earlier run" in text
     assert text.splitlines()[-1].startswith("ready: Ctrl-C")
     table = plan.process_table(layout, PORTS, SANSTACK, "python3")
+    dashboard = plan.ProcessSpec("dashboard", ("d",), "ready", layout.log("dashboard"), 3)
+    text = plan.summary(
+        layout,
+        PORTS,
+        pids,
+        {},
+        "sanstack",
+        reused=False,
+        demo_pid=99,
+        others=[(dashboard, 21, "ready http://127.0.0.1:8080/")],
+    )
+    assert f"  dashboard  pid 21  log {dashboard.log}: ready http://127.0.0.1:8080/" in text
     report = plan.exit_report(table[1], 11, -9, 99)
     assert report.startswith(
         f"sanstack demo: node n1 (pid 11) was killed by signal 9; its log: {table[1].log}"
     )
-    assert "kill -HUP 99" in report
+    assert "kill -USR1 99" in report
     assert "exited 2" in plan.exit_report(table[0], 10, 2, 99)
     described = plan.describe(layout, PORTS, pids, table)
     assert json.loads(json.dumps(described))["processes"][1] == {

@@ -38,11 +38,14 @@ def test_stages_start_in_order_and_stop_in_reverse(tmp_path: Path) -> None:
             spec(tmp_path, "first", SERVE, 0),
             spec(tmp_path, "second", SERVE, 1),
             spec(tmp_path, "stubborn", STUBBORN, 1, stop_within=0.5),
+            spec(tmp_path, "extra", SERVE.replace("'ready'", "'ready at http://x/'"), 3),
         ]
         supervisor = Supervisor(table, lambda s, _pid, code: ended.append((s.name, code)))
         for stage in supervisor.stages():
             await supervisor.start_stage(stage, said.append)
-        assert set(supervisor.pids()) == {"first", "second", "stubborn"}
+        assert set(supervisor.pids()) == {"first", "second", "stubborn", "extra"}
+        # A process after the loads' stage is shown with its ready line (a dashboard's URL).
+        assert supervisor.others() == [(table[3], supervisor.pids()["extra"], "ready at http://x/")]
         # One dies on its own: reported, and started again on request.
         supervisor.children["second"].process.send_signal(signal.SIGKILL)
         await until(lambda: bool(ended), 10, "the death of 'second' reported")
@@ -58,7 +61,7 @@ def test_stages_start_in_order_and_stop_in_reverse(tmp_path: Path) -> None:
     first_up = said.index("first is up (1/1 of this stage)")
     assert first_up < next(i for i, s in enumerate(said) if s.startswith("started second"))
     stops = [s for s in said if s.startswith("stopping")]
-    assert stops == ["stopping second, stubborn", "stopping first"]
+    assert stops == ["stopping extra", "stopping second, stubborn", "stopping first"]
     assert any("stubborn" in s and "killed" in s for s in said)
     assert "ready" in (tmp_path / "first.log").read_text()
 

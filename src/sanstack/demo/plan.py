@@ -49,7 +49,8 @@ TIMINGS = {
 TARGET_STAGE = 0
 NODE_STAGE = 1  # then the demo waits until the cluster has quorum and both groups online
 LOAD_STAGE = 2
-# A process over the running cluster (the dashboard, say) goes in a stage after the loads.
+# A process over the running cluster (the dashboard, say) goes in a stage after the loads
+# (see process_table).
 
 # The ports tried first; one in use is replaced by a free one, and what a run chose is
 # tried first by the next (the ISIDs kept per portal stay the same).
@@ -219,7 +220,9 @@ def process_table(
                 stop_within=5.0,
             )
         )
-    # The dashboard goes here, one entry in a stage after the loads (LOAD_STAGE + 1).
+    # A process over the running cluster (the dashboard) is one more entry here, in a stage
+    # after the loads (LOAD_STAGE + 1): it starts once the loads run, stops first, and the
+    # summary shows its pid, log and ready line (where it says its URL).
     return table
 
 
@@ -255,6 +258,7 @@ def summary(
     *,
     reused: bool,
     demo_pid: int,
+    others: Sequence[tuple[ProcessSpec, int, str]] = (),
 ) -> str:
     """What runs where, and the commands to try (copy-pasteable, with the real addresses)."""
     s = sanstack
@@ -292,6 +296,10 @@ def summary(
             f"    export nbd://{address}/{disk}  load pid {pids.get(f'load {group}')}, "
             f"log {layout.log(f'load {group}')}",
         ]
+    # A process added to the table after the loads: its name, pid, log and ready line (the
+    # place for an address, a URL, to say).
+    for spec, pid, ready in others:
+        rows.append(f"  {spec.name}  pid {pid}  log {spec.log}: {ready}")
     rows += [
         f"  logs in {layout.logs}",
         "",
@@ -312,7 +320,7 @@ def summary(
         f"  qemu-img convert -p -O raw nbd://{g2_export}/{VOLUME_DISK}@before-upgrade "
         "before-upgrade.raw",
         "",
-        f"  kill -HUP {demo_pid}    # starts again every process of the demo that ended",
+        f"  kill -USR1 {demo_pid}    # starts again every process of the demo that ended",
         "",
         "ready: Ctrl-C (or SIGTERM) stops everything",
     ]
@@ -324,5 +332,5 @@ def exit_report(spec: ProcessSpec, pid: int, returncode: int, demo_pid: int) -> 
     how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
     return (
         f"sanstack demo: {spec.name} (pid {pid}) {how}; its log: {spec.log}\n"
-        f"  kill -HUP {demo_pid}    # starts it again (every process of the demo that ended)"
+        f"  kill -USR1 {demo_pid}    # starts it again (every process of the demo that ended)"
     )

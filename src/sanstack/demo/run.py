@@ -1,6 +1,6 @@
 """``sanstack demo``: prepare the directory, start the processes of ``plan.process_table``
 stage by stage under the supervisor, wait for the cluster, say what runs where, and stop
-everything on SIGINT or SIGTERM (a second one kills what is left at once). SIGHUP starts
+everything on SIGINT, SIGTERM or SIGHUP (a second one kills what is left at once). SIGUSR1 starts
 again every process that has ended (a node killed to see a failover, say).
 
 A second run in the same directory reuses everything: the LUN files (the snapshot volume is
@@ -33,6 +33,8 @@ log = logging.getLogger("sanstack")
 CLUSTER_WITHIN = 90.0  # for quorum and both groups online once the nodes are up
 CLUSTER_POLL = 0.3
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, with its NUL
+# SIGHUP too: a terminal that closes stops the demo as cleanly as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Reporter:
@@ -45,13 +47,27 @@ class Reporter:
         chunks: Callable[[Progress], None],
         finish: Callable[[], None],
     ) -> None:
-        self.say = say
-        self.chunks = chunks
-        self.finish = finish
+        self._say = say
+        self._chunks = chunks
+        self._finish = finish
+
+    # A terminal that went away (EIO, EPIPE) must not stop the demo from stopping cleanly.
+    def say(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            self._say(text)
+
+    def chunks(self, progress: Progress) -> None:
+        with contextlib.suppress(OSError):
+            self._chunks(progress)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            self._finish()
 
     def out(self, text: str) -> None:
         self.finish()
-        print(text, flush=True)
+        with contextlib.suppress(OSError):
+            print(text, flush=True)
 
 
 def prepare_directory(layout: plan.Layout) -> bool:
@@ -180,10 +196,10 @@ async def run_demo(
             supervisor.hurry()
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
-    restart = asyncio.Event()  # SIGHUP: start again what has ended
-    loop.add_signal_handler(signal.SIGHUP, restart.set)
+    restart = asyncio.Event()  # SIGUSR1: start again what has ended
+    loop.add_signal_handler(signal.SIGUSR1, restart.set)
 
     async def start() -> None:
         await prepare_volume(layout, report)
@@ -196,7 +212,14 @@ async def run_demo(
         write_run_file(layout.run_file, plan.describe(layout, ports, pids, table))
         report.out(
             plan.summary(
-                layout, ports, pids, owners, sanstack_text, reused=reused, demo_pid=os.getpid()
+                layout,
+                ports,
+                pids,
+                owners,
+                sanstack_text,
+                reused=reused,
+                demo_pid=os.getpid(),
+                others=supervisor.others(),
             )
         )
 
@@ -226,7 +249,7 @@ async def run_demo(
         await supervisor.stop(report.say)
         report.say("stopped")
         report.finish()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             with contextlib.suppress(RuntimeError):
                 loop.remove_signal_handler(sig)
         layout.run_file.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from sanstack.demo.plan import ProcessSpec
+from sanstack.demo.plan import LOAD_STAGE, ProcessSpec
 from sanstack.edge.tasks import wait_ended
 from sanstack.errors import SanstackError
 
@@ -45,6 +45,7 @@ class Child:
     process: asyncio.subprocess.Process
     log: IO[bytes]
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ready_line: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -67,6 +68,14 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         return {name: child.pid for name, child in self.children.items()}
+
+    def others(self) -> list[tuple[ProcessSpec, int, str]]:
+        """(spec, pid, its ready line) of each process after the loads' stage."""
+        return [
+            (c.spec, c.pid, c.ready_line)
+            for c in self.children.values()
+            if c.spec.stage > LOAD_STAGE
+        ]
 
     def stages(self) -> list[int]:
         return sorted({spec.stage for spec in self.table})
@@ -154,7 +163,9 @@ class Supervisor:
             if not line:
                 return
             child.log.write(line)
-            if line.decode(errors="replace").startswith(child.spec.ready):
+            text = line.decode(errors="replace").rstrip()
+            if not child.ready.is_set() and text.startswith(child.spec.ready):
+                child.ready_line = text
                 child.ready.set()
 
     async def _watch(self, child: Child) -> None:
