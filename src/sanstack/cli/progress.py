@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import shutil
 import sys
 from typing import IO, Any
 
@@ -59,6 +60,8 @@ class ProgressLine:
             return
         self._last_text = text
         if self.mode is Mode.TTY:
+            # Longer than the terminal, it would wrap, and \r would go back one row only.
+            text = text[: max(20, shutil.get_terminal_size().columns - 1)]
             self.stream.write("\r" + text.ljust(self._width))
             self._width = max(self._width, len(text))
         else:
