@@ -46,6 +46,7 @@ class Child:
     log: IO[bytes]
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_line: str = ""
+    starting: bool = False  # start_stage waits for its ready line
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -56,7 +57,7 @@ class Child:
 
 class Supervisor:
     """The demo's processes. ``on_exit(spec, pid, returncode)`` hears of every one that ends
-    while the demo is not stopping it."""
+    while the demo is neither starting (``start_stage`` reports those) nor stopping it."""
 
     def __init__(
         self, table: Sequence[ProcessSpec], on_exit: Callable[[ProcessSpec, int, int], None]
@@ -84,7 +85,7 @@ class Supervisor:
         """Start every process of ``stage`` at once; return when each has said it is ready.
         ``DemoFailed`` when one ends first or stays silent past its ``ready_within``."""
         specs = [spec for spec in self.table if spec.stage == stage]
-        started = [await self._spawn(spec) for spec in specs]
+        started = [await self._spawn(spec, starting=True) for spec in specs]
         for child in started:
             say(f"started {child.spec.name} (pid {child.pid})")
         pending = list(started)
@@ -103,6 +104,7 @@ class Supervisor:
                     waiter.cancel()
                 await asyncio.gather(ready, ended, return_exceptions=True)
             if child.ready.is_set():
+                child.starting = False
                 pending.pop(0)
                 up = len(started) - len(pending)
                 say(f"{child.spec.name} is up ({up}/{len(started)} of this stage)")
@@ -128,7 +130,7 @@ class Supervisor:
             again.append(await self._spawn(child.spec))
         return again
 
-    async def _spawn(self, spec: ProcessSpec) -> Child:
+    async def _spawn(self, spec: ProcessSpec, *, starting: bool = False) -> Child:
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         log = spec.log.open("ab", buffering=0)
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(spec.argv)}\n".encode())
@@ -145,7 +147,7 @@ class Supervisor:
         except OSError as exc:
             log.close()
             raise DemoFailed(f"demo: cannot start {spec.name}: {exc.strerror or exc}") from None
-        child = Child(spec, process, log)
+        child = Child(spec, process, log, starting=starting)
         child.tasks = [
             asyncio.create_task(self._copy_stdout(child), name=f"{spec.name} stdout"),
             asyncio.create_task(self._watch(child), name=f"{spec.name} exit"),
@@ -171,7 +173,7 @@ class Supervisor:
     async def _watch(self, child: Child) -> None:
         returncode = await child.process.wait()
         child.ended.set()
-        if not self._stopping:
+        if not child.starting and not self._stopping:  # a failed start says so itself
             self._on_exit(child.spec, child.pid, returncode)
 
     async def stop(self, say: Callable[[str], None]) -> None:
