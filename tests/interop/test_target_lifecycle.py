@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,7 +18,6 @@ from tests.support.processes import (
     run_tool,
     running_config_target,
     running_target,
-    sanstack_command,
 )
 from tests.support.waits import wait_until
 
@@ -141,55 +139,3 @@ def test_many_sessions_at_once(tmp_path: Path) -> None:
             assert client.read(i * 8, 8) == bytes([i]) * 4096
         for client in clients:
             client.logout()
-
-
-def test_demo_serves_the_target_and_a_multipath_export(tmp_path: Path) -> None:
-    qemu_io = require_tool("qemu-io")
-    process = subprocess.Popen(
-        [
-            *sanstack_command(),
-            "demo",
-            "--dir",
-            str(tmp_path / "demo"),
-            "--luns",
-            "4",
-            "--control",
-            str(tmp_path / "demo.sock"),
-            "--mpio-control",
-            str(tmp_path / "mpio.sock"),
-            "--nbd-port",
-            str(free_port()),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        text = ""
-        while "nbd://" not in text or "reinstated" not in text:
-            line = process.stdout.readline()
-            assert line, "demo ended early"
-            text += line
-        assert "iqn.2026-11.org.sanstack:demo" in text and "portal" in text
-        url = text.split("over NBD: ")[1].split()[0]
-        out = run_tool(
-            [qemu_io, "-f", "raw", "-c", "write -P 0x3c 0 64k", "-c", "read -P 0x3c 0 64k", url]
-        )
-        assert "Pattern verification failed" not in out.stdout
-        # The demo's multipath export is a host with one map: the host commands read it.
-        shown = run_tool(
-            [
-                *sanstack_command(),
-                "host",
-                "maps",
-                "--json",
-                "--control",
-                str(tmp_path / "mpio.sock"),
-            ]
-        )
-        (only,) = json.loads(shown.stdout)
-        assert only["alias"] == "iqn.2026-11.org.sanstack:demo/0" and only["paths"] == {"active": 2}
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0

@@ -9,7 +9,6 @@ last ones run the real commands on a real volume, locally and through a real dae
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import socket
@@ -218,35 +217,6 @@ def test_held_without_a_control_socket_says_who(
     files.held_by[str(volume_file)] = Holder(here, 8, str(volume_file.parent / "dead.sock"))
     code, _out, err = cli(capsys, "volume", "info", str(volume_file))
     assert code == 1 and "does not answer" in one_line(err)
-
-
-def test_progress_line() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    log = io.StringIO()
-    show = cli_volume.ProgressLine(True, log)
-    for done in (0, 1, 1, 2, 3):
-        show(Progress("restore", done, 3))
-    show.finish()
-    assert log.getvalue().splitlines() == [
-        "restore: 0% (0/3 chunks)",
-        "restore: 33% (1/3 chunks)",
-        "restore: 66% (2/3 chunks)",
-        "restore: 100% (3/3 chunks)",
-    ]
-    tty = Terminal()
-    show = cli_volume.ProgressLine(True, tty)
-    show({"operation": "format", "done": 5, "total": 10})
-    show({"operation": "format", "done": 10, "total": 10})
-    show.finish()
-    assert tty.getvalue() == "\rformat: 50% (5/10 chunks)\rformat: 100% (10/10 chunks)\n"
-    quiet = io.StringIO()
-    off = cli_volume.ProgressLine(False, quiet)
-    off(Progress("reclaim", 1, 2))
-    off.finish()
-    assert quiet.getvalue() == ""
 
 
 def test_restore_wait_shows_progress_and_json_stays_clean(

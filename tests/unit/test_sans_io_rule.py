@@ -34,11 +34,14 @@ FORBIDDEN = {
 # The asyncio edges, each beside the sans-IO core it drives (module -> why it does I/O).
 EDGE_MODULES = {
     "block/file.py": "file backstore: preadv/pwritev on the loop and a thread pool",
-    "cli/demo.py": "runs the demo daemons and picks free ports",
     "cli/cluster.py": "runs a cluster node; polls the cluster until a move is done",
     "cli/common.py": "runs a daemon's coroutine with signal handling",
     "cli/target.py": "runs the target daemon",
     "cli/volume.py": "runs volume operations and waits on a holder's socket",
+    "demo/load.py": "the demo's client load: NBD over TCP, paced, reconnecting",
+    "demo/ports.py": "the demo's ports: binds each to see that it is free",
+    "demo/run.py": "the demo: waits for the cluster, signals, the stages in order",
+    "demo/supervisor.py": "the demo's processes: spawns, reads ready lines, stops, kills",
     "cluster/disk_maps.py": "asks the host to scan again, bounded, until every disk has a map",
     "cluster/disks.py": "PR commands through the PR queue; a round cancelled mid-command",
     "cluster/floating_address.py": "runs ip to add a floating address; gratuitous ARP",
@@ -102,6 +105,7 @@ LAYERS: dict[str, int] = {
     "validate": 9,
     "dashboard": 9,
     "cli": 10,
+    "demo": 10,
 }
 
 

@@ -253,28 +253,48 @@ async def _events(args: argparse.Namespace) -> int:
 
 
 async def _move(args: argparse.Namespace) -> int:
+    from sanstack.cli.progress import progress_for
+
     if args.wait < 0:
         raise ConfigError("--wait", "must be 0 or more seconds")
     answer = call(
         args.control, "POST", "/v1/cluster/move", {"group": args.group, "node": args.target}
     )
     if answer["state"] == "requested" and args.wait > 0:
-        deadline = time.monotonic() + args.wait
-        while True:
-            status = call(args.control, "GET", "/v1/cluster/status")
-            group = next(g for g in status["groups"] if g["name"] == args.group)
-            if group["owner"] == args.target and group["state"] == "online":
-                answer = {**answer, "state": "online"}
-                break
-            if time.monotonic() >= deadline:
-                raise MoveNotDone(
-                    f"move: {args.group} is {group['state']} on {group['owner'] or 'no node'}, "
-                    f"not online on {args.target} after {args.wait:g} s"
+        show = progress_for(args)
+        started = time.monotonic()
+        try:
+            while True:
+                status = call(args.control, "GET", "/v1/cluster/status")
+                group = next(g for g in status["groups"] if g["name"] == args.group)
+                show.show(
+                    move_progress(status, args.group, args.target, time.monotonic() - started)
                 )
-            await asyncio.sleep(MOVE_POLL)
+                if group["owner"] == args.target and group["state"] == "online":
+                    answer = {**answer, "state": "online"}
+                    break
+                if time.monotonic() - started >= args.wait:
+                    raise MoveNotDone(
+                        f"move: {args.group} is {group['state']} on "
+                        f"{group['owner'] or 'no node'}, not online on {args.target} after "
+                        f"{args.wait:g} s"
+                    )
+                await asyncio.sleep(MOVE_POLL)
+        finally:
+            show.finish()
     text = f"{answer['group']}: {answer['from'] or 'no node'} -> {answer['to']}: {answer['state']}"
     emit(answer, as_json=args.json, table=text)
     return 0
+
+
+def move_progress(status: dict[str, Any], name: str, target: str, elapsed: float) -> str:
+    """Where a moving group is, from a ``cluster status``: offlining on its owner, its disks
+    released (or who still holds them), onlining and online on ``target``."""
+    group = next(g for g in status["groups"] if g["name"] == name)
+    holders = sorted({d["holder"] for d in status["disks"] if d["group"] == name and d["holder"]})
+    where = f"{group['state']} on {group['owner']}" if group["owner"] else group["state"]
+    disks = f"disks held by {','.join(holders)}" if holders else "disks released"
+    return f"move {name} -> {target}: {where}, {disks} ({elapsed:.0f} s)"
 
 
 async def _pause(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,14 +126,11 @@ async def run_target_daemon(
     announce: Callable[[TargetServer], str],
     *,
     state_dir: Path | None = None,
-    companions: Callable[[TargetServer], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
     metrics: tuple[str, int] | None = None,
 ) -> int:
     """Serve ``specs`` with a control socket until SIGINT/SIGTERM, then shut down cleanly.
 
-    ``announce`` makes the text printed on stdout once every portal listens. ``companions``
-    starts whatever else runs beside the target (the demo's multipath export) and returns
-    the coroutine function that stops it, which runs before the target stops. ``metrics``:
+    ``announce`` makes the text printed on stdout once every portal listens. ``metrics``:
     where to serve ``/metrics`` (None: not at all), added to the ready line.
     """
     from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
@@ -189,14 +186,11 @@ async def run_target_daemon(
     for host, port, tpgt in server.portals:
         log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
     log.info("control socket %s", control_path)
-    stop_companions = await companions(server) if companions is not None else None
     print(ready_with_metrics(announce(server), exporter), flush=True)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        if stop_companions is not None:
-            await stop_companions()
         if exporter is not None:
             await exporter.close()
         await control.close()

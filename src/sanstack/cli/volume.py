@@ -5,8 +5,9 @@ A command opens FILE itself, acts and closes it, unless another process holds th
 host, the command goes to the daemon's control socket instead, so a volume served as a
 LUN is changed by the one process that has it open. Both ways run the same
 ``VolumeService`` methods, so ``--json`` prints the same shapes. Long work (format,
-restore, space reclaim) shows a progress line on stderr when it is a terminal, or with
-``--progress``; stdout stays clean for ``--json``.
+restore, space reclaim) shows its progress on stderr (``cli/progress.py``: one line
+rewritten on a terminal, plain lines otherwise, none with ``--json`` unless ``--progress``);
+stdout stays clean for ``--json``.
 
 With ``--cluster-control SOCKET`` (any cluster node's control socket) FILE is a clustered
 volume, ``GROUP/DISK``: the node forwards the request to the node that runs the group,
@@ -21,13 +22,13 @@ import contextlib
 import os
 import re
 import socket
-import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from sanstack.cli.progress import ProgressLine, progress_for
 from sanstack.cli.volume_tables import (
     human_bytes,
     info_table,
@@ -41,7 +42,6 @@ from sanstack.snapshot.model import (
     FormatOptions,
     Holder,
     NotAVolume,
-    Progress,
     VolumeError,
     VolumeHeld,
     check_snapshot_name,
@@ -85,7 +85,8 @@ def _output(parser: Any, *, progress: bool = False) -> None:
         parser.add_argument(
             "--progress",
             action="store_true",
-            help="show progress on stderr (default: only when stderr is a terminal)",
+            help="show every percent on stderr, also with --json (default: one line "
+            "rewritten on a terminal, every 10%% otherwise, nothing with --json)",
         )
 
 
@@ -389,50 +390,6 @@ def _format_options(args: argparse.Namespace) -> FormatOptions:
         raise ConfigError("--" + field.replace("_", "-"), str(exc)) from None
 
 
-# -- progress ---------------------------------------------------------------------------------
-
-
-class ProgressLine:
-    """``restore: 40% (1234/3000 chunks)`` on stderr: rewritten in place on a terminal,
-    one line per whole percent otherwise (``--progress`` into a log)."""
-
-    def __init__(self, enabled: bool, stream: IO[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.tty = self.stream.isatty()
-        self._last: tuple[str, int] | None = None
-        self._width = 0
-
-    def __call__(self, progress: Progress | dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        if isinstance(progress, Progress):
-            operation, done, total = progress.operation, progress.done, progress.total
-        else:
-            operation, done, total = progress["operation"], progress["done"], progress["total"]
-        percent = 100 * done // total if total else 100
-        if self._last == (operation, percent):
-            return
-        self._last = (operation, percent)
-        text = f"{operation}: {percent}% ({done}/{total} chunks)"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self._width))
-            self._width = max(self._width, len(text))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.enabled and self.tty and self._last is not None:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._last = None
-
-
-def _progress(args: argparse.Namespace) -> ProgressLine:
-    return ProgressLine(bool(args.progress) or sys.stderr.isatty())
-
-
 async def wait_for(volume: Volume, operations: Iterable[str], show: ProgressLine) -> dict[str, Any]:
     """Poll the volume's background work until none of ``operations`` is left."""
     wanted = set(operations)
@@ -482,7 +439,7 @@ async def _format(args: argparse.Namespace) -> int:
                 f"FILE: {path} is a sanstack volume already (its snapshots would be lost; "
                 "--force formats it anyway)"
             )
-    show = _progress(args)
+    show = progress_for(args)
     try:
         info = await format_volume_file(key, size, options, progress=show)
     except VolumeHeld as exc:
@@ -602,7 +559,7 @@ async def _delete(args: argparse.Namespace) -> int:
             "DELETE", _snapshot(name), None, lambda s: s.delete(volume.key, name)
         )
         if args.wait:  # the free-space scan first, then the reclaim of what it held
-            await wait_for(volume, ("scan", "reclaim"), _progress(args))
+            await wait_for(volume, ("scan", "reclaim"), progress_for(args))
     emit(result, as_json=args.json, table=f"snapshot {name} of {result['path']} deleted")
     return 0
 
@@ -614,7 +571,7 @@ async def _restore(args: argparse.Namespace) -> int:
             "POST", f"{_snapshot(name)}/restore", None, lambda s: s.restore(volume.key, name)
         )
         if args.wait:
-            result = await wait_for(volume, ("restore",), _progress(args))
+            result = await wait_for(volume, ("restore",), progress_for(args))
         local = volume.service is not None
     if args.wait:
         table = f"{result['path']} is restored to {name}"
