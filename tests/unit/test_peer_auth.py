@@ -35,8 +35,11 @@ def nonce(i: int) -> str:
     return f"{i:032x}"
 
 
+N2 = PeerSigner(SECRET, "n2")
+
+
 def signed(
-    signer: PeerSigner = PeerSigner(SECRET, "n2"),
+    signer: PeerSigner = N2,
     *,
     method: str = "POST",
     target: str = TARGET,
