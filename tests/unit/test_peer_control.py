@@ -30,6 +30,7 @@ from sanstack.cluster.snapshot_routes import CLUSTER_VOLUME_ROUTES, VolumeReques
 from sanstack.control.forward import ForwardError, forward
 from sanstack.control.peer_auth import PeerSigner
 from sanstack.control.server import ControlServer, Request, bind_routes
+from sanstack.errors import ConfigError
 
 SECRET = b"0123456789abcdef" * 4
 IQN = "iqn.2026-11.org.sanstack:cluster"
@@ -306,5 +307,23 @@ def test_a_unix_socket_is_not_signed(tmp_path: Path) -> None:
             assert isinstance(PeerLinks(config, "n2", SECRET).where("n3"), Path)
         finally:
             await server.close()
+
+    asyncio.run(body())
+
+
+def test_a_peer_control_address_in_use_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    async def body() -> None:
+        port = free_port()
+        config = config_in(tmp_path, port)
+        taken = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", port)
+        try:
+            listener = PeerControl.of(config, "n1")
+            with pytest.raises(ConfigError) as refused:
+                await listener.start([], "node[0].peer_control")
+            assert str(refused.value).startswith("node[0].peer_control: cannot listen: ")
+            assert listener.server is None
+        finally:
+            taken.close()
+            await taken.wait_closed()
 
     asyncio.run(body())
