@@ -64,6 +64,16 @@ def online_on(status: Any, group: str, node: str) -> bool:
     return bool(entry["owner"] == node and entry["state"] == "online")
 
 
+def with_peer_control(config: Path, secret: Path, ports: dict[str, int]) -> None:
+    """``config`` with ``secret_file`` and each node's ``peer_control`` on 127.0.0.1."""
+    text = config.read_text().replace("[cluster]\n", f'[cluster]\nsecret_file = "{secret}"\n', 1)
+    for name, port in ports.items():
+        line = f'name = "{name}"\n'
+        assert text.count(line) == 1
+        text = text.replace(line, f'{line}peer_control = "127.0.0.1:{port}"\n')
+    config.write_text(text)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cluster-peer")
@@ -84,9 +94,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             iqn=IQN,
             disks={"d1": 1},
             groups=[g1],
-            peer_control={name: f"127.0.0.1:{port}" for name, port in ports.items()},
-            secret_file=secret,
         )
+        with_peer_control(config, secret, ports)
         with running_cluster(directory, config, NODES) as nodes:
             nodes.settle("n3", {"g1": "n1"}, SETTLE)
             nodes.wait_status("n3", lambda s: online_on(s, "g1", "n1"), SETTLE, "g1 on n1")

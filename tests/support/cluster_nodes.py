@@ -75,18 +75,13 @@ def write_config(
     witness: str | None = None,
     addresses: Mapping[str, str] | None = None,
     portal_host: str = "127.0.0.1",
-    peer_control: Mapping[str, str] | None = None,
-    secret_file: Path | None = None,
 ) -> Path:
     """The cluster's TOML file in ``directory``: each node's UDP address a free port (on
     ``addresses[node]``, 127.0.0.1 by default), control socket and state directory inside
-    ``directory``, its ``peer_control`` from ``peer_control`` (none by default); the
-    portals on ``portal_host``; disks by ``IQN/LUN``."""
+    ``directory``; the portals on ``portal_host``; disks by ``IQN/LUN``."""
     lines = ["[cluster]", f'name = "{cluster}"', f'quorum = "{quorum}"']
     if witness is not None:
         lines.append(f'witness = "{witness}"')
-    if secret_file is not None:
-        lines.append(f'secret_file = "{secret_file}"')
     lines += ["", "[timings]"]
     for key, value in vars(timings).items():
         lines.append(f"{key} = {value}")
@@ -101,8 +96,6 @@ def write_config(
             f'control = "{directory / (name + ".sock")}"',
             f'state_dir = "{directory / ("state-" + name)}"',
         ]
-        if peer_control is not None and name in peer_control:
-            lines.append(f'peer_control = "{peer_control[name]}"')
     lines += ["", "[disks]"]
     lines += [f'{disk} = "{iqn}/{lun}"' for disk, lun in disks.items()]
     for group in groups:

@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 from sanstack.cluster.config import read_secret
 from sanstack.cluster.model import ClusterConfig
-from sanstack.control.forward import describe, forward
+from sanstack.control.forward import forward
 from sanstack.control.peer_auth import SIGNATURE_HEADER, PeerSigner, Rejected, RequestVerifier
 from sanstack.control.server import (
     AnswerHeaders,
@@ -38,6 +38,7 @@ from sanstack.control.server import (
     Route,
     RouteRow,
     bind_routes,
+    describe,
 )
 from sanstack.errors import ConfigError, ServiceError
 

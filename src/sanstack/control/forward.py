@@ -22,7 +22,7 @@ from typing import Any, Final
 import h11
 
 from sanstack.control.peer_auth import SIGNATURE_HEADER, PeerSigner
-from sanstack.control.server import Listen
+from sanstack.control.server import Listen, describe
 from sanstack.errors import SanstackError
 
 MAX_ANSWER: Final = 16 << 20  # a listing of many snapshots is large; more is not an answer
@@ -33,13 +33,6 @@ class ForwardError(SanstackError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def describe(where: Listen) -> str:
-    if isinstance(where, Path):
-        return str(where)
-    host, port = where
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def forward(

@@ -54,6 +54,14 @@ RouteRow = tuple[str, str, Callable[[Service, Params, Any], Awaitable[Any]]]
 Listen = Path | tuple[str, int]
 
 
+def describe(listen: Listen) -> str:
+    """A listen address as a person writes it: the path, ``HOST:PORT`` or ``[V6]:PORT``."""
+    if isinstance(listen, Path):
+        return str(listen)
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One whole request, as a ``Guard`` sees it (header names in lower case)."""
@@ -153,10 +161,7 @@ class ControlServer:
 
     @property
     def where(self) -> str:
-        if isinstance(self.listen, Path):
-            return str(self.listen)
-        host, port = self.listen
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return describe(self.listen)
 
     async def start(self) -> None:
         if not isinstance(self.listen, Path):
