@@ -134,7 +134,10 @@ def test_another_secret_is_refused_naming_the_likely_cause() -> None:
     ("headers", "reason"),
     [
         ({}, "not signed (a peer of this cluster signs with its secret_file)"),
-        ({**signed(), NODE_HEADER: "n9"}, "'n9' is not a node of this cluster"),
+        (
+            {**signed(), NODE_HEADER: "n9"},
+            "'n9' is not a peer of this node in the cluster's config",
+        ),
         ({**signed(), TIME_HEADER: "-5"}, "malformed signature headers"),
         ({**signed(), TIME_HEADER: "1e9"}, "malformed signature headers"),
         ({**signed(), NONCE_HEADER: "X" * 32}, "malformed signature headers"),
@@ -214,3 +217,9 @@ def test_answers_are_signed_for_the_request_they_answer() -> None:
 
 def test_the_secret_is_not_in_the_signers_repr() -> None:
     assert "k" * 32 not in repr(PeerSigner(SECRET, "n2"))
+
+
+def test_a_node_does_not_take_requests_signed_in_its_own_name() -> None:
+    n1 = RequestVerifier(SECRET, ["n2", "n3"])  # n1's: its peers
+    verdict = n1.verify("POST", TARGET, signed(PeerSigner(SECRET, "n1")), BODY, NOW)
+    assert verdict == Rejected("'n1' is not a peer of this node in the cluster's config")

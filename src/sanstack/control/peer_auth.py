@@ -146,7 +146,7 @@ class RequestVerifier:
         if node is None or timestamp is None or nonce is None or signature is None:
             return Rejected("not signed (a peer of this cluster signs with its secret_file)")
         if node not in self._nodes:
-            return Rejected(f"{node!r} is not a node of this cluster")
+            return Rejected(f"{node!r} is not a peer of this node in the cluster's config")
         if not _TIME.match(timestamp) or not _NONCE.match(nonce) or not _SIGNATURE.match(signature):
             return Rejected("malformed signature headers")
         expected = mac(
