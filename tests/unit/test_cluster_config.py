@@ -276,7 +276,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "cluster typo",
         edited((("cluster", "witnes"), "wit")),
-        "cluster.witnes: unknown key (known: name, quorum, two_node, witness)",
+        "cluster.witnes: unknown key (known: name, quorum, secret_file, two_node, witness)",
     ),
     (
         "no cluster name",
@@ -471,7 +471,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "node typo",
         edited((("node", 1, "adress"), "x")),
-        "node[1].adress: unknown key (known: address, control, metrics, name, state_dir)",
+        "node[1].adress: unknown key (known: address, control, metrics, name, peer_control, "
+        "state_dir)",
     ),
     (
         "node metrics",

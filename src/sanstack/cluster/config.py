@@ -11,9 +11,13 @@ Rules beyond each value's own (why, where it is not obvious):
 - names of nodes, disks and groups are simple (letters, digits, ``.``, ``_``, ``-``; at most
   63; a letter or digit first): they are export names, file names and table cells. The
   cluster's name is printable text of at most 64 UTF-8 bytes; it is part of every key.
-- each node's cluster address, control socket and state directory are its own, and so is
-  its ``metrics`` address (optional; port 0, any free port, aside); two nodes whose
-  reservation keys (``cluster.keys``) collide are refused.
+- each node's cluster address, control socket, ``peer_control`` address and state
+  directory are its own, and so is its ``metrics`` address (optional; port 0, any free
+  port, aside); two nodes whose reservation keys (``cluster.keys``) collide are refused.
+- a node with ``peer_control`` (where peers on other machines send it control requests,
+  signed) needs ``cluster.secret_file``; the file itself is checked when the node starts
+  (``read_secret``: it exists, is not world-readable and holds at least 32 bytes), since
+  the file is each machine's own.
 - a disk is a map's WWID (``naa.`` and 16 or 32 hex digits) or its alias ``IQN/LUN`` (the
   IQN checked as the target checks names; when ``storage.targets`` is given, it must be one
   of them, or no map would ever carry the alias). Two disks never name the same device.
@@ -38,7 +42,9 @@ Rules beyond each value's own (why, where it is not obvious):
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +68,7 @@ from sanstack.config_checks import (
     positive_seconds,
     table_at,
 )
+from sanstack.control.peer_auth import MIN_SECRET
 from sanstack.errors import ConfigError
 from sanstack.target.model import MAX_LUNS
 
@@ -75,7 +82,7 @@ _SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _NAA = re.compile(r"^naa\.(?:[0-9a-f]{16}|[0-9a-f]{32})$", re.IGNORECASE)
 
 _TOP_KEYS = {"cluster", "timings", "storage", "node", "disks", "group"}
-_CLUSTER_KEYS = {"name", "quorum", "witness", "two_node"}
+_CLUSTER_KEYS = {"name", "quorum", "witness", "two_node", "secret_file"}
 _TIMING_KEYS = {
     "heartbeat_interval",
     "missed_heartbeats",
@@ -85,7 +92,7 @@ _TIMING_KEYS = {
     "storage_loss_stop",
 }
 _STORAGE_KEYS = {"portals", "targets"}
-_NODE_KEYS = {"name", "address", "control", "state_dir", "metrics"}
+_NODE_KEYS = {"name", "address", "control", "state_dir", "metrics", "peer_control"}
 _GROUP_DEFAULTS = {f.name: f.default for f in fields(GroupSpec)}
 _GROUP_KEYS = {
     "name",
@@ -122,6 +129,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
     groups = _groups(raw.get("group", []), disks, nodes, portals)
     witness = _witness(cluster, quorum, disks, groups)
     _check_two_node(two_node, len(nodes), quorum)
+    secret_file = _secret_file(cluster.get("secret_file"), nodes)
     return ClusterConfig(
         name=name,
         nodes=nodes,
@@ -133,6 +141,7 @@ def parse_config(raw: dict[str, Any]) -> ClusterConfig:
         witness=witness,
         two_node=two_node,
         timings=timings,
+        secret_file=secret_file,
     )
 
 
@@ -206,6 +215,48 @@ def _check_two_node(two_node: bool, node_count: int, quorum: QuorumModel) -> Non
             "two_node = true (each node may run alone; a partition is a race for the "
             "reservations)",
         )
+
+
+def _secret_file(value: object, nodes: tuple[NodeSpec, ...]) -> Path | None:
+    where = "cluster.secret_file"
+    if value is None:
+        for i, node in enumerate(nodes):
+            if node.peer_control is not None:
+                raise ConfigError(
+                    where,
+                    f"is required: node {node.name} (node[{i}]) has peer_control, and "
+                    "requests between nodes are signed with this file's secret",
+                )
+        return None
+    return _path(value, where)
+
+
+def read_secret(path: Path, where: str = "cluster.secret_file") -> bytes:
+    """The cluster's shared secret from ``path``: a regular file no other user may read,
+    of at least ``MIN_SECRET`` bytes (a final newline is not part of it, so
+    ``openssl rand -hex 32 > FILE`` makes one). Every node's file holds the same bytes."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(where, f"{path} is not a regular file")
+        if info.st_mode & stat.S_IROTH:
+            raise ConfigError(
+                where,
+                f"{path} is readable by every user (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "chmod o-rwx it (0600)",
+            )
+        secret = path.read_bytes().rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise ConfigError(where, f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(where, f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(
+            where,
+            f"{path} holds {len(secret)} bytes; at least {MIN_SECRET} "
+            "(openssl rand -hex 32 > FILE)",
+        )
+    return secret
 
 
 # -- [timings] ---------------------------------------------------------------------------------
@@ -332,19 +383,28 @@ def _nodes(value: object, cluster: str) -> tuple[NodeSpec, ...]:
         if "metrics" in table:
             metrics_text = _string(table["metrics"], f"{where}.metrics", "HOST:PORT")
             metrics = parse_address(metrics_text, f"{where}.metrics", any_port=True)
-        node = NodeSpec(name, address, control, state_dir, node_key(cluster, name), metrics)
+        peer_text = table.get("peer_control")
+        peer_control = None
+        if peer_text is not None:
+            peer_text = _string(peer_text, f"{where}.peer_control", "HOST:PORT")
+            peer_control = parse_address(peer_text, f"{where}.peer_control")
+        key = node_key(cluster, name)
+        node = NodeSpec(
+            name, address, control, state_dir, key, metrics=metrics, peer_control=peer_control
+        )
         for j, other in enumerate(nodes):
             if name == other.name:
                 raise ConfigError(f"{where}.name", f"{name} is also node[{j}]'s name")
-            for key, mine, theirs, shown in (
+            for key_name, mine, theirs, shown in (
                 ("address", address, other.address, address_text),
                 ("control", control, other.control, str(control)),
                 ("state_dir", state_dir, other.state_dir, str(state_dir)),
+                ("peer_control", peer_control, other.peer_control, str(peer_text)),
             ):
-                if mine == theirs:
+                if mine is not None and mine == theirs:
                     raise ConfigError(
-                        f"{where}.{key}",
-                        f"{shown} is also the {key} of node {other.name} (node[{j}])",
+                        f"{where}.{key_name}",
+                        f"{shown} is also the {key_name} of node {other.name} (node[{j}])",
                     )
             if metrics is not None and metrics[1] != 0 and metrics == other.metrics:
                 raise ConfigError(

@@ -48,6 +48,9 @@ class NodeSpec:
     state_dir: Path  # ISIDs, reservation keys, the event log
     key: int  # its 8-byte reservation key (``cluster.keys.node_key``), never 0
     metrics: tuple[str, int] | None = None  # where it serves Prometheus metrics, if anywhere
+    # where it takes control requests from its peers, signed (TCP, the cluster network);
+    # None: its peers reach it through ``control``, so only on the same machine
+    peer_control: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,9 @@ class ClusterConfig:
     witness: str | None = None  # a disk name; its reservation holder has the witness vote
     two_node: bool = False  # two nodes without a witness, accepted knowingly
     timings: Timings = field(default_factory=Timings)
+    # the shared secret that signs requests between nodes (``control/peer_auth.py``); read
+    # and checked at start (``config.read_secret``), never kept in the config
+    secret_file: Path | None = None
 
     def node(self, name: str) -> NodeSpec:
         for node in self.nodes:

@@ -29,11 +29,10 @@ At start, before anything is onlined, every disk is read (``Intent.NONE``): a di
 reservation is ours names a group this node ran before it restarted, and placement keeps
 the group here (or the disk is released when placement says otherwise).
 
-Move requests travel in heartbeats (``Membership.set_moves``), not through the owner's
-control socket: a control socket is a Unix socket, which a node on another machine cannot
-reach, while every node hears every other's heartbeats; placement applies the request on
-every node alike. A pause is the node's own flag in its heartbeats, so ``pause NAME`` is
-forwarded to NAME's control socket (on one machine; elsewhere, ask NAME's own socket).
+Move requests travel in heartbeats (``Membership.set_moves``): every node hears every
+other's, and placement applies the request on every node alike. A pause is the node's own
+flag in its heartbeats, so ``pause NAME`` is forwarded to NAME (``PeerControl``: signed
+over TCP to its ``peer_control``, else to its control socket), as snapshot commands are.
 """
 
 from __future__ import annotations
@@ -78,6 +77,7 @@ from sanstack.cluster.model import ClusterConfig, Timings
 from sanstack.cluster.node_control import NodeControl
 from sanstack.cluster.node_events import NodeLog
 from sanstack.cluster.node_fencing import NodeFencing
+from sanstack.cluster.peer_control import PeerControl
 from sanstack.cluster.placement import place
 from sanstack.cluster.quorum import QuorumRules, QuorumState, evaluate, needs_witness
 from sanstack.cluster.reconcile import (
@@ -140,6 +140,7 @@ class ClusterNode(NodeFencing, NodeControl):
             ) from None
         self.config = config
         self.me = name
+        self.peers = PeerControl.of(config, name)  # the secret file read and checked
         self.timings: Timings = config.timings
         self.key = self.spec.key
         self.rules = QuorumRules.of(config)
@@ -239,6 +240,7 @@ class ClusterNode(NodeFencing, NodeControl):
                 raise ConfigError(
                     f"{where}.control", f"cannot listen: {exc.strerror or exc}"
                 ) from None
+            await self.peers.start(self.peer_control_routes(), f"{where}.peer_control")
             await self.host.start()
             self.host.attach(NoExports())
             # A floating address left by a process of this node that was killed: placement
@@ -282,6 +284,7 @@ class ClusterNode(NodeFencing, NodeControl):
             await self.transport.close()
         if hasattr(self, "control"):
             await self.control.close()
+        await self.peers.close()
         if hasattr(self, "queue"):
             await self.queue.close()
         if hasattr(self, "host"):

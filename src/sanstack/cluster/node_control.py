@@ -3,10 +3,11 @@ and this node's own I/O counters and maps.
 
 A part of ``ClusterNode`` (``cluster/node.py``), kept apart to keep each module readable;
 the attributes it reads are the node's. Move requests travel in this node's heartbeats
-(the node's docstring says why); a pause of another node is forwarded to its control
-socket; this node's own pause is kept in ``state_dir/node.json`` so a restart keeps it
-drained. The status carries each group's I/O counters from its owner: this node's own for
-the groups it runs, the owner's ``/v1/cluster/io`` for the others (bounded: a frozen owner
+(the node's docstring says why); a pause of another node is forwarded to it
+(``cluster/peer_control.py``: signed to its ``peer_control``, else to its control socket);
+this node's own pause is kept in ``state_dir/node.json`` so a restart keeps it drained.
+The status carries each group's I/O counters from its owner: this node's own for the
+groups it runs, the owner's ``/v1/cluster/io`` for the others (bounded: a frozen owner
 leaves its groups' ``io`` null rather than holding the status up).
 """
 
@@ -28,11 +29,12 @@ from sanstack.cluster.membership import Membership
 from sanstack.cluster.model import ClusterConfig, GroupSpec, NodeSpec
 from sanstack.cluster.node_events import NodeLog
 from sanstack.cluster.node_status import StatusParts, status_document
+from sanstack.cluster.peer_control import PeerControl, peer_routes
 from sanstack.cluster.quorum import QuorumState
 from sanstack.cluster.reconcile import owners_from
 from sanstack.cluster.routes import CLUSTER_ROUTES
-from sanstack.cluster.snapshots import forward, volume_routes
-from sanstack.control.client import ControlError, call
+from sanstack.cluster.snapshots import volume_routes
+from sanstack.control.forward import ForwardError
 from sanstack.control.server import Route, bind_routes
 from sanstack.edge.state_file import load_state, save_state
 from sanstack.errors import ServiceError
@@ -40,6 +42,7 @@ from sanstack.host.host import Host
 
 STATE_FILE = "node.json"
 IO_TIMEOUT: Final = 2.0  # an owner's answer for its groups' I/O counters
+PAUSE_TIMEOUT = 20.0  # below the control server's HANDLER_TIMEOUT, so the caller hears why
 
 
 class NodeControl:
@@ -53,6 +56,7 @@ class NodeControl:
     executor: DiskExecutor
     runners: dict[str, GroupRunner]
     resources: dict[str, GroupResources]
+    peers: PeerControl
     paused: bool
     stopping: bool
     fenced: bool
@@ -74,7 +78,11 @@ class NodeControl:
 
     def control_routes(self) -> list[Route]:
         """The cluster's routes and the clustered snapshot volumes' (``cluster/snapshots.py``)."""
-        return bind_routes(self, CLUSTER_ROUTES) + volume_routes(self)
+        return bind_routes(self, CLUSTER_ROUTES) + volume_routes(self, self.peers.links)
+
+    def peer_control_routes(self) -> list[Route]:
+        """What the node's ``peer_control`` serves (``cluster/peer_control.py``)."""
+        return peer_routes(self, volume_routes(self, self.peers.links))
 
     def _claims_of(self, node: str) -> dict[str, Claim]:
         if node == self.me:
@@ -178,11 +186,10 @@ class NodeControl:
 
     async def _io_of(self, node: str) -> dict[str, Any] | None:
         try:
-            async with asyncio.timeout(IO_TIMEOUT):
-                code, answer = await forward(
-                    self.config.node(node).control, "GET", "/v1/cluster/io", None
-                )
-        except (TimeoutError, OSError, h11.ProtocolError, ValueError):
+            code, answer = await self.peers.links.request(
+                node, "GET", "/v1/cluster/io", None, within=IO_TIMEOUT
+            )
+        except (ForwardError, TimeoutError, OSError, h11.ProtocolError, ValueError):
             return None
         if (
             code != 200
@@ -232,14 +239,17 @@ class NodeControl:
             raise ServiceError(404, f"node: {node!r} is not a node of this cluster")
         what = "pause" if paused else "resume"
         if node != self.me:
-            control = self.config.node(node).control
+            resource = f"/v1/cluster/nodes/{node}/{what}"
             try:
-                answer: dict[str, Any] = await asyncio.to_thread(
-                    call, control, "POST", f"/v1/cluster/nodes/{node}/{what}"
+                status, answer = await self.peers.links.request(
+                    node, "POST", resource, None, within=PAUSE_TIMEOUT
                 )
-            except ControlError as exc:
-                raise ServiceError(502, f"node: {node} not reached at {control}: {exc}") from None
-            return answer
+            except ForwardError as exc:
+                raise ServiceError(exc.status, f"node: {node} {exc.reason}") from None
+            if status != 200:
+                message = answer.get("error") if isinstance(answer, dict) else answer
+                raise ServiceError(status, f"node: {node} refused: {message}")
+            return dict(answer)
         if paused != self.paused:
             self.paused = paused
             self._save_paused()

@@ -8,10 +8,10 @@ group's OPEN_VOLUMES step, and the superblock names it). A request for volume
 - the node that runs the group (ONLINING_EXPORT or ONLINE: the volume is open) acts on its
   open ``SnapshotVolume``;
 - any other node forwards the request to the group's owner, as this node sees it from the
-  heartbeats' claims (``reconcile.owners_from``), at the owner's control socket from the
-  config, and returns the owner's answer (its status and message as they are). A Unix
-  socket reaches only a node on the same machine; across machines the config's control
-  sockets would have to be reachable (docs/cluster-design.md says what that takes);
+  heartbeats' claims (``reconcile.owners_from``), and returns the owner's answer (its
+  status and message as they are): signed over TCP to the owner's ``peer_control`` when
+  the config gives it one (across machines), else to its Unix control socket
+  (``cluster/peer_control.py``);
 - a forwarded request carries ``via=NODE``; a node that is not running the group refuses
   it rather than forwarding it again (two nodes that disagree about the owner for a moment
   never bounce a request between them).
@@ -22,14 +22,8 @@ saying so: the caller tries again (a failover takes seconds; the request is not 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import urllib.parse
-from pathlib import Path
 from typing import Any, Final, Protocol
-
-import h11
 
 from sanstack.block.device import BlockDeviceError
 from sanstack.cluster.group_runner import GroupRunner
@@ -37,8 +31,10 @@ from sanstack.cluster.group_state import GroupState
 from sanstack.cluster.group_steps import GroupResources
 from sanstack.cluster.membership import Membership
 from sanstack.cluster.model import ClusterConfig
+from sanstack.cluster.peer_control import PeerLinks
 from sanstack.cluster.reconcile import owners_from
 from sanstack.cluster.snapshot_routes import CLUSTER_VOLUME_ROUTES, PREFIX, VolumeRequest
+from sanstack.control.forward import ForwardError
 from sanstack.control.server import Route, bind_routes
 from sanstack.errors import ServiceError
 from sanstack.snapshot.model import (
@@ -51,7 +47,6 @@ from sanstack.snapshot.volume import SnapshotVolume
 
 # Below the control server's HANDLER_TIMEOUT (25 s), so the caller hears why.
 FORWARD_TIMEOUT: Final = 20.0
-MAX_ANSWER: Final = 16 << 20  # a listing of many snapshots is large; more is not an answer
 _OPEN_STATES: Final = (GroupState.ONLINING_EXPORT, GroupState.ONLINE)
 
 
@@ -68,8 +63,9 @@ class VolumeNode(Protocol):
 class ClusterVolumes:
     """The ``ClusterVolumeService`` of every node (module docstring)."""
 
-    def __init__(self, node: VolumeNode) -> None:
+    def __init__(self, node: VolumeNode, links: PeerLinks | None = None) -> None:
         self.node = node
+        self.links = links or PeerLinks(node.config, node.me, None)
 
     def resolve(self, volume: str) -> tuple[str, str]:
         """``GROUP/DISK`` -> (group, disk), a disk carrying a snapshot volume, or a refusal
@@ -137,21 +133,15 @@ class ClusterVolumes:
             raise ServiceError(
                 409, f"volume: group {group} is {state} on {me}, its volume not open; try again"
             )
-        control = self.node.config.node(owner).control
         query = urllib.parse.urlencode({"volume": volume, "via": me})
         resource = f"{PREFIX}/{request.suffix}?{query}"
         try:
-            async with asyncio.timeout(FORWARD_TIMEOUT):
-                status, answer = await forward(control, request.method, resource, request.body)
-        except TimeoutError:
+            status, answer = await self.links.request(
+                owner, request.method, resource, request.body, within=FORWARD_TIMEOUT
+            )
+        except ForwardError as exc:
             raise ServiceError(
-                504, f"volume: {owner}, which runs group {group}, did not answer in time"
-            ) from None
-        except (OSError, h11.ProtocolError, ValueError) as exc:
-            raise ServiceError(
-                502,
-                f"volume: {owner}, which runs group {group}, did not answer at {control}: "
-                f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+                exc.status, f"volume: {owner}, which runs group {group}, {exc.reason}"
             ) from None
         if status != 200:
             message = answer.get("error") if isinstance(answer, dict) else answer
@@ -173,42 +163,6 @@ async def act(volume: SnapshotVolume, key: str, request: VolumeRequest, me: str)
         raise ServiceError(503, f"volume: {key} on {me}: {exc}; try again") from None
 
 
-async def forward(path: Path, method: str, resource: str, body: Any) -> tuple[int, Any]:
-    """One control request to another node's socket: (HTTP status, decoded JSON answer)."""
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    try:
-        conn = h11.Connection(h11.CLIENT)
-        data = b"" if body is None else json.dumps(body).encode()
-        headers = [("host", "localhost"), ("content-length", str(len(data)))]
-        if data:
-            headers.append(("content-type", "application/json"))
-        writer.write(conn.send(h11.Request(method=method, target=resource, headers=headers)))
-        if data:
-            writer.write(conn.send(h11.Data(data=data)))
-        writer.write(conn.send(h11.EndOfMessage()))
-        await writer.drain()
-        status = 0
-        answer = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                chunk = await reader.read(65536)
-                conn.receive_data(chunk)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                answer += event.data
-                if len(answer) > MAX_ANSWER:
-                    raise ValueError("the answer is too large")
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-        return status, json.loads(answer or b"null")
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def volume_routes(node: VolumeNode) -> list[Route]:
+def volume_routes(node: VolumeNode, links: PeerLinks | None = None) -> list[Route]:
     """The node's snapshot volume routes, bound to its ``ClusterVolumes``."""
-    return bind_routes(ClusterVolumes(node), CLUSTER_VOLUME_ROUTES)
+    return bind_routes(ClusterVolumes(node, links), CLUSTER_VOLUME_ROUTES)

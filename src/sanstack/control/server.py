@@ -1,4 +1,5 @@
-"""A daemon's control plane: its service API as JSON over HTTP on a Unix socket.
+"""A daemon's control plane: its service API as JSON over HTTP on a Unix socket (or on a
+TCP address, behind a guard).
 
 h11 does the HTTP/1.1 framing (sans-IO, like sanstack's own cores); this module knows no
 service. Each service defines its routes beside itself as a table of (method, path regex,
@@ -9,8 +10,12 @@ request's JSON body (None when there is none); what it returns is the JSON answe
 ``ServiceError`` it raises is the error answer with that HTTP status.
 
 A Unix socket keeps the control plane local and lets file permissions decide who may use
-it (0600: the daemon's user, root by default). Requests are small and bounded
-(``MAX_BODY``); each connection serves one request and closes.
+it (0600: the daemon's user, root by default). A TCP listener (a cluster node's
+``peer_control``) has no such permission: it serves only behind a ``Guard`` that sees each
+whole request (headers and body) before any route does and refuses it, or admits it with
+the headers its answer must carry (``control/peer_auth.py``), and it takes at most
+``max_connections`` at once. Requests are small and bounded (``MAX_BODY``, h11's 16 KiB of
+headers); each connection serves one request and closes.
 """
 
 from __future__ import annotations
@@ -45,6 +50,38 @@ Service = TypeVar("Service")
 Params = dict[str, str]
 # A row of a service's route table: (method, path regex, handler(service, params, body)).
 RouteRow = tuple[str, str, Callable[[Service, Params, Any], Awaitable[Any]]]
+# Where a control server listens: a Unix socket's path, or a TCP (host, port).
+Listen = Path | tuple[str, int]
+
+
+def describe(listen: Listen) -> str:
+    """A listen address as a person writes it: the path, ``HOST:PORT`` or ``[V6]:PORT``."""
+    if isinstance(listen, Path):
+        return str(listen)
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One whole request, as a ``Guard`` sees it (header names in lower case)."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    peer: str  # HOST:PORT of a TCP client; the socket's path for a Unix one
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+
+
+# The headers the answer must carry, given its status and body.
+AnswerHeaders = Callable[[int, bytes], list[tuple[str, str]]]
+Guard = Callable[[Request], Refusal | AnswerHeaders]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +134,40 @@ async def dispatch(routes: Iterable[Route], method: str, path: str, body: bytes)
 
 
 class ControlServer:
-    """Serves ``routes`` (a daemon's bound route tables) on a Unix socket until ``close``."""
+    """Serves ``routes`` (a daemon's bound route tables) on a Unix socket, or on a TCP
+    address behind ``guard``, until ``close``."""
 
-    def __init__(self, path: Path, routes: Iterable[Route]) -> None:
-        self.path = path
+    def __init__(
+        self,
+        listen: Listen,
+        routes: Iterable[Route],
+        *,
+        guard: Guard | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        if not isinstance(listen, Path) and guard is None:
+            raise ValueError("a TCP control listener needs a guard")
+        self.listen = listen
         self.routes = list(routes)
+        self.guard = guard
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def path(self) -> Path:
+        assert isinstance(self.listen, Path)
+        return self.listen
+
+    @property
+    def where(self) -> str:
+        return describe(self.listen)
+
     async def start(self) -> None:
+        if not isinstance(self.listen, Path):
+            host, port = self.listen
+            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -119,10 +181,17 @@ class ControlServer:
         for task in list(self._tasks):
             task.cancel()
         await wait_ended(list(self._tasks), "control requests")
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if isinstance(self.listen, Path):
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.max_connections is not None and len(self._tasks) >= self.max_connections:
+            log.warning(
+                "control %s: %d connections already; one refused", self.where, len(self._tasks)
+            )
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -157,27 +226,43 @@ class ControlServer:
                     await self._reply(conn, writer, 413, {"error": "body: too large"})
                     return
             elif isinstance(event, h11.EndOfMessage) and request is not None:
+                method, target = request.method.decode(), request.target.decode()
+                seal: AnswerHeaders | None = None
+                if self.guard is not None:
+                    admitted = self.guard(
+                        Request(
+                            method,
+                            target,
+                            {k.decode(): v.decode() for k, v in request.headers},
+                            bytes(body),
+                            _peer_name(writer),
+                        )
+                    )
+                    if isinstance(admitted, Refusal):
+                        await self._reply(
+                            conn, writer, admitted.status, {"error": admitted.message}
+                        )
+                        return
+                    seal = admitted
                 try:
                     status, payload = await asyncio.wait_for(
-                        dispatch(
-                            self.routes,
-                            request.method.decode(),
-                            request.target.decode(),
-                            bytes(body),
-                        ),
-                        HANDLER_TIMEOUT,
+                        dispatch(self.routes, method, target, bytes(body)), HANDLER_TIMEOUT
                     )
                 except TimeoutError:
                     status = 503
                     payload = {"error": f"not done within {HANDLER_TIMEOUT:.0f} s; try again"}
-                await self._reply(conn, writer, status, payload)
+                await self._reply(conn, writer, status, payload, seal)
                 return
             elif isinstance(event, h11.ConnectionClosed):
                 return
 
     @staticmethod
     async def _reply(
-        conn: h11.Connection, writer: asyncio.StreamWriter, status: int, payload: Any
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: Any,
+        seal: AnswerHeaders | None = None,
     ) -> None:
         data = json.dumps(payload, indent=1).encode() + b"\n"
         headers = [
@@ -185,7 +270,16 @@ class ControlServer:
             ("content-length", str(len(data))),
             ("connection", "close"),
         ]
+        if seal is not None:
+            headers += seal(status, data)
         writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
         writer.write(conn.send(h11.Data(data=data)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+    return str(writer.get_extra_info("sockname") or "unix")

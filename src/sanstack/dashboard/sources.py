@@ -1,6 +1,6 @@
 """Where the dashboard's data comes from (asyncio edge): the nodes' control sockets named in
 the cluster config, and the target's control socket when one is given. JSON over HTTP on
-Unix sockets, as the CLI speaks it (``cluster/snapshots.forward``), each request bounded.
+Unix sockets, as the CLI speaks it (``control/forward.forward``), each request bounded.
 
 A question for the cluster goes to any live node: the one that answered last first, then
 the others in config order, so losing any one node costs one refused connect (a killed
@@ -22,7 +22,7 @@ from typing import Any, Final
 import h11
 
 from sanstack.cluster.model import ClusterConfig
-from sanstack.cluster.snapshots import forward
+from sanstack.control.forward import ForwardError, forward
 from sanstack.dashboard.view import Poll
 
 ASK_TIMEOUT: Final = 5.0  # one request to one node (a status reads every disk: PR commands)
@@ -70,7 +70,9 @@ class Sources:
         self, node: str, method: str, resource: str, body: Any = None, bound: float = ASK_TIMEOUT
     ) -> Answer:
         async with asyncio.timeout(bound):
-            status, answer = await forward(self.controls[node], method, resource, body)
+            status, answer = await forward(
+                self.controls[node], method, resource, body, within=bound
+            )
         return Answer(node, status, answer)
 
     async def ask(
@@ -89,7 +91,7 @@ class Sources:
                     ) from None
                 failures.append(f"{node}: no answer in time")
                 continue
-            except (OSError, h11.ProtocolError, ValueError) as exc:
+            except (ForwardError, OSError, h11.ProtocolError, ValueError) as exc:
                 failures.append(f"{node}: {_why(exc)}")
                 continue
             self._last = node
@@ -99,7 +101,9 @@ class Sources:
     async def ask_target(self, resource: str) -> Answer:
         assert self.target_control is not None
         async with asyncio.timeout(ASK_TIMEOUT):
-            status, answer = await forward(self.target_control, "GET", resource, None)
+            status, answer = await forward(
+                self.target_control, "GET", resource, None, within=ASK_TIMEOUT
+            )
         return Answer(None, status, answer)
 
     # -- one poll ----------------------------------------------------------------------------
@@ -158,14 +162,14 @@ class Sources:
     async def _maps(self, node: str) -> Any:
         try:
             answer = await self.ask_node(node, "GET", "/v1/cluster/maps")
-        except (TimeoutError, OSError, h11.ProtocolError, ValueError) as exc:
+        except (TimeoutError, ForwardError, OSError, h11.ProtocolError, ValueError) as exc:
             return _why(exc)
         return answer.body if answer.ok else answer.error()
 
     async def _events(self, node: str, since: int) -> dict[str, Any] | None:
         try:
             answer = await self.ask_node(node, "GET", f"/v1/cluster/events?since={since}")
-        except (TimeoutError, OSError, h11.ProtocolError, ValueError):
+        except (TimeoutError, ForwardError, OSError, h11.ProtocolError, ValueError):
             return None
         return answer.body if answer.ok and isinstance(answer.body, dict) else None
 
@@ -190,7 +194,7 @@ class Sources:
             )
             names = [t["name"] for t in targets.body] if targets.ok else []
             luns = await asyncio.gather(*(self.ask_target(f"/v1/targets/{n}/luns") for n in names))
-        except (TimeoutError, OSError, h11.ProtocolError, ValueError) as exc:
+        except (TimeoutError, ForwardError, OSError, h11.ProtocolError, ValueError) as exc:
             return {"error": f"target at {self.target_control}: {_why(exc)}"}
         for answer in (targets, sessions, *luns):
             if not answer.ok:
