@@ -381,12 +381,19 @@ async def check_recording(
     budget: int,
     per_point: int = 6,
     stop_at_first: bool = True,
+    recovery_every: int = 16,
 ) -> Result:
-    """Check up to ``budget`` crash states of a recording."""
+    """Check up to ``budget`` crash states of a recording.
+
+    Every ``recovery_every``-th state is also crashed while it recovers: its open (journal
+    replay, the log cut short, the MARK written) and close are recorded in turn, and a few
+    crash states of that recording are opened and checked against the same oracle.
+    """
     result = Result(recording.seed)
     oracle = Oracle.from_log(recording.log, recording.seed)
     replayer = Replayer(recording.log)
     rng = random.Random(recording.seed)
+    sectors = recording.log.sectors
     for point in crash_points(recording, rng):
         if result.states >= budget:
             break
@@ -394,14 +401,32 @@ async def check_recording(
         states = replayer.crash_states(point, limit=per_point, seed=recording.seed)
         for state in states[: budget - result.states]:
             result.states += 1
-            problems = await check_image(
-                oracle, replayer.build(state), point, recording.log.sectors
-            )
+            image = replayer.build(state)
+            problems = await check_image(oracle, dict(image), point, sectors)
+            if not problems and recovery_every and result.states % recovery_every == 0:
+                problems = await _check_recovery(oracle, image, point, sectors, result)
             if problems:
                 result.failures.append(_failure(recording, state, problems))
                 if stop_at_first:
                     return result
     return result
+
+
+async def _check_recovery(
+    oracle: Oracle, image: dict[int, bytes], point: int, sectors: int, result: Result
+) -> list[str]:
+    """Crash the recovery of ``image`` too: every crash state of its open must check."""
+    device = LogWritesDevice(MemoryDevice.from_blocks(sectors, BLOCK, dict(image)), image)
+    volume = await SnapshotVolume.open(device, close_base=False)
+    await volume.close()
+    again = Replayer(device.log)
+    for inner in range(len(device.log.entries) + 1):
+        for state in again.crash_states(inner, limit=2, seed=inner):
+            result.states += 1
+            problems = await check_image(oracle, again.build(state), point, sectors)
+            if problems:
+                return [f"after a crash in recovery at {state.describe()}: " + "; ".join(problems)]
+    return []
 
 
 def _failure(recording: Recording, state: CrashState, problems: list[str]) -> str:

@@ -401,24 +401,24 @@ class Journal:
         bs = self._base.block_size
         per_block = self._per_block
         end = self._next_seq
-        units: list[bytes] = []
+        rewrite: list[bytes] = []
+        block_first = 0
         if truncation is not None:
             block_first = truncation.seq - truncation.seq % per_block
             raw = await self._base.read(
                 (self._ring_offset + block_first % self._ring * UNIT) // bs, 1
             )
-            units = [
+            rewrite = [
                 bytes(raw[i * UNIT : (i + 1) * UNIT]) for i in range(truncation.seq - block_first)
             ]
-            units.append(self._unit(truncation.seq, [encode_record(r) for r in truncation.kept]))
-            end = truncation.seq + 1
-            while (block_first + len(units)) % per_block:
-                units.append(self._unit(block_first + len(units), []))
-            await self._base.write(
-                (self._ring_offset + block_first % self._ring * UNIT) // bs, b"".join(units)
-            )
-            end = block_first + len(units)
+            rewrite.append(self._unit(truncation.seq, [encode_record(r) for r in truncation.kept]))
+            while (block_first + len(rewrite)) % per_block:
+                rewrite.append(self._unit(block_first + len(rewrite), []))
+            end = block_first + len(rewrite)
         self._next_seq = end
+        # The order matters at each step, each FLUSHed before the next: the units after
+        # the end go first (else a rewritten unit could be followed by stale whole ones),
+        # then the rewrite, then the MARK (else it could prove the unit not yet rewritten).
         # Never reach the live log, which continues from the tail around the ring.
         beyond = MAX_UNITS_PER_WRITE + max(0, (truncation.valid_end if truncation else 0) - end)
         count = min(beyond, self._ring - 2 * per_block - (end - self._tail))
@@ -429,6 +429,10 @@ class Journal:
             if count > first:
                 await self._base.write(self._ring_offset // bs, bytes((count - first) * UNIT))
         await self.flush()
+        if rewrite:
+            lba = (self._ring_offset + block_first % self._ring * UNIT) // bs
+            await self._base.write(lba, b"".join(rewrite))
+            await self.flush()
         mark = (self._next_seq, self._state.durable)
         units = [self._unit(self._next_seq, [encode_record(MarkRecord(mark[0]))])]
         while len(units) % per_block:
