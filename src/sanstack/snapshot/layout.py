@@ -196,7 +196,8 @@ class Superblock:
     uuid: bytes
     created: float
     generation: int = 0
-    journal_tail_seq: int = 1
+    # A page boundary: journal writes start on a block of any base device (<= 4 KiB).
+    journal_tail_seq: int = 8
     epoch: int = 1
     next_snapshot_id: int = 1
     restore_snapshot_id: int = 0

@@ -25,6 +25,7 @@ from sanstack.snapshot.journal import Truncation, write_images
 from sanstack.snapshot.journal_format import (
     DOUBLEWRITE_SLOTS,
     UNIT,
+    UNITS_PER_PAGE,
     decode_directory,
     decode_journal_unit,
     directory_offset,
@@ -201,7 +202,7 @@ async def upgrade_format1(base: BlockDevice, superblock: Superblock) -> Superblo
     await base.write(emptied.generation % 2 * PAGE // bs, emptied.encode())
     await base.flush()
     # Format 2 starts its ring afresh: no unit there is valid (other magic, old pages).
-    upgraded = emptied.next_generation(version=VERSION, journal_tail_seq=1)
+    upgraded = emptied.next_generation(version=VERSION, journal_tail_seq=UNITS_PER_PAGE)
     await base.write(upgraded.generation % 2 * PAGE // bs, upgraded.encode())
     await base.flush()
     return upgraded
