@@ -38,7 +38,7 @@ SNAPSHOT_KEYS = {
 INFO_KEYS = {
     "path", "uuid", "size_bytes", "block_size", "chunk_size", "reserve_bytes",
     "snapshot_used_bytes", "snapshot_used_percent", "free_bytes", "snapshots", "max_snapshots",
-    "policy", "schedule", "holder", "background",
+    "policy", "schedule", "holder", "background", "format_version",
 }  # fmt: skip
 
 
@@ -172,8 +172,10 @@ def test_local_commands_and_json_shapes(
     code, out, _err = cli(capsys, "volume", "info", f, "--json")
     info = json.loads(out)
     assert set(info) == INFO_KEYS and info["path"] == f and info["snapshots"] == 2
+    assert info["format_version"] == 2
     code, out, _err = cli(capsys, "volume", "info", f)
     assert "snapshots   2 of at most 4096" in out and "schedule    off" in out
+    assert "format      2" in out
     code, out, _err = cli(
         capsys, "volume", "schedule", f, "--every", "1h", "--keep", "24", "--json"
     )

@@ -40,7 +40,7 @@ SNAPSHOT_KEYS = {
 INFO_KEYS = {
     "path", "uuid", "size_bytes", "block_size", "chunk_size", "reserve_bytes",
     "snapshot_used_bytes", "snapshot_used_percent", "free_bytes", "snapshots", "max_snapshots",
-    "policy", "schedule", "holder", "background",
+    "policy", "schedule", "holder", "background", "format_version",
 }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from sanstack.snapshot.layout import (
     EpochRecord,
     Geometry,
     MapRecord,
+    MarkRecord,
     Record,
     RestoreRecord,
     SettingsRecord,
@@ -82,7 +83,7 @@ def reseal(page: bytearray, number: int) -> bytes:
 
 def test_page_constants() -> None:
     assert PAGE == 4096
-    assert VERSION == 1
+    assert VERSION == 2
     assert UNMAPPED == 0xFFFFFFFF
     assert (MAP_PER_PAGE, TABLE_PER_PAGE, SLOTS_PER_PAGE) == (511, 255, 31)
     assert JOURNAL_HEADER == 24
@@ -129,7 +130,7 @@ def full_superblock() -> Superblock:
 SUPERBLOCK_HEAD = h(
     """
     53 41 4e 53 54 4b 56 4c                          # @0: magic "SANSTKVL"
-    01 00 00 00                                      # @8: version 1
+    02 00 00 00                                      # @8: version 2
     07 00 00 00 00 00 00 00                          # @12: generation 7
     00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  # @20: uuid
     00 00 00 00 00 00 f8 3f                          # @36: created 1.5 (double)
@@ -195,9 +196,12 @@ def test_superblock_refuses_foreign_torn_and_newer() -> None:
     with pytest.raises(NotAVolume, match="superblock page 0"):
         Superblock.decode(bytes(torn))
     newer = bytearray(page)
-    newer[8:12] = (2).to_bytes(4, "little")
-    with pytest.raises(NotAVolume, match="version 2 is not supported"):
+    newer[8:12] = (3).to_bytes(4, "little")
+    with pytest.raises(NotAVolume, match="version 3 is not supported"):
         Superblock.decode(reseal(newer, 0))
+    older = bytearray(page)
+    older[8:12] = (1).to_bytes(4, "little")  # format 1 decodes: open upgrades it
+    assert Superblock.decode(reseal(older, 0)).version == 1
     elsewhere = reseal(bytearray(page), 1)  # a sealed page of another number
     with pytest.raises(NotAVolume, match="superblock page 0"):
         Superblock.decode(elsewhere)
@@ -367,12 +371,16 @@ def test_map_and_table_pages_all_zero_corrupt_or_misplaced(
 
 RECORD_VECTORS: list[tuple[Record, bytes]] = [
     (
-        MapRecord(v=0x01020304, p=0x0A0B0C0D, birth=5),
-        h("01 0c 00  04 03 02 01  0d 0c 0b 0a  05 00 00 00"),
+        MapRecord(v=0x01020304, p=0x0A0B0C0D, birth=5, crc=0x11223344),  # CRC32C of p
+        h("01 10 00  04 03 02 01  0d 0c 0b 0a  05 00 00 00  44 33 22 11"),
     ),
     (
         MapRecord(v=3, p=UNMAPPED, birth=2),  # journal p is literal: UNMAPPED, not p_enc
-        h("01 0c 00  03 00 00 00  ff ff ff ff  02 00 00 00"),
+        h("01 10 00  03 00 00 00  ff ff ff ff  02 00 00 00  00 00 00 00"),
+    ),
+    (
+        MarkRecord(proven_seq=0x0102030405),  # units before 0x0102030405 are proven
+        h("07 08 00  05 04 03 02 01 00 00 00"),
     ),
     (
         DeadRecord(p=7, v=9, birth=2, death=3),
@@ -426,7 +434,7 @@ def test_journal_page_bytes() -> None:
         """
         05 04 03 02 01 00 00 00      # sequence number
         4d 00 00 00                  # ring page 77
-        0a 00                        # 10 records
+        0b 00                        # 11 records
         """
     ) + len(body).to_bytes(2, "little")
     assert page[4:8] == crc_of(page, 4).to_bytes(4, "little")  # CRC over the whole page
@@ -483,10 +491,10 @@ def test_journal_page_capacity() -> None:
     assert len(decode_journal_page(encode_journal_page(1, 1, fits), 1, 1) or []) == len(fits)
     with pytest.raises(ValueError, match="do not fit"):
         encode_journal_page(1, 1, [*fits, one])
-    # A first write is a MAP and a DEAD record: 34 bytes, 119 of them per page.
+    # A first write is a MAP and a DEAD record: 38 bytes, 107 of them per format 1 page.
     first_write = encode_record(MapRecord(1, 2, 3)) + encode_record(DeadRecord(4, 1, 0, 3))
-    assert len(first_write) == 34
-    assert JOURNAL_CAPACITY // len(first_write) == 119
+    assert len(first_write) == 38
+    assert JOURNAL_CAPACITY // len(first_write) == 107
 
 
 # -- geometry --------------------------------------------------------------------------

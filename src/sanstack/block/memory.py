@@ -38,6 +38,19 @@ class MemoryDevice(BlockDevice):
         self._zero = bytes(block_size)
         self._closed = False
 
+    @classmethod
+    def from_blocks(
+        cls, num_blocks: int, block_size: int, blocks: dict[int, bytes]
+    ) -> MemoryDevice:
+        """A device holding ``blocks`` (``{lba: bytes}``, absent blocks zero); adopts the dict."""
+        device = cls(num_blocks, block_size)
+        device._blocks = blocks
+        return device
+
+    def blocks(self) -> dict[int, bytes]:
+        """A copy of the stored blocks, ``{lba: bytes}`` (what ``from_blocks`` takes)."""
+        return dict(self._blocks)
+
     def _check_open(self) -> None:
         if self._closed:
             raise DeviceNotReady("device is closed")

@@ -56,6 +56,7 @@ def info_table(info: dict[str, Any]) -> str:
     rows = [
         ("path", info["path"]),
         ("uuid", info["uuid"]),
+        ("format", str(info.get("format_version", "?"))),
         (
             "size",
             f"{human_bytes(info['size_bytes'])} ({info['block_size']}-byte blocks, "

@@ -30,7 +30,8 @@ from sanstack.snapshot.model import (
 
 PAGE: Final = 4096
 MAGIC: Final = b"SANSTKVL"
-VERSION: Final = 1
+VERSION: Final = 2
+VERSIONS: Final = (1, 2)  # format 1 is read only to upgrade it (snapshot/recovery.py)
 UNMAPPED: Final = 0xFFFFFFFF  # a forward-map chunk number meaning "reads as zeroes"
 HOME: Final = 0  # the on-disk p_enc of a chunk at its home location (p == v)
 SUPERBLOCK_COPIES: Final = 2
@@ -195,7 +196,8 @@ class Superblock:
     uuid: bytes
     created: float
     generation: int = 0
-    journal_tail_seq: int = 1
+    # A page boundary: journal writes start on a block of any base device (<= 4 KiB).
+    journal_tail_seq: int = 8
     epoch: int = 1
     next_snapshot_id: int = 1
     restore_snapshot_id: int = 0
@@ -204,6 +206,7 @@ class Superblock:
     schedule: Schedule | None = None
     holder: Holder | None = None
     clean: bool = True
+    version: int = VERSION
 
     @classmethod
     def new(cls, geometry: Geometry, created: float) -> Superblock:
@@ -219,7 +222,7 @@ class Superblock:
         h = self.holder
         body = _SB.pack(
             MAGIC,
-            VERSION,
+            self.version,
             self.generation,
             self.uuid,
             self.created,
@@ -295,8 +298,8 @@ class Superblock:
             control,
             clean,
         ) = _SB.unpack_from(page)
-        if version != VERSION:
-            raise NotAVolume(f"volume format version {version} is not supported (only 1)")
+        if version not in VERSIONS:
+            raise NotAVolume(f"volume format version {version} is not supported (only 1 and 2)")
         geometry = Geometry(
             block_size=block_size,
             chunk_size=chunk_size,
@@ -333,6 +336,7 @@ class Superblock:
                 else None
             ),
             clean=bool(clean),
+            version=version,
         )
 
     def next_generation(self, **changes: object) -> Superblock:
@@ -480,12 +484,15 @@ class RecordType(IntEnum):
     EPOCH = 4  # epoch, next_snapshot_id
     RESTORE = 5  # snapshot id, restore epoch (0, 0: no restore running)
     SETTINGS = 6  # policy and schedule
+    MARK = 7  # proven_seq: every journal unit before it, and its data, survived a FLUSH
 
 
 _REC_HEAD = struct.Struct("<BH")
 _J_HEAD = struct.Struct("<4sIQIHH")  # magic, crc, seq, page, count, bytes
 J_MAGIC: Final = b"SJNL"
-_MAP_REC = struct.Struct("<III")
+_MAP_REC = struct.Struct("<IIII")  # format 2: v, p, birth, CRC32C of the chunk
+_MAP_REC_V1 = struct.Struct("<III")
+_MARK_REC = struct.Struct("<Q")
 _DEAD_REC = struct.Struct("<IIII")
 _SLOT_REC = struct.Struct("<I")
 _EPOCH_REC = struct.Struct("<II")
@@ -498,6 +505,7 @@ class MapRecord:
     v: int
     p: int
     birth: int
+    crc: int = 0  # CRC32C of the whole chunk p holds (0 for UNMAPPED, and in format 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,12 +539,31 @@ class SettingsRecord:
     schedule: Schedule | None
 
 
-Record = MapRecord | DeadRecord | SnapshotSlotRecord | EpochRecord | RestoreRecord | SettingsRecord
+@dataclass(frozen=True, slots=True)
+class MarkRecord:
+    """Written after a FLUSH completed: journal units below ``proven_seq`` (with the data
+    their MAP records name) are on the medium. Its mere presence proves that FLUSH ended."""
+
+    proven_seq: int
+
+
+Record = (
+    MapRecord
+    | DeadRecord
+    | SnapshotSlotRecord
+    | EpochRecord
+    | RestoreRecord
+    | SettingsRecord
+    | MarkRecord
+)
 
 
 def encode_record(record: Record) -> bytes:
     if isinstance(record, MapRecord):
-        kind, body = RecordType.MAP, _MAP_REC.pack(record.v, record.p, record.birth)
+        kind = RecordType.MAP
+        body = _MAP_REC.pack(record.v, record.p, record.birth, record.crc)
+    elif isinstance(record, MarkRecord):
+        kind, body = RecordType.MARK, _MARK_REC.pack(record.proven_seq)
     elif isinstance(record, DeadRecord):
         kind = RecordType.DEAD
         body = _DEAD_REC.pack(record.p, record.v, record.birth, record.death)
@@ -563,9 +590,13 @@ def encode_record(record: Record) -> bytes:
     return _REC_HEAD.pack(kind, len(body)) + body
 
 
-def _decode_record(kind: int, body: bytes) -> Record:
+def decode_record(kind: int, body: bytes) -> Record:
     if kind == RecordType.MAP:
+        if len(body) == _MAP_REC_V1.size:
+            return MapRecord(*_MAP_REC_V1.unpack(body))
         return MapRecord(*_MAP_REC.unpack(body))
+    if kind == RecordType.MARK:
+        return MarkRecord(*_MARK_REC.unpack(body))
     if kind == RecordType.DEAD:
         return DeadRecord(*_DEAD_REC.unpack(body))
     if kind == RecordType.SNAPSHOT:
@@ -624,6 +655,6 @@ def decode_journal_page(
         offset += _REC_HEAD.size
         if offset + size > end:
             raise NotAVolume(f"journal page {page_number} has a record past its end")
-        records.append(_decode_record(kind, bytes(page[offset : offset + size])))
+        records.append(decode_record(kind, bytes(page[offset : offset + size])))
         offset += size
     return records

@@ -209,10 +209,12 @@ class VolumeInfo:
     schedule: Schedule | None
     holder: Holder | None
     background: list[Progress] = field(default_factory=list)  # scan, reclaim, restore
+    format_version: int = 2  # docs/volume-format.md
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "uuid": self.uuid,
+            "format_version": self.format_version,
             "size_bytes": self.size_bytes,
             "block_size": self.block_size,
             "chunk_size": self.chunk_size,

@@ -43,6 +43,7 @@ from sanstack.snapshot.layout import (
     DeadRecord,
     EpochRecord,
     MapRecord,
+    MarkRecord,
     Record,
     RestoreRecord,
     SettingsRecord,
@@ -53,9 +54,6 @@ from sanstack.snapshot.layout import (
     decode_map_page,
     decode_slot_page,
     decode_table_page,
-    encode_map_page,
-    encode_slot_page,
-    encode_table_page,
 )
 from sanstack.snapshot.model import (
     Schedule,
@@ -138,6 +136,14 @@ class VolumeState:
         self.emitted = 0
         self.durable = 0
         self.flushed = 0
+        # Records up to ``proven`` are behind a MARK that is itself on the medium: replay
+        # never checks their data again, so their chunks may be overwritten or reused.
+        self.proven = 0
+        self._unproven: dict[int, int] = {}  # v -> its MAP record, until proven
+        self._unproven_order: deque[tuple[int, int]] = deque()
+        # Epochs of deleted snapshots whose delete is not flushed yet: a lost delete
+        # brings the snapshot back, so its chunks must not be overwritten in place.
+        self._fading: list[tuple[int, int]] = []  # (delete record, epoch)
         self.flush_needed = True  # the base device has a volatile write cache
         self._io_gen = 0
         self._io_in_flight: dict[int, int] = {}
@@ -201,6 +207,8 @@ class VolumeState:
         elif isinstance(record, RestoreRecord):
             self.restore_snapshot_id = record.snapshot_id
             self.restore_epoch = record.restore_epoch
+        elif isinstance(record, MarkRecord):
+            pass  # the journal's, read by replay
         else:
             self.policy = record.policy
             self.schedule = record.schedule
@@ -351,9 +359,20 @@ class VolumeState:
             source = self.snapshots[self.restore_snapshot_id].epoch
             return WritePlan(WriteKind.REDIRECT, self.snapshot_chunk(source, v))
         p = self.map_p[v]
-        if p != UNMAPPED and (not self._epochs or self.map_birth[v] > self._epochs[-1]):
+        if p != UNMAPPED and self.map_birth[v] > self._newest_epoch() and not self.unproven(v):
             return WritePlan(WriteKind.IN_PLACE, p)  # no snapshot sees this version
         return WritePlan(WriteKind.REDIRECT, p)
+
+    def _newest_epoch(self) -> int:
+        newest = self._epochs[-1] if self._epochs else 0
+        if self._fading:
+            newest = max(newest, *(epoch for _, epoch in self._fading))
+        return newest
+
+    def unproven(self, v: int) -> bool:
+        """Is ``v``'s chunk named by a MAP record replay would still check against its data?
+        Overwritten in place, the chunk would fail that check: such writes redirect."""
+        return self._unproven.get(v, 0) > self.proven
 
     def needs_snapshot_space(self, v: int) -> bool:
         """Would replacing ``v``'s live version keep the old one for a snapshot?"""
@@ -373,13 +392,17 @@ class VolumeState:
         self.chunk[p] = Chunk.FREE
         self.free.appendleft(p)
 
-    def commit_write(self, v: int, new_p: int) -> list[Record]:
-        """Map ``v`` to ``new_p`` (already written, or UNMAPPED) and retire the old one."""
+    def commit_write(self, v: int, new_p: int, crc: int = 0) -> list[Record]:
+        """Map ``v`` to ``new_p`` (already written, its CRC32C ``crc``; or UNMAPPED) and
+        retire the old one."""
         out: list[Record] = []
         old_p, old_birth = self.map_p[v], self.map_birth[v]
-        self._emit(out, MapRecord(v, new_p, self.epoch))
+        self._emit(out, MapRecord(v, new_p, self.epoch, crc if new_p != UNMAPPED else 0))
         if new_p != UNMAPPED:
             self.live_count += 1
+            number = self.emitted + 1  # the group goes to the journal right after this
+            self._unproven[v] = number
+            self._unproven_order.append((number, v))
         if old_p != UNMAPPED:
             self.live_count -= 1
             owner = self._newest_viewer(old_birth, self.epoch)
@@ -428,10 +451,25 @@ class VolumeState:
     def mark_flushed(self, record: int) -> None:
         """Records up to ``record`` were in the journal before a completed device FLUSH."""
         self.flushed = max(self.flushed, min(record, self.durable))
+        if self._fading:
+            self._fading = [(r, e) for r, e in self._fading if r > self.flushed]
+
+    def mark_proven(self, record: int) -> None:
+        """Records up to ``record`` are behind a MARK on the medium (or in a checkpoint)."""
+        self.proven = max(self.proven, min(record, self.flushed))
+        order = self._unproven_order
+        while order and order[0][0] <= self.proven:
+            number, v = order.popleft()
+            if self._unproven.get(v) == number:
+                del self._unproven[v]
 
     def waiting_for_flush(self) -> bool:
-        """Are freed chunks held back only because their free has not been flushed?"""
-        return bool(self._pending) and self._pending[0][0] > self.flushed
+        """Are freed chunks held back only because their free is not proven yet?"""
+        return bool(self._pending) and self._pending[0][0] > self.proven
+
+    def needs_proof(self) -> bool:
+        """Are there flushed records that no MARK on the medium covers yet?"""
+        return self.proven < self.flushed
 
     def release_pending(self) -> int:
         """Move chunks whose free is durable and older than every I/O to the free list."""
@@ -439,9 +477,9 @@ class VolumeState:
         released = 0
         while self._pending:
             record, gen, chunks = self._pending[0]
-            # On a device with a volatile cache the free must be flushed too: reused
-            # before, a power cut could lose the delete but keep the new owner's data.
-            if record > self.flushed or gen >= oldest_io:
+            # The free must be proven: reused before, a power cut could lose the free
+            # (or replay stop before it) and keep the new owner's data.
+            if record > self.proven or gen >= oldest_io:
                 break
             self._pending.popleft()
             for p in chunks:
@@ -521,6 +559,7 @@ class VolumeState:
         return out
 
     def _remove(self, record: SnapshotRecord, out: list[Record]) -> None:
+        self._fading.append((self.emitted + 1, record.epoch))
         self._emit(out, SnapshotSlotRecord(SnapshotRecord.empty(record.slot)))
         owned = self.owned.pop(record.id, ())
         if not self._reclaim:
@@ -650,33 +689,4 @@ class VolumeState:
             state="deleting" if record.deleting else "ready",
             size_bytes=g.volume_chunks * g.chunk_size,
             used_bytes=unique * g.chunk_size,
-        )
-
-    # -- checkpoint images ------------------------------------------------------------
-
-    def map_page_image(self, number: int) -> bytes:
-        base = number * MAP_PER_PAGE
-        entries = []
-        for v in range(base, min(base + MAP_PER_PAGE, self.n)):
-            p = self.map_p[v]
-            p_enc = 0 if p == v else (UNMAPPED if p == UNMAPPED else p + 1)
-            entries.append((p_enc, self.map_birth[v]))
-        return encode_map_page(entries, number)
-
-    def table_page_image(self, number: int) -> bytes:
-        base = number * TABLE_PER_PAGE
-        entries = []
-        for p in range(base, min(base + TABLE_PER_PAGE, self.pool)):
-            if self.chunk[p] == Chunk.DEAD:
-                entries.append((self.dead_v[p], self.dead_birth[p], self.dead_death[p]))
-            else:
-                entries.append((0, 0, 0))
-        return encode_table_page(entries, number)
-
-    def slot_page_image(self, number: int) -> bytes:
-        base = number * SLOTS_PER_PAGE
-        by_slot = {s.slot: s for s in self.snapshots.values()}
-        return encode_slot_page(
-            [by_slot.get(i, SnapshotRecord.empty(i)) for i in range(base, base + SLOTS_PER_PAGE)],
-            number,
         )

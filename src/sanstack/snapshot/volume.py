@@ -32,7 +32,8 @@ from sanstack.block.device import (
     LBAExtent,
     SpaceExhausted,
 )
-from sanstack.snapshot.journal import Journal, recover
+from sanstack.iscsi.digest import crc32c
+from sanstack.snapshot.journal import Journal
 from sanstack.snapshot.layout import (
     PAGE,
     UNMAPPED,
@@ -53,6 +54,7 @@ from sanstack.snapshot.model import (
     VolumeBusy,
     VolumeInfo,
 )
+from sanstack.snapshot.recovery import recover_or_upgrade
 from sanstack.snapshot.state import VolumeState, WriteKind
 from sanstack.snapshot.volume_tasks import (
     ChunkLock,
@@ -175,12 +177,12 @@ class SnapshotVolume(BlockDevice):
         g = superblock.geometry
         if g.data + g.pool_chunks * g.chunk_size > base.capacity_bytes:
             raise NotAVolume("the device is smaller than the volume its superblock describes")
-        state, next_seq = await recover(base, superblock)
+        state, next_seq, truncation = await recover_or_upgrade(base, superblock)
         state.start()
         volume = cls(base, state, next_seq, holder=holder, close_base=close_base)
         try:
             await volume.journal.mark_open(holder)
-            await volume.journal.invalidate_after_replay()
+            await volume.journal.invalidate_after_replay(truncation)
             volume.journal.start()
             volume._spawn(maintain(volume), "volume-maintenance")
             # One group per delete: each is whole by itself, and many would not fit a page.
@@ -398,6 +400,7 @@ class SnapshotVolume(BlockDevice):
         try:
             whole = offset == 0 and len(piece) == self._chunk
             if whole:
+                crc = crc32c(piece)
                 await self._pool_write(new_p, 0, piece)
             else:
                 if plan.p == UNMAPPED:
@@ -406,11 +409,12 @@ class SnapshotVolume(BlockDevice):
                     buffer = bytearray(await self._pool_read(plan.p, 0, self._per_chunk))
                 start = offset * self.block_size
                 buffer[start : start + len(piece)] = piece
+                crc = crc32c(buffer)
                 await self._pool_write(new_p, 0, memoryview(buffer))
         except BaseException:
             state.release_unused(new_p)
             raise
-        await self.journal.commit(state.commit_write(v, new_p))
+        await self.journal.commit(state.commit_write(v, new_p, crc))
 
     async def _allocate(self) -> int:
         state = self.state
@@ -466,15 +470,21 @@ class SnapshotVolume(BlockDevice):
     async def flush(self) -> None:
         self._check_open()
         await self.journal.commit([])
-        await self.flush_base()
+        await self.prove()
 
     async def flush_base(self) -> None:
         """FLUSH the device; every record already in the journal is then on the medium."""
-        record = self.state.durable
-        self.journal.seal()
-        await self.base.flush()
-        self.state.mark_flushed(record)
+        await self.journal.flush()
         self.release_freed()
+
+    async def prove(self) -> None:
+        """FLUSH, then, if records are flushed that no MARK on the medium covers, write a
+        MARK and FLUSH again: chunks those records name may then be overwritten in place,
+        and chunks they freed reused."""
+        await self.flush_base()
+        if self.state.needs_proof():
+            await self.journal.commit([], mark=True)
+            await self.flush_base()
 
     async def unmap(self, lba: int, count: int) -> None:
         """Deallocate whole chunks; the blocks of a partly covered chunk are written with
@@ -680,6 +690,7 @@ class SnapshotVolume(BlockDevice):
         free = len(state.free) if state.scan_done else 0
         return VolumeInfo(
             uuid=state.superblock.uuid_text,
+            format_version=self.journal.superblock.version,
             size_bytes=g.volume_chunks * g.chunk_size,
             block_size=g.block_size,
             chunk_size=g.chunk_size,

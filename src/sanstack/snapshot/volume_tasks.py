@@ -56,6 +56,9 @@ class HostVolume(Protocol):
     async def flush_base(self) -> None:
         """FLUSH the device under the volume; every journalled record is then on the medium."""
 
+    async def prove(self) -> None:
+        """FLUSH, and make the records it covered trusted at replay (a MARK, FLUSHed)."""
+
     async def wait_scan(self, timeout: float = ...) -> None:  # noqa: ASYNC109
         """Until the free-space scan is done; ``DeviceNotReady`` if it takes too long."""
 
@@ -89,7 +92,7 @@ async def maintain(volume: HostVolume) -> None:
         await reclaim_all(volume)
         await apply_policy(volume)
         if state.waiting_for_flush():  # dm-thin commits every second; so do we
-            await volume.flush_base()
+            await volume.prove()
         await volume.wait_for_work(1.0)
 
 
