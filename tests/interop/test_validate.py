@@ -98,7 +98,8 @@ def test_sanstack_target_passes_every_test(tmp_path: Path) -> None:
     with running_target(tmp_path, IQN, portals, luns):
         status, out, err = validate(
             portals, IQN, [0, 1], "--nodes", "3", "--fault-proxy", "--destructive",
-            "--json", "--html", str(html),
+            # What this machine's latency is under CI load is no property of the target.
+            "--latency-warning", "5000", "--json", "--html", str(html),
         )  # fmt: skip
     assert status == 0, err[-3000:]
     report = json.loads(out)

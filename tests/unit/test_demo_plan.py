@@ -45,8 +45,12 @@ def test_the_table_starts_the_target_then_the_nodes_then_the_loads(tmp_path: Pat
         ("node n3", plan.NODE_STAGE),
         ("load g1", plan.LOAD_STAGE),
         ("load g2", plan.LOAD_STAGE),
+        ("dashboard", plan.DASHBOARD_STAGE),
     ]
     assert len({p.log for p in table}) == len(table)
+    dashboard = build_parser().parse_args(list(table[-1].argv[len(SANSTACK) :]))
+    assert dashboard.config == layout.cluster_config
+    assert dashboard.target_control == layout.target_control
     target = table[0]
     args = build_parser().parse_args(list(target.argv[len(SANSTACK) :]))
     spec = quick_target(args.iqn, args.portal, args.lun)

@@ -70,7 +70,7 @@ def register(commands: Any) -> None:
         default=True,
         help="route a node of the validator's own through fault-injection proxies it runs "
         "here, to take each path away while I/O runs (the multipath test; other initiators "
-        "are not touched); on by default",
+        "are not touched); default: %(default)s (on)",
     )
     validate.add_argument(
         "--allow-target-restart",

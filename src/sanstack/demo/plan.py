@@ -49,8 +49,7 @@ TIMINGS = {
 TARGET_STAGE = 0
 NODE_STAGE = 1  # then the demo waits until the cluster has quorum and both groups online
 LOAD_STAGE = 2
-# A process over the running cluster (the dashboard, say) goes in a stage after the loads
-# (see process_table).
+DASHBOARD_STAGE = 3  # over the running cluster: starts once the loads run, stops first
 
 # The ports tried first; one in use is replaced by a free one, and what a run chose is
 # tried first by the next (the ISIDs kept per portal stay the same).
@@ -60,6 +59,7 @@ DEFAULT_PORTS: dict[str, int] = {
     **{f"heartbeat-{n}": 7410 + i for i, n in enumerate(NODES)},
     f"export-{PLAIN_GROUP}": 10809,
     f"export-{VOLUME_GROUP}": 10810,
+    "dashboard": 8080,
 }
 UDP_PORTS = frozenset(f"heartbeat-{n}" for n in NODES)
 
@@ -220,9 +220,27 @@ def process_table(
                 stop_within=5.0,
             )
         )
-    # A process over the running cluster (the dashboard) is one more entry here, in a stage
-    # after the loads (LOAD_STAGE + 1): it starts once the loads run, stops first, and the
-    # summary shows its pid, log and ready line (where it says its URL).
+    # The summary shows its pid, log and ready line, which is its URL.
+    dashboard = [
+        *sanstack,
+        "dashboard",
+        "--config",
+        str(layout.cluster_config),
+        "--listen",
+        f"{HOST}:{ports['dashboard']}",
+        "--target-control",
+        str(layout.target_control),
+    ]
+    table.append(
+        ProcessSpec(
+            "dashboard",
+            tuple(dashboard),
+            "dashboard http://",
+            layout.log("dashboard"),
+            DASHBOARD_STAGE,
+            stop_within=10.0,
+        )
+    )
     return table
 
 
