@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,6 +154,12 @@ def test_the_demo_fails_over_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
     with running_demo(directory) as demo:
         text = demo.stdout.decode()
         assert "new data" in text and "kill -9" in text and "cluster move" in text
+        # The dashboard is up and printed its URL; its view has the demo's cluster in it.
+        found = re.search(r"dashboard (http://[0-9.:]+/)", text)
+        assert found is not None, text
+        with urllib.request.urlopen(found.group(1) + "api/view", timeout=30) as answer:
+            view = json.dumps(json.load(answer))
+        assert all(f'"{name}"' in view for name in ("n1", "n2", "n3", "g1", "g2")), view[:2000]
         status = demo.status("n3")
         assert [n["name"] for n in status["nodes"] if n["member"]] == ["n1", "n2", "n3"]
         quorum = status["quorum"]
