@@ -259,11 +259,16 @@ def test_a_clean_move_loses_no_write_of_a_reconnecting_client(cluster: Cluster) 
     # nothing else failed.
     assert {errno for _n, errno in writer.errors()} <= {NBDError.NBD_ESHUTDOWN}
     assert check_reads_back(writer, g1.export, "") > 0
-    status = nodes.status("n2")
-    assert online_on(status, "g1", "n1")
-    for disk in status["disks"]:
-        if disk["group"] == "g1":
-            assert disk["holder"] == "n1", disk
+    # n2 hears of the new owner with n1's next heartbeat, and reads the disks again then.
+    nodes.wait_status(
+        "n2",
+        lambda s: (
+            online_on(s, "g1", "n1")
+            and all(d["holder"] == "n1" for d in s["disks"] if d["group"] == "g1")
+        ),
+        SETTLE,
+        "n2's status: g1 online on n1, every g1 disk held by n1",
+    )
     kinds = [e["kind"] for e in nodes.events("n2") if e.get("group") == "g1"]
     assert "disk.released" in kinds
 

@@ -116,6 +116,7 @@ class DiskExecutor:
         # and a count of PR OUTs per disk, so a READ that overlapped one is not kept.
         self._recent: dict[int, tuple[float, DiskRead]] = {}
         self._changes: dict[int, int] = {}
+        self._forgotten = 0  # how many times every recent READ was forgotten
         # Per (disk, action) the commands of arbitration rounds, and per disk those that
         # met RESERVATION CONFLICT or another error (the node's metrics).
         self.commands: dict[tuple[str, Action], int] = {}
@@ -166,6 +167,12 @@ class DiskExecutor:
             return recent[1], now - recent[0]
         return await self.read(disk), 0.0
 
+    def forget_recent(self) -> None:
+        """What was read may be out of date for every disk (a peer's group changed state:
+        it may have reserved or released disks): the next status reads again."""
+        self._recent.clear()
+        self._forgotten += 1
+
     def _changing(self, disk: PRDisk) -> None:
         self._recent.pop(id(disk), None)
         self._changes[id(disk)] = self._changes.get(id(disk), 0) + 1
@@ -179,8 +186,9 @@ class DiskExecutor:
             nonlocal changes
             shared.started = True  # from now on a caller needs a READ of its own
             changes = self._changes.get(id(disk), 0)
+            forgotten = self._forgotten
             answer = await _read_both(disk)
-            if self._changes.get(id(disk), 0) == changes:
+            if self._changes.get(id(disk), 0) == changes and self._forgotten == forgotten:
                 self._recent[id(disk)] = (self.clock(), answer)
             return answer
 

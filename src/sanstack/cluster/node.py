@@ -391,6 +391,8 @@ class ClusterNode(NodeFencing, NodeControl):
     def _peer_claims_changed(self, node: str, now: float) -> None:
         claims = dict(self.membership.peer(node).claims)
         before = self._peer_claims.get(node, {})
+        if claims != before:  # a peer's group changed state: who holds its disks may have
+            self.executor.forget_recent()
         for group, claim in claims.items():
             if failed_there(before.get(group), claim):
                 self.failures.record(group, node, now)
