@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from tests.support.processes import (
     running_host,
     running_target,
 )
+from tests.support.proxy_process import FaultProxies, fault_proxies
 from tests.support.waits import wait_until
 
 from sanstack.scsi.codes import Status
@@ -61,71 +60,6 @@ def host_cli(control: Path, *args: str) -> Any:
 def exports_listed(nbdinfo: str, nbd_port: int) -> list[str]:
     listed = run_tool([nbdinfo, "--list", f"nbd://127.0.0.1:{nbd_port}"]).stdout
     return re.findall(r'^export="([^"]*)":', listed, re.MULTILINE)
-
-
-class FaultProxies:
-    """``sanstack proxy`` in front of each given port; ``command`` types one fault line."""
-
-    def __init__(self, process: subprocess.Popen[bytes], listen: list[int]) -> None:
-        self.process = process
-        self.listen = listen
-        self._buffer = b""
-
-    def line(self, timeout: float = 30.0) -> str:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"sanstack proxy said nothing within {timeout}s")
-            readable, _, _ = select.select([fd], [], [], left)
-            if readable:
-                data = os.read(fd, 65536)
-                if not data:
-                    pytest.fail(f"sanstack proxy exited {self.process.wait(10)}")
-                self._buffer += data
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode()
-
-    def command(self, text: str) -> str:
-        """Apply one fault and return the proxy's answer: the fault holds once this returns."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(text.encode() + b"\n")
-        self.process.stdin.flush()
-        answer = self.line()
-        assert not answer.startswith("error"), f"{text}: {answer}"
-        return answer
-
-    def bytes_to_target(self) -> list[int]:
-        """Bytes each proxy has forwarded to the target so far."""
-        return [int(n) for n in re.findall(r"to_target=(\d+)", self.command("status"))]
-
-
-@contextmanager
-def fault_proxies(tmp_path: Path, ports: Sequence[int]) -> Iterator[FaultProxies]:
-    listen = [free_port() for _ in ports]
-    args = sanstack("proxy")
-    for mine, theirs in zip(listen, ports, strict=True):
-        args += ["--listen", f"127.0.0.1:{mine}", "--to", f"127.0.0.1:{theirs}"]
-    with (tmp_path / "proxy.log").open("w") as log:
-        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
-    proxies = FaultProxies(process, listen)
-    try:
-        while not proxies.line().startswith("commands:"):  # said once every proxy listens
-            pass
-        yield proxies
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                pipe.close()
-    assert process.returncode == 0, (tmp_path / "proxy.log").read_text()[-3000:]
 
 
 def path_label(target: str, port: int) -> str:

@@ -1,7 +1,7 @@
 """``sanstack proxy`` as a process in front of a target's portals, driven line by line on its
 stdin (``reset N``, ``down N``, ``up N``, ``blackhole N``, ``restore N``, ``status``): a test
-flips a fault and knows it holds once ``command`` returns. The same driver as
-tests/interop/test_host_checks.py's, for tests that share it."""
+flips a fault and knows it holds once ``command`` returns. Every test that injects faults
+this way shares it."""
 
 from __future__ import annotations
 
