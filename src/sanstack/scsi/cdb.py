@@ -71,9 +71,9 @@ def _check(value: int, limit: int, name: str) -> None:
 class _Flags:
     """Which byte-1 bits a READ/WRITE-family opcode defines."""
 
-    NONE = 0  # the 6-byte CDBs
-    DPO_FUA = 1  # READ, WRITE, ORWRITE
-    DPO_BYTCHK = 2  # VERIFY, WRITE AND VERIFY
+    NONE: Final = 0  # the 6-byte CDBs
+    DPO_FUA: Final = 1  # READ, WRITE, ORWRITE
+    DPO_BYTCHK: Final = 2  # VERIFY, WRITE AND VERIFY
 
 
 # opcode -> (CDB length, byte-1 flag layout). §5.14-5.17 READ, §5.41-5.44 WRITE,

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -250,27 +249,14 @@ class LogicalUnit:
 
     # -- range locks (COMPARE AND WRITE atomicity) -----------------------------------------
 
-    @asynccontextmanager
-    async def lock_range(self, lba: int, count: int) -> AsyncIterator[None]:
+    def lock_range(self, lba: int, count: int) -> RangeLock:
         """Hold ``[lba, lba+count)`` against every other holder of an overlapping range.
 
         Writes and COMPARE AND WRITE both take it, so a COMPARE AND WRITE is atomic against
         every session. The list is as long as the number of writes in flight, and waiters
         retry after any holder they overlap is gone, so the wait is bounded by those writes.
         """
-        end = lba + count
-        while True:
-            blocker = next((f for s, e, f in self._locked_ranges if s < end and lba < e), None)
-            if blocker is None:
-                break
-            await asyncio.shield(blocker)
-        entry = (lba, end, asyncio.get_running_loop().create_future())
-        self._locked_ranges.append(entry)
-        try:
-            yield
-        finally:
-            self._locked_ranges.remove(entry)
-            entry[2].set_result(None)
+        return RangeLock(self._locked_ranges, lba, lba + count)
 
     # -- unit attentions -------------------------------------------------------------------
 
@@ -373,3 +359,34 @@ class LogicalUnit:
                 running.task.cancel()
                 tasks.append(running.task)
         return tasks
+
+
+class RangeLock:
+    """``async with`` holder of one block range of a ``LogicalUnit`` (see ``lock_range``).
+
+    A class rather than an ``asynccontextmanager``: mypyc compiles classes, not async
+    generators, and a write takes this lock on every command.
+    """
+
+    def __init__(self, held: list[tuple[int, int, asyncio.Future[None]]], lba: int, end: int):
+        self._held = held
+        self._lba = lba
+        self._end = end
+        self._entry: tuple[int, int, asyncio.Future[None]] | None = None
+
+    async def __aenter__(self) -> None:
+        lba, end = self._lba, self._end
+        while True:
+            blocker = next((f for s, e, f in self._held if s < end and lba < e), None)
+            if blocker is None:
+                break
+            await asyncio.shield(blocker)
+        self._entry = (lba, end, asyncio.get_running_loop().create_future())
+        self._held.append(self._entry)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        entry = self._entry
+        if entry is not None:
+            self._entry = None
+            self._held.remove(entry)
+            entry[2].set_result(None)

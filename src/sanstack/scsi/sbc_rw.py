@@ -10,7 +10,7 @@ reads take no lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sanstack.scsi.cdb import (
     CDB6,
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 class Bytchk:
     """SBC-4 §5.37.2 table 'BYTCHK field' (VERIFY; WRITE AND VERIFY defines 0 and 1 only)."""
 
-    NO_COMPARE = 0
-    COMPARE = 1
-    COMPARE_ONE_BLOCK = 3
+    NO_COMPARE: Final = 0
+    COMPARE: Final = 1
+    COMPARE_ONE_BLOCK: Final = 3
 
 
 # -- READ --------------------------------------------------------------------------------
