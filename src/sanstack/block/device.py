@@ -107,6 +107,7 @@ class BlockDevice(ABC):
       device says ``write_cache`` is False.
     * ``unmap`` deallocates; later reads of those blocks return zeroes.
     * ``close`` is idempotent; I/O issued after it fails with ``DeviceNotReady``.
+    * ``read_now`` may answer a read synchronously; the default never does.
     """
 
     block_size: int
@@ -118,6 +119,16 @@ class BlockDevice(ABC):
 
     @abstractmethod
     async def read(self, lba: int, count: int) -> bytes | memoryview: ...
+
+    def read_now(self, lba: int, count: int) -> bytes | memoryview | None:
+        """The blocks if they are at hand without waiting (cached), else None.
+
+        An optional fast path beside ``read``: a device whose data can already be in memory
+        (the file backstore's page cache) overrides it so that the target answers such a
+        read without a coroutine. None is always a correct answer (``read`` then runs), and
+        errors are never raised here: ``read`` reports them.
+        """
+        return None
 
     @abstractmethod
     async def write(self, lba: int, data: bytes | memoryview) -> None: ...

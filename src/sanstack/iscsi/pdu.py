@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.codes import (
@@ -105,7 +105,7 @@ _I = 0x40  # immediate bit of the opcode byte
 _F = 0x80  # final bit of byte 1, fixed to 1 on single-PDU messages
 
 
-def _assemble(
+def assemble(
     header: bytes, data: bytes | memoryview, header_digest: bool, data_digest: bool
 ) -> list[bytes | memoryview]:
     if header_digest:
@@ -144,7 +144,7 @@ class _PDUBase:
             header, data = self._pack()
         except struct.error as exc:
             raise LocalProtocolError(f"{type(self).__name__}: field out of range: {exc}") from exc
-        return _assemble(header, data, header_digest, data_digest)
+        return assemble(header, data, header_digest, data_digest)
 
     def encode(self, header_digest: bool = False, data_digest: bool = False) -> bytes:
         """Return the whole PDU as bytes."""
@@ -447,6 +447,31 @@ class DataIn(_PDUBase):
         flags |= 0x02 * self.residual_underflow | 0x01 * self.status_present
         fields = _DATA_IN_FIELDS(self)
         return DATA_IN_STRUCT.pack(Opcode.DATA_IN, flags, self.status, len(data), *fields), data
+
+
+_DATA_IN_WITH_STATUS_FLAGS: Final = 0x80 | 0x01  # F and S: the one PDU of a GOOD read
+
+
+def data_in_with_status_header(  # noqa: PLR0917 - one positional call per read, for speed
+    itt: int,
+    length: int,
+    stat_sn: int,
+    exp_cmd_sn: int,
+    max_cmd_sn: int,
+    underflow: bool,
+    residual_count: int,
+) -> bytes:
+    """The BHS of a read's only Data-In PDU, carrying GOOD status (§11.7, phase collapse).
+
+    Exactly ``DataIn(itt=..., stat_sn=..., final=True, status_present=True, ...)``'s header
+    (LUN 0, TTT reserved, DataSN 0, offset 0), packed in one call without the object: the
+    target sends one per cached read.
+    """
+    flags = _DATA_IN_WITH_STATUS_FLAGS | 0x02 * underflow
+    return DATA_IN_STRUCT.pack(
+        Opcode.DATA_IN, flags, 0, length, 0, itt, RESERVED_TAG, stat_sn, exp_cmd_sn,
+        max_cmd_sn, 0, 0, residual_count,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,19 @@ class PDUStream(Generic[E]):
     def _send(self, pdu: p.PDU) -> None:
         self._out.extend(pdu.encode_parts(self._header_digest, self._data_digest))
 
+    def _send_packed(self, header: bytes, data: bytes | memoryview) -> None:
+        """Queue a PDU from its packed BHS and its data segment: what ``_send`` queues for
+        the same PDU, without the object (the target's Data-In of a cached read)."""
+        if self._header_digest or self._data_digest:
+            self._out.extend(p.assemble(header, data, self._header_digest, self._data_digest))
+            return
+        out = self._out
+        out.append(header)
+        out.append(data)
+        pad = p.PADDING[len(data) & 3]
+        if pad:
+            out.append(pad)
+
     def _send_bhs(self, header: bytes) -> None:
         """Queue a PDU that is a Basic Header Segment alone, packed by the caller: the bytes
         ``_send`` would queue for it, without building the PDU object first (the

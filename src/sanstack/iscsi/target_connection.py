@@ -97,6 +97,7 @@ class TargetConnection(PDUStream[Event]):
         self._last_activity = now
         self._ping_deadline: float | None = None
         self._ping_ttt = 0
+        self._single_data_in = 0  # set at login
 
     # -- public API ------------------------------------------------------------------------
 
@@ -125,6 +126,18 @@ class TargetConnection(PDUStream[Event]):
                 return
             if pdu is None:
                 return
+            if (
+                type(pdu) is p.SCSICommand
+                and pdu.cmd_sn == self.exp_cmd_sn
+                and not pdu.immediate
+                and not self._pending_by_sn
+                and self.phase is Phase.FULL_FEATURE
+            ):
+                # The next command in CmdSN order, as nearly every command is: what
+                # ``_dispatch`` and ``_order`` would do for it, without the detours.
+                self.exp_cmd_sn = (self.exp_cmd_sn + 1) & 0xFFFFFFFF
+                self._on_scsi_command(pdu)
+                continue
             self._dispatch(pdu, now)
 
     def connection_lost(self) -> None:
@@ -176,6 +189,28 @@ class TargetConnection(PDUStream[Event]):
             return
         data = result.data if task.read else b""
         length = len(data)
+        if (
+            0 < length <= task.expected_length
+            and length <= self._single_data_in
+            and result.status == Status.GOOD
+            and not result.sense
+            and (type(data) is bytes or memoryview(data).itemsize == 1)
+        ):
+            # The common read: one Data-In PDU with the status in it, packed in one call.
+            residual = task.expected_length - length
+            header = p.data_in_with_status_header(
+                itt,
+                length,
+                self._take_stat_sn(),
+                self.exp_cmd_sn,
+                self._window_end(),
+                residual > 0,
+                residual,
+            )
+            self._send_packed(header, data)
+            if self._logout_itt is not None:
+                self._maybe_finish_logout()
+            return
         overflow = underflow = False
         residual = 0
         used = result.data_out_used if task.write and result.data_out_used is not None else length
@@ -336,6 +371,8 @@ class TargetConnection(PDUStream[Event]):
         self._data_digest = outcome.data_digest
         self._reader.set_digests(outcome.header_digest, outcome.data_digest)
         self._reader.set_max_data_segment_length(outcome.max_recv_data_segment_length)
+        # A read up to this long is answered with one Data-In PDU (§11.7, §13.14).
+        self._single_data_in = min(outcome.max_xmit_data_segment_length, outcome.max_burst_length)
         event = login_succeeded(outcome)
         self.nexus = event.nexus
         self._events.append(event)

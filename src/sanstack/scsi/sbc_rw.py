@@ -25,7 +25,7 @@ from sanstack.scsi.cdb import (
     CompareAndWriteCDB,
     ReadWriteCDB,
 )
-from sanstack.scsi.codes import Status
+from sanstack.scsi.codes import Opcode, Status
 from sanstack.scsi.command import Command, CommandResult
 from sanstack.scsi.limits import MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BLOCKS
 from sanstack.scsi.sbc_common import (
@@ -83,6 +83,34 @@ async def _read(
         _read_rejected(lu, lba, count, flags, cdb_length)
         return CommandResult()  # a zero TRANSFER LENGTH reads nothing and is no error (§5.15)
     return CommandResult(data=await device.read(lba, count))
+
+
+# Plain ints: compared once per command, faster than the IntEnum members.
+READ_10_OPCODE: Final = int(Opcode.READ_10)
+READ_16_OPCODE: Final = int(Opcode.READ_16)
+
+
+def read_at_hand(lu: LogicalUnit, cdb: bytes) -> CommandResult | None:
+    """READ(10)/READ(16) answered at once if the device has the blocks at hand, else None.
+
+    Only the plain case is taken (no protection, a valid range, the data cached); anything
+    else returns None and goes the full way (``read_10``/``read_16``), which answers errors
+    in SBC-4 order. The caller has done the checks every command gets first.
+    """
+    opcode = cdb[0]
+    if opcode == READ_16_OPCODE:
+        _, flags, lba, count, _, _ = _unpack16(cdb)
+    elif opcode == READ_10_OPCODE:
+        _, flags, lba, _, count, _ = _unpack10(cdb)
+    else:
+        return None
+    device = lu.device
+    if flags & PROTECT_MASK or not count or count > MAX_TRANSFER_BLOCKS:
+        return None
+    if lba + count > device.num_blocks:
+        return None
+    data = device.read_now(lba, count)
+    return None if data is None else CommandResult(data=data)
 
 
 async def read_6(lu: LogicalUnit, cmd: Command) -> CommandResult:

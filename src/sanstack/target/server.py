@@ -237,11 +237,20 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
     # -- commands --------------------------------------------------------------------------
 
     def _start_command(self, event: CommandReady) -> None:
-        """Run a command; one that finishes without waiting (a cached read) needs no Task."""
+        """Run a command: a cached read is answered at once (``execute_now``); another that
+        finishes without waiting needs no Task either (``start_eagerly``)."""
         itt = event.itt
         command = event.command
         target = self.server.registry.targets.get(self.target_name or "")
         lu = target.luns.get(command.lun) if target is not None else None
+        if lu is not None:
+            started = self.loop.time()
+            result = lu.execute_now(command)
+            if result is not None:
+                lu.stats.record(command, result, self.loop.time() - started)
+                if self.core is not None:
+                    self.core.complete_command(itt, result)
+                return
         task = start_eagerly(self.loop, self._run_command(itt, lu, command))
         if task is None:
             return  # answered already; the caller's _pump sends it with the rest
