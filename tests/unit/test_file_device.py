@@ -578,3 +578,48 @@ def test_close_waits_for_reads_in_flight(path: Path, monkeypatch: pytest.MonkeyP
         await reopened.close()
 
     asyncio.run(main())
+
+
+def test_small_thread_writes_of_one_loop_iteration_share_one_thread_job(path: Path) -> None:
+    async def main() -> None:
+        dev = FileDevice(path, size_bytes=64 * BS, create=True, nowait=False)
+        await asyncio.gather(*(dev.write(i, data(1, seed=i)) for i in range(32)))
+        assert dev.stats.thread_writes == 32
+        assert dev.stats.write_batches == 1
+        expected = b"".join(data(1, seed=i) for i in range(32))
+        assert bytes(await dev.read(0, 32)) == expected
+        await dev.close()
+
+    asyncio.run(main())
+
+
+def test_writes_queued_when_close_starts_still_happen(path: Path) -> None:
+    async def main() -> None:
+        dev = FileDevice(path, size_bytes=16 * BS, create=True, nowait=False)
+        writes = [asyncio.ensure_future(dev.write(i, data(1, seed=i))) for i in range(4)]
+        await asyncio.sleep(0)  # the writes are queued, their batch not yet handed over
+        await dev.close()
+        await asyncio.gather(*writes)
+        again = FileDevice(path, size_bytes=16 * BS)
+        assert bytes(await again.read(0, 4)) == b"".join(data(1, seed=i) for i in range(4))
+        await again.close()
+
+    asyncio.run(main())
+
+
+def test_a_write_whose_command_was_cancelled_still_lands_and_others_complete(path: Path) -> None:
+    async def main() -> None:
+        dev = FileDevice(path, size_bytes=16 * BS, create=True, nowait=False)
+        first = asyncio.ensure_future(dev.write(0, data(1, seed=7)))
+        second = asyncio.ensure_future(dev.write(1, data(1, seed=8)))
+        await asyncio.sleep(0)
+        first.cancel()
+        await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await dev.close()
+        again = FileDevice(path, size_bytes=16 * BS)
+        assert bytes(await again.read(0, 2)) == data(1, seed=7) + data(1, seed=8)
+        await again.close()
+
+    asyncio.run(main())
