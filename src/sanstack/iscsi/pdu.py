@@ -258,6 +258,28 @@ class SCSIResponse(_PDUBase):
         return SCSI_RESPONSE_STRUCT.pack(b0, flags, b2, b3, len(data), *fields), data
 
 
+def scsi_response_header(  # noqa: PLR0917 - one positional call per write, for speed
+    itt: int,
+    status: int,
+    stat_sn: int,
+    exp_cmd_sn: int,
+    max_cmd_sn: int,
+    overflow: bool,
+    underflow: bool,
+    residual_count: int,
+) -> bytes:
+    """The whole SCSI Response PDU of a command completed without sense data (§11.4).
+
+    Exactly ``SCSIResponse(itt=..., status=..., ...).encode()`` with no data segment,
+    packed in one call without the object: the target answers every write with one.
+    """
+    flags = _F | 0x04 * overflow | 0x02 * underflow
+    return SCSI_RESPONSE_STRUCT.pack(
+        Opcode.SCSI_RESPONSE, flags, 0, status, 0, itt, 0, stat_sn, exp_cmd_sn, max_cmd_sn,
+        0, 0, residual_count,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class TaskManagementRequest(_PDUBase):
     """RFC 7143 §11.5 Task Management Function Request."""

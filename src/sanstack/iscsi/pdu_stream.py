@@ -50,10 +50,11 @@ class PDUStream(Generic[E]):
             return
         out = self._out
         out.append(header)
-        out.append(data)
-        pad = p.PADDING[len(data) & 3]
-        if pad:
-            out.append(pad)
+        if data:
+            out.append(data)
+            pad = p.PADDING[len(data) & 3]
+            if pad:
+                out.append(pad)
 
     def _send_bhs(self, header: bytes) -> None:
         """Queue a PDU that is a Basic Header Segment alone, packed by the caller: the bytes

@@ -222,6 +222,24 @@ class TargetConnection(PDUStream[Event]):
         if length > task.expected_length:
             data = memoryview(data)[: task.expected_length]
         good = result.status == Status.GOOD and not result.sense
+        if not data and not result.sense:
+            # A write's answer (or any without data and sense): one header, packed at once.
+            self._send_packed(
+                p.scsi_response_header(
+                    itt,
+                    int(result.status),
+                    self._take_stat_sn(),
+                    self.exp_cmd_sn,
+                    self._window_end(),
+                    overflow,
+                    underflow,
+                    residual,
+                ),
+                b"",
+            )
+            if self._logout_itt is not None:
+                self._maybe_finish_logout()
+            return
         if data:
             self._send_data_in(
                 itt=itt,
@@ -393,7 +411,11 @@ class TargetConnection(PDUStream[Event]):
             return
         edtl = cmd.expected_data_transfer_length
         attribute = _TASK_ATTRIBUTES.get(cmd.attr, TaskAttribute.SIMPLE)
-        if cmd.write and edtl > 0:
+        if cmd.write and cmd.final and 0 < edtl == len(cmd.data) and outcome.immediate_data:
+            # All of the data came with the command (a small write): what a ``WriteTask``
+            # would collect and hand over, without the task.
+            data_out: bytes | memoryview = cmd.data
+        elif cmd.write and edtl > 0:
             if cmd.data and not outcome.immediate_data:
                 self._reject(RejectReason.PROTOCOL_ERROR, cmd.encode()[:48])
                 return
@@ -418,7 +440,7 @@ class TargetConnection(PDUStream[Event]):
                 self._writes[cmd.itt] = task
                 self._solicit(task)
                 return
-            data_out: bytes | memoryview = task.buffer()
+            data_out = task.buffer()
         else:
             data_out = b""
         self._deliver(

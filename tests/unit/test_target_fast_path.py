@@ -257,3 +257,37 @@ def test_data_in_with_status_header_equals_the_data_in_object(
         data=bytes(length),
     ).encode_parts()[0]
     assert header == reference
+
+
+@pytest.mark.parametrize(
+    ("status", "overflow", "underflow", "residual"),
+    [
+        (Status.GOOD, False, False, 0),
+        (Status.GOOD, False, True, 4096),
+        (Status.GOOD, True, False, 512),
+        (Status.RESERVATION_CONFLICT, False, False, 0),
+        (Status.TASK_ABORTED, False, False, 0),
+    ],
+)
+def test_scsi_response_header_equals_the_scsi_response_object(
+    status: Status, overflow: bool, underflow: bool, residual: int
+) -> None:
+    header = p.scsi_response_header(0x77, status, 5, 6, 37, overflow, underflow, residual)
+    reference = p.SCSIResponse(
+        itt=0x77,
+        status=status,
+        stat_sn=5,
+        exp_cmd_sn=6,
+        max_cmd_sn=37,
+        residual_overflow=overflow,
+        residual_underflow=underflow,
+        residual_count=residual,
+    ).encode()
+    assert header == reference
+
+
+def test_scsi_response_header_vector() -> None:
+    assert p.scsi_response_header(1, Status.GOOD, 2, 3, 4, False, False, 0) == bytes.fromhex(
+        "21800000" "00000000" "0000000000000000" "00000001" "00000000"
+        "00000002" "00000003" "00000004" "00000000" "00000000" "00000000"
+    )  # fmt: skip
