@@ -18,6 +18,12 @@ A frame is classified by its file:
   function that called ``os.preadv`` (the block backstore), and a ``writev`` inside
   uvloop's ``writelines`` (with ``--native``) counts for the runtime;
 - any other file is ``other``.
+
+Samples are not CPU time on their own: py-spy counts a thread that is runnable but waiting
+for a CPU as busy, and the file backstore's pool threads spend much of their time being
+woken.  So the samples of the main thread (the event loop) and of the other threads
+(stacks under ``threading.py``'s ``_bootstrap``) are shared out separately, each over the
+CPU that group of threads was measured to use per I/O (``/proc``), and the two added.
 """
 
 from __future__ import annotations
@@ -91,8 +97,15 @@ def parse_frame(text: str) -> Frame:
     return Frame(match["function"], match["file"])
 
 
-def parse_collapsed(text: str) -> list[tuple[tuple[Frame, ...], int]]:
-    """Each stack (root first) and its sample count; blank lines are skipped."""
+def parse_collapsed(
+    text: str, malformed: list[str] | None = None
+) -> list[tuple[tuple[Frame, ...], int]]:
+    """Each stack (root first) and its sample count; blank lines are skipped.
+
+    A line that is not ``stack COUNT`` raises :class:`ProfileParseError`, or, given a
+    ``malformed`` list, is appended to it and skipped: ``--nonblocking`` reads the names of
+    a running process, and a name caught half-written can hold a newline.
+    """
     stacks: list[tuple[tuple[Frame, ...], int]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -100,7 +113,12 @@ def parse_collapsed(text: str) -> list[tuple[tuple[Frame, ...], int]]:
             continue
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
-            raise ProfileParseError(f"line {number}: not 'frame;frame;... COUNT': {line[:80]!r}")
+            if malformed is None:
+                raise ProfileParseError(
+                    f"line {number}: not 'frame;frame;... COUNT': {line[:80]!r}"
+                )
+            malformed.append(line)
+            continue
         stacks.append((tuple(parse_frame(f) for f in stack.split(";")), int(count)))
     return stacks
 
@@ -142,29 +160,70 @@ def self_frame(stack: Sequence[Frame]) -> tuple[str, Frame | None]:
     return OTHER, None
 
 
+def on_pool_thread(stack: Sequence[Frame]) -> bool:
+    """The stack is a ``threading.Thread``'s (the backstore's pool), not the main thread's."""
+    return any(f.function.endswith("_bootstrap") and f.file.endswith("threading.py") for f in stack)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadCpu:
+    """Measured CPU µs per I/O of the main thread and of all the other threads."""
+
+    main_us: float
+    threads_us: float
+
+    @property
+    def total_us(self) -> float:
+        return self.main_us + self.threads_us
+
+
 @dataclass
 class Breakdown:
-    """Self-time samples per layer and per (layer, module) of one py-spy recording."""
+    """Self-time samples per layer, per thread group, module and function of one recording."""
 
-    samples: int = 0
-    layers: Counter[str] = field(default_factory=Counter)
+    main: Counter[str] = field(default_factory=Counter)  # layer -> samples, main thread
+    threads: Counter[str] = field(default_factory=Counter)  # layer -> samples, other threads
     modules: Counter[str] = field(default_factory=Counter)
     functions: Counter[str] = field(default_factory=Counter)
 
-    def share(self, layer: str) -> float:
-        return self.layers[layer] / self.samples if self.samples else 0.0
+    @property
+    def samples(self) -> int:
+        return self.main.total() + self.threads.total()
 
-    def as_dict(self, cpu_us_per_io: float | None, top: int = 10) -> dict[str, object]:
+    def us_per_io(self, cpu: ThreadCpu) -> dict[str, float]:
+        """Each layer's µs of target CPU per I/O: each thread group's CPU shared out over
+        its own samples; a group's CPU without samples counts as ``other``."""
+        result = dict.fromkeys(LAYERS, 0.0)
+        for samples, us in ((self.main, cpu.main_us), (self.threads, cpu.threads_us)):
+            total = samples.total()
+            if not total:
+                result[OTHER] += us
+                continue
+            for layer, count in samples.items():
+                result[layer] += us * count / total
+        return result
+
+    def shares(self, cpu: ThreadCpu | None) -> dict[str, float]:
+        """Each layer's fraction of the target's CPU (of the raw samples without ``cpu``)."""
+        if cpu is not None and cpu.total_us > 0:
+            return {k: v / cpu.total_us for k, v in self.us_per_io(cpu).items()}
+        total = self.samples
+        return {k: (self.main[k] + self.threads[k]) / total if total else 0.0 for k in LAYERS}
+
+    def as_dict(self, cpu: ThreadCpu | None, top: int = 10) -> dict[str, object]:
+        shares = self.shares(cpu)
+        per_io = self.us_per_io(cpu) if cpu is not None else None
         return {
             "samples": self.samples,
-            "cpu_us_per_io": cpu_us_per_io,
+            "cpu_us_per_io": None
+            if cpu is None
+            else {"main": cpu.main_us, "threads": cpu.threads_us},
             "layers": {
                 layer: {
-                    "samples": self.layers[layer],
-                    "share": self.share(layer),
-                    "us_per_io": None
-                    if cpu_us_per_io is None
-                    else self.share(layer) * cpu_us_per_io,
+                    "samples_main": self.main[layer],
+                    "samples_threads": self.threads[layer],
+                    "share": shares[layer],
+                    "us_per_io": None if per_io is None else per_io[layer],
                 }
                 for layer in LAYERS
             },
@@ -177,8 +236,7 @@ def breakdown(stacks: Iterable[tuple[Sequence[Frame], int]]) -> Breakdown:
     result = Breakdown()
     for stack, count in stacks:
         layer, frame = self_frame(stack)
-        result.samples += count
-        result.layers[layer] += count
+        (result.threads if on_pool_thread(stack) else result.main)[layer] += count
         where = "?" if frame is None else (sanstack_module(frame.file) or frame.file)
         result.modules[where] += count
         if frame is not None:
@@ -186,20 +244,26 @@ def breakdown(stacks: Iterable[tuple[Sequence[Frame], int]]) -> Breakdown:
     return result
 
 
-def format_breakdown(
-    result: Breakdown, cpu_us_per_io: float | None, title: str, top: int = 5
-) -> str:
-    """A table: per layer, % of the samples and µs of target CPU per command."""
-    per_io = "" if cpu_us_per_io is None else f", {cpu_us_per_io:.1f} µs target CPU per I/O"
+def format_breakdown(result: Breakdown, cpu: ThreadCpu | None, title: str, top: int = 5) -> str:
+    """A table: per layer, samples per thread group, % of the CPU and µs per command."""
+    per_io = ""
+    if cpu is not None:
+        per_io = (
+            f"; target CPU per I/O {cpu.total_us:.1f} µs "
+            f"(main thread {cpu.main_us:.1f}, other threads {cpu.threads_us:.1f})"
+        )
     lines = [f"{title}: {result.samples} samples{per_io}"]
-    lines.append(f"  {'layer (self time)':32}{'samples':>9}{'%':>7}{'µs/cmd':>9}")
+    lines.append(f"  {'layer (self time)':30}{'main':>7}{'threads':>9}{'% CPU':>8}{'µs/cmd':>9}")
+    shares = result.shares(cpu)
+    per_layer = result.us_per_io(cpu) if cpu is not None else {}
     for layer in LAYERS:
-        share = result.share(layer)
-        us = "-" if cpu_us_per_io is None else f"{share * cpu_us_per_io:.2f}"
-        lines.append(f"  {layer:32}{result.layers[layer]:>9}{100 * share:>7.1f}{us:>9}")
+        us = f"{per_layer[layer]:.2f}" if per_layer else "-"
+        lines.append(
+            f"  {layer:30}{result.main[layer]:>7}{result.threads[layer]:>9}"
+            f"{100 * shares[layer]:>8.1f}{us:>9}"
+        )
     if result.functions:
-        lines.append("  hottest functions (self samples):")
+        lines.append("  hottest functions (% of all samples, self):")
         for name, count in result.functions.most_common(top):
-            pct = 100 * count / result.samples
-            lines.append(f"    {pct:5.1f}%  {name}")
+            lines.append(f"    {100 * count / result.samples:5.1f}%  {name}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from bench.profile_breakdown import (
     SCSI,
     Frame,
     ProfileParseError,
+    ThreadCpu,
     breakdown,
     classify_frame,
     format_breakdown,
@@ -67,8 +68,12 @@ def test_parse_frame_and_stack() -> None:
 
 
 def test_malformed_line_names_its_number() -> None:
+    text = "a (x.py:1) 3\nb (x.py:1\n) 4\n6\n"  # names with a newline, as --nonblocking may read
     with pytest.raises(ProfileParseError, match="line 2"):
-        parse_collapsed("a (x.py:1) 3\na (x.py:1) three\n")
+        parse_collapsed(text)
+    malformed: list[str] = []
+    assert parse_collapsed(text, malformed)[0] == ((Frame("a", "x.py"),), 3)
+    assert malformed == ["b (x.py:1", "6"]
 
 
 @pytest.mark.parametrize(
@@ -97,10 +102,10 @@ def test_classify_frame(file: str, layer: str | None) -> None:
     assert classify_frame(Frame("f", file)) == layer
 
 
-def test_breakdown_groups_self_time_by_layer() -> None:
+def test_breakdown_groups_self_time_by_layer_and_thread() -> None:
     result = breakdown(parse_collapsed(RAW))
     assert result.samples == 102
-    assert result.layers == {
+    assert result.main + result.threads == {
         EDGE: 40,
         BLOCK: 20 + 1,  # preadv in libc counts for FileDevice.read
         RUNTIME: 10 + 5 + 4 + 2,  # the writev under uvloop's writelines is the loop's
@@ -108,21 +113,46 @@ def test_breakdown_groups_self_time_by_layer() -> None:
         CONNECTION_CORE: 7,
         OTHER: 3 + 2,
     }
-    assert sum(result.share(layer) for layer in LAYERS) == pytest.approx(1.0)
+    assert result.threads == {RUNTIME: 4}  # the pool thread's stack
     assert result.modules["block/file.py"] == 21
     assert result.functions.most_common(1) == [("CoreDriver._flush (edge/driver.py)", 40)]
+    assert sum(result.shares(None).values()) == pytest.approx(1.0)
+    assert result.shares(None)[EDGE] == pytest.approx(40 / 102)
 
-    as_dict = result.as_dict(cpu_us_per_io=20.4)
+
+def test_each_thread_group_shares_out_its_own_cpu() -> None:
+    result = breakdown(parse_collapsed(RAW))
+    cpu = ThreadCpu(main_us=19.6, threads_us=2.0)
+    per_io = result.us_per_io(cpu)
+    assert per_io[EDGE] == pytest.approx(19.6 * 40 / 98)
+    assert per_io[RUNTIME] == pytest.approx(19.6 * 17 / 98 + 2.0)
+    assert per_io[SCSI] == 0.0
+    assert sum(per_io.values()) == pytest.approx(21.6)
+    assert result.shares(cpu)[RUNTIME] == pytest.approx(per_io[RUNTIME] / 21.6)
+    # CPU of a thread group py-spy never caught running is not lost: it is "other"
+    main_only = breakdown(
+        parse_collapsed(_RECV + ";CoreDriver._flush (sanstack/edge/driver.py:1) 5")
+    )
+    assert main_only.us_per_io(cpu) == {**dict.fromkeys(LAYERS, 0.0), EDGE: 19.6, OTHER: 2.0}
+
+    as_dict = result.as_dict(cpu)
     layers = as_dict["layers"]
     assert isinstance(layers, dict)
-    assert layers[EDGE]["us_per_io"] == pytest.approx(40 / 102 * 20.4)
-    assert layers[SCSI] == {"samples": 0, "share": 0.0, "us_per_io": 0.0}
+    assert layers[RUNTIME]["samples_threads"] == 4
+    assert layers[EDGE]["us_per_io"] == pytest.approx(per_io[EDGE])
+    assert layers[SCSI] == {
+        "samples_main": 0, "samples_threads": 0, "share": 0.0, "us_per_io": 0.0
+    }  # fmt: skip
 
 
-def test_format_breakdown_shows_percent_and_microseconds() -> None:
-    text = format_breakdown(breakdown(parse_collapsed(RAW)), 20.4, "4 KiB random read")
-    assert text.splitlines()[0] == ("4 KiB random read: 102 samples, 20.4 µs target CPU per I/O")
+def test_format_breakdown_shows_samples_percent_and_microseconds() -> None:
+    cpu = ThreadCpu(main_us=19.6, threads_us=2.0)
+    text = format_breakdown(breakdown(parse_collapsed(RAW)), cpu, "4 KiB random read")
+    assert text.splitlines()[0] == (
+        "4 KiB random read: 102 samples; target CPU per I/O 21.6 µs "
+        "(main thread 19.6, other threads 2.0)"
+    )
     edge = next(line for line in text.splitlines() if line.strip().startswith("edge driver"))
-    assert edge.split()[-3:] == ["40", "39.2", "8.00"]
+    assert edge.split()[-4:] == ["40", "0", "37.0", "8.00"]
     assert "39.2%  CoreDriver._flush (edge/driver.py)" in text
     assert "-" in format_breakdown(breakdown([]), None, "empty").splitlines()[2]
