@@ -104,7 +104,8 @@ def parse_collapsed(
 
     A line that is not ``stack COUNT`` raises :class:`ProfileParseError`, or, given a
     ``malformed`` list, is appended to it and skipped: ``--nonblocking`` reads the names of
-    a running process, and a name caught half-written can hold a newline.
+    a running process, and a name caught half-written can hold a newline.  Samples with
+    no frame at all make a line `` COUNT``: an empty stack, counted as ``other``.
     """
     stacks: list[tuple[tuple[Frame, ...], int]] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -112,14 +113,16 @@ def parse_collapsed(
         if not line:
             continue
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not count.isdigit():
             if malformed is None:
                 raise ProfileParseError(
                     f"line {number}: not 'frame;frame;... COUNT': {line[:80]!r}"
                 )
             malformed.append(line)
             continue
-        stacks.append((tuple(parse_frame(f) for f in stack.split(";")), int(count)))
+        # An empty stack (" 6"): samples of a thread py-spy found no Python frame in.
+        frames = tuple(parse_frame(f) for f in stack.split(";")) if stack else ()
+        stacks.append((frames, int(count)))
     return stacks
 
 

@@ -68,12 +68,18 @@ def test_parse_frame_and_stack() -> None:
 
 
 def test_malformed_line_names_its_number() -> None:
-    text = "a (x.py:1) 3\nb (x.py:1\n) 4\n6\n"  # names with a newline, as --nonblocking may read
+    text = "a (x.py:1) 3\nb (x.py:1\n) 4\n"  # a name with a newline (--nonblocking)
     with pytest.raises(ProfileParseError, match="line 2"):
         parse_collapsed(text)
     malformed: list[str] = []
     assert parse_collapsed(text, malformed)[0] == ((Frame("a", "x.py"),), 3)
-    assert malformed == ["b (x.py:1", "6"]
+    assert malformed == ["b (x.py:1"]
+
+
+def test_an_empty_stack_is_other() -> None:
+    stacks = parse_collapsed(" 6\n")
+    assert stacks == [((), 6)]
+    assert breakdown(stacks).main == {OTHER: 6}
 
 
 @pytest.mark.parametrize(
