@@ -5,6 +5,7 @@ Used by bench/target_vs_tgt.py; see docs/benchmarks.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -16,6 +17,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from sanstack.errors import SanstackError
+from sanstack.initiator.session import ISCSISession
 
 SANSTACK_IQN = "iqn.2026-01.org.sanstack.bench:sanstack"
 TGT_IQN = "iqn.2026-01.org.sanstack.bench:tgt"
@@ -133,6 +138,17 @@ def write_backing_file(path: Path, size: int) -> None:
     allocated = path.stat().st_blocks * 512
     if allocated < size:
         raise BenchError(f"{path} is sparse ({allocated} of {size} bytes allocated)")
+
+
+def sync_file(path: Path) -> float:
+    """fdatasync a backing file (its dirty pages go out now, not during the next run)."""
+    started = time.monotonic()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    return time.monotonic() - started
 
 
 def warm_page_cache(path: Path) -> float:
@@ -342,3 +358,105 @@ def running(targets: Sequence[Target]) -> Iterator[None]:
     finally:
         for target in reversed(targets):
             target.stop()
+
+
+# ---------------------------------------------------------------- write cache probe
+
+MODE_SENSE_6 = 0x1A
+CACHING_PAGE = 0x08
+WCE, RCD = 0x04, 0x01
+CHECK_CONDITION = 0x02
+
+
+def caching_page(url: str, timeout: float = 20.0) -> dict[str, bool] | str:
+    """WCE and RCD of a LUN's Caching mode page (MODE SENSE(6), current values).
+
+    Asked through sanstack's initiator at ``iscsi://host:port/iqn/lun``; a string says why
+    it could not be read.
+    """
+    parts = urlsplit(url)
+    iqn, lun = parts.path.strip("/").rsplit("/", 1)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 3260
+
+    async def ask() -> dict[str, bool] | str:
+        session = await ISCSISession.connect(
+            host, port, iqn, initiator_name="iqn.2026-01.org.sanstack.bench:probe",
+            nop_interval=None,
+        )  # fmt: skip
+        cdb = bytes([MODE_SENSE_6, 0x08, CACHING_PAGE, 0, 255, 0])  # DBD: no descriptors
+        try:
+            # tgt answers a new nexus's first command with a UNIT ATTENTION: ask again.
+            for _ in range(3):
+                response = await session.command(int(lun), cdb, read_length=255)
+                if response.status != CHECK_CONDITION:
+                    break
+        finally:
+            await session.logout()
+        data = bytes(response.data)
+        if response.status != 0 or len(data) < 4:
+            return f"MODE SENSE status {response.status:#x}, {len(data)} bytes"
+        page = data[4 + data[3] :]
+        if len(page) < 3 or page[0] & 0x3F != CACHING_PAGE:
+            return f"no caching page in {data.hex()}"
+        return {"wce": bool(page[2] & WCE), "rcd": bool(page[2] & RCD)}
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), timeout))
+    except (OSError, TimeoutError, SanstackError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def write_cache_note(probes: dict[str, dict[str, bool] | str]) -> str:
+    def one(name: str) -> str:
+        probe = probes.get(name, "not asked")
+        if isinstance(probe, str):
+            return f"{name} caching page unreadable ({probe})"
+        return f"{name} WCE={int(probe['wce'])} RCD={int(probe['rcd'])}"
+
+    return (
+        f"write cache (MODE SENSE caching page): {one('sanstack')} (file backstore: writes "
+        f"go to the page cache, fdatasync on SYNCHRONIZE CACHE, FUA or WCE=0); {one('tgt')} "
+        "(rdwr: pwrite; sync_file_range on FUA or WCE=0)"
+    )
+
+
+# ---------------------------------------------------------------- py-spy
+
+
+class PySpyRecorder:
+    """``py-spy record --format raw`` attached to a process until ``stop``."""
+
+    def __init__(
+        self, py_spy: str, pid: int, output: Path, *, rate: int, native: bool = False
+    ) -> None:
+        self.args = [
+            py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(output),
+            "--rate", str(rate),
+        ]  # fmt: skip
+        # Blocking mode (py-spy stops the process for each sample) skews the profile on
+        # this VM: the stops land at system calls (getpid, writev, preadv), so functions
+        # that make one look several times heavier, and it slows the target by a quarter.
+        # --nonblocking reads the stacks of the running process instead; the few stacks
+        # caught mid-change are dropped ("Errors" in its summary).  --native needs blocking.
+        self.args.append("--native" if native else "--nonblocking")
+        self.output = output
+        self.log_path = output.with_suffix(".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while b"Sampling process" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BenchError(f"py-spy did not start sampling:\n{tail(self.log_path)}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 60.0) -> str:
+        """SIGINT (py-spy then writes its file); returns its log."""
+        if self.process is not None and not stop_process(self.process, signal.SIGINT, timeout):
+            log("py-spy did not exit on SIGINT (killed)")
+        return tail(self.log_path)
