@@ -111,6 +111,23 @@ def _pread_into(fd: int, buf: bytearray, start: int, offset: int) -> None:
         start += n
 
 
+def _pread_whole(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset``: ``os.pread`` reads into a new, unzeroed bytes object,
+    where a ``bytearray`` would first be zero-filled (a megabyte per large read)."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, offset + got)
+        if not more:
+            raise EOFError(f"end of file at offset {offset + got}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 def _pwrite_all(fd: int, data: memoryview, start: int, offset: int) -> None:
     while start < len(data):
         n = os.pwritev(fd, [data[start:]], offset + start)
@@ -276,9 +293,17 @@ class FileDevice(BlockDevice):
         fd = self._live_fd()
         size = count * self.block_size
         offset = lba * self.block_size
+        if not (self._nowait_read and size <= NOWAIT_MAX_BYTES):
+            self.stats.thread_reads += 1
+            try:
+                return memoryview(await self._run(_pread_whole, fd, size, offset))
+            except EOFError as exc:
+                raise MediumError(f"{self.path}: short read, the file was truncated") from exc
+            except OSError as exc:
+                raise _translate(exc, self.path) from exc
         buf = bytearray(size)
         got = 0
-        if self._nowait_read and size <= NOWAIT_MAX_BYTES:
+        if self._nowait_read:
             try:
                 got = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
             except BlockingIOError:
