@@ -52,6 +52,11 @@ RC10: Final = struct.Struct(">BBI2xBB")  # opcode, reserved, LBA, PMI, control
 UNMAP10: Final = struct.Struct(">BB4xBHB")  # opcode, anchor, group, length, control
 UNMAP_HEADER: Final = struct.Struct(">HH4x")  # data length, descriptor data length
 UNMAP_DESCRIPTOR: Final = struct.Struct(">QI4x")  # LBA, number of logical blocks
+# Module constants, not ClassVars of the dataclasses: compiled (mypyc), a dataclass's
+# ClassVar becomes a field (mypyc/mypyc#1122).
+UNMAP_HEADER_LENGTH: Final = UNMAP_HEADER.size  # §5.32.2: 8
+UNMAP_DESCRIPTOR_LENGTH: Final = UNMAP_DESCRIPTOR.size  # 16
+COMPARE_AND_WRITE_NUMBER_OF_BLOCKS_BYTE: Final = 13
 
 _U16: Final = 0xFFFF
 _U32: Final = 0xFFFF_FFFF
