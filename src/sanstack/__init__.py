@@ -23,3 +23,8 @@ a ``typing.Protocol`` it defines.
 """
 
 __version__ = "0.1.0"
+
+# Before any other module: use the mypyc-compiled modules only when they match the sources.
+from sanstack import native as _native
+
+_native.choose()

@@ -21,14 +21,12 @@ import asyncio
 import os
 import random
 import struct
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.sbc_harness import BS, execute, good, make_lu, rw
 
-from sanstack.block import file as file_module
 from sanstack.block.file import FileDevice
 from sanstack.block.log_writes import Replayer, WriteLog
 from sanstack.scsi.codes import Opcode
@@ -42,24 +40,32 @@ OPS = 70
 PER_POINT = 8
 
 
-class RecordingOS(types.SimpleNamespace):
-    """``os`` for sanstack.block.file, logging the writes and syncs of one file."""
+class RecordingOS:
+    """Logs the writes and syncs of one file: wraps ``os.open``, ``os.pwritev`` and
+    ``os.fdatasync`` on ``os`` itself, where the backstore finds them whether it runs as
+    Python or compiled (a compiled module's own ``os`` global cannot be replaced)."""
 
-    def __init__(self, log: WriteLog) -> None:
-        super().__init__()
+    def __init__(self, log: WriteLog, path: Path) -> None:
         self.log = log
+        self.path = str(path)
         self.fd = -1
+        self._open = os.open
+        self._pwritev = os.pwritev
+        self._fdatasync = os.fdatasync
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
+    def install(self, patch: pytest.MonkeyPatch) -> None:
+        patch.setattr(os, "open", self.open)
+        patch.setattr(os, "pwritev", self.pwritev)
+        patch.setattr(os, "fdatasync", self.fdatasync)
 
-    def open(self, path: str, flags: int, *args: int) -> int:
-        fd = os.open(path, flags, *args)
-        self.fd = fd
+    def open(self, path: str | os.PathLike[str], flags: int, *args: int) -> int:
+        fd = self._open(path, flags, *args)
+        if os.fspath(path) == self.path:
+            self.fd = fd
         return fd
 
     def pwritev(self, fd: int, buffers: list[Any], offset: int, *flags: int) -> int:
-        written = os.pwritev(fd, buffers, offset, *flags)
+        written = self._pwritev(fd, buffers, offset, *flags)
         if fd == self.fd and written:
             data = b"".join(bytes(b) for b in buffers)[: written - written % BS]
             assert offset % BS == 0
@@ -70,7 +76,7 @@ class RecordingOS(types.SimpleNamespace):
 
     def fdatasync(self, fd: int) -> None:
         issued = self.log.flush_issued()
-        os.fdatasync(fd)
+        self._fdatasync(fd)
         if fd == self.fd:
             self.log.flush_done(issued)
 
@@ -166,10 +172,10 @@ def check(ops: list[dict[str, Any]], log: WriteLog) -> tuple[int, int]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fua_sync_cache_and_wce_hold_in_every_crash_state(tmp_path: Path, seed: int) -> None:
     log = WriteLog(BS, BLOCKS)
-    recorder = RecordingOS(log)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(file_module, "os", recorder)
+        RecordingOS(log, tmp_path / "lun.img").install(patch)
         ops = asyncio.run(workload(tmp_path / "lun.img", seed, log))
+    assert log.entries, "no write of the backstore was recorded"
     states, lossy = check(ops, log)
     print(f"seed {seed}: {states} crash states, {lossy} lose a completed write")
     assert states > 500
@@ -184,8 +190,9 @@ def test_the_check_fails_on_a_target_that_ignores_fua_and_wce(tmp_path: Path) ->
 
     log = WriteLog(BS, BLOCKS)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(file_module, "os", RecordingOS(log))
+        RecordingOS(log, tmp_path / "lun.img").install(patch)
         patch.setattr(sbc_rw, "flush_if_needed", never)
         ops = asyncio.run(workload(tmp_path / "lun.img", SEEDS[0], log))
+    assert log.entries, "no write of the backstore was recorded"
     with pytest.raises(AssertionError, match="block"):
         check(ops, log)

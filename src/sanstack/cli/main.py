@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sanstack import __version__
+from sanstack import __version__, native
 from sanstack.cli.common import CommandParser, add_log_level, run_command, setup_logging
 
 
@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"sanstack {__version__}",
-        help="print the version and exit",
+        version=f"sanstack {__version__}, {native.status().summary()}",
+        help="print the version and whether the compiled modules are used, and exit",
     )
     add_log_level(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sanstack import native
 from sanstack.cli.common import add_metrics_flag, metrics_address
 from sanstack.control.client import (
     DEFAULT_TARGET_CONTROL,
@@ -181,6 +182,7 @@ async def run_target_daemon(
         await server.stop(grace=0)
         await volumes.close()
         raise
+    log.info("%s", native.status().summary())
     for target in registry.targets.values():
         log.info("serving %s with %d LUNs", target.name, len(target.luns))
     for host, port, tpgt in server.portals:

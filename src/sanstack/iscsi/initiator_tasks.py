@@ -83,6 +83,11 @@ def data_out_pdus(
     return out
 
 
+# Compiled (mypyc), a dataclass field's annotation is looked up among the module's globals,
+# where no builtin is: this alias is one.
+_View = memoryview
+
+
 @dataclass(slots=True)
 class CommandTask:
     """A SCSI command from ``submit`` until its status arrives."""
@@ -91,7 +96,7 @@ class CommandTask:
     lun_field: int
     cdb: bytes
     attribute: TaskAttribute
-    data_out: memoryview
+    data_out: _View
     read_length: int
     cmd_sn: int = 0
     sent: bool = False

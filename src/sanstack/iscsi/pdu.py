@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Final, TypeAlias
+from typing import ClassVar, Final, TypeAlias
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi.codes import (
@@ -676,7 +676,9 @@ class PDUFormatError(RemoteProtocolError):
 class HeaderDigestError(RemoteProtocolError):
     """The header digest does not match (§7.8): the framing is lost, drop the connection."""
 
-    fatal = True
+    # ClassVars: compiled (mypyc), an unannotated class attribute is an instance attribute
+    # that this exception's instances would never get.
+    fatal: ClassVar[bool] = True
 
     def __init__(self, message: str, header: bytes = b"") -> None:
         super().__init__(message)
@@ -691,8 +693,8 @@ class DataDigestError(RemoteProtocolError):
     header itself is malformed), so recovery can find the task and DataSN.
     """
 
-    fatal = False
-    reject_reason = RejectReason.DATA_DIGEST_ERROR
+    fatal: ClassVar[bool] = False
+    reject_reason: ClassVar[RejectReason] = RejectReason.DATA_DIGEST_ERROR
 
     def __init__(self, message: str, header: bytes, pdu: PDU | None) -> None:
         super().__init__(message)

@@ -32,7 +32,6 @@ from sanstack.iscsi.codes import (
     AsyncEvent,
     ISCSIResponse,
     LoginStage,
-    LoginStatusClass,
     LogoutReason,
     LogoutResponseCode,
     Opcode,
@@ -111,7 +110,6 @@ _TMF_RESPONSES = tuple(TaskManagementResponseCode(i) for i in range(256))
 _LOGOUT_RESPONSES = tuple(LogoutResponseCode(i) for i in range(256))
 _ASYNC_EVENTS = tuple(AsyncEvent(i) for i in range(256))
 _REJECT_REASONS = tuple(RejectReason(i) for i in range(256))
-_STATUS_CLASSES = tuple(LoginStatusClass(i) for i in range(256))
 
 _Decoder = Callable[[memoryview, bytes, bytes], PDU]
 
@@ -254,7 +252,7 @@ def _login_response(h: memoryview, ahs: bytes, data: bytes) -> LoginResponse:
         stat_sn=stat_sn,
         exp_cmd_sn=exp_cmd_sn,
         max_cmd_sn=max_cmd_sn,
-        status_class=_STATUS_CLASSES[status_class],
+        status_class=status_class,  # an int field: compiled (mypyc), it keeps no enum
         status_detail=status_detail,
         transit=bool(flags & 0x80),
         cont=bool(flags & 0x40),

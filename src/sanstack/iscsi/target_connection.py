@@ -110,8 +110,8 @@ class TargetConnection(PDUStream[Event]):
         while not self.closed:
             try:
                 pdu = self._reader.next_pdu()
-            except p.DataDigestError as exc:
-                self._reject(RejectReason.DATA_DIGEST_ERROR, exc.header)
+            except p.DataDigestError as digest_error:  # compiled, each name has one type
+                self._reject(RejectReason.DATA_DIGEST_ERROR, digest_error.header)
                 continue
             except p.PDUFormatError as exc:
                 if exc.reject_reason == RejectReason.COMMAND_NOT_SUPPORTED and (

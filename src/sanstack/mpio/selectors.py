@@ -11,7 +11,7 @@ runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from sanstack.errors import ConfigError
 from sanstack.mpio.paths import Path
@@ -56,11 +56,16 @@ class RoundRobin:
         return ordered[index]
 
 
+# A module constant, not the class's attribute: compiled (mypyc), ``name`` is an instance
+# attribute and the class object has none.
+ROUND_ROBIN_SUBSET: Final = "round-robin-subset"
+
+
 class RoundRobinWithSubset:
     """MSDSM "round robin with subset": round robin over the named paths while any of them
     is usable; the others are standby for the subset."""
 
-    name = "round-robin-subset"
+    name = ROUND_ROBIN_SUBSET
 
     def __init__(self, subset: Iterable[str]) -> None:
         self.subset = frozenset(subset)
@@ -124,10 +129,10 @@ DEFAULT_SELECTOR = "service-time"
 
 def make_selector(name: str, *, subset: Iterable[str] = ()) -> Selector:
     """A selector by its name; ``round-robin-subset`` needs the subset's path names."""
-    if name == RoundRobinWithSubset.name:
+    if name == ROUND_ROBIN_SUBSET:
         return RoundRobinWithSubset(subset)
     factory = SELECTORS.get(name)
     if factory is None:
-        choices = ", ".join([*SELECTORS, RoundRobinWithSubset.name])
+        choices = ", ".join([*SELECTORS, ROUND_ROBIN_SUBSET])
         raise ConfigError("selector", f"{name!r} is not one of {choices}")
     return factory()

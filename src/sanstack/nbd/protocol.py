@@ -15,7 +15,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, Final, TypeVar
+from typing import Final, TypeVar
 
 from sanstack.errors import RemoteProtocolError
 from sanstack.nbd.codes import (
@@ -89,6 +89,13 @@ _OPTION_HEADER: Final = struct.Struct(">QII")
 _OPTION_REPLY_HEADER: Final = struct.Struct(">QIII")
 _EXPORT_NAME_REPLY: Final = struct.Struct(">QH")
 
+# Module constants, not ClassVars of the dataclasses: compiled (mypyc), a dataclass's
+# ClassVar becomes a field (mypyc/mypyc#1122).
+GREETING_SIZE: Final = _GREETING.size
+CLIENT_FLAGS_SIZE: Final = _U32.size
+OPTION_HEADER_SIZE: Final = _OPTION_HEADER.size
+OPTION_REPLY_HEADER_SIZE: Final = _OPTION_REPLY_HEADER.size
+
 DEFAULT_HANDSHAKE_FLAGS: Final = (
     NBDHandshakeFlag.NBD_FLAG_FIXED_NEWSTYLE | NBDHandshakeFlag.NBD_FLAG_NO_ZEROES
 )
@@ -99,14 +106,13 @@ class ServerGreeting:
     """S: 'NBDMAGIC', 'IHAVEOPT', 16 bits of handshake flags."""
 
     flags: int = DEFAULT_HANDSHAKE_FLAGS
-    SIZE: ClassVar[int] = _GREETING.size
 
     def encode(self) -> bytes:
         return _GREETING.pack(NBDMAGIC, IHAVEOPT, self.flags)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> ServerGreeting:
-        _exact(data, cls.SIZE, "server greeting")
+        _exact(data, GREETING_SIZE, "server greeting")
         magic, opt_magic, flags = _GREETING.unpack(data)
         if magic != NBDMAGIC or opt_magic != IHAVEOPT:
             raise NBDDecodeError("server greeting has no NBDMAGIC/IHAVEOPT")
@@ -118,14 +124,13 @@ class ClientFlags:
     """C: 32 bits of client flags ("Values" > "Client flags")."""
 
     flags: int
-    SIZE: ClassVar[int] = 4
 
     def encode(self) -> bytes:
         return _U32.pack(self.flags)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> ClientFlags:
-        _exact(data, cls.SIZE, "client flags")
+        _exact(data, CLIENT_FLAGS_SIZE, "client flags")
         (flags,) = _U32.unpack(data)
         return cls(NBDClientFlag(flags))
 
@@ -136,14 +141,13 @@ class OptionHeader:
 
     option: int
     length: int
-    SIZE: ClassVar[int] = _OPTION_HEADER.size
 
     def encode(self) -> bytes:
         return _OPTION_HEADER.pack(IHAVEOPT, self.option, self.length)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> OptionHeader:
-        _exact(data, cls.SIZE, "option header")
+        _exact(data, OPTION_HEADER_SIZE, "option header")
         magic, option, length = _OPTION_HEADER.unpack(data)
         if magic != IHAVEOPT:
             raise NBDDecodeError(f"option magic {magic:#x} is not IHAVEOPT")
@@ -162,9 +166,9 @@ class OptionRequest:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> OptionRequest:
-        header = OptionHeader.decode(data[: OptionHeader.SIZE])
-        _exact(data[OptionHeader.SIZE :], header.length, "option data")
-        return cls(header.option, bytes(data[OptionHeader.SIZE :]))
+        header = OptionHeader.decode(data[:OPTION_HEADER_SIZE])
+        _exact(data[OPTION_HEADER_SIZE:], header.length, "option data")
+        return cls(header.option, bytes(data[OPTION_HEADER_SIZE:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,14 +178,13 @@ class OptionReplyHeader:
     option: int
     reply_type: int
     length: int
-    SIZE: ClassVar[int] = _OPTION_REPLY_HEADER.size
 
     def encode(self) -> bytes:
         return _OPTION_REPLY_HEADER.pack(NBD_REP_MAGIC, self.option, self.reply_type, self.length)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> OptionReplyHeader:
-        _exact(data, cls.SIZE, "option reply header")
+        _exact(data, OPTION_REPLY_HEADER_SIZE, "option reply header")
         magic, option, reply_type, length = _OPTION_REPLY_HEADER.unpack(data)
         if magic != NBD_REP_MAGIC:
             raise NBDDecodeError(f"option reply magic {magic:#x} is wrong")
@@ -202,9 +205,9 @@ class OptionReply:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> OptionReply:
-        header = OptionReplyHeader.decode(data[: OptionReplyHeader.SIZE])
-        _exact(data[OptionReplyHeader.SIZE :], header.length, "option reply data")
-        return cls(header.option, header.reply_type, bytes(data[OptionReplyHeader.SIZE :]))
+        header = OptionReplyHeader.decode(data[:OPTION_REPLY_HEADER_SIZE])
+        _exact(data[OPTION_REPLY_HEADER_SIZE:], header.length, "option reply data")
+        return cls(header.option, header.reply_type, bytes(data[OPTION_REPLY_HEADER_SIZE:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +474,6 @@ class RequestHeader:
     cookie: int
     offset: int
     length: int
-    SIZE: ClassVar[int] = _REQUEST.size
 
     def encode(self) -> bytes:
         return _REQUEST.pack(
@@ -480,7 +482,7 @@ class RequestHeader:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> RequestHeader:
-        _exact(data, cls.SIZE, "request header")
+        _exact(data, REQUEST_HEADER_SIZE, "request header")
         magic, flags, command, cookie, offset, length = _REQUEST.unpack(data)
         if magic != NBD_REQUEST_MAGIC:
             raise NBDDecodeError(f"request magic {magic:#010x} is not NBD_REQUEST_MAGIC")
@@ -494,14 +496,13 @@ class SimpleReplyHeader:
 
     error: int
     cookie: int
-    SIZE: ClassVar[int] = _SIMPLE_REPLY.size
 
     def encode(self) -> bytes:
         return _SIMPLE_REPLY.pack(NBD_SIMPLE_REPLY_MAGIC, self.error, self.cookie)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> SimpleReplyHeader:
-        _exact(data, cls.SIZE, "simple reply")
+        _exact(data, SIMPLE_REPLY_HEADER_SIZE, "simple reply")
         magic, error, cookie = _SIMPLE_REPLY.unpack(data)
         if magic != NBD_SIMPLE_REPLY_MAGIC:
             raise NBDDecodeError(f"simple reply magic {magic:#010x} is wrong")
@@ -516,7 +517,6 @@ class StructuredReplyHeader:
     reply_type: int
     cookie: int
     length: int
-    SIZE: ClassVar[int] = _STRUCTURED_HEADER.size
 
     def encode(self) -> bytes:
         return _STRUCTURED_HEADER.pack(
@@ -525,7 +525,7 @@ class StructuredReplyHeader:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> StructuredReplyHeader:
-        _exact(data, cls.SIZE, "structured reply header")
+        _exact(data, STRUCTURED_REPLY_HEADER_SIZE, "structured reply header")
         magic, flags, reply_type, cookie, length = _STRUCTURED_HEADER.unpack(data)
         if magic != NBD_STRUCTURED_REPLY_MAGIC:
             raise NBDDecodeError(f"structured reply magic {magic:#010x} is wrong")

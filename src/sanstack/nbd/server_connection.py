@@ -44,7 +44,9 @@ from sanstack.nbd.events import (
     RequestRejected,
 )
 from sanstack.nbd.protocol import (
+    CLIENT_FLAGS_SIZE,
     DEFAULT_HANDSHAKE_FLAGS,
+    OPTION_HEADER_SIZE,
     REQUEST_HEADER_SIZE,
     BlockDescriptor,
     BlockStatusPayload,
@@ -212,9 +214,9 @@ class NBDServerConnection:
             self._skip -= n
             return None, n > 0
         if self.phase is Phase.CLIENT_FLAGS:
-            if self._available() < ClientFlags.SIZE:
+            if self._available() < CLIENT_FLAGS_SIZE:
                 return None, False
-            with self._take(ClientFlags.SIZE) as raw:
+            with self._take(CLIENT_FLAGS_SIZE) as raw:
                 flags = ClientFlags.decode(raw).flags
             return self._client_flags(flags), True
         if self.phase is Phase.OPTIONS:
@@ -232,9 +234,9 @@ class NBDServerConnection:
     # -- option haggling ("Fixed newstyle negotiation", "Option types") -----------------------
 
     def _option_step(self) -> tuple[Event | None, bool]:
-        if self._available() < OptionHeader.SIZE:
+        if self._available() < OPTION_HEADER_SIZE:
             return None, False
-        with memoryview(self._buf)[self._pos : self._pos + OptionHeader.SIZE] as raw:
+        with memoryview(self._buf)[self._pos : self._pos + OPTION_HEADER_SIZE] as raw:
             header = OptionHeader.decode(raw)
         if self._options_seen >= self._max_options:
             return self._fail(f"more than {self._max_options} options"), True
@@ -242,14 +244,14 @@ class NBDServerConnection:
             self._options_seen += 1
             if header.option == NBDOpt.NBD_OPT_EXPORT_NAME:
                 return self._fail("NBD_OPT_EXPORT_NAME name is too long"), True
-            self._pos += OptionHeader.SIZE
+            self._pos += OPTION_HEADER_SIZE
             self._skip = header.length
             self._option_reply(header.option, NBDRep.NBD_REP_ERR_TOO_BIG, "option data too long")
             return None, True
-        if self._available() < OptionHeader.SIZE + header.length:
+        if self._available() < OPTION_HEADER_SIZE + header.length:
             return None, False
         self._options_seen += 1
-        self._pos += OptionHeader.SIZE
+        self._pos += OPTION_HEADER_SIZE
         with self._take(header.length) as view:
             data = bytes(view)
         return self._option(header.option, data), True

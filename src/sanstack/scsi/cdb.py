@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final, Self
+from typing import Final, Self
 
 from sanstack.scsi.codes import ASC, Opcode, SenseKey, ServiceActionIn16
 from sanstack.scsi.sense import CheckCondition
@@ -52,6 +52,11 @@ RC10: Final = struct.Struct(">BBI2xBB")  # opcode, reserved, LBA, PMI, control
 UNMAP10: Final = struct.Struct(">BB4xBHB")  # opcode, anchor, group, length, control
 UNMAP_HEADER: Final = struct.Struct(">HH4x")  # data length, descriptor data length
 UNMAP_DESCRIPTOR: Final = struct.Struct(">QI4x")  # LBA, number of logical blocks
+# Module constants, not ClassVars of the dataclasses: compiled (mypyc), a dataclass's
+# ClassVar becomes a field (mypyc/mypyc#1122).
+UNMAP_HEADER_LENGTH: Final = UNMAP_HEADER.size  # §5.32.2: 8
+UNMAP_DESCRIPTOR_LENGTH: Final = UNMAP_DESCRIPTOR.size  # 16
+COMPARE_AND_WRITE_NUMBER_OF_BLOCKS_BYTE: Final = 13
 
 _U16: Final = 0xFFFF
 _U32: Final = 0xFFFF_FFFF
@@ -281,8 +286,6 @@ class CompareAndWriteCDB:
     group: int = 0
     control: int = 0
 
-    NUMBER_OF_BLOCKS_BYTE: ClassVar[int] = 13
-
     @classmethod
     def decode(cls, cdb: bytes | memoryview) -> Self:
         if not cdb or cdb[0] != Opcode.COMPARE_AND_WRITE:
@@ -416,13 +419,19 @@ class _RangeCDB:
     group: int = 0
     control: int = 0
 
-    OPCODES: ClassVar[tuple[Opcode, Opcode]]
+    # A classmethod, not a ClassVar: compiled (mypyc), a dataclass's ClassVar becomes a
+    # field (mypyc/mypyc#1122).
+    @classmethod
+    def opcodes(cls) -> tuple[Opcode, Opcode]:
+        """The command's 10-byte and 16-byte opcodes."""
+        raise NotImplementedError
 
     @classmethod
     def decode(cls, cdb: bytes | memoryview) -> Self:
-        if not cdb or cdb[0] not in cls.OPCODES:
+        opcodes = cls.opcodes()
+        if not cdb or cdb[0] not in opcodes:
             raise ValueError(f"not a {cls.__name__} CDB")
-        if cdb[0] == cls.OPCODES[0]:
+        if cdb[0] == opcodes[0]:
             _need(cdb, 10, cls.__name__)
             op, flags, lba, group, count, control = CDB10.unpack_from(cdb)
         else:
@@ -434,13 +443,14 @@ class _RangeCDB:
         _check(self.group, GROUP_MASK, "GROUP NUMBER")
         _check(self.control, 0xFF, "CONTROL")
         flags = IMMED if self.immed else 0
-        if self.opcode == self.OPCODES[0]:
+        opcodes = self.opcodes()
+        if self.opcode == opcodes[0]:
             _check(self.lba, _U32, "LOGICAL BLOCK ADDRESS")
             _check(self.number_of_blocks, _U16, "NUMBER OF LOGICAL BLOCKS")
             return CDB10.pack(
                 self.opcode, flags, self.lba, self.group, self.number_of_blocks, self.control
             )
-        if self.opcode != self.OPCODES[1]:
+        if self.opcode != opcodes[1]:
             raise ValueError(f"{self.opcode.name} is not a {type(self).__name__}")
         _check(self.lba, _U64, "LOGICAL BLOCK ADDRESS")
         _check(self.number_of_blocks, _U32, "NUMBER OF LOGICAL BLOCKS")
@@ -453,17 +463,18 @@ class _RangeCDB:
 class SynchronizeCacheCDB(_RangeCDB):
     """SYNCHRONIZE CACHE(10) §5.25 / (16) §5.26; zero blocks means "to the last LBA"."""
 
-    OPCODES: ClassVar[tuple[Opcode, Opcode]] = (
-        Opcode.SYNCHRONIZE_CACHE_10,
-        Opcode.SYNCHRONIZE_CACHE_16,
-    )
+    @classmethod
+    def opcodes(cls) -> tuple[Opcode, Opcode]:
+        return Opcode.SYNCHRONIZE_CACHE_10, Opcode.SYNCHRONIZE_CACHE_16
 
 
 @dataclass(frozen=True, slots=True)
 class PrefetchCDB(_RangeCDB):
     """PRE-FETCH(10) §5.12 / (16) §5.13 (the count is the PREFETCH LENGTH)."""
 
-    OPCODES: ClassVar[tuple[Opcode, Opcode]] = (Opcode.PRE_FETCH_10, Opcode.PRE_FETCH_16)
+    @classmethod
+    def opcodes(cls) -> tuple[Opcode, Opcode]:
+        return Opcode.PRE_FETCH_10, Opcode.PRE_FETCH_16
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,9 +521,6 @@ class UnmapParameterList:
 
     descriptors: tuple[UnmapDescriptor, ...]
 
-    HEADER_LENGTH: ClassVar[int] = 8
-    DESCRIPTOR_LENGTH: ClassVar[int] = 16
-
     @classmethod
     def decode(cls, data: bytes | memoryview) -> Self:
         """Parse a parameter list the initiator sent (already cut to PARAMETER LIST LENGTH).
@@ -523,15 +531,15 @@ class UnmapParameterList:
         LENGTH is redundant with the transfer length and not checked: initiators disagree
         on it and nothing depends on it.
         """
-        if len(data) < cls.HEADER_LENGTH:
+        if len(data) < UNMAP_HEADER_LENGTH:
             raise CheckCondition(SenseKey.ILLEGAL_REQUEST, ASC.PARAMETER_LIST_LENGTH_ERROR)
         _, descriptor_bytes = UNMAP_HEADER.unpack_from(data)
-        descriptor_bytes = min(descriptor_bytes, len(data) - cls.HEADER_LENGTH)
-        count = descriptor_bytes // cls.DESCRIPTOR_LENGTH
+        descriptor_bytes = min(descriptor_bytes, len(data) - UNMAP_HEADER_LENGTH)
+        count = descriptor_bytes // UNMAP_DESCRIPTOR_LENGTH
         unpack = UNMAP_DESCRIPTOR.unpack_from
         return cls(
             tuple(
-                UnmapDescriptor(*unpack(data, cls.HEADER_LENGTH + i * cls.DESCRIPTOR_LENGTH))
+                UnmapDescriptor(*unpack(data, UNMAP_HEADER_LENGTH + i * UNMAP_DESCRIPTOR_LENGTH))
                 for i in range(count)
             )
         )
@@ -542,6 +550,6 @@ class UnmapParameterList:
 
     def encode(self) -> bytes:
         body = b"".join(UNMAP_DESCRIPTOR.pack(d.lba, d.count) for d in self.descriptors)
-        if len(body) + self.HEADER_LENGTH - 2 > _U16:
+        if len(body) + UNMAP_HEADER_LENGTH - 2 > _U16:
             raise ValueError("too many UNMAP descriptors for one parameter list")
-        return UNMAP_HEADER.pack(len(body) + self.HEADER_LENGTH - 2, len(body)) + body
+        return UNMAP_HEADER.pack(len(body) + UNMAP_HEADER_LENGTH - 2, len(body)) + body

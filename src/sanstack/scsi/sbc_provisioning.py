@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Final
 from sanstack.block.device import LBAExtent
 from sanstack.scsi.cdb import (
     LENGTH_FIELD_BYTE,
+    UNMAP_DESCRIPTOR_LENGTH,
+    UNMAP_HEADER_LENGTH,
     GetLbaStatusCDB,
     UnmapCDB,
     UnmapParameterList,
@@ -151,7 +153,7 @@ async def unmap(lu: LogicalUnit, cmd: Command) -> CommandResult:
     if length == 0:
         return CommandResult(data_out_used=0)
     data = memoryview(cmd.data_out)[:length]
-    if len(data) < UnmapParameterList.HEADER_LENGTH:
+    if len(data) < UNMAP_HEADER_LENGTH:
         return _parameter_list_length_error(length)
     descriptors = UnmapParameterList.decode(data).descriptors
     if len(descriptors) > MAX_UNMAP_DESCRIPTORS:
@@ -162,9 +164,7 @@ async def unmap(lu: LogicalUnit, cmd: Command) -> CommandResult:
         if total > MAX_UNMAP_BLOCKS:
             # Point at this descriptor's NUMBER OF LOGICAL BLOCKS field.
             raise invalid_field_in_parameter_list(
-                UnmapParameterList.HEADER_LENGTH
-                + index * UnmapParameterList.DESCRIPTOR_LENGTH
-                + _UNMAP_COUNT_OFFSET
+                UNMAP_HEADER_LENGTH + index * UNMAP_DESCRIPTOR_LENGTH + _UNMAP_COUNT_OFFSET
             )
         if d.lba + d.count > lu.device.num_blocks:
             raise lba_out_of_range()

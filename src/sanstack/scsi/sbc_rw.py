@@ -17,6 +17,7 @@ from sanstack.scsi.cdb import (
     CDB10,
     CDB12,
     CDB16,
+    COMPARE_AND_WRITE_NUMBER_OF_BLOCKS_BYTE,
     FUA,
     LBA6_MSB_MASK,
     PROTECT_MASK,
@@ -330,7 +331,7 @@ async def compare_and_write(lu: LogicalUnit, cmd: Command) -> CommandResult:
     c = CompareAndWriteCDB.decode(cmd.cdb)
     check_protect(c.protect)
     if c.number_of_blocks > MAX_COMPARE_AND_WRITE_BLOCKS:
-        raise invalid_field_in_cdb(CompareAndWriteCDB.NUMBER_OF_BLOCKS_BYTE)
+        raise invalid_field_in_cdb(COMPARE_AND_WRITE_NUMBER_OF_BLOCKS_BYTE)
     check_ready(lu)
     check_lba_range(lu, c.lba, c.number_of_blocks)
     check_writable(lu)
@@ -344,7 +345,7 @@ async def compare_and_write(lu: LogicalUnit, cmd: Command) -> CommandResult:
         # FIELD IN CDB; its InvalidDataOutSize test takes any ILLEGAL REQUEST.
         return CommandResult(
             status=Status.CHECK_CONDITION,
-            sense=invalid_field_in_cdb(CompareAndWriteCDB.NUMBER_OF_BLOCKS_BYTE).sense,
+            sense=invalid_field_in_cdb(COMPARE_AND_WRITE_NUMBER_OF_BLOCKS_BYTE).sense,
             data_out_used=need,
         )
     if not count:
