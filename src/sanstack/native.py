@@ -34,6 +34,13 @@ from typing import Final
 # The hot, fully typed modules: the target's and the initiator's data path and the other
 # sans-IO protocol cores they run.
 COMPILED_MODULES: Final = (
+    "sanstack.target.server",
+    "sanstack.iscsi.target_phases",
+    "sanstack.iscsi.target_task_management",
+    "sanstack.iscsi.digest",
+    "sanstack.scsi.sbc",
+    "sanstack.scsi.lun",
+    "sanstack.scsi.pr",
     "sanstack.block.file",
     "sanstack.block.io_stats",
     "sanstack.iscsi.initiator_connection",
