@@ -623,3 +623,32 @@ def test_a_write_whose_command_was_cancelled_still_lands_and_others_complete(pat
         await again.close()
 
     asyncio.run(main())
+
+
+def test_page_aligned_writes_run_on_the_loop_where_nowait_writes_are_refused(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    async def main() -> None:
+        dev = FileDevice(path, size_bytes=64 * BS, create=True)
+        dev._nowait_write = False  # as after ext4's EOPNOTSUPP
+        page = 4096 // BS
+        await dev.write(0, data(page, seed=1))  # aligned: on the loop
+        assert (dev.stats.inline_writes, dev.stats.thread_writes) == (1, 0)
+        await dev.write(page * 2 + 1, data(1, seed=2))  # not page-aligned: a thread
+        assert (dev.stats.inline_writes, dev.stats.thread_writes) == (1, 1)
+        clock = iter(n / 100 for n in range(1000))  # 10 ms per reading
+        monkeypatch.setattr(time, "monotonic", lambda: next(clock))  # every write "slow"
+        await dev.write(page, data(page, seed=3))
+        assert dev.stats.slow_inline_writes == 1 and dev.stats.inline_writes == 2
+        await dev.write(page * 3, data(page, seed=4))  # within the back-off: a thread
+        assert dev.stats.inline_writes == 2 and dev.stats.thread_writes == 2
+        monkeypatch.undo()
+        expected = data(page, seed=1) + data(page, seed=3)
+        assert bytes(await dev.read(0, 2 * page)) == expected
+        assert bytes(await dev.read(page * 2 + 1, 1)) == data(1, seed=2)
+        assert bytes(await dev.read(page * 3, page)) == data(page, seed=4)
+        await dev.close()
+
+    asyncio.run(main())

@@ -5,8 +5,11 @@ while a hop to a worker thread and back costs tens: so ``read`` first tries
 ``preadv(..., RWF_NOWAIT)`` on the event loop, which copies cached data or fails with
 EAGAIN instead of sleeping on the disk, and only the remainder (an uncached or partly
 cached range) goes to a thread. Writes do the same with ``pwritev(..., RWF_NOWAIT)`` where
-the filesystem supports it (ext4 answers EOPNOTSUPP for buffered writes; the first such
-answer switches the device to threads for good). Transfers above ``NOWAIT_MAX_BYTES`` go
+the filesystem supports it. ext4 answers EOPNOTSUPP for buffered writes; from the first such
+answer on, a page-aligned write (which needs no read of old data) is written on the loop
+while such writes stay fast (``_write_inline``: one slow write sends writes to the threads
+for a second), and other writes go to the threads, those of one loop iteration together in
+one thread job (``_write_in_batch``). Transfers above ``NOWAIT_MAX_BYTES`` go
 straight to a thread, since copying megabytes on the loop would stall every other session.
 The threads come from a bounded pool the device owns, so a slow disk cannot multiply
 threads, and ``close`` waits for every thread operation before the descriptor is closed (a
@@ -24,6 +27,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +52,10 @@ _T = TypeVar("_T")
 DEFAULT_IO_THREADS: Final = 8
 # Larger transfers skip the on-loop attempt: a cached copy of this size takes ~20 us.
 NOWAIT_MAX_BYTES: Final = 256 * 1024
+# A page-aligned write needs no read of old data: it may run on the loop (_write_inline).
+_PAGE_MASK: Final = os.sysconf("SC_PAGE_SIZE") - 1
+INLINE_WRITE_SLOW_SECONDS: Final = 0.002
+INLINE_WRITE_BACKOFF_SECONDS: Final = 1.0
 # Zeroes written per pwrite when punching holes is unsupported.
 ZERO_CHUNK_BYTES: Final = 1 << 20
 
@@ -74,6 +82,8 @@ class FileDeviceStats:
     nowait_writes: int = 0
     thread_writes: int = 0
     write_batches: int = 0  # thread jobs that carried the small thread_writes
+    inline_writes: int = 0  # page-aligned writes done on the loop (no RWF_NOWAIT writes)
+    slow_inline_writes: int = 0  # of those, the ones that sent writes to threads for a while
 
 
 def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
@@ -226,6 +236,8 @@ class FileDevice(BlockDevice):
         )
         self._pending: set[Future[Any]] = set()
         self._write_batch: list[tuple[memoryview, int, int, asyncio.Future[None]]] = []
+        self._inline_writes = nowait
+        self._inline_writes_after = 0.0  # monotonic time before which writes use threads
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
 
@@ -362,6 +374,16 @@ class FileDevice(BlockDevice):
             if done == len(view):
                 self.stats.nowait_writes += 1
                 return
+        if (
+            not done
+            and not self._nowait_write  # refused RWF_NOWAIT (an EAGAIN must not block here)
+            and self._inline_writes
+            and len(view) <= NOWAIT_MAX_BYTES
+            and not (offset | len(view)) & _PAGE_MASK
+        ):
+            done = self._write_inline(fd, view, offset)
+            if done == len(view):
+                return
         self.stats.thread_writes += 1
         if len(view) <= NOWAIT_MAX_BYTES:
             await self._write_in_batch(view, done, offset)
@@ -370,6 +392,32 @@ class FileDevice(BlockDevice):
             await self._run(_pwrite_all, fd, view, done, offset)
         except OSError as exc:
             raise _translate(exc, self.path, write=True) from exc
+
+    def _write_inline(self, fd: int, view: memoryview, offset: int) -> int:
+        """A page-aligned write into the page cache, on the loop; the bytes written (0: not
+        tried, because a recent one was slow).
+
+        Where RWF_NOWAIT writes are refused (ext4's buffered writes), this is what a cached
+        write costs: a copy of whole pages, no read of the old data and no disk I/O. A pool
+        thread costs several times that, mostly in handing the GIL back and forth. What can
+        still make such a write wait is the kernel throttling a writer that dirties pages
+        faster than the disk takes them: a write that takes longer than
+        ``INLINE_WRITE_SLOW_SECONDS`` sends the device's writes to its threads for
+        ``INLINE_WRITE_BACKOFF_SECONDS``, so a throttled disk stalls the loop once, briefly.
+        """
+        now = time.monotonic()
+        if now < self._inline_writes_after:
+            return 0
+        try:
+            done = os.pwritev(fd, [view], offset)
+        except OSError as exc:
+            raise _translate(exc, self.path, write=True) from exc
+        if time.monotonic() - now > INLINE_WRITE_SLOW_SECONDS:
+            self.stats.slow_inline_writes += 1
+            self._inline_writes_after = now + INLINE_WRITE_BACKOFF_SECONDS
+        if done == len(view):
+            self.stats.inline_writes += 1
+        return done
 
     async def _write_in_batch(self, view: memoryview, done: int, offset: int) -> None:
         """Hand a small write to a pool thread together with every other small write made
