@@ -187,6 +187,8 @@ async def measure(args: argparse.Namespace, path: Path | None) -> float:
     cpu = time.process_time() - started
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    if args.stats:
+        print(getattr(device, 'stats', None))
     await device.close()
     return float(cpu * 1e6 / (len(work) * args.batch))
 
@@ -201,6 +203,7 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true", help="a MemoryDevice, not a file")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
+    parser.add_argument("--stats", action="store_true", help="print the device's counters")
     args = parser.parse_args()
     try:
         import uvloop

@@ -638,7 +638,7 @@ def test_page_aligned_writes_run_on_the_loop_where_nowait_writes_are_refused(
         assert (dev.stats.inline_writes, dev.stats.thread_writes) == (1, 0)
         await dev.write(page * 2 + 1, data(1, seed=2))  # not page-aligned: a thread
         assert (dev.stats.inline_writes, dev.stats.thread_writes) == (1, 1)
-        clock = iter(n / 100 for n in range(1000))  # 10 ms per reading
+        clock = iter(n / 20 for n in range(1000))  # 50 ms per reading
         monkeypatch.setattr(time, "monotonic", lambda: next(clock))  # every write "slow"
         await dev.write(page, data(page, seed=3))
         assert dev.stats.slow_inline_writes == 1 and dev.stats.inline_writes == 2

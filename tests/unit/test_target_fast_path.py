@@ -14,6 +14,7 @@ import itertools
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,104 @@ def test_scsi_response_header_vector() -> None:
         "21800000" "00000000" "0000000000000000" "00000001" "00000000"
         "00000002" "00000003" "00000004" "00000000" "00000000" "00000000"
     )  # fmt: skip
+
+
+# -- writes (``write_at_hand``, ``BlockDevice.write_now``) ------------------------------------
+
+
+def write16(lba: int, count: int, flags: int = 0) -> bytes:
+    return struct.pack(">BBQIBB", 0x8A, flags, lba, count, 0, 0)
+
+
+def write10(lba: int, count: int, flags: int = 0) -> bytes:
+    return struct.pack(">BBIBHB", 0x2A, flags, lba, 0, count, 0)
+
+
+PAGE_BLOCKS = 4096 // BS
+
+WRITE_CDBS: dict[str, tuple[bytes, int]] = {
+    # name: (CDB, Data-Out bytes)
+    "WRITE(16) a page": (write16(PAGE_BLOCKS, PAGE_BLOCKS), 4096),
+    "WRITE(10) a page": (write10(2 * PAGE_BLOCKS, PAGE_BLOCKS), 4096),
+    "WRITE(16) FUA": (write16(0, PAGE_BLOCKS, flags=0x08), 4096),
+    "WRITE(16) WRPROTECT": (write16(0, PAGE_BLOCKS, flags=0x20), 4096),
+    "WRITE(16) short data": (write16(0, PAGE_BLOCKS), 2048),
+    "WRITE(16) extra data": (write16(0, PAGE_BLOCKS), 8192),
+    "WRITE(16) past the end": (write16(BLOCKS - 1, 2), 1024),
+    "WRITE(16) zero length": (write16(0, 0), 0),
+    "WRITE(16) one unaligned block": (write16(3, 1), BS),
+}
+
+# A plain page write from A must take the fast path in these states (none stops a write).
+WRITE_FAST_STATES = {"plain", "ALUA active/non-optimized"}
+
+
+def wce_off(lu: LogicalUnit) -> None:
+    lu.mode = replace(lu.mode, wce=False)
+
+
+@pytest.mark.parametrize("state", [*STATES, "WCE=0"])
+@pytest.mark.parametrize("cdb_name", list(WRITE_CDBS))
+def test_fast_write_answers_exactly_as_execute_or_declines(
+    file_device: FileDevice, state: str, cdb_name: str
+) -> None:
+    set_up = wce_off if state == "WCE=0" else STATES[state][0]
+    cdb, length = WRITE_CDBS[cdb_name]
+    payload = os.urandom(length)
+
+    async def main() -> None:
+        lu = make_lu(file_device)
+        set_up(lu)
+        cmd = Command(A, 0, cdb, tag=next(_tags), data_out=payload)
+        fast = lu.execute_now(cmd)
+        slow = await lu.execute(Command(A, 0, cdb, tag=next(_tags), data_out=payload))
+        if fast is not None:
+            assert (fast.status, fast.sense, fast.data_out_used) == (
+                slow.status,
+                slow.sense,
+                slow.data_out_used,
+            ), (state, cdb_name)
+        if cdb_name in ("WRITE(16) a page", "WRITE(10) a page"):
+            assert (fast is not None) is (state in WRITE_FAST_STATES), (state, cdb_name)
+            if fast is not None:
+                lba = struct.unpack_from(">Q" if cdb[0] == 0x8A else ">I", cdb, 2)[0]
+                assert bytes(await file_device.read(lba, PAGE_BLOCKS)) == payload
+        elif cdb_name != "WRITE(16) one unaligned block":  # fast where RWF_NOWAIT writes work
+            assert fast is None, (state, cdb_name)
+        await file_device.close()
+
+    asyncio.run(main())
+
+
+def test_a_write_under_a_range_lock_goes_the_full_way(file_device: FileDevice) -> None:
+    async def main() -> None:
+        lu = make_lu(file_device)
+        payload = os.urandom(4096)
+        async with lu.lock_range(PAGE_BLOCKS + 2, 1):  # a COMPARE AND WRITE in flight
+            cmd = Command(A, 0, write16(PAGE_BLOCKS, PAGE_BLOCKS), tag=1, data_out=payload)
+            assert lu.execute_now(cmd) is None
+            other = Command(A, 0, write16(4 * PAGE_BLOCKS, PAGE_BLOCKS), tag=2, data_out=payload)
+            assert lu.execute_now(other) is not None  # not overlapping: at once
+        await file_device.close()
+
+    asyncio.run(main())
+
+
+def test_write_now_declines_a_closed_or_read_only_device(tmp_path: Path) -> None:
+    path = tmp_path / "lun.img"
+    path.write_bytes(bytes(BLOCKS * BS))
+    device = FileDevice(path, BS, read_only=True)
+    assert device.write_now(0, bytes(4096)) is False
+    asyncio.run(device.close())
+    device = FileDevice(path, BS)
+    asyncio.run(device.close())
+    assert device.write_now(0, bytes(4096)) is False
+
+
+def test_a_device_without_write_now_never_writes_at_once() -> None:
+    async def main() -> None:
+        lu = make_lu(MemoryDevice(BLOCKS, BS))
+        cmd = Command(A, 0, write16(0, PAGE_BLOCKS), tag=1, data_out=bytes(4096))
+        assert lu.execute_now(cmd) is None
+
+    asyncio.run(main())

@@ -107,7 +107,7 @@ class BlockDevice(ABC):
       device says ``write_cache`` is False.
     * ``unmap`` deallocates; later reads of those blocks return zeroes.
     * ``close`` is idempotent; I/O issued after it fails with ``DeviceNotReady``.
-    * ``read_now`` may answer a read synchronously; the default never does.
+    * ``read_now``/``write_now`` may do I/O synchronously; the defaults never do.
     """
 
     block_size: int
@@ -129,6 +129,15 @@ class BlockDevice(ABC):
         errors are never raised here: ``read`` reports them.
         """
         return None
+
+    def write_now(self, lba: int, data: bytes | memoryview) -> bool:
+        """Write the blocks at once if that cannot wait (into a cache); True when done.
+
+        ``read_now``'s counterpart: False is always correct (``write`` then runs, and it
+        may write the same blocks again, which a write allows). Never raises: ``write``
+        reports errors.
+        """
+        return False
 
     @abstractmethod
     async def write(self, lba: int, data: bytes | memoryview) -> None: ...

@@ -42,7 +42,14 @@ from sanstack.scsi.command import Command, CommandResult, CommandSpec, Nexus
 from sanstack.scsi.command_stats import CommandStats
 from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.pr import PersistentReservations, TargetPort
-from sanstack.scsi.sbc_rw import READ_10_OPCODE, READ_16_OPCODE, read_at_hand
+from sanstack.scsi.sbc_rw import (
+    READ_10_OPCODE,
+    READ_16_OPCODE,
+    WRITE_10_OPCODE,
+    WRITE_16_OPCODE,
+    read_at_hand,
+    write_at_hand,
+)
 from sanstack.scsi.sense import CheckCondition, check_condition, invalid_field_in_cdb
 from sanstack.scsi.sense_descriptor import to_descriptor_format
 
@@ -130,6 +137,7 @@ class LogicalUnit:
         self.commands: dict[tuple[int, int | None], CommandSpec] = command_table()
         # The commands ``execute_now`` may answer, by opcode.
         self._fast_opcodes = frozenset((READ_10_OPCODE, READ_16_OPCODE))
+        self._fast_write_opcodes = frozenset((WRITE_10_OPCODE, WRITE_16_OPCODE))
         self._unit_attentions: dict[Nexus, deque[ASC]] = {}
         self.scsi2_reservation: Nexus | None = None
         self.prevent_removal: set[Nexus] = set()
@@ -203,8 +211,9 @@ class LogicalUnit:
         return result
 
     def execute_now(self, cmd: Command) -> CommandResult | None:
-        """The result of a command that needs no waiting (a READ of cached blocks), or None:
-        then ``execute`` runs it. The caller records stats as for ``execute``.
+        """The result of a command that needs no waiting (a READ of cached blocks, a WRITE
+        into the page cache), or None: then ``execute`` runs it. The caller records stats
+        as for ``execute``.
 
         The target's fast path: no coroutine, no task, nothing to abort meanwhile. It makes
         the checks ``_execute`` makes before any handler, in the same order, and hands any
@@ -214,7 +223,10 @@ class LogicalUnit:
         if self.stopped or (self._unit_attentions and cmd.nexus in self._unit_attentions):
             return None
         cdb = cmd.cdb
-        if not cdb or cdb[0] not in self._fast_opcodes:
+        if not cdb:
+            return None
+        write = cdb[0] in self._fast_write_opcodes
+        if not write and cdb[0] not in self._fast_opcodes:
             return None
         # Both active states let media access through (SPC-4 §5.16.2.4); any other state
         # goes to ``execute``, which answers with the state's sense data.
@@ -226,7 +238,14 @@ class LogicalUnit:
             return None
         if self.pr.reservation is not None and self.pr.conflict(cmd.nexus, cdb):
             return None
+        if write:
+            return write_at_hand(self, cdb, cmd.data_out)
         return read_at_hand(self, cdb)
+
+    def range_locked(self, lba: int, count: int) -> bool:
+        """Whether a holder of ``lock_range`` holds any block of ``[lba, lba+count)``."""
+        end = lba + count
+        return any(s < end and lba < e for s, e, _ in self._locked_ranges)
 
     async def _execute(self, cmd: Command) -> CommandResult:
         cdb = cmd.cdb

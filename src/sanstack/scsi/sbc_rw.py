@@ -114,6 +114,41 @@ def read_at_hand(lu: LogicalUnit, cdb: bytes) -> CommandResult | None:
     return None if data is None else CommandResult(data=data)
 
 
+WRITE_10_OPCODE: Final = int(Opcode.WRITE_10)
+WRITE_16_OPCODE: Final = int(Opcode.WRITE_16)
+_FUA_OR_PROTECT: Final = FUA | PROTECT_MASK
+
+
+def write_at_hand(
+    lu: LogicalUnit, cdb: bytes, data_out: bytes | memoryview
+) -> CommandResult | None:
+    """WRITE(10)/WRITE(16) done at once if the device can take the blocks without waiting
+    (``write_now``), else None.
+
+    Only the plain case: no protection, no FUA, no flush owed (WCE=1 or no volatile cache),
+    exactly the blocks' data, a valid range, no range lock in the way (a COMPARE AND WRITE in
+    flight); anything else goes the full way (``write_10``/``write_16``).
+    """
+    opcode = cdb[0]
+    if opcode == WRITE_16_OPCODE:
+        _, flags, lba, count, _, _ = _unpack16(cdb)
+    elif opcode == WRITE_10_OPCODE:
+        _, flags, lba, _, count, _ = _unpack10(cdb)
+    else:
+        return None
+    device = lu.device
+    if flags & _FUA_OR_PROTECT or not count or count > MAX_TRANSFER_BLOCKS:
+        return None
+    if lba + count > device.num_blocks or device.read_only or lu.mode.swp:
+        return None
+    need = count * device.block_size
+    if len(data_out) != need or (device.write_cache and not lu.mode.wce):
+        return None
+    if lu.range_locked(lba, count) or not device.write_now(lba, data_out):
+        return None
+    return CommandResult(data_out_used=need)
+
+
 async def read_6(lu: LogicalUnit, cmd: Command) -> CommandResult:
     _, msb, low, count, _ = CDB6.unpack_from(cmd.cdb)
     lba = (msb & LBA6_MSB_MASK) << 16 | low
