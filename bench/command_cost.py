@@ -188,7 +188,7 @@ async def measure(args: argparse.Namespace, path: Path | None) -> float:
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     if args.stats:
-        print(getattr(device, 'stats', None))
+        print(getattr(device, "stats", None))
     await device.close()
     return float(cpu * 1e6 / (len(work) * args.batch))
 
