@@ -39,10 +39,10 @@ def test_connections_go_to_the_live_worker_with_fewest_then_lowest_index() -> No
         book.worker_up(index, 100 + index)
     placed = []
     for _ in range(4):
-        index = book.place()
-        assert index is not None
-        book.connection_placed(index, book.next_connection_id())
-        placed.append(index)
+        chosen = book.place()
+        assert chosen is not None
+        book.connection_placed(chosen, book.next_connection_id())
+        placed.append(chosen)
     assert placed == [0, 1, 2, 0]
     book.connection_ended(1, 2)
     assert book.place() == 1
@@ -97,10 +97,19 @@ def _target(effects: Effects) -> Target:
 
 
 def _prout(
-    lu: LogicalUnit, nexus: Nexus, action: PROutServiceAction, tag: int, **fields: int
+    lu: LogicalUnit,
+    nexus: Nexus,
+    action: PROutServiceAction,
+    tag: int,
+    *,
+    reservation_key: int = 0,
+    service_action_reservation_key: int = 0,
+    pr_type: int = 0,
 ) -> Status:
-    pr_type = fields.pop("pr_type", 0)
-    parameters = PROutParameters(**fields).encode()
+    parameters = PROutParameters(
+        reservation_key=reservation_key,
+        service_action_reservation_key=service_action_reservation_key,
+    ).encode()
     cdb = PROutCdb(action, PRScope.LU_SCOPE, pr_type, len(parameters)).encode()
     result = asyncio.run(lu.execute(Command(nexus, 0, cdb, tag, data_out=parameters)))
     return result.status
@@ -155,7 +164,8 @@ def test_a_replica_takes_the_reservations_and_the_alua_state() -> None:
     lu = source.luns[0]
     register = PROutServiceAction.REGISTER
     _prout(lu, A, register, 1, service_action_reservation_key=0xA)
-    _prout(lu, A, PROutServiceAction.RESERVE, 2, reservation_key=0xA, pr_type=PRType.EXCLUSIVE_ACCESS)  # fmt: skip
+    ea = PRType.EXCLUSIVE_ACCESS
+    _prout(lu, A, PROutServiceAction.RESERVE, 2, reservation_key=0xA, pr_type=ea)
     lu.scsi2_reservation = B
     source.set_alua_state(1, ALUAState.ACTIVE_NON_OPTIMIZED)
 
