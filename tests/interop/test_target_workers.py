@@ -235,8 +235,7 @@ def test_stop_with_io_in_flight_leaves_no_worker_behind(tmp_path: Path) -> None:
         assert {row["worker"] for row in sessions(daemon)} == {0, 1}
         # Leaving the block sends SIGTERM; the daemon must exit 0 in time.
     try:
-        for pid in pids:
-            wait_until(lambda pid=pid: not _alive(pid), 10, f"worker {pid} gone")
+        wait_until(lambda: not any(_alive(pid) for pid in pids), 10, f"workers {pids} gone")
     finally:
         for load in loads:
             if load.poll() is None:
