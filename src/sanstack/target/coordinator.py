@@ -154,6 +154,7 @@ class Coordinator:
         self._state_lock = asyncio.Lock()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._supervisors: list[asyncio.Task[None]] = []
 
     def _own(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -260,7 +261,7 @@ class Coordinator:
             await self.stop(grace=0)
             raise
         for slot in self.slots:
-            self._own(asyncio.get_running_loop().create_task(self._supervise(slot)))
+            self._supervisors.append(asyncio.get_running_loop().create_task(self._supervise(slot)))
 
     async def _spawn(self, slot: WorkerSlot) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -540,6 +541,10 @@ class Coordinator:
         self._stopping = True
         for portal in list(self._listeners):
             await self._close_listener(portal)
+        # No restart from now on; a worker caught half started is in its slot, stopped below.
+        for supervisor in self._supervisors:
+            supervisor.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
         for slot in self.slots:
             self._tell(slot, Stop(grace))
         processes = [s.process for s in self.slots if s.process is not None]

@@ -18,12 +18,25 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final
 
-from sanstack.errors import SanstackError
 from sanstack.scsi.command import Nexus
+from sanstack.target.workers_fields import (
+    AbortSets,
+    AluaGroupState,
+    LunState,
+    PortalAddress,
+    ResetUnits,
+    UnitAttentionFor,
+    WorkerProtocolError,
+    field_of,
+    hex_field,
+    list_field,
+    nexus_field,
+    nexus_to_json,
+    objects_field,
+)
 
 __all__ = [
     "MAX_FRAME",
@@ -59,247 +72,6 @@ __all__ = [
 _LENGTH: Final = struct.Struct(">I")
 # A READ FULL STATUS of 4096 registrations is well under a megabyte of JSON.
 MAX_FRAME: Final = 16 << 20
-
-
-class WorkerProtocolError(SanstackError):
-    """A frame between coordinator and worker that is not one of the messages here."""
-
-
-# -- field codecs ------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-def _get(obj: dict[str, Any], name: str, kind: type[T]) -> T:
-    value = obj.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise WorkerProtocolError(f"{name}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _hex(obj: dict[str, Any], name: str) -> bytes:
-    try:
-        return bytes.fromhex(_get(obj, name, str))
-    except ValueError:
-        raise WorkerProtocolError(f"{name}: not hex") from None
-
-
-def _list(obj: dict[str, Any], name: str) -> list[Any]:
-    return _get(obj, name, list)
-
-
-def nexus_to_json(nexus: Nexus) -> list[Any]:
-    return [
-        nexus.initiator_name,
-        nexus.isid,
-        nexus.target_name,
-        nexus.tpgt,
-        nexus.relative_target_port_id,
-    ]
-
-
-def nexus_from_json(value: object) -> Nexus:
-    if (
-        not isinstance(value, list)
-        or len(value) != 5
-        or not isinstance(value[0], str)
-        or not isinstance(value[2], str)
-        or not all(type(v) is int for v in (value[1], value[3], value[4]))
-    ):
-        raise WorkerProtocolError(f"nexus: malformed {value!r}")
-    return Nexus(value[0], value[1], value[2], value[3], value[4])
-
-
-def _nexus(obj: dict[str, Any], name: str) -> Nexus:
-    return nexus_from_json(obj.get(name))
-
-
-def _optional_nexus(obj: dict[str, Any], name: str) -> Nexus | None:
-    return None if obj.get(name) is None else _nexus(obj, name)
-
-
-def _objects(obj: dict[str, Any], name: str, build: Callable[[dict[str, Any]], T]) -> list[T]:
-    items = _list(obj, name)
-    if not all(isinstance(item, dict) for item in items):
-        raise WorkerProtocolError(f"{name}: expected objects")
-    return [build(item) for item in items]
-
-
-# -- parts of messages -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PortalAddress:
-    """A portal of a portal group as the coordinator bound it (port 0 resolved)."""
-
-    target: str
-    tag: int
-    index: int
-    host: str
-    port: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "tag": self.tag,
-            "index": self.index,
-            "host": self.host,
-            "port": self.port,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> PortalAddress:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "tag", int),
-            _get(obj, "index", int),
-            _get(obj, "host", str),
-            _get(obj, "port", int),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LunState:
-    """One LUN's shared state: the persistent reservations document (``to_dict``) and the
-    SPC-2 reservation's holder."""
-
-    target: str
-    lun: int
-    pr: dict[str, Any]
-    scsi2: Nexus | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "lun": self.lun,
-            "pr": self.pr,
-            "scsi2": None if self.scsi2 is None else nexus_to_json(self.scsi2),
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> LunState:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "lun", int),
-            _get(obj, "pr", dict),
-            _optional_nexus(obj, "scsi2"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AluaGroupState:
-    """One target port group's ALUA state, status code and PREF bit."""
-
-    target: str
-    group_id: int
-    state: int
-    status: int
-    preferred: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "group": self.group_id,
-            "state": self.state,
-            "status": self.status,
-            "preferred": self.preferred,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> AluaGroupState:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "group", int),
-            _get(obj, "state", int),
-            _get(obj, "status", int),
-            _get(obj, "preferred", bool),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UnitAttentionFor:
-    """A unit attention (ASC/ASCQ as one number) for one nexus on one LUN."""
-
-    target: str
-    lun: int
-    nexus: Nexus
-    asc: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "lun": self.lun,
-            "nexus": nexus_to_json(self.nexus),
-            "asc": self.asc,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> UnitAttentionFor:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "lun", int),
-            _nexus(obj, "nexus"),
-            _get(obj, "asc", int),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AbortSets:
-    """PREEMPT AND ABORT's task sets on one LUN; the requester's own command (its tag) is
-    spared, as it must complete."""
-
-    target: str
-    lun: int
-    nexuses: tuple[Nexus, ...]
-    requester: Nexus
-    requester_tag: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "lun": self.lun,
-            "nexuses": [nexus_to_json(n) for n in self.nexuses],
-            "requester": nexus_to_json(self.requester),
-            "tag": self.requester_tag,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> AbortSets:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "lun", int),
-            tuple(nexus_from_json(n) for n in _list(obj, "nexuses")),
-            _nexus(obj, "requester"),
-            _get(obj, "tag", int),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ResetUnits:
-    """A LOGICAL UNIT RESET (``lun``) or target reset (``lun`` -1: every LUN) from
-    ``nexus``, establishing ``asc``: each worker aborts its tasks there (SAM-5 §7.7)."""
-
-    target: str
-    lun: int
-    nexus: Nexus
-    asc: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "lun": self.lun,
-            "nexus": nexus_to_json(self.nexus),
-            "asc": self.asc,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ResetUnits:
-        return cls(
-            _get(obj, "target", str),
-            _get(obj, "lun", int),
-            _nexus(obj, "nexus"),
-            _get(obj, "asc", int),
-        )
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -343,10 +115,10 @@ class Hello(Message):
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Hello:
         return cls(
-            _get(obj, "index", int),
-            tuple(_objects(obj, "portals", PortalAddress.from_json)),
-            tuple(_objects(obj, "luns", LunState.from_json)),
-            tuple(_objects(obj, "alua", AluaGroupState.from_json)),
+            field_of(obj, "index", int),
+            tuple(objects_field(obj, "portals", PortalAddress.from_json)),
+            tuple(objects_field(obj, "luns", LunState.from_json)),
+            tuple(objects_field(obj, "alua", AluaGroupState.from_json)),
         )
 
 
@@ -376,12 +148,12 @@ class Sync(Message):
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Sync:
         return cls(
-            _get(obj, "seq", int),
-            tuple(_objects(obj, "luns", LunState.from_json)),
-            tuple(_objects(obj, "alua", AluaGroupState.from_json)),
-            tuple(_objects(obj, "unit_attentions", UnitAttentionFor.from_json)),
-            tuple(_objects(obj, "aborts", AbortSets.from_json)),
-            tuple(_objects(obj, "resets", ResetUnits.from_json)),
+            field_of(obj, "seq", int),
+            tuple(objects_field(obj, "luns", LunState.from_json)),
+            tuple(objects_field(obj, "alua", AluaGroupState.from_json)),
+            tuple(objects_field(obj, "unit_attentions", UnitAttentionFor.from_json)),
+            tuple(objects_field(obj, "aborts", AbortSets.from_json)),
+            tuple(objects_field(obj, "resets", ResetUnits.from_json)),
         )
 
 
@@ -409,11 +181,11 @@ class Reply(Message):
     def parse(cls, obj: dict[str, Any]) -> Reply:
         used = obj.get("data_out_used")
         return cls(
-            _get(obj, "request", int),
-            _get(obj, "status", int),
-            _hex(obj, "data"),
-            _hex(obj, "sense"),
-            None if used is None else _get(obj, "data_out_used", int),
+            field_of(obj, "request", int),
+            field_of(obj, "status", int),
+            hex_field(obj, "data"),
+            hex_field(obj, "sense"),
+            None if used is None else field_of(obj, "data_out_used", int),
         )
 
 
@@ -429,7 +201,7 @@ class Reinstate(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Reinstate:
-        return cls(_nexus(obj, "nexus"))
+        return cls(nexus_field(obj, "nexus"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,10 +219,10 @@ class DropConnections(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> DropConnections:
-        portals = _list(obj, "portals")
+        portals = list_field(obj, "portals")
         if not all(isinstance(p, str) for p in portals):
             raise WorkerProtocolError("portals: expected strings")
-        return cls(_get(obj, "target", str), _get(obj, "tag", int), tuple(portals))
+        return cls(field_of(obj, "target", str), field_of(obj, "tag", int), tuple(portals))
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +235,7 @@ class ListSessions(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> ListSessions:
-        return cls(_get(obj, "request", int))
+        return cls(field_of(obj, "request", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,7 +270,9 @@ class Handoff(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Handoff:
-        return cls(_get(obj, "connection", int), _get(obj, "host", str), _get(obj, "port", int))
+        return cls(
+            field_of(obj, "connection", int), field_of(obj, "host", str), field_of(obj, "port", int)
+        )
 
 
 # Worker to coordinator.
@@ -515,7 +289,7 @@ class Ready(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Ready:
-        return cls(_get(obj, "index", int), _get(obj, "pid", int))
+        return cls(field_of(obj, "index", int), field_of(obj, "pid", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,14 +321,14 @@ class Forward(Message):
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Forward:
         return cls(
-            _get(obj, "request", int),
-            _get(obj, "target", str),
-            _get(obj, "lun", int),
-            _nexus(obj, "nexus"),
-            _get(obj, "tag", int),
-            _hex(obj, "cdb"),
-            _hex(obj, "data_out"),
-            _get(obj, "data_in_length", int),
+            field_of(obj, "request", int),
+            field_of(obj, "target", str),
+            field_of(obj, "lun", int),
+            nexus_field(obj, "nexus"),
+            field_of(obj, "tag", int),
+            hex_field(obj, "cdb"),
+            hex_field(obj, "data_out"),
+            field_of(obj, "data_in_length", int),
         )
 
 
@@ -573,7 +347,9 @@ class Reset(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Reset:
-        return cls(_get(obj, "request", int), ResetUnits.from_json(_get(obj, "reset", dict)))
+        return cls(
+            field_of(obj, "request", int), ResetUnits.from_json(field_of(obj, "reset", dict))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,7 +362,7 @@ class Ack(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Ack:
-        return cls(_get(obj, "seq", int))
+        return cls(field_of(obj, "seq", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,7 +378,7 @@ class SessionUp(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> SessionUp:
-        return cls(_get(obj, "connection", int), _nexus(obj, "nexus"))
+        return cls(field_of(obj, "connection", int), nexus_field(obj, "nexus"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,7 +392,7 @@ class SessionDown(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> SessionDown:
-        return cls(_get(obj, "connection", int), _nexus(obj, "nexus"))
+        return cls(field_of(obj, "connection", int), nexus_field(obj, "nexus"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,7 +405,7 @@ class ConnectionEnded(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> ConnectionEnded:
-        return cls(_get(obj, "connection", int))
+        return cls(field_of(obj, "connection", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,10 +421,10 @@ class Sessions(Message):
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Sessions:
-        rows = _list(obj, "sessions")
+        rows = list_field(obj, "sessions")
         if not all(isinstance(row, dict) for row in rows):
             raise WorkerProtocolError("sessions: expected objects")
-        return cls(_get(obj, "request", int), tuple(rows))
+        return cls(field_of(obj, "request", int), tuple(rows))
 
 
 _KINDS: Final[dict[str, type[Message]]] = {
