@@ -78,7 +78,7 @@ EDGE_MODULES = {
     "target/server.py": "the target's TCP listeners and connections",
     "target/state_store.py": "a lock serialises saves of one state file",
     "target/task_management.py": "aborts tasks and awaits them",
-    "target/coordinator.py": "--workers: listeners, worker processes, shared state pushed and acked",
+    "target/coordinator.py": "--workers: listeners, worker processes, shared state acked",
     "target/worker_process.py": "a target worker: handed-over sockets, its server, its channel",
     "target/workers_channel.py": "the coordinator-worker stream: frames, bounded requests",
     "tools/fault_proxy.py": "a TCP proxy that injects faults",
