@@ -376,7 +376,8 @@ class Coordinator:
             if slot.ready is not None and not slot.ready.done():
                 slot.ready.set_result(message)
         elif isinstance(message, Forward):
-            self._own(asyncio.get_running_loop().create_task(self._forwarded(slot, message)))
+            task = self._forwarded(slot.channel, message)
+            self._own(asyncio.get_running_loop().create_task(task))
         elif isinstance(message, SessionUp):
             other = self.book.session_up(index, message.connection, message.nexus)
             if other is not None:
@@ -397,9 +398,10 @@ class Coordinator:
         elif isinstance(message, ConnectionEnded):
             self.book.connection_ended(index, message.connection)
         elif isinstance(message, Reset):
-            self._own(asyncio.get_running_loop().create_task(self._reset(slot, message)))
+            task = self._reset(slot, slot.channel, message)
+            self._own(asyncio.get_running_loop().create_task(task))
 
-    async def _reset(self, slot: WorkerSlot, message: Reset) -> None:
+    async def _reset(self, slot: WorkerSlot, channel: Channel | None, message: Reset) -> None:
         """A reset in one worker: the units here (SPC-2 reservation, unit attentions to
         every nexus) and the other workers' tasks, before that worker answers it."""
         reset = message.reset
@@ -413,9 +415,7 @@ class Coordinator:
                 changed = [s for s in self._lun_states() if s not in before]
                 effects = self.effects.take()
                 await self._publish(changed, effects, alua=False, reset=(reset, slot.index))
-        if slot.channel is not None:
-            with contextlib.suppress(ChannelClosed):
-                slot.channel.send(Reply(message.request, int(Status.GOOD)))
+        _answer(channel, Reply(message.request, int(Status.GOOD)))
 
     async def _nexus_down(self, nexus: Nexus) -> None:
         """A session ended: the nexus's SPC-2 reservation goes (``nexus_lost``), and the
@@ -430,7 +430,7 @@ class Coordinator:
             if changed:
                 await self._publish(changed, Effects(), alua=False)
 
-    async def _forwarded(self, slot: WorkerSlot, forward: Forward) -> None:
+    async def _forwarded(self, channel: Channel | None, forward: Forward) -> None:
         try:
             await asyncio.wait_for(self._state_lock.acquire(), STATE_LOCK_WAIT)
         except TimeoutError:
@@ -448,9 +448,7 @@ class Coordinator:
             result.sense,
             result.data_out_used,
         )
-        if slot.channel is not None:
-            with contextlib.suppress(ChannelClosed):
-                slot.channel.send(reply)
+        _answer(channel, reply)
 
     async def _execute(self, forward: Forward) -> CommandResult:
         target = self.registry.targets.get(forward.target)
@@ -580,3 +578,11 @@ class Coordinator:
             }
             for w in self.book.workers
         ]
+
+
+def _answer(channel: Channel | None, reply: Reply) -> None:
+    """Answer on the channel the request came in on: a restarted worker has a new channel,
+    whose request numbers start again, and must never get its predecessor's answers."""
+    if channel is not None:
+        with contextlib.suppress(ChannelClosed):
+            channel.send(reply)
