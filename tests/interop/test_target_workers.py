@@ -20,6 +20,7 @@ from tests.support.processes import (
     require_tool,
     run_tool,
     running_target,
+    sanstack_command,
 )
 from tests.support.waits import wait_until
 
@@ -269,3 +270,42 @@ def test_libiscsi_pr_suites_against_two_workers(tmp_path: Path) -> None:
             assert summary, output[-3000:]
             total, ran, passed, failed = (int(x) for x in summary[-1].split()[1:5])
             assert total >= 4 and ran == passed == total and failed == 0, output[-4000:]
+
+
+@pytest.mark.parametrize(
+    ("lun", "workers", "message"),
+    [
+        (
+            "memory:16M",
+            "2",
+            f"--workers: LUN 0 of {IQN} is a memory LUN; --workers above 1 serves file LUNs only",
+        ),
+        ("LUN.img:16M", "0", "--workers: must be 1..256"),
+    ],
+)
+def test_bad_workers_flags_are_one_line_errors(
+    tmp_path: Path, lun: str, workers: str, message: str
+) -> None:
+    result = run_tool(
+        [
+            *sanstack_command(),
+            "target",
+            "serve",
+            "--iqn",
+            IQN,
+            "--portal",
+            f"127.0.0.1:{free_port()}",
+            "--lun",
+            lun.replace("LUN.img", str(tmp_path / "lun.img")),
+            "--workers",
+            workers,
+            "--control",
+            str(tmp_path / "control.sock"),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"sanstack: error: {message}"]
