@@ -167,6 +167,8 @@ def test_a_replica_takes_the_reservations_and_the_alua_state() -> None:
     ea = PRType.EXCLUSIVE_ACCESS
     _prout(lu, A, PROutServiceAction.RESERVE, 2, reservation_key=0xA, pr_type=ea)
     lu.scsi2_reservation = B
+    lu.mode.tas = True
+    lu.mode.d_sense = True
     source.set_alua_state(1, ALUAState.ACTIVE_NON_OPTIMIZED)
 
     replica = Target(TARGET, [PortalGroup(1, [Portal("127.0.0.1", 3260)])])
@@ -179,6 +181,7 @@ def test_a_replica_takes_the_reservations_and_the_alua_state() -> None:
     assert not copy.pr.conflict(A, read)
     assert copy.pr.generation == lu.pr.generation
     assert copy.scsi2_reservation == B
+    assert (copy.mode.tas, copy.mode.d_sense, copy.mode.wce) == (True, True, lu.mode.wce)
     group = replica.alua.group(1)
     assert (group.state, group.status) == (
         ALUAState.ACTIVE_NON_OPTIMIZED,
@@ -198,4 +201,6 @@ def test_the_forwarded_commands_are_all_in_the_command_table() -> None:
         "RESERVE(10)",
         "RELEASE(10)",
         "SET TARGET PORT GROUPS",
+        "MODE SELECT(6)",
+        "MODE SELECT(10)",
     }

@@ -84,18 +84,18 @@ VECTORS: list[tuple[Message, str]] = [
     ),
     (
         Reset(3, ResetUnits("iqn.t", -1, NEXUS, 0x2900)),
-        f'{{"request":3,"reset":{{"asc":10496,"lun":-1,"nexus":{NEXUS_JSON},'
+        f'{{"request":3,"reset":{{"asc":10496,"clear":false,"lun":-1,"nexus":{NEXUS_JSON},'
         '"target":"iqn.t"},"type":"reset"}',
     ),
     (
         Hello(
             0,
             (PortalAddress("iqn.t", 1, 0, "127.0.0.1", 3260),),
-            (LunState("iqn.t", 0, {"generation": 1}, NEXUS),),
+            (LunState("iqn.t", 0, {"generation": 1}, NEXUS, {"tas": True}),),
             (AluaGroupState("iqn.t", 1, 0, 0, False),),
         ),
         '{"alua":[{"group":1,"preferred":false,"state":0,"status":0,"target":"iqn.t"}],'
-        '"index":0,"luns":[{"lun":0,"pr":{"generation":1},'
+        '"index":0,"luns":[{"lun":0,"mode":{"tas":true},"pr":{"generation":1},'
         f'"scsi2":{NEXUS_JSON},"target":"iqn.t"}}],'
         '"portals":[{"host":"127.0.0.1","index":0,"port":3260,"tag":1,"target":"iqn.t"}],'
         '"type":"hello"}',
@@ -110,7 +110,7 @@ VECTORS: list[tuple[Message, str]] = [
         ),
         '{"aborts":[{"lun":0,"nexuses":[' + NEXUS_JSON + "],"
         f'"requester":{NEXUS_JSON},"tag":34,"target":"iqn.t"}}],"alua":[],'
-        '"luns":[{"lun":0,"pr":{},"scsi2":null,"target":"iqn.t"}],"resets":[],"seq":5,'
+        '"luns":[{"lun":0,"mode":{},"pr":{},"scsi2":null,"target":"iqn.t"}],"resets":[],"seq":5,'
         f'"type":"sync","unit_attentions":[{{"asc":10757,"lun":0,"nexus":{NEXUS_JSON},'
         '"target":"iqn.t"}]}',
     ),

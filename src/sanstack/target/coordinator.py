@@ -402,15 +402,16 @@ class Coordinator:
             self._own(asyncio.get_running_loop().create_task(task))
 
     async def _reset(self, slot: WorkerSlot, channel: Channel | None, message: Reset) -> None:
-        """A reset in one worker: the units here (SPC-2 reservation, unit attentions to
-        every nexus) and the other workers' tasks, before that worker answers it."""
+        """A reset (or CLEAR TASK SET) in one worker: the units here (SPC-2 reservation,
+        unit attentions to every nexus) and the other workers' tasks, before that worker
+        answers it."""
         reset = message.reset
         target = self.registry.targets.get(reset.target)
         if target is not None:
             async with self._state_lock:
                 before = self._lun_states()
                 for number, lu in target.luns.items():
-                    if reset.lun in (-1, number):
+                    if reset.lun in (-1, number) and not reset.clear:
                         lu.logical_unit_reset(reset.nexus, ASC(reset.asc))
                 changed = [s for s in self._lun_states() if s not in before]
                 effects = self.effects.take()

@@ -130,11 +130,18 @@ class WorkerConnection(ConnectionHandler):
             self.worker.tell(ConnectionEnded(self.connection_id))
 
     async def _run_tmf(self, event: TaskManagementRequested) -> None:
-        """A reset reaches every worker (and the shared SPC-2 reservation) first."""
-        reset = _RESETS.get(event.function)
-        if reset is not None and self.nexus is not None and self.target_name is not None:
-            lun = event.lun if event.function == Fn.LOGICAL_UNIT_RESET else ALL_LUNS
-            await self.worker.reset_everywhere(ResetUnits(self.target_name, lun, self.nexus, reset))
+        """A reset or CLEAR TASK SET reaches every worker (and the shared SPC-2 reservation)
+        first: the task set is the logical unit's, shared by every nexus."""
+        nexus, target_name, fn = self.nexus, self.target_name, event.function
+        if nexus is not None and target_name is not None:
+            shared: ResetUnits | None = None
+            if fn == Fn.CLEAR_TASK_SET:
+                shared = ResetUnits(target_name, event.lun, nexus, 0, clear=True)
+            elif (asc := _RESETS.get(fn)) is not None:
+                lun = event.lun if fn == Fn.LOGICAL_UNIT_RESET else ALL_LUNS
+                shared = ResetUnits(target_name, lun, nexus, asc)
+            if shared is not None:
+                await self.worker.reset_everywhere(shared)
         await super()._run_tmf(event)
 
 
@@ -228,7 +235,10 @@ class Worker:
             units = [u for n, u in target.luns.items() if reset.lun in (ALL_LUNS, n)]
             tasks: list[asyncio.Task[object]] = []
             for unit in units:
-                tasks += unit.logical_unit_reset(reset.nexus, ASC(reset.asc))
+                if reset.clear:
+                    tasks += unit.clear_task_set(reset.nexus)
+                else:
+                    tasks += unit.logical_unit_reset(reset.nexus, ASC(reset.asc))
             for handler in server.connections_of(target.name):
                 if handler.core is not None:
                     handler.core.drop_undelivered(None if reset.lun == ALL_LUNS else reset.lun)

@@ -15,6 +15,7 @@ be carried out by the workers that hold those nexuses. ``lun_state``/``apply_lun
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from sanstack.scsi.alua_codec import ALUAState, ALUAStatus
 from sanstack.scsi.codes import ASC, MaintenanceOut, Opcode
 from sanstack.scsi.command import Nexus
 from sanstack.scsi.logical_unit import LogicalUnit, ReservationStore, TargetInfo
+from sanstack.scsi.mode import ModeParameters
 from sanstack.scsi.pr import PersistentReservations
 from sanstack.target.config import TargetSpec
 from sanstack.target.workers_protocol import (
@@ -34,8 +36,8 @@ from sanstack.target.workers_protocol import (
     UnitAttentionFor,
 )
 
-# The commands whose state every worker must agree on, by (opcode, service action) as the
-# command table keys them: they run in the coordinator.
+# The commands of the state every worker must agree on (reservations, ALUA, mode pages),
+# by (opcode, service action) as the command table keys them: they run in the coordinator.
 FORWARDED_COMMANDS: frozenset[tuple[int, int | None]] = frozenset(
     {
         (Opcode.PERSISTENT_RESERVE_IN, None),
@@ -45,6 +47,8 @@ FORWARDED_COMMANDS: frozenset[tuple[int, int | None]] = frozenset(
         (Opcode.RESERVE_10, None),
         (Opcode.RELEASE_10, None),
         (Opcode.MAINTENANCE_OUT, MaintenanceOut.SET_TARGET_PORT_GROUPS),
+        (Opcode.MODE_SELECT_6, None),
+        (Opcode.MODE_SELECT_10, None),
     }
 )
 
@@ -217,13 +221,19 @@ class CoordinatorUnit(LogicalUnit):
 
 
 def lun_state(target_name: str, lu: LogicalUnit) -> LunState:
-    return LunState(target_name, lu.lun, lu.pr.to_dict(), lu.scsi2_reservation)
+    mode = {f.name: getattr(lu.mode, f.name) for f in dataclasses.fields(ModeParameters)}
+    return LunState(target_name, lu.lun, lu.pr.to_dict(), lu.scsi2_reservation, mode)
 
 
 def apply_lun_state(lu: LogicalUnit, state: LunState) -> None:
     """Make a worker's LUN agree with the coordinator's (ValueError for a bad document)."""
     lu.pr = PersistentReservations.from_dict(state.pr, max_registrations=lu.pr.max_registrations)
     lu.scsi2_reservation = state.scsi2
+    for mode_field in dataclasses.fields(ModeParameters):
+        value = state.mode.get(mode_field.name)
+        current = getattr(lu.mode, mode_field.name)
+        if type(value) is type(current):
+            setattr(lu.mode, mode_field.name, value)
 
 
 def alua_states(target_name: str, groups: ALUAGroups) -> list[AluaGroupState]:

@@ -4,7 +4,7 @@ each checks its JSON and refuses anything else with a ``WorkerProtocolError``.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sanstack.errors import SanstackError
@@ -110,13 +110,14 @@ class PortalAddress:
 
 @dataclass(frozen=True, slots=True)
 class LunState:
-    """One LUN's shared state: the persistent reservations document (``to_dict``) and the
-    SPC-2 reservation's holder."""
+    """One LUN's shared state: the persistent reservations document (``to_dict``), the
+    SPC-2 reservation's holder and the mode parameters (shared by every nexus)."""
 
     target: str
     lun: int
     pr: dict[str, Any]
     scsi2: Nexus | None = None
+    mode: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class LunState:
             "lun": self.lun,
             "pr": self.pr,
             "scsi2": None if self.scsi2 is None else nexus_to_json(self.scsi2),
+            "mode": self.mode,
         }
 
     @classmethod
@@ -133,6 +135,7 @@ class LunState:
             field_of(obj, "lun", int),
             field_of(obj, "pr", dict),
             optional_nexus_field(obj, "scsi2"),
+            field_of(obj, "mode", dict),
         )
 
 
@@ -226,13 +229,16 @@ class AbortSets:
 
 @dataclass(frozen=True, slots=True)
 class ResetUnits:
-    """A LOGICAL UNIT RESET (``lun``) or target reset (``lun`` -1: every LUN) from
-    ``nexus``, establishing ``asc``: each worker aborts its tasks there (SAM-5 §7.7)."""
+    """A task management function whose task set is shared by every nexus, so every
+    worker carries it out: a LOGICAL UNIT RESET (``lun``) or target reset (``lun`` -1:
+    every LUN) establishing ``asc`` (SAM-5 §7.7), or with ``clear`` a CLEAR TASK SET
+    (SAM-5 §7.4), from ``nexus``."""
 
     target: str
     lun: int
     nexus: Nexus
     asc: int
+    clear: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -240,6 +246,7 @@ class ResetUnits:
             "lun": self.lun,
             "nexus": nexus_to_json(self.nexus),
             "asc": self.asc,
+            "clear": self.clear,
         }
 
     @classmethod
@@ -249,4 +256,5 @@ class ResetUnits:
             field_of(obj, "lun", int),
             nexus_field(obj, "nexus"),
             field_of(obj, "asc", int),
+            field_of(obj, "clear", bool),
         )
