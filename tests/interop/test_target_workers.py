@@ -195,11 +195,12 @@ def test_a_killed_worker_is_restarted_and_the_other_serves_on(tmp_path: Path) ->
         assert prout(node2, PROutServiceAction.REGISTER, sa_key=0x22).status == Status.GOOD
         victim = workers(daemon)[1]["pid"]
         os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: workers(daemon)[1]["alive"] and workers(daemon)[1]["pid"] != victim,
-            60,
-            "worker 1 restarted",
-        )
+
+        def restarted() -> bool:
+            now = workers(daemon)[1]  # one snapshot: alive and pid from the same moment
+            return bool(now["alive"]) and now["pid"] not in (None, victim)
+
+        wait_until(restarted, 60, "worker 1 restarted")
         assert workers(daemon)[1]["restarts"] == 1
         assert "worker 1 exited with status -9; its 1 sessions ended" in daemon.log()
         node2.sock.settimeout(30)
