@@ -361,7 +361,7 @@ class Coordinator:
         )
         for nexus in ended:
             log.info("session of %s ended with worker %d", nexus.initiator_port, slot.index)
-            await self._nexus_down(nexus)
+            self._nexus_down(nexus)
 
     def _tell(self, slot: WorkerSlot, message: Message) -> None:
         if slot.channel is not None and slot.synced:
@@ -394,7 +394,7 @@ class Coordinator:
         elif isinstance(message, SessionDown):
             nexus = self.book.session_down(index, message.connection)
             if nexus is not None:
-                self._own(asyncio.get_running_loop().create_task(self._nexus_down(nexus)))
+                self._nexus_down(nexus)
         elif isinstance(message, ConnectionEnded):
             self.book.connection_ended(index, message.connection)
         elif isinstance(message, Reset):
@@ -418,18 +418,23 @@ class Coordinator:
                 await self._publish(changed, effects, alua=False, reset=(reset, slot.index))
         _answer(channel, Reply(message.request, int(Status.GOOD)))
 
-    async def _nexus_down(self, nexus: Nexus) -> None:
-        """A session ended: the nexus's SPC-2 reservation goes (``nexus_lost``), and the
-        workers learn of it if it did."""
+    def _nexus_down(self, nexus: Nexus) -> None:
+        """A session ended: the nexus's SPC-2 reservation goes (``nexus_lost``) at once, as
+        the message is read, so a command forwarded later by another worker finds it gone;
+        the workers learn of it through a push of the state as it is then."""
         target = self.registry.targets.get(nexus.target_name)
         if target is None:
             return
+        before = self._lun_states()
+        target.nexus_down(nexus)
+        changed = {(s.target, s.lun) for s in self._lun_states() if s not in before}
+        if changed:
+            self._own(asyncio.get_running_loop().create_task(self._publish_current(changed)))
+
+    async def _publish_current(self, keys: set[tuple[str, int]]) -> None:
         async with self._state_lock:
-            before = self._lun_states()
-            target.nexus_down(nexus)
-            changed = [s for s in self._lun_states() if s not in before]
-            if changed:
-                await self._publish(changed, Effects(), alua=False)
+            states = [s for s in self._lun_states() if (s.target, s.lun) in keys]
+            await self._publish(states, Effects(), alua=False)
 
     async def _forwarded(self, channel: Channel | None, forward: Forward) -> None:
         try:

@@ -31,8 +31,8 @@ from typing import Any
 
 from sanstack.edge.tasks import wait_ended
 from sanstack.iscsi.codes import TaskManagementFunction
-from sanstack.iscsi.target_events import TaskManagementRequested
-from sanstack.scsi.codes import ASC, Status
+from sanstack.iscsi.target_events import ConnectionClosed, TaskManagementRequested
+from sanstack.scsi.codes import ASC, Opcode, Status
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.logical_unit import LogicalUnit
 from sanstack.target.build import build_registry
@@ -74,6 +74,12 @@ from sanstack.target.workers_protocol import (
 log = logging.getLogger(__name__)
 
 Fn = TaskManagementFunction
+SCSI2_COMMANDS = {
+    (Opcode.RESERVE_6, None),
+    (Opcode.RELEASE_6, None),
+    (Opcode.RESERVE_10, None),
+    (Opcode.RELEASE_10, None),
+}
 ALL_LUNS = -1
 _RESETS = {
     Fn.LOGICAL_UNIT_RESET: ASC.BUS_DEVICE_RESET_FUNCTION_OCCURRED,
@@ -111,7 +117,7 @@ class WorkerRegistry(TargetRegistry):
     def session_ended(self, nexus: Nexus, session: Session) -> None:
         super().session_ended(nexus, session)
         if isinstance(session, WorkerConnection):
-            self._worker.tell(SessionDown(session.connection_id, nexus))
+            session.report_session_down(nexus)
 
 
 class WorkerConnection(ConnectionHandler):
@@ -122,6 +128,25 @@ class WorkerConnection(ConnectionHandler):
         self.worker = worker
         self.connection_id = connection
         self._reported = False
+        self._session_down_told = False
+
+    def report_session_down(self, nexus: Nexus) -> None:
+        if not self._session_down_told:
+            self._session_down_told = True
+            self.worker.tell(SessionDown(self.connection_id, nexus))
+
+    def _closed_coordinator_first(self, event: ConnectionClosed) -> bool:
+        """The coordinator hears of the session's end before the initiator can (the logout
+        response leaves in ``_on_closed``): a command that another worker forwards after
+        the initiator saw its logout finds the nexus gone (its SPC-2 reservation too)."""
+        if self.nexus is not None:
+            self.report_session_down(self.nexus)
+        return ConnectionHandler._on_closed(self, event)
+
+    _event_handlers = {
+        **ConnectionHandler._event_handlers,
+        ConnectionClosed: _closed_coordinator_first,
+    }
 
     def _teardown(self) -> None:
         super()._teardown()
@@ -268,7 +293,13 @@ class Worker:
         for key in FORWARDED_COMMANDS:
             spec = lu.commands.get(key)
             if spec is not None:
-                lu.commands[key] = replace(spec, handler=forward)
+                # RESERVE and RELEASE meet the SPC-2 reservation in the coordinator, whose
+                # holder is current, rather than in this replica, which learns of a nexus
+                # lost in another worker a push later.
+                lenient = spec.allowed_with_scsi2_reservation or key in SCSI2_COMMANDS
+                lu.commands[key] = replace(
+                    spec, handler=forward, allowed_with_scsi2_reservation=lenient
+                )
 
     async def _forward(self, target_name: str, lu: LogicalUnit, cmd: Command) -> CommandResult:
         def build(request: int) -> Message:
