@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from tests.support.processes import (
 from tests.support.waits import wait_until
 
 from sanstack.control.client import call
-from sanstack.scsi.cdb import ReadWriteCDB
+from sanstack.scsi.cdb import CompareAndWriteCDB, ReadWriteCDB
 from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.pr_codec import (
     PRInCdb,
@@ -216,6 +217,39 @@ def test_a_killed_worker_is_restarted_and_the_other_serves_on(tmp_path: Path) ->
         assert read_keys(node2) == (0x22,)
         assert write(node2).status == Status.GOOD
         for client in (node1, node2):
+            client.logout()
+
+
+def test_compare_and_write_is_atomic_across_workers(tmp_path: Path) -> None:
+    """Two sessions in two workers race COMPARE AND WRITE increments of one counter block
+    (ATS-style): no increment is lost, so the two never both won the same compare."""
+    port = free_port()
+    rounds = 150
+    with workers_target(tmp_path, [port]) as daemon:
+        clients = [login(port, NODE1, 0x1), login(port, NODE2, 0x2)]
+        assert [worker_of(daemon, NODE1, 0x1), worker_of(daemon, NODE2, 0x2)] == [0, 1]
+        assert write(clients[0]).status == Status.GOOD  # block 0 := zeros, counter 0
+        wins = [0, 0]
+
+        def increment(index: int) -> None:
+            client = clients[index]
+            for _ in range(rounds):
+                seen = read(client).data
+                value = int.from_bytes(seen[:8], "little")
+                new = (value + 1).to_bytes(8, "little") + seen[8:]
+                cdb = CompareAndWriteCDB(0, 1).encode()
+                if client.command(cdb, data_out=seen + new).status == Status.GOOD:
+                    wins[index] += 1
+
+        threads = [threading.Thread(target=increment, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not any(thread.is_alive() for thread in threads)
+        counter = int.from_bytes(read(clients[0]).data[:8], "little")
+        assert counter == sum(wins) and min(wins) > 0, wins
+        for client in clients:
             client.logout()
 
 

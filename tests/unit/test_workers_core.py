@@ -13,6 +13,7 @@ from sanstack.scsi.logical_unit import LogicalUnit
 from sanstack.scsi.pr_codec import PROutCdb, PROutParameters, PROutServiceAction, PRScope, PRType
 from sanstack.target.model import Portal, PortalGroup, Target
 from sanstack.target.workers_core import (
+    ATOMIC_COMMANDS,
     FORWARDED_COMMANDS,
     CoordinatorBook,
     CoordinatorUnit,
@@ -193,6 +194,7 @@ def test_the_forwarded_commands_are_all_in_the_command_table() -> None:
     from sanstack.scsi.command_table import command_table
 
     table = command_table()
+    assert {table[key].name for key in ATOMIC_COMMANDS} == {"COMPARE AND WRITE"}
     assert {table[key].name for key in FORWARDED_COMMANDS} == {
         "PERSISTENT RESERVE IN",
         "PERSISTENT RESERVE OUT",

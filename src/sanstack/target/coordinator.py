@@ -32,7 +32,7 @@ from typing import Any
 
 from sanstack.errors import ConfigError, SanstackError
 from sanstack.scsi.alua_codec import ALUAState
-from sanstack.scsi.codes import ASC, SenseKey, Status
+from sanstack.scsi.codes import ASC, Opcode, SenseKey, Status
 from sanstack.scsi.command import Command, CommandResult, Nexus
 from sanstack.scsi.sense import check_condition
 from sanstack.target.build import build_registry
@@ -437,6 +437,12 @@ class Coordinator:
             await self._publish(states, Effects(), alua=False)
 
     async def _forwarded(self, channel: Channel | None, forward: Forward) -> None:
+        if forward.cdb[:1] == bytes([Opcode.COMPARE_AND_WRITE]):
+            # Atomic against every other worker's COMPARE AND WRITE through this LU's range
+            # lock; it changes no shared state, so it does not wait for the state lock.
+            result = await self._execute(forward, publish=False)
+            _answer(channel, _reply(forward, result))
+            return
         try:
             await asyncio.wait_for(self._state_lock.acquire(), STATE_LOCK_WAIT)
         except TimeoutError:
@@ -447,16 +453,9 @@ class Coordinator:
                 result = await self._execute(forward)
             finally:
                 self._state_lock.release()
-        reply = Reply(
-            forward.request,
-            int(result.status),
-            bytes(result.data),
-            result.sense,
-            result.data_out_used,
-        )
-        _answer(channel, reply)
+        _answer(channel, _reply(forward, result))
 
-    async def _execute(self, forward: Forward) -> CommandResult:
+    async def _execute(self, forward: Forward, *, publish: bool = True) -> CommandResult:
         target = self.registry.targets.get(forward.target)
         lu = target.luns.get(forward.lun) if target is not None else None
         if target is None or lu is None:
@@ -470,6 +469,8 @@ class Coordinator:
             data_out=forward.data_out,
             data_in_length=forward.data_in_length,
         )
+        if not publish:
+            return await lu.execute(command)
         try:
             result = await lu.execute(command)
         finally:
@@ -592,3 +593,13 @@ def _answer(channel: Channel | None, reply: Reply) -> None:
     if channel is not None:
         with contextlib.suppress(ChannelClosed):
             channel.send(reply)
+
+
+def _reply(forward: Forward, result: CommandResult) -> Reply:
+    return Reply(
+        forward.request,
+        int(result.status),
+        bytes(result.data),
+        result.sense,
+        result.data_out_used,
+    )

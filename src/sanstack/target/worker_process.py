@@ -43,6 +43,7 @@ from sanstack.target.service import TargetService
 from sanstack.target.shared_files import shared_opener
 from sanstack.target.workers_channel import Channel, ChannelClosed
 from sanstack.target.workers_core import (
+    ATOMIC_COMMANDS,
     FORWARDED_COMMANDS,
     WorkerSetup,
     apply_alua_states,
@@ -290,7 +291,7 @@ class Worker:
         async def forward(unit: LogicalUnit, cmd: Command) -> CommandResult:
             return await self._forward(target_name, unit, cmd)
 
-        for key in FORWARDED_COMMANDS:
+        for key in FORWARDED_COMMANDS | ATOMIC_COMMANDS:
             spec = lu.commands.get(key)
             if spec is not None:
                 # RESERVE and RELEASE meet the SPC-2 reservation in the coordinator, whose

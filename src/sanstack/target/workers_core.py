@@ -51,6 +51,10 @@ FORWARDED_COMMANDS: frozenset[tuple[int, int | None]] = frozenset(
         (Opcode.MODE_SELECT_10, None),
     }
 )
+# Commands that change no shared state but must be atomic against each other in every
+# worker: COMPARE AND WRITE (VMware's ATS locks) runs in the coordinator under its range
+# lock, outside the shared-state lock. (Against plain WRITEs in other workers it is not.)
+ATOMIC_COMMANDS: frozenset[tuple[int, int | None]] = frozenset({(Opcode.COMPARE_AND_WRITE, None)})
 
 
 @dataclass(frozen=True, slots=True)
