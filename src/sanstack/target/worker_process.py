@@ -409,11 +409,17 @@ def _unit(registry: TargetRegistry, target_name: str, lun: int) -> LogicalUnit |
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    index, channel_fd, handoff_fd = (int(a) for a in args)
+    try:
+        index, channel_fd, handoff_fd = (int(a) for a in args)
+        setup: Any = pickle.load(sys.stdin.buffer)
+        if not isinstance(setup, WorkerSetup):
+            raise ValueError("stdin holds no worker setup")
+    except (ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # Started by hand, not by a coordinator (``sanstack target serve --workers N``).
+        print(f"sanstack target worker: error: {exc}", file=sys.stderr)
+        return 2
     # The coordinator stops its workers; a terminal's ^C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup: Any = pickle.load(sys.stdin.buffer)
-    assert isinstance(setup, WorkerSetup)
     logging.basicConfig(
         level=setup.log_level,
         format=f"%(asctime)s %(levelname)s worker{index}[%(process)d] %(name)s: %(message)s",
