@@ -426,7 +426,11 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _sessions(args: argparse.Namespace) -> int:
     result = call(args.control, "GET", "/v1/sessions")
-    emit(result, as_json=args.json, table=render_table(result, _SESSION_COLUMNS))
+    # A target with --workers names the worker process of each session.
+    columns = _SESSION_COLUMNS + (
+        [("worker", "WORKER")] if any("worker" in r for r in result) else []
+    )
+    emit(result, as_json=args.json, table=render_table(result, columns))
     return 0
 
 
