@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sanstack")
 DEFAULT_STATE_DIR = Path("/var/lib/sanstack")
+MAX_WORKERS = 256
 
 
 def register(commands: Any) -> None:
@@ -88,6 +89,15 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="silence before pinging an initiator with NOP-In, 0 for never (default %(default)s)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N worker processes behind one coordinator that owns the portals, "
+        "the control socket and the shared reservation and ALUA state (file LUNs only; "
+        "default %(default)s: one process)",
+    )
     add_metrics_flag(serve)
     serve.set_defaults(func=serve_command)
     _register_queries(sub)
@@ -109,7 +119,18 @@ async def serve_command(args: argparse.Namespace) -> int:
         specs = [quick_target(args.iqn, args.portal, args.lun)]
     if args.nop_interval < 0:
         raise ConfigError("--nop-interval", "must be >= 0")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be 1..{MAX_WORKERS}")
     settings = ConnectionSettings(nop_in_interval=args.nop_interval or None)
+    if args.workers > 1:
+        return await run_coordinated_daemon(
+            specs,
+            settings,
+            args.control,
+            workers=args.workers,
+            state_dir=args.state_dir,
+            metrics=metrics_address(args.metrics),
+        )
     return await run_target_daemon(
         specs,
         settings,
@@ -197,6 +218,81 @@ async def run_target_daemon(
             await exporter.close()
         await control.close()
         await server.stop()  # closes every LUN, which releases the volumes they hold
+        await volumes.close()
+    return 0
+
+
+async def run_coordinated_daemon(
+    specs: list[TargetSpec],
+    settings: ConnectionSettings,
+    control_path: Path,
+    *,
+    workers: int,
+    state_dir: Path | None = None,
+    metrics: tuple[str, int] | None = None,
+) -> int:
+    """``run_target_daemon`` with ``workers`` worker processes behind a coordinator
+    (``target/coordinator.py``); the ready line is printed once every worker is up."""
+    from sanstack.cli.common import StopSignals, ready_with_metrics, start_metrics
+    from sanstack.control.server import ControlServer, bind_routes
+    from sanstack.snapshot.routes import VOLUME_ROUTES
+    from sanstack.snapshot.service import VolumeService
+    from sanstack.target.coordinator import Coordinator, build_coordinator_registry
+    from sanstack.target.coordinator_service import COORDINATOR_ROUTES, CoordinatorService
+    from sanstack.target.metrics import TargetCollector
+    from sanstack.target.workers_core import Effects, WorkerSetup
+
+    stop = StopSignals()
+    if socket_in_use(control_path):
+        raise ConfigError("--control", f"another daemon is serving {control_path}")
+    if state_dir is not None:
+        try:
+            await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("--state-dir", f"cannot create {state_dir}: {exc.strerror}") from None
+    effects = Effects()
+    registry, files = await build_coordinator_registry(specs, state_dir, effects)
+    level = logging.getLogger().getEffectiveLevel()
+    setup = WorkerSetup(specs, settings, workers, level, files)
+    coordinator = Coordinator(registry, effects, setup)
+    volumes = VolumeService(control_path)
+    control = ControlServer(
+        control_path,
+        bind_routes(CoordinatorService(coordinator, volumes), COORDINATOR_ROUTES)
+        + bind_routes(volumes, VOLUME_ROUTES),
+    )
+    try:
+        await coordinator.start()
+    except OSError as exc:
+        await volumes.close()
+        raise ConfigError("--portal", f"cannot listen: {exc.strerror or exc}") from None
+    except BaseException:
+        await volumes.close()
+        raise
+    try:
+        await control.start()
+        exporter = await start_metrics(
+            metrics, "target", [TargetCollector(registry, volumes)], "--metrics"
+        )
+    except (OSError, ConfigError) as exc:
+        await control.close()
+        await coordinator.stop(grace=0)
+        await volumes.close()
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError("--control", f"cannot serve {control_path}: {exc.strerror}") from None
+    for host, port, tpgt in coordinator.portals:
+        log.info("listening on %s:%d (portal group %d)", host, port, tpgt)
+    log.info("control socket %s; %d workers", control_path, workers)
+    print(ready_with_metrics("ready", exporter), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        if exporter is not None:
+            await exporter.close()
+        await control.close()
+        await coordinator.stop()
         await volumes.close()
     return 0
 
@@ -332,7 +428,11 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _sessions(args: argparse.Namespace) -> int:
     result = call(args.control, "GET", "/v1/sessions")
-    emit(result, as_json=args.json, table=render_table(result, _SESSION_COLUMNS))
+    # A target with --workers names the worker process of each session.
+    columns = _SESSION_COLUMNS + (
+        [("worker", "WORKER")] if any("worker" in r for r in result) else []
+    )
+    emit(result, as_json=args.json, table=render_table(result, columns))
     return 0
 
 

@@ -160,12 +160,18 @@ class LogicalUnit:
         if self.reservation_store is not None:
             await self.reservation_store.save(self.pr)
 
-    async def abort_task_sets(self, nexuses: Iterable[Nexus], *, requester: Nexus) -> None:
-        """PREEMPT AND ABORT: end the preempted nexuses' tasks, then return (bounded)."""
+    async def abort_task_sets(
+        self, nexuses: Iterable[Nexus], *, requester: Nexus, requester_tag: int | None = None
+    ) -> None:
+        """PREEMPT AND ABORT: end the preempted nexuses' tasks, then return (bounded).
+
+        ``requester_tag`` spares the PERSISTENT RESERVE OUT itself when the abort is carried
+        out by another task than the command's (a target worker told by its coordinator)."""
         tasks: list[asyncio.Task[object]] = []
         cleared: set[Nexus] = set()
         for nexus in nexuses:
-            aborted = self.abort_task_set(nexus)
+            spared = requester_tag if nexus == requester else None
+            aborted = self.abort_task_set(nexus, sparing=spared)
             tasks += aborted
             if aborted and nexus != requester:
                 cleared.add(nexus)
@@ -353,9 +359,12 @@ class LogicalUnit:
             return []
         return self._abort([running], report_status=False)
 
-    def abort_task_set(self, nexus: Nexus) -> list[asyncio.Task[object]]:
-        """ABORT TASK SET: abort every task of this nexus, silently (SAM-5 §7.3)."""
-        mine = [r for r in self._running.values() if r.nexus == nexus]
+    def abort_task_set(
+        self, nexus: Nexus, *, sparing: int | None = None
+    ) -> list[asyncio.Task[object]]:
+        """ABORT TASK SET: abort every task of this nexus (but the tag ``sparing``), silently
+        (SAM-5 §7.3)."""
+        mine = [r for r in self._running.values() if r.nexus == nexus and r.tag != sparing]
         return self._abort(mine, report_status=False)
 
     def clear_task_set(self, nexus: Nexus) -> list[asyncio.Task[object]]:

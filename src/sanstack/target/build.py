@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,13 +48,21 @@ def _open_backstore(spec: LunSpec, target_name: str, field_name: str) -> BlockDe
         raise ConfigError(field_name, f"cannot open {spec.path}: {exc.strerror or exc}") from None
 
 
+# Opens a file or memory LUN's device: (spec, target name, field name) -> device.
+DeviceOpener = Callable[[LunSpec, str, str], BlockDevice]
+
+
 async def open_lun_device(
-    spec: LunSpec, target_name: str, field_name: str, volumes: VolumeService | None
+    spec: LunSpec,
+    target_name: str,
+    field_name: str,
+    volumes: VolumeService | None,
+    open_plain: DeviceOpener = open_device,
 ) -> BlockDevice:
-    """``open_device``, and the ``volume`` and ``snapshot`` backstores through ``volumes``
-    (one ``SnapshotVolume`` per file, however many LUNs name it)."""
+    """``open_plain`` (``open_device``), and the ``volume`` and ``snapshot`` backstores
+    through ``volumes`` (one ``SnapshotVolume`` per file, however many LUNs name it)."""
     if spec.backstore not in ("volume", "snapshot"):
-        return open_device(spec, target_name, field_name)
+        return open_plain(spec, target_name, field_name)
     from sanstack.snapshot.model import NotAVolume, SnapshotNotFound, VolumeError, VolumeHeld
     from sanstack.snapshot.service import VolumeService, describe_holder, naming
 
@@ -85,11 +94,14 @@ async def build_registry(
     specs: list[TargetSpec],
     state_dir: Path | None = None,
     volumes: VolumeService | None = None,
+    open_plain: DeviceOpener = open_device,
 ) -> TargetRegistry:
     """Open every LUN's device; on any failure close what was opened and re-raise.
 
     ``state_dir`` keeps each LUN's persistent reservations (APTPL) across restarts;
-    ``volumes`` holds the snapshot volumes that ``volume`` and ``snapshot`` LUNs share.
+    ``volumes`` holds the snapshot volumes that ``volume`` and ``snapshot`` LUNs share;
+    ``open_plain`` opens file and memory LUNs (target workers share their coordinator's
+    open files, ``target/shared_files.py``).
     """
     if volumes is None and any(
         lun.backstore in ("volume", "snapshot") for spec in specs for lun in spec.luns
@@ -114,7 +126,7 @@ async def build_registry(
             )
             for l_index, lun in enumerate(spec.luns):
                 where = f"target[{t_index}].lun[{l_index}]"
-                device = await open_lun_device(lun, spec.name, where, volumes)
+                device = await open_lun_device(lun, spec.name, where, volumes, open_plain)
                 opened.append(device)
                 target.add_lun(lun.number, device)
             registry.add(target)

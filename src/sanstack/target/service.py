@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sanstack import __version__
 from sanstack.block.device import BLOCK_SIZES
@@ -22,12 +22,13 @@ from sanstack.scsi.codes import ASC
 from sanstack.scsi.pr import ITNexus
 from sanstack.target.build import open_lun_device
 from sanstack.target.config import LunSpec, parse_size, volume_lun_spec
-from sanstack.target.model import MAX_LUNS, Target
+from sanstack.target.model import MAX_LUNS, PortalGroup, Target
+from sanstack.target.registry import TargetRegistry
 
 if TYPE_CHECKING:
     from sanstack.scsi.logical_unit import LogicalUnit
     from sanstack.snapshot.service import VolumeService
-    from sanstack.target.server import TargetServer
+    from sanstack.target.server import ConnectionHandler
 
 
 ALUA_STATE_NAMES = {
@@ -42,6 +43,21 @@ _ALUA_NAMES = {state: name for name, state in ALUA_STATE_NAMES.items()}
 _ALUA_NAMES[ALUAState.LOGICAL_BLOCK_DEPENDENT] = "lba-dependent"
 
 
+class ServedTargets(Protocol):
+    """What the service acts on: a ``TargetServer``, or the coordinator of target workers
+    (``target/coordinator.py``), whose connections live in its workers."""
+
+    registry: TargetRegistry
+    connections: set[ConnectionHandler]
+
+    @property
+    def portals(self) -> list[tuple[str, int, int]]: ...
+
+    async def disable_portal_group(self, target: Target, group: PortalGroup) -> None: ...
+
+    async def enable_portal_group(self, target: Target, group: PortalGroup) -> None: ...
+
+
 class TargetService:
     """Queries and changes on a running target server.
 
@@ -49,7 +65,7 @@ class TargetService:
     the target daemon's control plane serves its API (``snapshot/routes.py``) beside this one.
     """
 
-    def __init__(self, server: TargetServer, volumes: VolumeService | None = None) -> None:
+    def __init__(self, server: ServedTargets, volumes: VolumeService | None = None) -> None:
         from sanstack.snapshot.service import VolumeService
 
         self.server = server
