@@ -34,6 +34,9 @@ from typing import Final
 # The hot, fully typed modules: the target's and the initiator's data path and the other
 # sans-IO protocol cores they run.
 COMPILED_MODULES: Final = (
+    # Subclasses of compiled classes (LogicalUnit, FileDevice) must be compiled too.
+    "sanstack.target.workers_core",
+    "sanstack.target.shared_files",
     "sanstack.target.server",
     "sanstack.iscsi.target_phases",
     "sanstack.iscsi.target_task_management",
