@@ -37,7 +37,6 @@ COMPILED_MODULES: Final = (
     # Subclasses of compiled classes (LogicalUnit, FileDevice) must be compiled too.
     "sanstack.target.workers_core",
     "sanstack.target.shared_files",
-    "sanstack.target.server",
     "sanstack.iscsi.target_phases",
     "sanstack.iscsi.target_task_management",
     "sanstack.iscsi.digest",

@@ -286,7 +286,7 @@ class Coordinator:
             child_handoff.close()
         slot.process = process
         assert process.stdin is not None
-        process.stdin.write(pickle.dumps(self.setup))
+        process.stdin.write(pickle.dumps(self.setup.to_plain()))
         with contextlib.suppress(ConnectionError):
             await asyncio.wait_for(process.stdin.drain(), WORKER_START_TIMEOUT)
         process.stdin.close()

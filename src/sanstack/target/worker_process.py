@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 from dataclasses import replace
-from typing import Any
 
 from sanstack.edge.tasks import wait_ended
 from sanstack.iscsi.codes import TaskManagementFunction
@@ -411,9 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         index, channel_fd, handoff_fd = (int(a) for a in args)
-        setup: Any = pickle.load(sys.stdin.buffer)
-        if not isinstance(setup, WorkerSetup):
-            raise ValueError("stdin holds no worker setup")
+        setup = WorkerSetup.from_plain(pickle.load(sys.stdin.buffer))
     except (ValueError, EOFError, pickle.UnpicklingError) as exc:
         # Started by hand, not by a coordinator (``sanstack target serve --workers N``).
         print(f"sanstack target worker: error: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sanstack.block.device import BlockDevice
 from sanstack.iscsi.target_events import ConnectionSettings
@@ -68,6 +69,30 @@ class WorkerSetup:
     log_level: int
     # (target, LUN) -> the coordinator's locked descriptor of the file (``shared_files.py``).
     files: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def to_plain(self) -> tuple[object, ...]:
+        """Plain values for ``pickle``: compiled by mypyc, a frozen dataclass (this one,
+        ``ConnectionSettings``) cannot be unpickled."""
+        s = self.settings
+        settings = (s.command_window, s.login_timeout, s.nop_in_interval, s.nop_in_timeout)
+        return (self.specs, settings, self.workers, self.log_level, self.files)
+
+    @classmethod
+    def from_plain(cls, plain: object) -> WorkerSetup:
+        """``to_plain``'s inverse; ValueError if ``plain`` is not what it makes."""
+        try:
+            fields = cast("tuple[Any, Any, Any, Any, Any]", plain)
+            specs, settings, workers, log_level, files = fields
+            window, login_timeout, nop_interval, nop_timeout = settings
+            return cls(
+                list(specs),
+                ConnectionSettings(window, login_timeout, nop_interval, nop_timeout),
+                int(workers),
+                int(log_level),
+                dict(files),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"stdin holds no worker setup ({exc})") from None
 
 
 # -- the coordinator's book ------------------------------------------------------------------
