@@ -154,3 +154,46 @@ def test_no_compiled_dataclass_has_a_classvar() -> None:
         for hit in _classvars_in_dataclasses(native.source_path(m))
     ]
     assert not found, "use a module-level Final instead: " + ", ".join(found)
+
+
+def test_no_interpreted_class_subclasses_a_compiled_one() -> None:
+    """mypyc refuses to make an instance of an interpreted subclass of a compiled class
+    ("interpreted classes cannot inherit from compiled"): such a subclass must be compiled
+    too, or its base left interpreted. Checked on the sources, so in both builds."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sanstack
+
+    compiled = set(native.COMPILED_MODULES)
+    classes: dict[str, list[type]] = {}
+    for info in pkgutil.walk_packages(sanstack.__path__, "sanstack."):
+        if info.name.endswith("__main__") or info.name.endswith("worker_process"):
+            continue  # run as scripts; worker_process is checked through its classes below
+        module = importlib.import_module(info.name)
+        classes[info.name] = [
+            c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == info.name
+        ]
+    from sanstack.target import worker_process
+
+    classes[worker_process.__name__] = [
+        c
+        for _, c in inspect.getmembers(worker_process, inspect.isclass)
+        if c.__module__ == worker_process.__name__
+    ]
+    wrong = [
+        f"{name}.{cls.__name__}({base.__module__}.{base.__name__})"
+        for name, found in classes.items()
+        if name not in compiled
+        for cls in found
+        for base in cls.__mro__[1:]
+        if base.__module__ in compiled and not _is_protocol_or_exception(base)
+    ]
+    assert not wrong, f"interpreted subclasses of compiled classes: {wrong}"
+
+
+def _is_protocol_or_exception(cls: type) -> bool:
+    # Protocols are never instantiated; mypyc compiles exception classes as plain Python
+    # classes, which any class may subclass.
+    return bool(getattr(cls, "_is_protocol", False)) or issubclass(cls, BaseException)
