@@ -369,7 +369,6 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self._finishing = False  # close once the requests in flight are answered
         self._write_paused = False
         self._reading = True
-        self._event_gate = self._has_room
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -410,6 +409,25 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self._pump()
 
     # -- driving the core --------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """``CoreDriver._pump`` with this edge's gate (``_has_room``) written out and a
+        request started without the table lookup: it runs for every received segment."""
+        core = self.core
+        handlers = self._event_handlers
+        limit = self.server.max_in_flight
+        start = self._start
+        while not self._lost and core.in_flight < limit:
+            event = core.next_event()
+            if event is None:
+                break
+            if type(event) is Request:
+                start(event)
+            elif handlers[type(event)](self, event):
+                return
+        if core.has_data_to_send:
+            self._schedule_flush()
+        self._after_pump()
 
     def _has_room(self) -> bool:
         """Whether another request may start (the pump takes events only while it may)."""
@@ -476,7 +494,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     def _start(self, request: Request) -> None:
         start_read = self._start_read
-        if start_read is not None and request.command is NBDCmd.NBD_CMD_READ:
+        if start_read is not None and request.command is _READ:
             fast = _FastRead(self, request, self._clock())
             bs = self._block_size
             ticket = start_read(request.offset // bs, request.length // bs, fast)
@@ -636,6 +654,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             self.closed.set()
 
 
+_READ: Final = NBDCmd.NBD_CMD_READ
 _IO_KINDS: Final = {
     NBDCmd.NBD_CMD_READ: IOKind.READ,
     NBDCmd.NBD_CMD_WRITE: IOKind.WRITE,
