@@ -307,12 +307,30 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     # -- core events: dispatched through _event_handlers -----------------------------------
 
+    def _pump(self) -> None:
+        """``CoreDriver._pump``, a completed command handled without the table lookup: it
+        runs for every segment the target sends."""
+        core = self.core
+        handlers = self._event_handlers
+        completed = self._on_command_completed
+        while (event := core.next_event()) is not None:
+            if type(event) is CommandCompleted:
+                completed(event)
+            elif handlers[type(event)](self, event):
+                return
+        if core.has_data_to_send:
+            self._schedule_flush()
+        self._after_pump()
+
     def _on_command_completed(self, event: CommandCompleted) -> None:
         if event.status == _CHECK_CONDITION and self.on_unit_attention is not None:
             self._unit_attention(event.sense)
         waiter = self._waiters.pop(event.itt, None)
         if waiter is not None:
-            self._release_slot()
+            if self._slot_waiters:
+                self._release_slot()
+            else:
+                self._free_slots += 1
             waiter.command_done(event)
             return
         fut = self._commands.pop(event.itt, None)
@@ -500,17 +518,11 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         returned (see ``CommandWaiter``); its ITT, for ``cancel_command``. None, and nothing
         sent, when it would have to wait (no free slot, writing paused) or the session has
         ended: the caller then uses ``command``, which waits or raises as it should."""
-        if (
-            self._ended
-            or self._write_paused
-            or not self._free_slots
-            or self._slot_waiters
-            or self.core.closed
-        ):
+        if self._ended or self._write_paused or not self._free_slots or self._slot_waiters:
             return None
         try:
             itt = self.core.submit(lun, cdb, read_length=read_length)
-        except LocalProtocolError:  # logging out, a full queue: ``command`` says so
+        except LocalProtocolError:  # closed, logging out, a full queue: ``command`` says so
             return None
         self._free_slots -= 1
         self._waiters[itt] = waiter
