@@ -66,6 +66,7 @@ _BLOCK_LIMITS_LENGTH = 64  # SBC-4 §6.6.4: PAGE LENGTH 3Ch
 _LBPU = 0x80
 _LBPME = 0x80
 _STANDARD_INQUIRY_LENGTH = 36  # SPC-4 §6.6.2: the fields every target returns
+_READ_16 = int(Opcode.READ_16)  # packed per read: a plain int, not an enum member
 
 
 class PortNotAccessible(DeviceNotReady):
@@ -492,10 +493,16 @@ class ISCSIDevice(BlockDevice):
         """``read_parts`` without a coroutine, its end told to ``sink`` (``ReadSink``); the
         ticket, or None when the read cannot start that way (more than one command, a
         closed device, a session that would make it wait): ``read_parts`` then."""
-        if self._closed or not 0 < count <= self._chunk_blocks():
+        block_size = self.block_size
+        chunk_for = self._chunk_for
+        if chunk_for[0] == block_size and chunk_for[1] == self.max_transfer_blocks:
+            step = self._chunk  # _chunk_blocks' answer, unchanged
+        else:
+            step = self._chunk_blocks()
+        if self._closed or not 0 < count <= step:
             return None
-        length = count * self.block_size
-        cdb = CDB16.pack(Opcode.READ_16, 0, lba, count, 0, 0)
+        length = count * block_size
+        cdb = CDB16.pack(_READ_16, 0, lba, count, 0, 0)
         read = LunRead(self, cdb, length, sink)
         itt = self.session.start_command(self.lun, cdb, length, read)
         if itt is None:

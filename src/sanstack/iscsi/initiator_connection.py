@@ -89,6 +89,9 @@ _BHS_CDB = 16  # a longer CDB continues in an AHS (CommandTask.bare)
 _Queued = CommandTask | QueuedText | QueuedLogout
 # Plain values for the tests made per PDU (an Enum member is an attribute lookup away).
 _DATA_IN: Final = int(Opcode.DATA_IN)
+_SCSI_COMMAND: Final = int(Opcode.SCSI_COMMAND)
+_FINAL: Final = 0x80  # the SCSI Command PDU's F flag, with R for a read (§11.3.1)
+_FINAL_READ: Final = 0x80 | 0x40
 _CLOSED: Final = Phase.CLOSED
 _FULL_FEATURE: Final = Phase.FULL_FEATURE
 _LOGGING_OUT: Final = Phase.LOGGING_OUT
@@ -312,9 +315,20 @@ class InitiatorConnection(PDUStream[Event]):
             and cdb_length <= _BHS_CDB
             and (cmd_sn == self.max_cmd_sn or (cmd_sn - self.max_cmd_sn) & SERIAL_MASK >= _HALF)
         ):
-            # Nothing waits and the window is open: out at once, as _drain would send it.
+            # Nothing waits and the window is open: out at once, as _drain would send it
+            # (CommandTask.bare_command's BHS, packed here: it runs for every read).
             self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
-            self._send_bhs(task.bare_command(cmd_sn, self.exp_stat_sn))
+            task.cmd_sn = cmd_sn
+            task.sent = True
+            flags = _FINAL_READ | attribute if read_length else _FINAL | attribute
+            header = p.SCSI_COMMAND_STRUCT.pack(
+                _SCSI_COMMAND, flags, 0, lun_field, itt, read_length, cmd_sn,
+                self.exp_stat_sn, task.cdb,
+            )  # fmt: skip
+            if self._header_digest:
+                self._send_bhs(header)
+            else:
+                self._out.append(header)
             tasks[itt] = task
             return itt
         self._enqueue(task)
