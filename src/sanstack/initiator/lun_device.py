@@ -257,9 +257,9 @@ class LunRead(CommandWaiter):
         self.itt = 0
 
     def command_done(self, event: CommandCompleted) -> None:
+        length = self._length
         if not event.status and not event.response:
             parts = event.parts
-            length = self._length
             if (len(parts) == 1 and len(parts[0]) == length) or sum(map(len, parts)) == length:
                 self._sink.read_done(parts)
                 return
