@@ -14,7 +14,8 @@ import asyncio
 import copy
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from sanstack.block.device import (
     BlockDevice,
@@ -25,7 +26,14 @@ from sanstack.block.device import (
     MediumError,
     SpaceExhausted,
 )
-from sanstack.initiator.session import CommandResponse, ISCSISession
+from sanstack.initiator.session import (
+    CommandResponse,
+    CommandWaiter,
+    ISCSISession,
+    PathFailed,
+    response_of,
+)
+from sanstack.iscsi.initiator_events import CommandCompleted
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
     CDB16,
@@ -58,6 +66,7 @@ _BLOCK_LIMITS_LENGTH = 64  # SBC-4 §6.6.4: PAGE LENGTH 3Ch
 _LBPU = 0x80
 _LBPME = 0x80
 _STANDARD_INQUIRY_LENGTH = 36  # SPC-4 §6.6.2: the fields every target returns
+_READ_16 = int(Opcode.READ_16)  # packed per read: a plain int, not an enum member
 
 
 class PortNotAccessible(DeviceNotReady):
@@ -212,6 +221,62 @@ def _whole(result: CommandResponse, length: int) -> Sequence[bytes | memoryview]
     if got != length:
         raise MediumError(f"READ(16) returned {got} of {length} bytes")
     return result.parts
+
+
+Parts = Sequence[bytes | memoryview]
+
+
+class ReadSink(Protocol):
+    """Whoever started a read with ``ISCSIDevice.start_read``: told of its end directly.
+
+    ``read_done`` gets the data when the command ended GOOD with all of it (the usual
+    answer); anything else comes as ``read_slow``, with what ``read_parts`` would have
+    gone on to do from there (retries, the error it raises) as a coroutine to make and
+    await whenever the sink likes. Both run synchronously inside the session's pump (a
+    session failure: inside its teardown), so the sink must not run ``resume`` there.
+    """
+
+    def read_done(self, parts: Parts) -> None: ...
+
+    def read_slow(self, resume: Callable[[], Awaitable[Parts]]) -> None: ...
+
+
+class LunRead(CommandWaiter):
+    """One read started by ``ISCSIDevice.start_read``: the session's waiter of its
+    command, and the ticket that cancels it."""
+
+    __slots__ = ("_cdb", "_device", "_length", "_session", "_sink", "itt")
+
+    def __init__(self, device: ISCSIDevice, cdb: bytes, length: int, sink: ReadSink) -> None:
+        self.deadline = 0.0
+        self._device = device
+        self._session = device.session
+        self._cdb = cdb
+        self._length = length
+        self._sink = sink
+        self.itt = 0
+
+    def command_done(self, event: CommandCompleted) -> None:
+        length = self._length
+        if not event.status and not event.response:
+            parts = event.parts
+            if (len(parts) == 1 and len(parts[0]) == length) or sum(map(len, parts)) == length:
+                self._sink.read_done(parts)
+                return
+        result = response_of(event)
+        device, cdb = self._device, self._cdb
+        self._sink.read_slow(lambda: device._read_after(result, cdb, length))
+
+    def command_failed(self, error: PathFailed) -> None:
+        self._sink.read_slow(lambda: _raise(error))
+
+    def cancel(self) -> None:
+        """The reader gave up: the command is aborted at the target, the sink told nothing."""
+        self._session.cancel_command(self.itt)
+
+
+async def _raise(error: BaseException) -> Parts:
+    raise error
 
 
 class ISCSIDevice(BlockDevice):
@@ -423,6 +488,36 @@ class ISCSIDevice(BlockDevice):
             parts += _whole(await self.execute(cdb, read_length=length, write=False), length)
             done += n
         return parts
+
+    def start_read(self, lba: int, count: int, sink: ReadSink) -> LunRead | None:
+        """``read_parts`` without a coroutine, its end told to ``sink`` (``ReadSink``); the
+        ticket, or None when the read cannot start that way (more than one command, a
+        closed device, a session that would make it wait): ``read_parts`` then."""
+        block_size = self.block_size
+        chunk_for = self._chunk_for
+        if chunk_for[0] == block_size and chunk_for[1] == self.max_transfer_blocks:
+            step = self._chunk  # _chunk_blocks' answer, unchanged
+        else:
+            step = self._chunk_blocks()
+        if self._closed or not 0 < count <= step:
+            return None
+        length = count * block_size
+        cdb = CDB16.pack(_READ_16, 0, lba, count, 0, 0)
+        read = LunRead(self, cdb, length, sink)
+        itt = self.session.start_command(self.lun, cdb, length, read)
+        if itt is None:
+            return None
+        read.itt = itt
+        return read
+
+    async def _read_after(self, result: CommandResponse, cdb: bytes, length: int) -> Parts:
+        """``read_parts`` of one command from its first answer on (``start_read``'s)."""
+        if result.status or result.response:
+            result = await self._retried(result, cdb, data_out=b"", read_length=length, write=False)
+        pieces = result.parts
+        if len(pieces) == 1 and len(pieces[0]) == length:
+            return pieces
+        return _whole(result, length)
 
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")

@@ -126,6 +126,30 @@ class CommandResponse:
         return sum(map(len, self.parts))
 
 
+class CommandWaiter:
+    """Whoever waits for a command started with ``ISCSISession.start_command``: told
+    directly instead of through a future, so a caller that needs no coroutine (the host's
+    read path: an NBD request through a multipath map) costs no future, no callback
+    scheduled through the loop and no coroutine frames resumed per command.
+
+    ``command_done`` runs synchronously as the answer is taken from the core (inside the
+    session's pump: it must not block and should leave anything slow to a later callback);
+    ``command_failed`` (the session failed, the command timed out) likewise, and
+    ``PathFailed`` is what it gets, as ``command`` would raise it.
+    """
+
+    __slots__ = ("deadline",)
+
+    def __init__(self) -> None:
+        self.deadline = 0.0  # loop time the command times out at (with a command timeout)
+
+    def command_done(self, event: CommandCompleted) -> None:
+        raise NotImplementedError
+
+    def command_failed(self, error: PathFailed) -> None:
+        raise NotImplementedError
+
+
 class ISCSISession(TimedCoreDriver[InitiatorConnection]):
     """One logged-in iSCSI session (ErrorRecoveryLevel 0, one connection)."""
 
@@ -150,6 +174,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self.logout_timeout = LOGOUT_TIMEOUT
         self._login: asyncio.Future[LoginCompleted] = self.loop.create_future()
         self._commands: dict[int, asyncio.Future[CommandResponse]] = {}
+        # Commands started by ``start_command``: their waiters are told directly; each
+        # carries its own deadline (the sweep looks at these few, no entry per command).
+        self._waiters: dict[int, CommandWaiter] = {}
         # (deadline, timeout) of each command that has one; one timer sweeps them.
         self._deadlines: dict[int, tuple[float, float | None]] = {}
         self._sweep: asyncio.TimerHandle | None = None
@@ -280,21 +307,35 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     # -- core events: dispatched through _event_handlers -----------------------------------
 
+    def _pump(self) -> None:
+        """``CoreDriver._pump``, a completed command handled without the table lookup: it
+        runs for every segment the target sends."""
+        core = self.core
+        handlers = self._event_handlers
+        completed = self._on_command_completed
+        while (event := core.next_event()) is not None:
+            if type(event) is CommandCompleted:
+                completed(event)
+            elif handlers[type(event)](self, event):
+                return
+        if core.has_data_to_send:
+            self._schedule_flush()
+        self._after_pump()
+
     def _on_command_completed(self, event: CommandCompleted) -> None:
-        result = CommandResponse(
-            event.status,
-            None,
-            event.sense,
-            event.residual,
-            event.residual_overflow,
-            event.response,
-            parts=event.parts,
-        )
         if event.status == _CHECK_CONDITION and self.on_unit_attention is not None:
             self._unit_attention(event.sense)
+        waiter = self._waiters.pop(event.itt, None)
+        if waiter is not None:
+            if self._slot_waiters:
+                self._release_slot()
+            else:
+                self._free_slots += 1
+            waiter.command_done(event)
+            return
         fut = self._commands.pop(event.itt, None)
         if fut is not None and not fut.done():
-            fut.set_result(result)
+            fut.set_result(response_of(event))
 
     def _unit_attention(self, sense: bytes) -> None:
         assert self.on_unit_attention is not None
@@ -362,9 +403,14 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._commands.clear()
         self._tmfs.clear()
         self._texts.clear()
+        direct = list(self._waiters.values())
+        self._waiters.clear()
         for fut in waiters:
             if not fut.done():
                 fut.set_exception(error)
+        for waiter in direct:
+            self._release_slot()
+            waiter.command_failed(error)
 
     def _drop(self) -> None:
         if self.transport is not None:
@@ -465,6 +511,37 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
                 self._deadlines.pop(itt, None)
             self._release_slot()
 
+    def start_command(
+        self, lun: int, cdb: bytes, read_length: int, waiter: CommandWaiter
+    ) -> int | None:
+        """``command`` for a command without data out, answered to ``waiter`` instead of
+        returned (see ``CommandWaiter``); its ITT, for ``cancel_command``. None, and nothing
+        sent, when it would have to wait (no free slot, writing paused) or the session has
+        ended: the caller then uses ``command``, which waits or raises as it should."""
+        if self._ended or self._write_paused or not self._free_slots or self._slot_waiters:
+            return None
+        try:
+            itt = self.core.submit(lun, cdb, read_length=read_length)
+        except LocalProtocolError:  # closed, logging out, a full queue: ``command`` says so
+            return None
+        self._free_slots -= 1
+        self._waiters[itt] = waiter
+        self._schedule_flush()
+        limit = self.command_timeout
+        if limit is not None:
+            waiter.deadline = deadline = self.loop.time() + limit
+            if self._sweep is None or deadline < self._sweep_at:
+                self._arm_sweep(deadline)
+        return itt
+
+    def cancel_command(self, itt: int) -> None:
+        """The waiter of a ``start_command`` gave up: it is told nothing more, and the task
+        is aborted at the target (as a cancelled ``command``)."""
+        if self._waiters.pop(itt, None) is None:
+            return
+        self._release_slot()
+        self._abort_forgotten(itt)
+
     async def _take_slot(self, deadline: float | None, limit: float | None) -> None:
         """Wait for one of the ``max_outstanding`` command slots, first come first served."""
         waiter: asyncio.Future[None] = self.loop.create_future()
@@ -523,12 +600,32 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             if fut is not None and not fut.done():
                 fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
                 self._forget(itt)
+        overdue = []
+        for itt, waiter in self._waiters.items():
+            if waiter.deadline > now:
+                deadline = waiter.deadline
+                earliest = deadline if earliest is None else min(earliest, deadline)
+            else:
+                overdue.append((itt, waiter))
+        for itt, waiter in overdue:
+            if self._waiters.pop(itt, None) is not waiter:
+                continue  # answered while an earlier one failed
+            self._release_slot()
+            waiter.command_failed(
+                _command_timeout(f"command did not complete within {self.command_timeout}s")
+            )
+            self._abort_forgotten(itt)
         if earliest is not None:
             self._arm_sweep(earliest)
 
     def _forget(self, itt: int | None) -> None:
         """A caller gave up on a command: abort it at the target so it stops there too."""
-        if itt is None or self._commands.pop(itt, None) is None or self.closed:
+        if itt is None or self._commands.pop(itt, None) is None:
+            return
+        self._abort_forgotten(itt)
+
+    def _abort_forgotten(self, itt: int) -> None:
+        if self.closed:
             return
         with contextlib.suppress(LocalProtocolError):
             self.core.abort_task(itt)  # its answer has no waiter and is dropped
@@ -638,6 +735,19 @@ async def discover(
         await session.logout()
 
 
+def response_of(event: CommandCompleted) -> CommandResponse:
+    """What ``command`` returns for a completed command."""
+    return CommandResponse(
+        event.status,
+        None,
+        event.sense,
+        event.residual,
+        event.residual_overflow,
+        event.response,
+        parts=event.parts,
+    )
+
+
 def _closed() -> PathFailed:
     """What a request on a session that ended without a failure (logged out, or the
     transport closed after our logout) gets."""
@@ -661,6 +771,7 @@ def _resolve(fut: asyncio.Future[_T] | None, value: _T) -> None:
 
 __all__: Sequence[str] = (
     "CommandResponse",
+    "CommandWaiter",
     "ISCSISession",
     "LoginRefused",
     "PathFailed",

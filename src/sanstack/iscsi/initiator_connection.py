@@ -25,7 +25,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sanstack.errors import LocalProtocolError, RemoteProtocolError
 from sanstack.iscsi import pdu as p
@@ -54,6 +54,7 @@ from sanstack.iscsi.initiator_events import (
     PathFailureKind,
     TaskManagementCompleted,
 )
+from sanstack.iscsi.initiator_framing import DataInFramer
 from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
 from sanstack.iscsi.initiator_phases import ACCEPTS, FFP_TYPES, STATUS_PDUS, Phase
 from sanstack.iscsi.initiator_tasks import (
@@ -67,7 +68,7 @@ from sanstack.iscsi.initiator_tasks import (
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
-from sanstack.iscsi.pdu_reader import PDUReader, Pieces, decode_frame
+from sanstack.iscsi.pdu_reader import GATHER_FROM, PDUReader, Pieces, decode_frame
 from sanstack.iscsi.pdu_stream import PDUStream
 from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
 from sanstack.iscsi.text import TextFormatError
@@ -86,6 +87,14 @@ _BHS_CDB = 16  # a longer CDB continues in an AHS (CommandTask.bare)
 
 
 _Queued = CommandTask | QueuedText | QueuedLogout
+# Plain values for the tests made per PDU (an Enum member is an attribute lookup away).
+_DATA_IN: Final = int(Opcode.DATA_IN)
+_SCSI_COMMAND: Final = int(Opcode.SCSI_COMMAND)
+_FINAL: Final = 0x80  # the SCSI Command PDU's F flag, with R for a read (§11.3.1)
+_FINAL_READ: Final = 0x80 | 0x40
+_CLOSED: Final = Phase.CLOSED
+_FULL_FEATURE: Final = Phase.FULL_FEATURE
+_LOGGING_OUT: Final = Phase.LOGGING_OUT
 
 
 class InitiatorConnection(PDUStream[Event]):
@@ -111,6 +120,7 @@ class InitiatorConnection(PDUStream[Event]):
         super().__init__()
         self.phase = Phase.LOGIN
         self.session_type = session_type
+        self._discovery = session_type is SessionType.DISCOVERY
         self.parameters: OperationalParameters | None = None
         self.tsih = 0
         self.cmd_sn = initial_cmd_sn & SERIAL_MASK
@@ -121,6 +131,7 @@ class InitiatorConnection(PDUStream[Event]):
         self.nop_timeout = nop_timeout
         self._max_queued = max_queued
         self._reader = PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
+        self._framer = DataInFramer()  # on once logged in without digests
         self._next_itt = 1
         self._tasks: dict[int, CommandTask] = {}
         self._queue: deque[_Queued] = deque()
@@ -152,34 +163,49 @@ class InitiatorConnection(PDUStream[Event]):
     # -- the edge's side -------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        if self.phase is Phase.CLOSED:
+        if self.closed:
             return
         # Anything from the target proves the path alive: no ping is needed or awaited.
         self._last_activity = now
         self._ping_deadline = None
         reader = self._reader
-        reader.feed(data)
-        while not self.closed:
+        framer = self._framer
+        if framer.max_segment and not reader.buffered:
+            # Runs of Data-In (the answers to reads) are framed where they lie.
             try:
-                frame = reader.next_frame_gathered()
+                data = framer.frame(data if type(data) is bytes else bytes(data), self._data_in)
+            except RemoteProtocolError as exc:
+                self._protocol_error(str(exc))
+                return
+            if not data:
+                if self._queue:
+                    self._drain()
+                return
+        reader.feed(data)
+        next_frame = reader.next_frame_gathered
+        while self.phase is not _CLOSED:
+            try:
+                frame = next_frame()
                 if frame is None:
                     break
+                bhs = frame[0]
                 # A Data-In (one per read) is unpacked here, without a DataIn object, and
                 # a large one's data stays in the received buffers (never copied).
-                data_in = frame[0][0] & 0x3F == Opcode.DATA_IN
-                pdu = None if data_in else decode_frame(frame[0], frame[1], cast(bytes, frame[2]))
+                data_in = bhs[0] & 0x3F == _DATA_IN
+                pdu = None if data_in else decode_frame(bhs, frame[1], cast(bytes, frame[2]))
             except RemoteProtocolError as exc:
                 self._protocol_error(f"malformed PDU from the target: {exc}")
                 return
             try:
                 if pdu is None:
-                    self._on_data_in(frame[0], frame[2])
+                    self._on_data_in(bhs, frame[2])
                 else:
                     self._dispatch(pdu)
             except RemoteProtocolError as exc:
                 self._protocol_error(str(exc))
                 return
-        self._drain()
+        if self._queue:
+            self._drain()
 
     def connection_lost(self) -> None:
         """The transport went away."""
@@ -256,31 +282,54 @@ class InitiatorConnection(PDUStream[Event]):
         attribute: TaskAttribute = TaskAttribute.SIMPLE,
     ) -> int:
         """Queue a SCSI command; returns its ITT. It goes out as soon as the window allows."""
-        if self.phase is not Phase.FULL_FEATURE:
+        if self.phase is not _FULL_FEATURE:
             self._check_ffp()
-        if self.session_type is SessionType.DISCOVERY:
+        if self._discovery:
             raise LocalProtocolError("a discovery session carries no SCSI commands")
-        if data_out and read_length:
-            raise LocalProtocolError("bidirectional commands are not supported")
-        if not 1 <= len(cdb) <= MAX_CDB_LENGTH:
-            raise LocalProtocolError(f"CDB of {len(cdb)} bytes")
-        if not 0 <= read_length <= SERIAL_MASK or len(data_out) > SERIAL_MASK:
+        if data_out:
+            if read_length:
+                raise LocalProtocolError("bidirectional commands are not supported")
+            if len(data_out) > SERIAL_MASK:
+                raise LocalProtocolError("transfer length does not fit 32 bits")
+            view = memoryview(data_out).cast("B")
+        else:
+            view = _NO_DATA
+        cdb_length = len(cdb)
+        if not 1 <= cdb_length <= MAX_CDB_LENGTH:
+            raise LocalProtocolError(f"CDB of {cdb_length} bytes")
+        if not 0 <= read_length <= SERIAL_MASK:
             raise LocalProtocolError("transfer length does not fit 32 bits")
-        view = memoryview(data_out).cast("B") if data_out else _NO_DATA
-        itt = self._take_itt()
+        # _take_itt's usual answer first: the next tag, free and not the reserved one.
+        itt = self._next_itt
+        tasks = self._tasks
+        if itt == RESERVED_TAG or itt in tasks or itt in self._tmfs or itt in self._aborted:
+            itt = self._take_itt()
+        else:
+            self._next_itt = (itt + 1) & SERIAL_MASK
         lun_field = lun << 48 if 0 <= lun < 256 else encode_lun(lun)  # the usual LUN inline
         task = CommandTask(itt, lun_field, bytes(cdb), attribute, view, read_length)
         cmd_sn = self.cmd_sn
         if (
-            not self._queue
-            and not data_out
-            and len(cdb) <= _BHS_CDB
+            not data_out
+            and not self._queue
+            and cdb_length <= _BHS_CDB
             and (cmd_sn == self.max_cmd_sn or (cmd_sn - self.max_cmd_sn) & SERIAL_MASK >= _HALF)
         ):
-            # Nothing waits and the window is open: out at once, as _drain would send it.
+            # Nothing waits and the window is open: out at once, as _drain would send it
+            # (CommandTask.bare_command's BHS, packed here: it runs for every read).
             self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
-            self._send_bhs(task.bare_command(cmd_sn, self.exp_stat_sn))
-            self._tasks[itt] = task
+            task.cmd_sn = cmd_sn
+            task.sent = True
+            flags = _FINAL_READ | attribute if read_length else _FINAL | attribute
+            header = p.SCSI_COMMAND_STRUCT.pack(
+                _SCSI_COMMAND, flags, 0, lun_field, itt, read_length, cmd_sn,
+                self.exp_stat_sn, task.cdb,
+            )  # fmt: skip
+            if self._header_digest:
+                self._send_bhs(header)
+            else:
+                self._out.append(header)
+            tasks[itt] = task
             return itt
         self._enqueue(task)
         self._tasks[itt] = task
@@ -411,6 +460,10 @@ class InitiatorConnection(PDUStream[Event]):
         self._data_digest = params.data_digest
         self._reader.set_digests(params.header_digest, params.data_digest)
         self._reader.set_max_data_segment_length(params.max_recv_data_segment_length)
+        if not params.header_digest and not params.data_digest:
+            # Larger segments go to the reader, which leaves them where they were received.
+            limit = min(params.max_recv_data_segment_length, GATHER_FROM - 1)
+            self._framer.max_segment = limit
         self._events.append(LoginCompleted(params, pdu.tsih))
 
     def _task_for(self, itt: int, what: str) -> CommandTask:
@@ -420,34 +473,65 @@ class InitiatorConnection(PDUStream[Event]):
         return task
 
     def _on_data_in(self, bhs: memoryview, data: bytes | Pieces) -> None:
-        """A Data-In (§11.7), from its BHS: a Data-In carrying status uses up its StatSN."""
+        self._data_in(p.DATA_IN_STRUCT.unpack_from(bhs), data)
+
+    def _data_in(self, fields: tuple[int, ...], data: bytes | Pieces) -> None:
+        """A Data-In (§11.7), from its BHS's fields: a Data-In carrying status uses up its
+        StatSN."""
         phase = self.phase
-        if phase is not Phase.FULL_FEATURE and phase is not Phase.LOGGING_OUT:
+        if phase is not _FULL_FEATURE and phase is not _LOGGING_OUT:
             raise RemoteProtocolError(f"unexpected DataIn in {phase.name}")  # ACCEPTS's rows
         (_, flags, status, _, _, itt, _, stat_sn, exp_cmd_sn, max_cmd_sn, data_sn, offset,
-         residual) = p.DATA_IN_STRUCT.unpack_from(bhs)  # fmt: skip
+         residual) = fields  # fmt: skip
         status_present = flags & 0x01
         if status_present:
-            self._advance_stat_sn(stat_sn)
-        self._update_window(exp_cmd_sn, max_cmd_sn)
+            # _advance_stat_sn and _update_window written out: they run for every read.
+            nxt = (stat_sn + 1) & SERIAL_MASK
+            if nxt != self.exp_stat_sn and (nxt - self.exp_stat_sn) & SERIAL_MASK < _HALF:
+                self.exp_stat_sn = nxt
+        floor = (exp_cmd_sn - 1) & SERIAL_MASK
+        if floor == max_cmd_sn or (floor - max_cmd_sn) & SERIAL_MASK >= _HALF:
+            if (
+                exp_cmd_sn != self.exp_cmd_sn
+                and (exp_cmd_sn - self.exp_cmd_sn) & SERIAL_MASK < _HALF
+            ):
+                self.exp_cmd_sn = exp_cmd_sn
+            if (
+                max_cmd_sn != self.max_cmd_sn
+                and (max_cmd_sn - self.max_cmd_sn) & SERIAL_MASK < _HALF
+            ):
+                self.max_cmd_sn = max_cmd_sn
         task = self._tasks.get(itt)
-        if task is None and itt in self._aborted:
-            if status_present:
-                del self._aborted[itt]
-            return  # the tail of a command task management ended
         if task is None or not task.sent:
+            if task is None and itt in self._aborted:
+                if status_present:
+                    del self._aborted[itt]
+                return  # the tail of a command task management ended
             task = self._task_for(itt, "Data-In")  # raises
-        try:
-            task.add_data_in(data_sn, offset, data)
-        except TaskProtocolError as exc:
-            raise RemoteProtocolError(str(exc)) from None
-        if status_present:
-            del self._tasks[itt]
-            overflow = bool(flags & 0x04)  # O; U is 0x02: a residual only with either
-            residual = residual if flags & 0x06 else 0
-            self._events.append(
-                CommandCompleted(itt, status, task.parts(), b"", residual, overflow)
+        if (
+            status_present
+            and not data_sn
+            and not offset
+            and type(data) is bytes
+            and task.first_data_in(data)
+        ):
+            # The whole read in one Data-In with its status (the usual 4 KiB answer).
+            parts: tuple[bytes | memoryview, ...] = (data,) if data else ()
+        else:
+            try:
+                task.add_data_in(data_sn, offset, data)
+            except TaskProtocolError as exc:
+                raise RemoteProtocolError(str(exc)) from None
+            if not status_present:
+                return
+            parts = task.parts()
+        del self._tasks[itt]
+        # O is 0x04, U 0x02: a residual only with either.
+        self._events.append(
+            CommandCompleted(
+                itt, status, parts, b"", residual if flags & 0x06 else 0, bool(flags & 0x04)
             )
+        )
 
     def _on_scsi_response(self, pdu: p.SCSIResponse) -> None:
         if pdu.itt not in self._tasks and pdu.itt in self._aborted:

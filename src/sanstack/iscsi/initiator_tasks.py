@@ -245,6 +245,22 @@ class CommandTask:
         self._buffer[offset : offset + n] = b"".join(pieces)
         self.received_end = max(self.received_end, offset + n)
 
+    def first_data_in(self, data: bytes) -> bool:
+        """``add_data_in`` of DataSN 0 at offset 0 when that is all the data there is to be
+        (a read answered by one Data-In, the usual case): True if it was; False, and nothing
+        done, for anything else (``add_data_in`` then checks and takes it)."""
+        if (
+            self.next_data_sn
+            or self.received_end
+            or self._buffer is not None
+            or self.data_out
+            or len(data) > self.read_length
+        ):
+            return False
+        self.next_data_sn = 1
+        self.received_end = len(data)
+        return True
+
     def parts(self) -> tuple[bytes | memoryview, ...]:
         """The Data-In in order, as the PDUs brought it: never joined here (a 1 MiB read in
         four segments would cost a fresh 1 MiB buffer), so a caller that only passes the

@@ -53,9 +53,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
-from sanstack.initiator.lun_device import ISCSIDevice, PortNotAccessible
+from sanstack.initiator.lun_device import ISCSIDevice, Parts, PortNotAccessible, ReadSink
 from sanstack.initiator.session import ISCSISession, PathFailed
 from sanstack.mpio import reservations
+from sanstack.mpio.map_read import MapRead
 from sanstack.mpio.path_slot import MultipathOptions, PathSlot, still_current
 from sanstack.mpio.paths import (
     FAILURE_EVENTS,
@@ -236,6 +237,46 @@ class MultipathDevice(BlockDevice):
         The I/O loop's own coroutine: one frame less on every resume of a read."""
         return self._io(count * self.block_size, lambda d: d.read_parts(lba, count))
 
+    def start_read(self, lba: int, count: int, sink: ReadSink) -> MapRead | None:
+        """``read_parts`` without a coroutine (``ISCSIDevice.start_read``): on the path the
+        selector picks now, its end told to ``sink``. Anything but the usual answer is
+        handed to the I/O loop as it stands (``MapRead.read_slow``), so a failed path is
+        failed and the read re-driven exactly as ``read_parts`` would. None when the read
+        cannot start that way (no usable path now, the path's session would make it wait):
+        ``read_parts`` then, which waits for a path as it should."""
+        if self._closed:
+            return None
+        size = count * self.block_size
+        slot = self._pick(size)
+        if slot is None:
+            return None
+        device = slot.device
+        if device is None:
+            return None
+        read = MapRead(self, slot, device, lba, count, sink)
+        ticket = device.start_read(lba, count, read)
+        if ticket is None:
+            read.withdraw()  # nothing was sent
+            return None
+        read.ticket = ticket
+        return read
+
+    def read_again(
+        self,
+        slot: PathSlot,
+        device: ISCSIDevice,
+        lba: int,
+        count: int,
+        resume: Callable[[], Awaitable[Parts]],
+    ) -> Coroutine[Any, Any, Parts]:
+        """``read_parts`` from an attempt under way on ``slot`` (``resume`` its rest): a
+        ``start_read`` that did not end as usual, handed to the I/O loop."""
+        return self._io(
+            count * self.block_size,
+            lambda d: d.read_parts(lba, count),
+            first=(slot, device, resume),
+        )
+
     async def write(self, lba: int, data: bytes | memoryview) -> None:
         await self._io(len(data), lambda d: d.write(lba, data), writes=True)
 
@@ -255,23 +296,37 @@ class MultipathDevice(BlockDevice):
     # -- the I/O loop -------------------------------------------------------------------------
 
     async def _io(
-        self, size: int, operation: Callable[[ISCSIDevice], Awaitable[T]], *, writes: bool = False
+        self,
+        size: int,
+        operation: Callable[[ISCSIDevice], Awaitable[T]],
+        *,
+        writes: bool = False,
+        first: tuple[PathSlot, ISCSIDevice, Callable[[], Awaitable[T]]] | None = None,
     ) -> T:
+        """Carry ``operation`` on a path, re-driven on another while paths fail.
+        ``first``: an attempt already under way on a path (``MapRead.read_slow``), whose
+        end is handled as any attempt's before the loop picks paths itself."""
         started = self._loop.time()
         while True:
-            if self._closed:
-                raise DeviceNotReady("multipath device is closed")
-            slot = self._pick(size)
-            if slot is None or slot.device is None:
-                await self._wait_for_path(started)
-                continue
-            device = slot.device
+            if first is None:
+                if self._closed:
+                    raise DeviceNotReady("multipath device is closed")
+                slot = self._pick(size)
+                if slot is None or slot.device is None:
+                    await self._wait_for_path(started)
+                    continue
+                device = slot.device
+                attempt = operation(device)
+            else:
+                slot, device, resume = first
+                first = None
+                attempt = resume()
             path = slot.path
             path.in_flight += 1  # Path.started and .finished, inlined: they run per I/O
             path.in_flight_bytes += size
             in_doubt = None
             try:
-                return await operation(device)
+                return await attempt
             except PortNotAccessible as exc:
                 # The port's ALUA state changed before our next RTPG: believe the answer,
                 # move to the group that is now best, and re-drive (transitioning waits

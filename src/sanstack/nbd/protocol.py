@@ -455,6 +455,12 @@ SIMPLE_REPLY_HEADER_SIZE: Final = _SIMPLE_REPLY.size
 STRUCTURED_REPLY_HEADER_SIZE: Final = _STRUCTURED_HEADER.size
 
 
+def request_struct() -> struct.Struct:
+    """The request header's layout (magic, flags, type, cookie, offset, length), for a
+    caller that unpacks it where it lies and checks the magic itself."""
+    return _REQUEST
+
+
 def unpack_request(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int, int, int]:
     """``(flags, command, cookie, offset, length)`` of the request header at ``buf[pos:]``
     (``RequestHeader.decode``'s fields as plain ints, without building the header)."""

@@ -77,6 +77,35 @@ _STATE: Final = {
 }
 
 
+Parts = Sequence[bytes | memoryview]
+
+
+class ReadSink(Protocol):
+    """What a ``ReadStarter`` tells of a read's end: ``read_done`` with its data, or
+    ``read_slow`` with a coroutine to make and await for the rest (retries, a path failed
+    over, the error), which the sink never runs inside the call."""
+
+    def read_done(self, parts: Parts) -> None: ...
+
+    def read_slow(self, resume: Callable[[], Awaitable[Parts]]) -> None: ...
+
+
+class ReadTicket(Protocol):
+    def cancel(self) -> None:
+        """Give the read up: its sink is told nothing more."""
+        ...
+
+
+@runtime_checkable
+class ReadStarter(Protocol):
+    """A device that starts a read without a coroutine (``MultipathDevice``: a read through
+    a map completes in a callback of its session, and the NBD reply is queued there): a
+    request costs no coroutine frames, future or loop callback. None: the read cannot
+    start that way now, and goes the coroutine way (``read_parts`` or ``read``)."""
+
+    def start_read(self, lba: int, count: int, sink: ReadSink) -> ReadTicket | None: ...
+
+
 @runtime_checkable
 class PartsReader(Protocol):
     """A device whose reads come in pieces (``MultipathDevice``, ``ISCSIDevice``: one per
@@ -282,6 +311,41 @@ class _Running:
             self._handler._request_ended(self)
 
 
+class _FastRead:
+    """A READ started through ``ReadStarter.start_read``: its sink, and what the
+    connection holds while it is in flight (``cancel`` as a ``_Running``'s)."""
+
+    __slots__ = ("_handler", "_request", "_started", "ticket")
+
+    def __init__(self, handler: NBDConnectionHandler, request: Request, started: float) -> None:
+        self._handler = handler
+        self._request = request
+        self._started = started
+        self.ticket: ReadTicket | None = None
+
+    def read_done(self, parts: Parts) -> None:
+        handler = self._handler
+        request = self._request
+        handler.core.reply_read_parts(request.cookie, parts)
+        handler._stats.record(IOKind.READ, request.length, handler._clock() - self._started)
+        handler._request_ended(self)
+
+    def read_slow(self, resume: Callable[[], Awaitable[Parts]]) -> None:
+        # Stepped from the loop, never here: this runs inside a session's pump or teardown.
+        handler = self._handler
+        running = _Running(handler, handler._finish_read(self._request, self._started, resume))
+        handler._running.discard(self)
+        handler._running.add(running)
+        handler.loop.call_soon(running._wake, None)
+
+    def cancel(self) -> None:
+        ticket, self.ticket = self.ticket, None
+        if ticket is not None:
+            ticket.cancel()
+            # It ends as a cancelled coroutine would: in a callback of its own.
+            self._handler.loop.call_soon(self._handler._request_ended, self)
+
+
 class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     """One TCP connection: the glue between the socket, the core and the device."""
 
@@ -292,6 +356,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self.device: BlockDevice | None = None
         self._read_parts: Callable[[int, int], Awaitable[Sequence[bytes | memoryview]]] | None
         self._read_parts = None
+        self._start_read: Callable[[int, int, ReadSink], ReadTicket | None] | None = None
         self._block_size = 512
         self._opened: BlockDevice | None = None  # an on-demand export's, released at the end
         self.export_name: str | None = None
@@ -299,12 +364,11 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self._clock: Callable[[], float] = lambda: 0.0
         self.peer = "?"
         self.closed = asyncio.Event()
-        self._running: set[_Running] = set()
+        self._running: set[_Running | _FastRead] = set()
         self._lost = False
         self._finishing = False  # close once the requests in flight are answered
         self._write_paused = False
         self._reading = True
-        self._event_gate = self._has_room
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -346,6 +410,25 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
 
     # -- driving the core --------------------------------------------------------------------
 
+    def _pump(self) -> None:
+        """``CoreDriver._pump`` with this edge's gate (``_has_room``) written out and a
+        request started without the table lookup: it runs for every received segment."""
+        core = self.core
+        handlers = self._event_handlers
+        limit = self.server.max_in_flight
+        start = self._start
+        while not self._lost and core.in_flight < limit:
+            event = core.next_event()
+            if event is None:
+                break
+            if type(event) is Request:
+                start(event)
+            elif handlers[type(event)](self, event):
+                return
+        if core.has_data_to_send:
+            self._schedule_flush()
+        self._after_pump()
+
     def _has_room(self) -> bool:
         """Whether another request may start (the pump takes events only while it may)."""
         return not self._lost and self.core.in_flight < self.server.max_in_flight
@@ -384,6 +467,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         self.export_name = event.name
         self._stats = self.server.stats_for(event.name)
         self._read_parts = device.read_parts if isinstance(device, PartsReader) else None
+        self._start_read = device.start_read if isinstance(device, ReadStarter) else None
         self._block_size = device.block_size
         log.info(
             "%s: export %r (structured replies: %s, contexts: %s)",
@@ -409,13 +493,22 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
     # -- requests ----------------------------------------------------------------------------
 
     def _start(self, request: Request) -> None:
+        start_read = self._start_read
+        if start_read is not None and request.command is _READ:
+            fast = _FastRead(self, request, self._clock())
+            bs = self._block_size
+            ticket = start_read(request.offset // bs, request.length // bs, fast)
+            if ticket is not None:
+                fast.ticket = ticket
+                self._running.add(fast)
+                return
         # The first step runs now: a request that needs no wait is answered at once (the
         # pump that called this sends the answer).
         running = _Running(self, self._run(request))
         if not running.step():
             self._running.add(running)
 
-    def _request_ended(self, running: _Running) -> None:
+    def _request_ended(self, running: _Running | _FastRead) -> None:
         """A request that waited has ended (``_run`` answers every request, errors too)."""
         self._running.discard(running)
         if self._lost:
@@ -453,6 +546,26 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         else:
             moved = request.length if kind <= IOKind.WRITE else 0
             self._stats.record(kind, moved, self._clock() - started)
+
+    async def _finish_read(
+        self, request: Request, started: float, resume: Callable[[], Awaitable[Parts]]
+    ) -> None:
+        """A READ started through ``start_read`` that did not end as usual: the rest of
+        it, answered as ``_run`` answers."""
+        try:
+            parts = await resume()
+        except BlockDeviceError as exc:
+            error = nbd_errno(exc, shutting_down=self.server.closing)
+            log.info("%s: %s failed: %s", self.peer, request.command.name, exc)
+            self.core.reply_error(request.cookie, error, str(exc))
+            self._stats.record(IOKind.READ, 0, self._clock() - started, ok=False)
+        except Exception:
+            log.exception("%s: %s failed", self.peer, request.command.name)
+            self.core.reply_error(request.cookie, NBDError.NBD_EIO, "internal server error")
+            self._stats.record(IOKind.READ, 0, self._clock() - started, ok=False)
+        else:
+            self.core.reply_read_parts(request.cookie, parts)
+            self._stats.record(IOKind.READ, request.length, self._clock() - started)
 
     async def _execute(self, request: Request) -> None:
         core = self.core
@@ -541,6 +654,7 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             self.closed.set()
 
 
+_READ: Final = NBDCmd.NBD_CMD_READ
 _IO_KINDS: Final = {
     NBDCmd.NBD_CMD_READ: IOKind.READ,
     NBDCmd.NBD_CMD_WRITE: IOKind.WRITE,

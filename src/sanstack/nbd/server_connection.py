@@ -25,6 +25,7 @@ from sanstack.errors import LocalProtocolError
 from sanstack.nbd.codes import (
     BASE_ALLOCATION,
     MAX_PAYLOAD_BYTES,
+    NBD_REQUEST_MAGIC,
     NBDClientFlag,
     NBDCmd,
     NBDCmdFlag,
@@ -72,6 +73,7 @@ from sanstack.nbd.protocol import (
     encode_chunk,
     encode_info_replies,
     encode_offset_data_head,
+    request_struct,
     unpack_request,
 )
 
@@ -115,6 +117,8 @@ _READ: Final = int(NBDCmd.NBD_CMD_READ)
 _WRITE: Final = int(NBDCmd.NBD_CMD_WRITE)
 _FLUSH: Final = int(NBDCmd.NBD_CMD_FLUSH)
 _DISC: Final = int(NBDCmd.NBD_CMD_DISC)
+_READ_COMMAND: Final = NBDCmd.NBD_CMD_READ
+_REQUEST: Final = request_struct()
 # Every combination of the command flags a request may carry once validated.
 _FLAGS: Final = tuple(NBDCmdFlag(bits) for bits in range(1 << len(NBDCmdFlag)))
 
@@ -155,6 +159,9 @@ class NBDServerConnection:
         self._in_flight: dict[int, Request] = {}  # by cookie, the first of each cookie
         self._same_cookie: dict[int, deque[Request]] = {}  # those after it, in order
         self._allowed_flags: dict[int, int] = {}  # by command, once transmission starts
+        # (size, block size, maximum payload, flags allowed) for READ's one-step path while
+        # in transmission and not shutting down; None otherwise.
+        self._read_limits: tuple[int, int, int, int] | None = None
         self.in_flight = 0  # requests delivered and not yet answered
         limit = max((e.max_payload for e in self.exports.values()), default=MAX_PAYLOAD_BYTES)
         self._buffer_limit = limit + REQUEST_HEADER_SIZE + READ_AHEAD_BYTES
@@ -176,6 +183,29 @@ class NBDServerConnection:
             self._overflow = True
 
     def next_event(self) -> Event | None:
+        read = self._read_limits
+        if read is not None and not self._skip:
+            # A valid READ, the usual request, taken in one step (see _enter_transmission).
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos >= REQUEST_HEADER_SIZE:
+                magic, flags, command, cookie, offset, length = _REQUEST.unpack_from(buf, pos)
+                size, block, max_payload, allowed = read
+                if (
+                    command == _READ
+                    and magic == NBD_REQUEST_MAGIC
+                    and not flags & ~allowed
+                    and 0 < length <= max_payload
+                    and offset + length <= size
+                    and not offset % block
+                    and not length % block
+                    and cookie not in self._in_flight
+                    and not self._overflow
+                ):
+                    self._pos = pos + REQUEST_HEADER_SIZE
+                    request = Request(cookie, _READ_COMMAND, offset, length, _FLAGS[flags])
+                    self._in_flight[cookie] = request
+                    self.in_flight += 1
+                    return request
         if self._overflow and self.phase is not Phase.FAILED:
             return self._fail("receive buffer limit exceeded: events were not drained")
         while self.phase not in (Phase.DISCONNECTED, Phase.FAILED):
@@ -191,7 +221,7 @@ class NBDServerConnection:
             if not progressed:
                 break
         if self._eof and self.phase not in (Phase.DISCONNECTED, Phase.FAILED):
-            self.phase = Phase.DISCONNECTED
+            self._disconnected()
             left = len(self._buf) - self._pos
             return Disconnect(
                 "client closed the connection" + (f" mid-message ({left} bytes)" if left else "")
@@ -270,7 +300,7 @@ class NBDServerConnection:
             case NBDOpt.NBD_OPT_ABORT:
                 # "The server MUST reply with NBD_REP_ACK"; data is ignored, as advised.
                 self._option_reply(option, NBDRep.NBD_REP_ACK)
-                self.phase = Phase.DISCONNECTED
+                self._disconnected()
                 return Disconnect("client sent NBD_OPT_ABORT")
             case NBDOpt.NBD_OPT_LIST:
                 if data:
@@ -411,6 +441,7 @@ class NBDServerConnection:
         allowed[NBDCmd.NBD_CMD_WRITE_ZEROES] |= int(NBDCmdFlag.NBD_CMD_FLAG_NO_HOLE)
         allowed[NBDCmd.NBD_CMD_BLOCK_STATUS] |= int(NBDCmdFlag.NBD_CMD_FLAG_REQ_ONE)
         self._allowed_flags = allowed
+        self._read_limits = (export.size, export.block_size, export.max_payload, allowed[_READ])
         self.export_name = name
         self.export = export
         # Contexts count only if set for the export that was finally chosen.
@@ -454,7 +485,7 @@ class NBDServerConnection:
     ) -> Event | None:
         if command == _DISC:
             # "The server MUST handle all outstanding requests ... and close"
-            self.phase = Phase.DISCONNECTED
+            self._disconnected()
             return Disconnect("client sent NBD_CMD_DISC")
         known_command = _COMMANDS.get(command)
         rejected = self._validate(known_command, command, flags, offset, length, export)
@@ -683,9 +714,15 @@ class NBDServerConnection:
         """The server is stopping: refuse further options with NBD_REP_ERR_SHUTDOWN and
         further requests with NBD_ESHUTDOWN ("Terminating the transmission phase")."""
         self._shutting_down = True
+        self._read_limits = None
+
+    def _disconnected(self) -> None:
+        self.phase = Phase.DISCONNECTED
+        self._read_limits = None
 
     def _fail(self, reason: str) -> ProtocolFailure:
         self.phase = Phase.FAILED
+        self._read_limits = None
         self._out.clear()
         self._in_flight.clear()
         self._same_cookie.clear()
