@@ -34,6 +34,9 @@ from typing import Final
 # The hot, fully typed modules: the target's and the initiator's data path and the other
 # sans-IO protocol cores they run.
 COMPILED_MODULES: Final = (
+    "sanstack.iscsi.initiator_framing",
+    "sanstack.nbd.server_connection",
+    "sanstack.mpio.map_read",
     # Subclasses of compiled classes (LogicalUnit, FileDevice) must be compiled too.
     "sanstack.target.workers_core",
     "sanstack.target.shared_files",
