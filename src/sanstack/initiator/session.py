@@ -26,13 +26,20 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from sanstack.block.device import DeviceNotReady
 from sanstack.edge.driver import TimedCoreDriver, ignore_event
 from sanstack.errors import LocalProtocolError, SanstackError
+from sanstack.initiator.responses import (
+    CommandResponse,
+    CommandWaiter,
+    LoginRefused,
+    PathFailed,
+    closed_error,
+    command_timeout_error,
+    response_of,
+)
 from sanstack.iscsi.chap import ChapCredentials
 from sanstack.iscsi.codes import (
     AsyncEvent,
-    ISCSIResponse,
     TaskAttribute,
     TaskManagementResponseCode,
 )
@@ -48,7 +55,6 @@ from sanstack.iscsi.initiator_events import (
     NopInReceived,
     PathFailureKind,
     TaskManagementCompleted,
-    join_parts,
 )
 from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
 from sanstack.scsi.codes import SenseKey, Status
@@ -62,92 +68,6 @@ LOGOUT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 128
 _CHECK_CONDITION = int(Status.CHECK_CONDITION)  # compared for every command's answer
 _T = TypeVar("_T")
-
-
-class PathFailed(DeviceNotReady):
-    """The path (this session's connection) failed as ``kind`` says; the fate of a command
-    in flight on it is unknown. The message is the reason, for people."""
-
-    def __init__(self, kind: PathFailureKind, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-
-
-class LoginRefused(SanstackError):
-    """The target answered the login with a failure status (RFC 7143 §11.13.5)."""
-
-    def __init__(self, status: int, reason: str, target_address: str | None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.target_address = target_address
-
-
-class CommandResponse:
-    """How a SCSI command ended: SAM status, Data-In, sense and residual (RFC 7143 §11.4).
-
-    ``parts`` is the Data-In as its PDUs brought it; ``data`` is the same as one buffer,
-    joined the first time it is asked for. Whoever only passes a read on (the NBD server)
-    takes ``parts`` and never pays for the join.
-    """
-
-    __slots__ = ("_data", "parts", "residual", "residual_overflow", "response", "sense", "status")
-
-    def __init__(  # noqa: PLR0917 - positional as the fields of RFC 7143 §11.4 always were
-        self,
-        status: int,
-        data: bytes | memoryview | None,
-        sense: bytes,
-        residual: int,
-        residual_overflow: bool = False,
-        response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET,
-        *,
-        parts: tuple[bytes | memoryview, ...] | None = None,
-    ) -> None:
-        self.status = status
-        self.sense = sense
-        self.residual = residual
-        self.residual_overflow = residual_overflow
-        self.response = response
-        if parts is None:
-            parts = (data,) if data else ()
-        self.parts = parts
-        self._data = data
-
-    @property
-    def data(self) -> bytes | memoryview:
-        data = self._data
-        if data is None:
-            data = self._data = join_parts(self.parts)
-        return data
-
-    @property
-    def length(self) -> int:
-        """Bytes of Data-In, without joining them."""
-        return sum(map(len, self.parts))
-
-
-class CommandWaiter:
-    """Whoever waits for a command started with ``ISCSISession.start_command``: told
-    directly instead of through a future, so a caller that needs no coroutine (the host's
-    read path: an NBD request through a multipath map) costs no future, no callback
-    scheduled through the loop and no coroutine frames resumed per command.
-
-    ``command_done`` runs synchronously as the answer is taken from the core (inside the
-    session's pump: it must not block and should leave anything slow to a later callback);
-    ``command_failed`` (the session failed, the command timed out) likewise, and
-    ``PathFailed`` is what it gets, as ``command`` would raise it.
-    """
-
-    __slots__ = ("deadline",)
-
-    def __init__(self) -> None:
-        self.deadline = 0.0  # loop time the command times out at (with a command timeout)
-
-    def command_done(self, event: CommandCompleted) -> None:
-        raise NotImplementedError
-
-    def command_failed(self, error: PathFailed) -> None:
-        raise NotImplementedError
 
 
 class ISCSISession(TimedCoreDriver[InitiatorConnection]):
@@ -422,7 +342,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        self._fail_waiters(self.failure or _closed())
+        self._fail_waiters(self.failure or closed_error())
         if not self._login.done():
             self._login.set_exception(
                 PathFailed(PathFailureKind.CONNECTION_LOST, "connection closed during login")
@@ -433,7 +353,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         self._ended = True
         callback, self.on_closed = self.on_closed, None
         if callback is not None:
-            callback(self.failure or _closed())
+            callback(self.failure or closed_error())
 
     _event_handlers = {
         CommandCompleted: _on_command_completed,
@@ -455,7 +375,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
 
     def _check_open(self) -> None:
         if self.closed:
-            raise self.failure or _closed()
+            raise self.failure or closed_error()
 
     async def command(
         self,
@@ -473,7 +393,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         on expiry the task is aborted at the target and PathFailed (COMMAND_TIMEOUT) raised.
         """
         if self._ended or self.core.closed:
-            raise self.failure or _closed()
+            raise self.failure or closed_error()
         limit = self.command_timeout if timeout is None else timeout
         deadline = None if limit is None else self.loop.time() + limit
         # No asyncio.timeout here: servers start commands eagerly, outside any Task. The
@@ -576,7 +496,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         try:
             await asyncio.wait_for(waiting, max(deadline - self.loop.time(), 0))
         except TimeoutError:
-            raise _command_timeout(f"command did not complete within {limit}s") from None
+            raise command_timeout_error(f"command did not complete within {limit}s") from None
 
     def _arm_sweep(self, when: float) -> None:
         if self._sweep is not None:
@@ -598,7 +518,9 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             del self._deadlines[itt]
             fut = self._commands.get(itt)
             if fut is not None and not fut.done():
-                fut.set_exception(_command_timeout(f"command did not complete within {limit}s"))
+                fut.set_exception(
+                    command_timeout_error(f"command did not complete within {limit}s")
+                )
                 self._forget(itt)
         overdue = []
         for itt, waiter in self._waiters.items():
@@ -612,7 +534,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
                 continue  # answered while an earlier one failed
             self._release_slot()
             waiter.command_failed(
-                _command_timeout(f"command did not complete within {self.command_timeout}s")
+                command_timeout_error(f"command did not complete within {self.command_timeout}s")
             )
             self._abort_forgotten(itt)
         if earliest is not None:
@@ -661,7 +583,7 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
             async with asyncio.timeout(seconds):
                 return await fut
         except TimeoutError:
-            raise _command_timeout(f"{what} not answered within {seconds}s") from None
+            raise command_timeout_error(f"{what} not answered within {seconds}s") from None
 
     async def logout(self) -> None:
         """Log out (after every queued command has gone out) and close; bounded: on expiry
@@ -735,29 +657,6 @@ async def discover(
         await session.logout()
 
 
-def response_of(event: CommandCompleted) -> CommandResponse:
-    """What ``command`` returns for a completed command."""
-    return CommandResponse(
-        event.status,
-        None,
-        event.sense,
-        event.residual,
-        event.residual_overflow,
-        event.response,
-        parts=event.parts,
-    )
-
-
-def _closed() -> PathFailed:
-    """What a request on a session that ended without a failure (logged out, or the
-    transport closed after our logout) gets."""
-    return PathFailed(PathFailureKind.CLOSED, "session closed")
-
-
-def _command_timeout(reason: str) -> PathFailed:
-    return PathFailed(PathFailureKind.COMMAND_TIMEOUT, reason)
-
-
 def _retrieved(fut: asyncio.Future[_T] | None) -> None:
     """Mark a failed future's exception as seen: its failure was reported another way."""
     if fut is not None and fut.done() and not fut.cancelled():
@@ -776,4 +675,5 @@ __all__: Sequence[str] = (
     "LoginRefused",
     "PathFailed",
     "discover",
+    "response_of",
 )
