@@ -177,6 +177,7 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
         self.target_name: str | None = None
         self.nexus: Nexus | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._luns: dict[int, LogicalUnit] = {}  # the logged-in target's LUNs
         self._closed = asyncio.Event()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -233,6 +234,9 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
         self.tpgt = event.nexus.tpgt if event.nexus is not None else None
         if event.nexus is not None:
             self.server.registry.session_started(event.nexus, self)
+        target = self.server.registry.targets.get(self.target_name or "")
+        # The target's own dict: LUNs added or removed later are seen here too.
+        self._luns = target.luns if target is not None else {}
 
     # -- commands --------------------------------------------------------------------------
 
@@ -241,8 +245,7 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
         finishes without waiting needs no Task either (``start_eagerly``)."""
         itt = event.itt
         command = event.command
-        target = self.server.registry.targets.get(self.target_name or "")
-        lu = target.luns.get(command.lun) if target is not None else None
+        lu = self._luns.get(command.lun)
         if lu is not None:
             started = self.loop.time()
             result = lu.execute_now(command)
