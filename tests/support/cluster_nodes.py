@@ -245,12 +245,16 @@ class ClusterNodes:
         """Every group online, then each of ``owners`` (group -> node) moved there if it is
         elsewhere: a node that formed a view of its own first may have taken groups that
         are not its (failback never keeps them). Returns the status before the moves."""
-        status = self.wait_status(
-            via,
-            lambda s: all(group["state"] == "online" for group in s["groups"]),
-            within,
-            "every group online",
-        )
+        wanted = set(owners.values())
+
+        def ready(s: Any) -> bool:
+            # A move needs its target node alive and a member of ``via``'s view, not just
+            # started: the first node forms a view alone and may run every group before the
+            # others join (the move would be refused: "not a live member").
+            alive = {n["name"] for n in s["nodes"] if n["state"] == "alive" and n["member"]}
+            return wanted <= alive and all(group["state"] == "online" for group in s["groups"])
+
+        status = self.wait_status(via, ready, within, "every group online, the owners alive")
         for group, owner in owners.items():
             if group_of(status, group)["owner"] != owner:
                 self.cli(via, "move", group, owner, "--wait", str(within))
