@@ -305,6 +305,13 @@ class ConnectionHandler(TimedCoreDriver[TargetConnection | None]):
             self.core.complete_task_management(event.itt, response)
             self._pump()
 
+    _event_handlers = {
+        CommandReady: _start_command,
+        TaskManagementRequested: _spawn_tmf,
+        LoginSucceeded: _on_login,
+        ConnectionClosed: _on_closed,
+    }
+
     # -- lifetime ----------------------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
@@ -366,13 +373,3 @@ async def _await_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in await wait_ended(tasks, "cancelled command tasks"):
         if not task.cancelled() and task.exception() is not None:
             log.error("command task failed", exc_info=task.exception())
-
-
-# Set after the class, not in its body: compiled by mypyc a class body cannot name its own
-# methods.
-ConnectionHandler._event_handlers = {
-    CommandReady: ConnectionHandler._start_command,
-    TaskManagementRequested: ConnectionHandler._spawn_tmf,
-    LoginSucceeded: ConnectionHandler._on_login,
-    ConnectionClosed: ConnectionHandler._on_closed,
-}
