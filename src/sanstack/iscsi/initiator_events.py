@@ -52,7 +52,8 @@ class LoginFailed:
     target_address: str | None = None
 
 
-@dataclass(slots=True)  # not frozen: one per command, and a frozen init costs twice as much
+# Not frozen: one per command, and a frozen __init__ costs twice as much.
+@dataclass(slots=True, init=False)
 class CommandCompleted:
     """A SCSI command ended with a status (RFC 7143 §11.4, or phase-collapsed §11.7.4).
 
@@ -71,6 +72,26 @@ class CommandCompleted:
     residual: int = 0
     residual_overflow: bool = False
     response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        itt: int,
+        status: int,
+        parts: tuple[bytes | memoryview, ...],
+        sense: bytes,
+        residual: int = 0,
+        residual_overflow: bool = False,
+        response: int = ISCSIResponse.COMMAND_COMPLETED_AT_TARGET,
+    ) -> None:
+        self.itt = itt
+        self.status = status
+        self.parts = parts
+        self.sense = sense
+        self.residual = residual
+        self.residual_overflow = residual_overflow
+        self.response = response
 
     @property
     def data(self) -> bytes | memoryview:

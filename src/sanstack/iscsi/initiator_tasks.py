@@ -88,7 +88,7 @@ def data_out_pdus(
 _View = memoryview
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CommandTask:
     """A SCSI command from ``submit`` until its status arrives."""
 
@@ -98,13 +98,39 @@ class CommandTask:
     attribute: TaskAttribute
     data_out: _View
     read_length: int
-    cmd_sn: int = 0
-    sent: bool = False
-    next_data_sn: int = 0
-    next_r2t_sn: int = 0
-    received_end: int = 0
-    _pieces: list[bytes | memoryview] = field(default_factory=list)
-    _buffer: bytearray | None = None
+    # Progress, kept by the connection: never given at construction.
+    cmd_sn: int = field(default=0, init=False)
+    sent: bool = field(default=False, init=False)
+    next_data_sn: int = field(default=0, init=False)
+    next_r2t_sn: int = field(default=0, init=False)
+    received_end: int = field(default=0, init=False)
+    _pieces: list[bytes | memoryview] = field(default_factory=list, init=False)
+    _buffer: bytearray | None = field(default=None, init=False)
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        itt: int,
+        lun_field: int,
+        cdb: bytes,
+        attribute: TaskAttribute,
+        data_out: _View,
+        read_length: int,
+    ) -> None:
+        self.itt = itt
+        self.lun_field = lun_field
+        self.cdb = cdb
+        self.attribute = attribute
+        self.data_out = data_out
+        self.read_length = read_length
+        self.cmd_sn = 0
+        self.sent = False
+        self.next_data_sn = 0
+        self.next_r2t_sn = 0
+        self.received_end = 0
+        self._pieces = []
+        self._buffer = None
 
     @property
     def write(self) -> bool:

@@ -186,7 +186,9 @@ def _command_ahs(cdb: bytes, bidi_read_expected_length: int | None) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other PDUs: the target decodes one per command, and a frozen
+# __init__ costs twice as much. Nothing changes one once made.
+@dataclass(slots=True, init=False)
 class SCSICommand(_PDUBase):
     """RFC 7143 §11.3 SCSI Command.
 
@@ -207,6 +209,38 @@ class SCSICommand(_PDUBase):
     immediate: bool = False
     bidi_read_expected_length: int | None = None
     data: bytes = b""
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and the target decodes one for every command.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        itt: int,
+        lun: int = 0,
+        cdb: bytes = b"",
+        expected_data_transfer_length: int = 0,
+        cmd_sn: int = 0,
+        exp_stat_sn: int = 0,
+        final: bool = True,
+        read: bool = False,
+        write: bool = False,
+        attr: TaskAttribute = TaskAttribute.SIMPLE,
+        immediate: bool = False,
+        bidi_read_expected_length: int | None = None,
+        data: bytes = b"",
+    ) -> None:
+        self.itt = itt
+        self.lun = lun
+        self.cdb = cdb
+        self.expected_data_transfer_length = expected_data_transfer_length
+        self.cmd_sn = cmd_sn
+        self.exp_stat_sn = exp_stat_sn
+        self.final = final
+        self.read = read
+        self.write = write
+        self.attr = attr
+        self.immediate = immediate
+        self.bidi_read_expected_length = bidi_read_expected_length
+        self.data = data
 
     def _pack(self) -> tuple[bytes, bytes | memoryview]:
         cdb = self.cdb

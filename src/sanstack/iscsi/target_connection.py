@@ -56,7 +56,7 @@ from sanstack.scsi.lun import decode_target_lun
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Outstanding:
     """A command delivered to the SCSI layer and not yet answered."""
 
@@ -64,6 +64,14 @@ class _Outstanding:
     read: bool
     write: bool
     expected_length: int
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(self, lun_field: int, read: bool, write: bool, expected_length: int) -> None:
+        self.lun_field = lun_field
+        self.read = read
+        self.write = write
+        self.expected_length = expected_length
 
 
 class TargetConnection(PDUStream[Event]):

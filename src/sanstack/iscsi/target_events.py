@@ -27,12 +27,19 @@ class LoginSucceeded:
     nexus: Nexus | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one per command, and a frozen __init__ costs twice as much.
+@dataclass(slots=True, init=False)
 class CommandReady:
     """A SCSI command is in CmdSN order and has all its Data-Out: run it."""
 
     itt: int
     command: Command
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(self, itt: int, command: Command) -> None:
+        self.itt = itt
+        self.command = command
 
 
 @dataclass(frozen=True, slots=True)

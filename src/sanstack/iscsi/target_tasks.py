@@ -31,7 +31,7 @@ class PendingR2T:
     next_data_sn: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class WriteTask:
     """A write command whose Data-Out buffer is still being filled."""
 
@@ -43,13 +43,41 @@ class WriteTask:
     expected_length: int
     # Immediate plus unsolicited Data-Out end here; R2Ts solicit the rest (RFC 7143 §13.11).
     unsolicited_limit: int
-    chunks: list[bytes | memoryview] = field(default_factory=list)
-    received: int = 0
-    next_r2t_offset: int = 0
-    r2t_sn: int = 0
-    unsolicited_data_sn: int = 0
-    r2ts: dict[int, PendingR2T] = field(default_factory=dict)
-    delivered: bool = False
+    # Progress, kept as Data-Out arrives: never given at construction.
+    chunks: list[bytes | memoryview] = field(default_factory=list, init=False)
+    received: int = field(default=0, init=False)
+    next_r2t_offset: int = field(default=0, init=False)
+    r2t_sn: int = field(default=0, init=False)
+    unsolicited_data_sn: int = field(default=0, init=False)
+    r2ts: dict[int, PendingR2T] = field(default_factory=dict, init=False)
+    delivered: bool = field(default=False, init=False)
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and a write that waits for Data-Out makes one.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        itt: int,
+        lun: int,
+        cdb: bytes,
+        cmd_sn: int,
+        attribute: TaskAttribute,
+        expected_length: int,
+        unsolicited_limit: int,
+    ) -> None:
+        self.itt = itt
+        self.lun = lun
+        self.cdb = cdb
+        self.cmd_sn = cmd_sn
+        self.attribute = attribute
+        self.expected_length = expected_length
+        self.unsolicited_limit = unsolicited_limit
+        self.chunks = []
+        self.received = 0
+        self.next_r2t_offset = 0
+        self.r2t_sn = 0
+        self.unsolicited_data_sn = 0
+        self.r2ts = {}
+        self.delivered = False
 
     @property
     def complete(self) -> bool:

@@ -93,7 +93,8 @@ class ExportChosen:
     meta_contexts: tuple[str, ...]
 
 
-@dataclass(slots=True)  # not frozen: one per request, and a frozen init costs twice as much
+# Not frozen: one per request, and a frozen __init__ costs twice as much.
+@dataclass(slots=True, init=False)
 class Request:
     """A valid request the caller must answer with exactly one ``reply_*`` call."""
 
@@ -103,6 +104,24 @@ class Request:
     length: int
     flags: NBDCmdFlag
     data: bytes = b""
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every request.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        cookie: int,
+        command: NBDCmd,
+        offset: int,
+        length: int,
+        flags: NBDCmdFlag,
+        data: bytes = b"",
+    ) -> None:
+        self.cookie = cookie
+        self.command = command
+        self.offset = offset
+        self.length = length
+        self.flags = flags
+        self.data = data
 
     @property
     def fua(self) -> bool:

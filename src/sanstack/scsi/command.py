@@ -61,7 +61,7 @@ class DataDirection(IntEnum):
     OUT = 2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Command:
     """One SCSI command as the device server sees it.
 
@@ -77,8 +77,28 @@ class Command:
     data_out: bytes | memoryview = b""
     data_in_length: int = 0
 
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature
+        self,
+        nexus: Nexus,
+        lun: int,
+        cdb: bytes,
+        tag: int = 0,
+        attribute: TaskAttribute = TaskAttribute.SIMPLE,
+        data_out: bytes | memoryview = b"",
+        data_in_length: int = 0,
+    ) -> None:
+        self.nexus = nexus
+        self.lun = lun
+        self.cdb = cdb
+        self.tag = tag
+        self.attribute = attribute
+        self.data_out = data_out
+        self.data_in_length = data_in_length
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class CommandResult:
     """The outcome of a command: status, Data-In, sense, and how much Data-Out it needed."""
 
@@ -86,6 +106,20 @@ class CommandResult:
     data: bytes | memoryview = b""
     sense: bytes = b""
     data_out_used: int | None = None
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(
+        self,
+        status: Status = Status.GOOD,
+        data: bytes | memoryview = b"",
+        sense: bytes = b"",
+        data_out_used: int | None = None,
+    ) -> None:
+        self.status = status
+        self.data = data
+        self.sense = sense
+        self.data_out_used = data_out_used
 
 
 Handler = Callable[["LogicalUnit", Command], Awaitable[CommandResult]]

@@ -68,13 +68,29 @@ class TaskAborted(Exception):
         self.report_status = report_status
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _RunningTask:
     nexus: Nexus
     tag: int
     task: asyncio.Task[object] | None
     aborted: bool = False
     report_status: bool = False
+
+    # Written out (the dataclass makes none, init=False): compiled by mypyc, a generated
+    # __init__ stays interpreted Python, and this one is made for every command.
+    def __init__(
+        self,
+        nexus: Nexus,
+        tag: int,
+        task: asyncio.Task[object] | None,
+        aborted: bool = False,
+        report_status: bool = False,
+    ) -> None:
+        self.nexus = nexus
+        self.tag = tag
+        self.task = task
+        self.aborted = aborted
+        self.report_status = report_status
 
 
 @dataclass(slots=True)
