@@ -37,6 +37,12 @@ COMPILED_MODULES: Final = (
     "sanstack.iscsi.initiator_framing",
     "sanstack.nbd.server_connection",
     "sanstack.mpio.map_read",
+    # The host's data path: NBD edge -> map -> LUN -> session, and the driver under both.
+    "sanstack.edge.driver",
+    "sanstack.nbd.server",
+    "sanstack.initiator.lun_device",
+    "sanstack.initiator.session",
+    "sanstack.initiator.responses",
     # Subclasses of compiled classes (LogicalUnit, FileDevice) must be compiled too.
     "sanstack.target.workers_core",
     "sanstack.target.shared_files",

@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
+
 
 class SansIOCore(Protocol):
     """What a sans-IO connection core offers the edge that drives it."""
@@ -96,6 +98,9 @@ def keep_freed_memory() -> None:
         mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
+# A plain Python class even when this module is compiled: the registry below holds it weakly,
+# and mypyc's native classes take no weak references.
+@mypyc_attr(native_class=False)
 class _Writes:
     """The drivers of one event loop with output waiting, and when it is written.
 
@@ -151,6 +156,8 @@ def _writes_of(loop: asyncio.AbstractEventLoop) -> _Writes:
     return writes
 
 
+# Compiled (sanstack/native.py); the target's edge, interpreted, subclasses both drivers.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CoreDriver(asyncio.Protocol, Generic[CoreT]):
     """Drains a core's events into the edge's handlers and batches its output.
 
@@ -214,6 +221,7 @@ class CoreDriver(asyncio.Protocol, Generic[CoreT]):
             transport.writelines(parts)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TimedCoreDriver(CoreDriver[TimedCoreT]):
     """A ``CoreDriver`` for a core that keeps time and is told when the transport is lost.
 

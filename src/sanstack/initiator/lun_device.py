@@ -11,11 +11,10 @@ the session's ``PathFailed`` (a ``DeviceNotReady`` whose ``kind`` a multipath la
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from sanstack.block.device import (
     BlockDevice,
@@ -29,11 +28,11 @@ from sanstack.block.device import (
 from sanstack.initiator.session import (
     CommandResponse,
     CommandWaiter,
-    ISCSISession,
     PathFailed,
     response_of,
 )
 from sanstack.iscsi.initiator_events import CommandCompleted
+from sanstack.iscsi.negotiation import OperationalParameters
 from sanstack.scsi.alua_codec import ALUAState
 from sanstack.scsi.cdb import (
     CDB16,
@@ -241,6 +240,33 @@ class ReadSink(Protocol):
     def read_slow(self, resume: Callable[[], Awaitable[Parts]]) -> None: ...
 
 
+class LunSession(Protocol):
+    """What a LUN uses of its session (``ISCSISession``): typed as this, not as the class,
+    so compiled (``sanstack/native.py``) the LUN takes any session that does this."""
+
+    parameters: OperationalParameters | None
+    failure: PathFailed | None
+    relative_target_port_id: int | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def command(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        data_out: bytes | bytearray | memoryview = b"",
+        read_length: int = 0,
+    ) -> CommandResponse: ...
+
+    def start_command(
+        self, lun: int, cdb: bytes, read_length: int, waiter: CommandWaiter
+    ) -> int | None: ...
+
+    def cancel_command(self, itt: int) -> None: ...
+
+
 class LunRead(CommandWaiter):
     """One read started by ``ISCSIDevice.start_read``: the session's waiter of its
     command, and the ticket that cancels it."""
@@ -279,10 +305,27 @@ async def _raise(error: BaseException) -> Parts:
     raise error
 
 
+# What ``_probe`` learns of the LUN, which ``over`` carries to the same LUN through another
+# session. Named, not copied with ``copy.copy``: compiled, the device is a native object,
+# which ``copy`` cannot copy.
+PROBED_ATTRIBUTES: Final = (
+    "block_size",
+    "num_blocks",
+    "thin_provisioned",
+    "vpd_pages",
+    "identity",
+    "relative_target_port_id",
+    "max_transfer_blocks",
+    "max_unmap_blocks",
+    "max_unmap_descriptors",
+    "unmap_supported",
+)
+
+
 class ISCSIDevice(BlockDevice):
     """One LUN over one ``ISCSISession``; the session is the caller's, not closed here."""
 
-    def __init__(self, session: ISCSISession, lun: int) -> None:
+    def __init__(self, session: LunSession, lun: int) -> None:
         # Called on ASYMMETRIC ACCESS STATE CHANGED, so a multipath layer re-reads the
         # target port groups at once instead of at its next check.
         self.on_alua_change: Callable[[], None] | None = None
@@ -302,19 +345,18 @@ class ISCSIDevice(BlockDevice):
         self._chunk_for = (0, 0)  # the (block_size, max_transfer_blocks) _chunk is for
 
     @classmethod
-    async def open(cls, session: ISCSISession, lun: int) -> ISCSIDevice:
+    async def open(cls, session: LunSession, lun: int) -> ISCSIDevice:
         """Read capacity, identity and limits; raises the block errors (DeviceNotReady)."""
         device = cls(session, lun)
         await device._probe()
         return device
 
-    def over(self, session: ISCSISession) -> ISCSIDevice:
+    def over(self, session: LunSession) -> ISCSIDevice:
         """The same LUN, as probed already, through ``session`` (a re-login of the same
         path): nothing is read again, so a shared session coming back costs no I/O per LUN."""
-        device = copy.copy(self)
-        device.session = session
-        device.on_alua_change = None
-        device._closed = False
+        device = ISCSIDevice(session, self.lun)
+        for name in PROBED_ATTRIBUTES:
+            setattr(device, name, getattr(self, name))
         if session.relative_target_port_id is None:
             session.relative_target_port_id = self.relative_target_port_id
         return device
@@ -566,7 +608,7 @@ class ISCSIDevice(BlockDevice):
         self._closed = True
 
 
-async def page83_identity(session: ISCSISession, lun: int) -> DeviceIdentity | None:
+async def page83_identity(session: LunSession, lun: int) -> DeviceIdentity | None:
     """The identity of ``lun`` from VPD page 83h alone (one INQUIRY), the one ``open``
     derives, when the page holds a logical unit NAA designator; None when it does not (the
     unit serial or the fallback makes the identity then: only ``open`` can tell)."""

@@ -355,18 +355,6 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         if callback is not None:
             callback(self.failure or closed_error())
 
-    _event_handlers = {
-        CommandCompleted: _on_command_completed,
-        TaskManagementCompleted: _on_task_management_completed,
-        DiscoveryCompleted: _on_discovery_completed,
-        AsyncEventReceived: _on_async_event,
-        LogoutCompleted: _on_logout_completed,
-        ConnectionFailed: _on_failure,
-        LoginCompleted: _on_login_completed,
-        LoginFailed: _on_login_failed,
-        NopInReceived: ignore_event,
-    }
-
     # -- public API --------------------------------------------------------------------------
 
     @property
@@ -677,3 +665,18 @@ __all__: Sequence[str] = (
     "discover",
     "response_of",
 )
+
+
+# Set after the class, not in its body: compiled by mypyc (sanstack/native.py) a class body
+# cannot name its own methods.
+ISCSISession._event_handlers = {
+    CommandCompleted: ISCSISession._on_command_completed,
+    TaskManagementCompleted: ISCSISession._on_task_management_completed,
+    DiscoveryCompleted: ISCSISession._on_discovery_completed,
+    AsyncEventReceived: ISCSISession._on_async_event,
+    LogoutCompleted: ISCSISession._on_logout_completed,
+    ConnectionFailed: ISCSISession._on_failure,
+    LoginCompleted: ISCSISession._on_login_completed,
+    LoginFailed: ISCSISession._on_login_failed,
+    NopInReceived: ignore_event,
+}

@@ -53,7 +53,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
-from sanstack.initiator.lun_device import ISCSIDevice, Parts, PortNotAccessible, ReadSink
+from sanstack.initiator.lun_device import (
+    ISCSIDevice,
+    LunSession,
+    Parts,
+    PortNotAccessible,
+    ReadSink,
+)
 from sanstack.initiator.session import ISCSISession, PathFailed
 from sanstack.mpio import reservations
 from sanstack.mpio.map_read import MapRead
@@ -347,7 +353,7 @@ class MultipathDevice(BlockDevice):
                 await self._settle(slot, in_doubt)
                 started = self._loop.time()  # no_path_retry counts from here
 
-    async def _settle(self, slot: PathSlot, session: ISCSISession) -> None:
+    async def _settle(self, slot: PathSlot, session: LunSession) -> None:
         """A write failed on ``session``: wait until its nexus has logged in again (a new
         session of ``slot``'s provider) or ``in_doubt_write_wait`` has passed (see the
         module docstring), then it may be re-driven anywhere."""

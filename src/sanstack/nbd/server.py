@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Final, Protocol, cast, runtime_checkable
+from typing import Any, Final, Protocol, cast
 
 from sanstack.block.device import (
     BlockDevice,
@@ -54,6 +54,7 @@ from sanstack.nbd import (
     Request,
     RequestRejected,
 )
+from sanstack.nbd.read_paths import Parts, PartsReader, ReadSink, ReadStarter, ReadTicket
 
 log = logging.getLogger(__name__)
 
@@ -75,43 +76,6 @@ _STATE: Final = {
     ProvisioningStatus.DEALLOCATED: NBDState.NBD_STATE_HOLE | NBDState.NBD_STATE_ZERO,
     ProvisioningStatus.ANCHORED: NBDState.NBD_STATE_ZERO,
 }
-
-
-Parts = Sequence[bytes | memoryview]
-
-
-class ReadSink(Protocol):
-    """What a ``ReadStarter`` tells of a read's end: ``read_done`` with its data, or
-    ``read_slow`` with a coroutine to make and await for the rest (retries, a path failed
-    over, the error), which the sink never runs inside the call."""
-
-    def read_done(self, parts: Parts) -> None: ...
-
-    def read_slow(self, resume: Callable[[], Awaitable[Parts]]) -> None: ...
-
-
-class ReadTicket(Protocol):
-    def cancel(self) -> None:
-        """Give the read up: its sink is told nothing more."""
-        ...
-
-
-@runtime_checkable
-class ReadStarter(Protocol):
-    """A device that starts a read without a coroutine (``MultipathDevice``: a read through
-    a map completes in a callback of its session, and the NBD reply is queued there): a
-    request costs no coroutine frames, future or loop callback. None: the read cannot
-    start that way now, and goes the coroutine way (``read_parts`` or ``read``)."""
-
-    def start_read(self, lba: int, count: int, sink: ReadSink) -> ReadTicket | None: ...
-
-
-@runtime_checkable
-class PartsReader(Protocol):
-    """A device whose reads come in pieces (``MultipathDevice``, ``ISCSIDevice``: one per
-    Data-In PDU): the reply writes the pieces as they are instead of a joined copy."""
-
-    async def read_parts(self, lba: int, count: int) -> Sequence[bytes | memoryview]: ...
 
 
 def export_info(device: BlockDevice, description: str = "") -> ExportInfo:
@@ -601,14 +565,6 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
             await device.flush()
         core.reply_ok(request.cookie)
 
-    _event_handlers = {
-        Request: _start,
-        ExportChosen: _on_export_chosen,
-        RequestRejected: _on_request_rejected,
-        Disconnect: _on_disconnect,
-        ProtocolFailure: _on_protocol_failure,
-    }
-
     # -- lifetime ----------------------------------------------------------------------------
 
     @property
@@ -697,3 +653,14 @@ async def _block_status(
         # "a server MAY always safely report a status of 0 for any block"
         extents.append((count * device.block_size, 0))
     return extents
+
+
+# Set after the class, not in its body: compiled by mypyc (sanstack/native.py) a class body
+# cannot name its own methods.
+NBDConnectionHandler._event_handlers = {
+    Request: NBDConnectionHandler._start,
+    ExportChosen: NBDConnectionHandler._on_export_chosen,
+    RequestRejected: NBDConnectionHandler._on_request_rejected,
+    Disconnect: NBDConnectionHandler._on_disconnect,
+    ProtocolFailure: NBDConnectionHandler._on_protocol_failure,
+}
