@@ -13,12 +13,16 @@ the next owner's claim: "onlining on n1", while the target said n2 held the disk
 
 Here, against the real PR engine (``scsi/pr.py``): the table's row, the arbiter alone, and
 the round as the node carries it out (``DiskExecutor`` through the PR queue, on a map whose
-first path is gone)."""
+first path is gone). And the same wait's other cause: the disks a node held before a
+restart, of a group placed elsewhere, were released in one round, and a round that met a
+path in trouble (WAIT) left them held by a node claiming nothing for the group."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import cast
 
 from tests.support.pr_harness import LU, at
 
@@ -36,6 +40,8 @@ from sanstack.cluster.arbitration import (
     decide,
 )
 from sanstack.cluster.disks import DiskExecutor
+from sanstack.cluster.group_state import GroupState
+from sanstack.cluster.node import ClusterNode
 from sanstack.cluster.work_queue import WorkQueue
 from sanstack.initiator.lun_device import ReservationConflict
 from sanstack.mpio.reservations import HostRegistration
@@ -195,3 +201,55 @@ def test_a_release_through_the_holding_nexus_is_not_preceded_by_a_preempt() -> N
     run(body)
     assert [a for a, _ in sent] == [Action.REGISTER_AND_IGNORE, Action.RESERVE, Action.RELEASE]
     assert lu.reservation().pr_type is None
+
+
+# -- the disks of a group held before a restart, placed elsewhere ----------------------------
+
+
+def held_node(
+    answer: Callable[[], Verdict], runner: SimpleNamespace
+) -> tuple[ClusterNode, list[str]]:
+    """What ``ClusterNode._release_held`` uses of a node: a group g4 of one disk whose
+    arbitration rounds end with ``answer()``; the rounds asked, as ``disk:intent``."""
+    asked: list[str] = []
+
+    async def arbitrate(
+        disk: str, intent: Intent, *, unless: Callable[[], bool] | None = None
+    ) -> Verdict:
+        if unless is not None and unless():
+            return Verdict(VerdictKind.WAIT, reason="no longer wanted")
+        asked.append(f"{disk}:{intent.value}")
+        return answer()
+
+    node = SimpleNamespace(
+        timings=SimpleNamespace(arbitration_interval=0.0),
+        runners={"g4": runner},
+        groups={"g4": SimpleNamespace(disks=("d48",))},
+        arbitrate=arbitrate,
+    )
+    return cast(ClusterNode, node), asked
+
+
+NO_PATH = Verdict(VerdictKind.WAIT, reason="no path for RELEASE")
+
+
+def test_a_disk_held_before_a_restart_is_released_again_after_a_round_that_waited() -> None:
+    # Before: one round, and a disk whose round met a path in trouble stayed held by a node
+    # that claims nothing for its group, so the next owner waited for it in vain.
+    runner = SimpleNamespace(state=GroupState.OFFLINE)
+    verdicts = iter([NO_PATH, NO_PATH, Verdict(VerdictKind.RELEASED)])
+    node, asked = held_node(verdicts.__next__, runner)
+    asyncio.run(ClusterNode._release_held(node, "g4"))
+    assert asked == ["d48:release"] * 3
+
+
+def test_the_release_of_a_held_disk_stops_once_the_group_runs_here() -> None:
+    runner = SimpleNamespace(state=GroupState.OFFLINE)
+
+    def placed_here_meanwhile() -> Verdict:
+        runner.state = GroupState.ONLINING_DISKS  # its own rounds have the disks now
+        return NO_PATH
+
+    node, asked = held_node(placed_here_meanwhile, runner)
+    asyncio.run(ClusterNode._release_held(node, "g4"))
+    assert asked == ["d48:release"]
