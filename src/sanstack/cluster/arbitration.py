@@ -96,8 +96,9 @@ Only the I_T nexus holding a registrants only reservation releases it; a RELEASE
 other nexuses is GOOD without effect (SPC-4 §5.13.11.2). A node restarted while the path of
 that nexus is down would release in vain round after round, and the next owner wait for
 that path. ``release-unheard`` moves the reservation to a nexus we reach (PREEMPT of our own
-key: our other nexuses lose their registration, which the map makes again before a
-returning path carries I/O), and the RELEASE that follows ends it, as mpathpersist does.
+key), and the RELEASE that follows ends it, as mpathpersist does. Our other nexuses lose
+their registration; the map registers a path again before it carries I/O: one that was
+down when it returns, one that was up once it refused that RELEASE and was failed.
 
 The witness race (WSFC's ArbitrationDelay): a challenger that did not hold the disk passes a
 ``preempt_delay`` of ``2 x arbitration_interval``, so the incumbent defends first.
