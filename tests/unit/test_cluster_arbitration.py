@@ -72,9 +72,17 @@ def sit(
     owned: bool = False,
     delay: float = 0.0,
     since: float | None = None,
+    after_release: bool = False,
 ) -> Situation:
     return Situation(
-        view(intent, quorum=quorum, delay=delay), US, NOW, observed, fenced, owned, since
+        view(intent, quorum=quorum, delay=delay),
+        US,
+        NOW,
+        observed,
+        fenced,
+        owned,
+        since,
+        after_release,
     )
 
 
@@ -179,9 +187,20 @@ ROWS: list[tuple[str, Situation, Decision]] = [
         sit(Intent.OWN, state((US, N4), 0, PRType.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
         Command(Action.PREEMPT_AND_ABORT, 0, WERO),
     ),
+    # The RELEASE answered GOOD but did not reach the nexus holding the reservation.
+    (
+        "release-unheard",
+        sit(Intent.RELEASE, state((US, US), US), after_release=True),
+        Command(Action.PREEMPT, US, WERO),
+    ),
     (
         "release",
         sit(Intent.RELEASE, state((US,), US), owned=True),
+        Command(Action.RELEASE, 0, WERO),
+    ),
+    (
+        "release",
+        sit(Intent.RELEASE, state((US,), US), quorum=False, after_release=True),
         Command(Action.RELEASE, 0, WERO),
     ),
     (
@@ -230,16 +249,16 @@ def test_the_cases_cover_every_row() -> None:
 
 def test_every_combination_of_facts_has_a_row() -> None:
     flags = (False, True)
-    for intent, holder, authority, registered, strangers, due, held in itertools.product(
-        Intent, Holder, Authority, flags, flags, flags, flags
-    ):
+    every = itertools.product(Intent, Holder, Authority, flags, flags, flags, flags, flags)
+    for intent, holder, authority, registered, strangers, due, held, released in every:
         if intent is Intent.DEFEND and not held:
             continue  # defending is holding, by definition (``facts_of``)
-        facts = Facts(intent, holder, authority, registered, strangers, due, held)
+        facts = Facts(intent, holder, authority, registered, strangers, due, held, released)
         rule = rule_for(facts)
         if authority is not Authority.MAY_FENCE:
             # Nothing preempts, registers or reserves without quorum or while fenced.
-            assert rule.name not in {"keep-clean", "preempt", "register-first", "reserve"}
+            preempting = {"keep-clean", "preempt", "release-unheard"}
+            assert rule.name not in {*preempting, "register-first", "reserve"}
 
 
 @pytest.mark.parametrize(
@@ -259,8 +278,11 @@ def test_every_combination_of_facts_has_a_row() -> None:
 def test_never_a_preempt_without_quorum_or_while_fenced(
     intent: Intent, observed: PRState, fenced: bool, quorum: bool
 ) -> None:
-    for owned in (False, True):
-        decision = decide(sit(intent, observed, fenced=fenced, quorum=quorum, owned=owned))
+    for owned, released in itertools.product((False, True), (False, True)):
+        situation = sit(
+            intent, observed, fenced=fenced, quorum=quorum, owned=owned, after_release=released
+        )
+        decision = decide(situation)
         assert not (isinstance(decision, Command) and decision.preempts)
 
 

@@ -77,6 +77,9 @@ incumbent-first  own      other            may    yes  -    no   WAIT until its 
                                                                  (the witness race)
 preempt          own      other            may    yes  -    yes  PREEMPT AND ABORT its key,
                                                                  type 5
+release-unheard  release  us, us*          may    -    -    -    after a RELEASE that answered
+                                                                 GOOD: PREEMPT our own key
+                                                                 (its type)
 release          release  us, us*          -      -    -    -    RELEASE (its type)
 released         release  nobody, member,  -      -    -    -    RELEASED
                           other
@@ -88,6 +91,15 @@ seen-free        none     nobody           -      -    -    -    RELEASED
 
 So nothing preempts without quorum or while fenced, and an ejected node cannot eject
 another (Veritas: its key is gone, and ``fenced`` keeps it from registering again).
+
+Only the I_T nexus holding a registrants only reservation releases it; a RELEASE from our
+other nexuses is GOOD without effect (SPC-4 §5.13.11.2). A node restarted while the path of
+that nexus is down would release in vain round after round, and the next owner wait for
+that path. ``release-unheard`` moves the reservation to a nexus we reach (PREEMPT of our own
+key), and the RELEASE that follows ends it, as mpathpersist does. Our other nexuses lose
+their registration; the map registers a path again before it carries I/O: one that was
+down when it returns, one that was up once it refused that RELEASE and was failed.
+
 The witness race (WSFC's ArbitrationDelay): a challenger that did not hold the disk passes a
 ``preempt_delay`` of ``2 x arbitration_interval``, so the incumbent defends first.
 
@@ -284,6 +296,7 @@ class Situation:
     fenced: bool = False
     owned: bool = False
     challenge_since: float | None = None
+    after_release: bool = False  # the round's last PR OUT that answered GOOD was a RELEASE
 
 
 # -- the facts a situation reduces to -----------------------------------------------------
@@ -312,6 +325,7 @@ class Facts:
     strangers: bool
     due: bool
     held: bool
+    after_release: bool = False
 
 
 def facts_of(situation: Situation, state: PRState) -> Facts:
@@ -339,6 +353,7 @@ def facts_of(situation: Situation, state: PRState) -> Facts:
         bool(_strangers(situation, state)),
         situation.now >= start + view.preempt_delay,
         situation.owned or view.intent is Intent.DEFEND,
+        situation.after_release,
     )
 
 
@@ -371,6 +386,7 @@ class Rule:
     due: bool | None
     held: bool | None
     then: Callable[[Situation, PRState], Decision]
+    after_release: bool | None = None
 
     def matches(self, facts: Facts) -> bool:
         return (
@@ -381,6 +397,7 @@ class Rule:
             and (self.strangers is None or facts.strangers is self.strangers)
             and (self.due is None or facts.due is self.due)
             and (self.held is None or facts.held is self.held)
+            and (self.after_release is None or facts.after_release is self.after_release)
         )
 
 
@@ -394,6 +411,10 @@ def _fenced(s: Situation, st: PRState) -> Decision:
 
 def _release(s: Situation, st: PRState) -> Decision:
     return Command(Action.RELEASE, pr_type=st.pr_type)
+
+
+def _preempt_ourselves(s: Situation, st: PRState) -> Decision:
+    return Command(Action.PREEMPT, s.our_key, st.pr_type)
 
 
 def _preempt_stranger(s: Situation, st: PRState) -> Decision:
@@ -468,8 +489,11 @@ def _row(
     strangers: bool | None = ANY,
     due: bool | None = ANY,
     held: bool | None = ANY,
+    after_release: bool | None = ANY,
 ) -> Rule:
-    return Rule(name, intents, holders, authorities, registered, strangers, due, held, then)
+    return Rule(
+        name, intents, holders, authorities, registered, strangers, due, held, then, after_release
+    )
 
 
 _OWN = frozenset({Intent.OWN})
@@ -517,6 +541,14 @@ RULES: Final[tuple[Rule, ...]] = (
         _MAY,
         registered=True,
         due=True,
+    ),
+    _row(
+        "release-unheard",
+        _preempt_ourselves,
+        frozenset({Intent.RELEASE}),
+        _US,
+        _MAY,
+        after_release=True,
     ),
     _row("release", _release, frozenset({Intent.RELEASE}), _US),
     _row("released", _released, frozenset({Intent.RELEASE}), _NOT_US),
@@ -601,6 +633,7 @@ class DiskArbiter:
         self._view: ArbitrationView | None = None
         self._commands = 0
         self._challenge: tuple[int | None, float] | None = None  # (holder key, since)
+        self._after_release = False  # this round's last GOOD PR OUT was a RELEASE
 
     @property
     def view(self) -> ArbitrationView | None:
@@ -615,6 +648,7 @@ class DiskArbiter:
         if fenced:
             self.fenced = True
         self._view, self._commands, self.verdict = view, 0, None
+        self._after_release = False
         return self._next(Situation(view, self.our_key, now, None, self.fenced, self.owned))
 
     def read(self, keys: ReadKeysData, reservation: ReadReservationData, now: float) -> Decision:
@@ -631,6 +665,7 @@ class DiskArbiter:
             self.fenced,
             self.owned,  # what we believed before this read: losing it is being fenced
             challenge[1] if challenge is not None and challenge[0] == state.holder else None,
+            self._after_release,
         )
         if state.consistent:
             self.owned = state.holder == self.our_key
@@ -650,6 +685,8 @@ class DiskArbiter:
         if command.action is Action.READ and outcome is CommandOutcome.GOOD:
             raise LocalProtocolError("a READ that answered goes to read(), with its data")
         self.pending = None
+        if outcome is CommandOutcome.GOOD:
+            self._after_release = command.action is Action.RELEASE
         result = CommandResult(command, outcome, detail)
         view = self._current_view()
         return self._next(Situation(view, self.our_key, now, result, self.fenced, self.owned))

@@ -44,6 +44,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from sanstack.block.device import BlockDevice
@@ -328,13 +329,23 @@ class ClusterNode(NodeFencing, NodeControl):
     def holder(self) -> Holder:
         return Holder(self.me, os.getpid(), str(self.spec.control))
 
-    async def arbitrate(self, disk: str, intent: Intent, *, preempt_delay: float = 0.0) -> Verdict:
-        """One round of ``disk``'s arbiter with the view as it is now."""
+    async def arbitrate(
+        self,
+        disk: str,
+        intent: Intent,
+        *,
+        preempt_delay: float = 0.0,
+        unless: Callable[[], bool] | None = None,
+    ) -> Verdict:
+        """One round of ``disk``'s arbiter with the view as it is now; none (a WAIT) when
+        ``unless()`` holds once the disk's rounds before it ended."""
         try:
             device = self._pr_disk(disk)
         except ServiceError:
             raise DiskMissing(f"disk {disk} ({self.config_disk(disk)}): no map") from None
         async with self.locks[disk]:
+            if unless is not None and unless():
+                return Verdict(VerdictKind.WAIT, reason="no longer wanted")
             view = self.membership.view()
             quorum = self._quorum()
             member = self.me in view.members
@@ -640,10 +651,25 @@ class ClusterNode(NodeFencing, NodeControl):
                     runner.fence(f"no quorum for {stop:g} s: stopped without writes")
 
     async def _release_held(self, group: str) -> None:
-        """A group whose disks this node held at start is placed elsewhere: release them."""
-        for disk in self.groups[group].disks:
-            with contextlib.suppress(DiskMissing):
-                await self.arbitrate(disk, Intent.RELEASE)
+        """A group whose disks this node held at start is placed elsewhere: release them,
+        each again every ``arbitration_interval`` while its round ends in WAIT (a path in
+        trouble): nothing else here would, and the next owner would wait for them. Not once
+        the group runs here after all: its own arbitration has the disks then."""
+        interval = self.timings.arbitration_interval
+        runner = self.runners[group]
+
+        def running() -> bool:
+            return runner.state.active
+
+        async def release(disk: str) -> None:
+            while not running():
+                with contextlib.suppress(DiskMissing):  # no map yet: the host may add it
+                    verdict = await self.arbitrate(disk, Intent.RELEASE, unless=running)
+                    if verdict.kind is not VerdictKind.WAIT:
+                        return
+                await asyncio.sleep(interval)
+
+        await asyncio.gather(*(release(d) for d in self.groups[group].disks))
 
     def _tidy_moves(
         self, claims: dict[str, dict[str, Claim]], members: list[str], paused: set[str], now: float

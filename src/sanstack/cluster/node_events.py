@@ -68,7 +68,11 @@ class NodeLog:
             return
         victim = command.service_action_key
         who = self.name_of(victim)
-        if command.action is Action.PREEMPT_AND_ABORT:
+        if command.action is Action.PREEMPT and victim == self.config.node(self.me).key:
+            # Not a fencing: a RELEASE missed the nexus holding our reservation (a path
+            # down), which now moves to one we reach; the RELEASE that follows is an event.
+            log.info("disk %s: our reservation moved to a path we reach, to release it", disk)
+        elif command.action is Action.PREEMPT_AND_ABORT:
             self(
                 EventKind.DISK_PREEMPTED,
                 f"PREEMPT AND ABORT of {who or 'a key of no node'}'s key "
