@@ -135,3 +135,37 @@ def test_ports_are_free_and_the_last_runs_come_first(tmp_path: Path) -> None:
     assert saved_ports(tmp_path / "ports.json") == chosen
     (tmp_path / "bad.json").write_text("[not json")
     assert saved_ports(tmp_path / "bad.json") == {}
+
+
+def test_the_run_file_is_replaced_whole_while_readers_read_it(tmp_path: Path) -> None:
+    """The demo rewrites demo.json when it starts a node again; a reader (a script, the
+    interop test) must never find it empty or half written."""
+    import threading
+
+    from sanstack.demo.run import write_run_file
+
+    path = tmp_path / "demo.json"
+    write_run_file(path, {"round": 0, "nodes": {"n1": "x" * 4096}})
+    stop = threading.Event()
+    seen: list[int] = []
+    torn: list[str] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            text = path.read_text()
+            try:
+                seen.append(json.loads(text)["round"])
+            except ValueError:
+                torn.append(text[:40])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for round_no in range(1, 200):
+            write_run_file(path, {"round": round_no, "nodes": {"n1": "x" * 4096}})
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert not torn, f"{len(torn)} reads found a torn file, e.g. {torn[0]!r}"
+    assert seen and seen == sorted(seen)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sanstack.demo.plan import DEFAULT_PORTS, HOST, UDP_PORTS
+from sanstack.edge.state_file import write_atomically
 from sanstack.errors import ConfigError
 
 FIRST_PICKED_PORT = 10000
@@ -78,4 +79,4 @@ def choose_ports(saved: Mapping[str, int]) -> dict[str, int]:
 
 
 def save_ports(path: Path, ports: Mapping[str, int]) -> None:
-    path.write_text(json.dumps(dict(ports), indent=1) + "\n")
+    write_atomically(path, (json.dumps(dict(ports), indent=1) + "\n").encode())

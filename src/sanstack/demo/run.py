@@ -25,6 +25,7 @@ from sanstack.control.client import ControlError, call, socket_in_use
 from sanstack.demo import plan
 from sanstack.demo.ports import choose_ports, save_ports, saved_ports
 from sanstack.demo.supervisor import DemoFailed, Supervisor
+from sanstack.edge.state_file import write_atomically
 from sanstack.errors import ConfigError
 from sanstack.snapshot.model import Progress
 
@@ -174,7 +175,9 @@ def prepare_run(root: Path) -> tuple[plan.Layout, bool, dict[str, int]]:
 
 
 def write_run_file(path: Path, run: dict[str, Any]) -> None:
-    path.write_text(json.dumps(run, indent=1) + "\n")
+    # Replaced whole, never truncated and rewritten: scripts and tests read it while the
+    # demo rewrites it (a node started again has a new pid).
+    write_atomically(path, (json.dumps(run, indent=1) + "\n").encode())
 
 
 async def run_demo(
