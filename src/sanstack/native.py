@@ -55,6 +55,7 @@ COMPILED_MODULES: Final = (
     "sanstack.block.file",
     "sanstack.block.io_stats",
     "sanstack.iscsi.initiator_connection",
+    "sanstack.iscsi.initiator_requests",
     "sanstack.iscsi.initiator_events",
     "sanstack.iscsi.initiator_tasks",
     "sanstack.iscsi.pdu",

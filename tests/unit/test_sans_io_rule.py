@@ -71,6 +71,7 @@ EDGE_MODULES = {
     "initiator/session.py": "an iSCSI session over a socket",
     "mpio/alua_reader.py": "one shared session's RTPG read task, awaited with a bound",
     "mpio/device.py": "MultipathDevice: path checker, re-drive, queueing",
+    "mpio/map_reservations.py": "a map's PR commands down every path at once, its key lock",
     "mpio/path_slot.py": "a path's reinstatement and ALUA tasks, a bounded logout",
     "nbd/server.py": "NBD over TCP",
     "scsi/logical_unit.py": "the device server's task set, range locks and aborts",

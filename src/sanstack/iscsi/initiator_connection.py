@@ -12,7 +12,9 @@ move forward in serial-number arithmetic. Task management and NOP-Out go immedia
 A silent connection is pinged with NOP-Out after ``nop_interval`` seconds; no answer within
 ``nop_timeout`` fails the connection with ``PathFailureKind.NOP_TIMEOUT``: a blackholed path
 shows itself that way, since TCP alone may not notice for many minutes. Every failure event
-names its ``PathFailureKind``; the reason text is only for people.
+names its ``PathFailureKind``; the reason text is only for people. The bookkeeping of the
+requests (ITTs, the queue and the window it drains into, what is outstanding and how it all
+ends on a failure) is the base class, :mod:`sanstack.iscsi.initiator_requests`.
 
 sanstack's initiator runs ErrorRecoveryLevel 0 with one connection per session: any
 sequencing error, digest error or Reject fails the connection and every task on it; the
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, cast
 
@@ -44,9 +45,7 @@ from sanstack.iscsi.discovery import DiscoveryError, parse_send_targets, send_ta
 from sanstack.iscsi.initiator_events import (
     AsyncEventReceived,
     CommandCompleted,
-    ConnectionFailed,
     DiscoveryCompleted,
-    Event,
     LoginCompleted,
     LoginFailed,
     LogoutCompleted,
@@ -57,6 +56,7 @@ from sanstack.iscsi.initiator_events import (
 from sanstack.iscsi.initiator_framing import DataInFramer
 from sanstack.iscsi.initiator_login import InitiatorLogin, LoginRejected
 from sanstack.iscsi.initiator_phases import ACCEPTS, FFP_TYPES, STATUS_PDUS, Phase
+from sanstack.iscsi.initiator_requests import InitiatorRequests
 from sanstack.iscsi.initiator_tasks import (
     RESERVED_TAG,
     CommandQueueFull,
@@ -67,12 +67,10 @@ from sanstack.iscsi.initiator_tasks import (
 )
 from sanstack.iscsi.login import LOGIN_MAX_DATA_SEGMENT_LENGTH
 from sanstack.iscsi.login_pdus import request_pdu, response_fields
-from sanstack.iscsi.negotiation import NegotiationPreferences, OperationalParameters, SessionType
+from sanstack.iscsi.negotiation import NegotiationPreferences, SessionType
 from sanstack.iscsi.pdu_reader import GATHER_FROM, PDUReader, Pieces, decode_frame
-from sanstack.iscsi.pdu_stream import PDUStream
-from sanstack.iscsi.serial_number import SERIAL_MASK, sn_gt
+from sanstack.iscsi.serial_number import SERIAL_MASK
 from sanstack.iscsi.text import TextFormatError
-from sanstack.scsi.codes import Status
 from sanstack.scsi.lun import decode_lun, encode_lun
 
 __all__ = ["CommandQueueFull", "InitiatorConnection", "Phase"]
@@ -85,8 +83,6 @@ _HALF = 1 << 31  # serial number arithmetic (RFC 1982): a is after b if a - b is
 _NO_DATA = memoryview(b"")  # the data out of every command without any
 _BHS_CDB = 16  # a longer CDB continues in an AHS (CommandTask.bare)
 
-
-_Queued = CommandTask | QueuedText | QueuedLogout
 # Plain values for the tests made per PDU (an Enum member is an attribute lookup away).
 _DATA_IN: Final = int(Opcode.DATA_IN)
 _SCSI_COMMAND: Final = int(Opcode.SCSI_COMMAND)
@@ -97,7 +93,7 @@ _FULL_FEATURE: Final = Phase.FULL_FEATURE
 _LOGGING_OUT: Final = Phase.LOGGING_OUT
 
 
-class InitiatorConnection(PDUStream[Event]):
+class InitiatorConnection(InitiatorRequests):
     """Sans-IO initiator connection; see the module docstring for the contract."""
 
     def __init__(
@@ -117,31 +113,14 @@ class InitiatorConnection(PDUStream[Event]):
         initial_cmd_sn: int = 1,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
-        super().__init__()
-        self.phase = Phase.LOGIN
+        super().__init__(initial_cmd_sn=initial_cmd_sn, max_queued=max_queued)
         self.session_type = session_type
         self._discovery = session_type is SessionType.DISCOVERY
-        self.parameters: OperationalParameters | None = None
         self.tsih = 0
-        self.cmd_sn = initial_cmd_sn & SERIAL_MASK
-        self.exp_cmd_sn = self.cmd_sn
-        self.max_cmd_sn = self.cmd_sn
-        self.exp_stat_sn = 0
         self.nop_interval = nop_interval
         self.nop_timeout = nop_timeout
-        self._max_queued = max_queued
         self._reader = PDUReader(max_data_segment_length=LOGIN_MAX_DATA_SEGMENT_LENGTH)
         self._framer = DataInFramer()  # on once logged in without digests
-        self._next_itt = 1
-        self._tasks: dict[int, CommandTask] = {}
-        self._queue: deque[_Queued] = deque()
-        self._tmfs: dict[int, tuple[TaskManagementFunction, int, int]] = {}
-        self._texts: dict[int, bytearray] = {}
-        self._logout_itt: int | None = None
-        # ITTs of commands ended by task management whose late PDUs we still drop quietly.
-        self._aborted: dict[int, None] = {}
-        self._ping_itt: int | None = None
-        self._ping_deadline: float | None = None
         self._last_activity = now
         self._login_deadline: float | None = now + login_timeout
         self._login_itt = self._take_itt()
@@ -260,15 +239,6 @@ class InitiatorConnection(PDUStream[Event]):
     @property
     def closed(self) -> bool:
         return self.phase is Phase.CLOSED
-
-    @property
-    def in_flight(self) -> int:
-        """Commands submitted and not yet completed (queued ones included)."""
-        return len(self._tasks)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -651,91 +621,7 @@ class InitiatorConnection(PDUStream[Event]):
         self._events.append(LogoutCompleted(pdu.response, pdu.time2wait, pdu.time2retain))
         self._fail_remaining(PathFailureKind.LOGGED_OUT, "session logged out")
 
-    # -- sending -----------------------------------------------------------------------------
-
-    def _enqueue(self, item: _Queued, *, force: bool = False) -> None:
-        if not force and len(self._queue) >= self._max_queued:
-            raise CommandQueueFull(f"{len(self._queue)} requests already wait for the window")
-        self._queue.append(item)
-
-    def _drain(self) -> None:
-        """Send queued requests while their CmdSN lies inside the window (§4.2.2.1)."""
-        params = self.parameters
-        queue = self._queue
-        while queue and self.phase in (Phase.FULL_FEATURE, Phase.LOGGING_OUT):
-            if sn_gt(self.cmd_sn, self.max_cmd_sn):
-                return
-            assert params is not None
-            item = queue.popleft()
-            cmd_sn = self.cmd_sn
-            self.cmd_sn = (cmd_sn + 1) & SERIAL_MASK
-            if type(item) is CommandTask:
-                if item.bare:
-                    self._send_bhs(item.bare_command(cmd_sn, self.exp_stat_sn))
-                    continue
-                for pdu in item.command_pdus(params, cmd_sn, self.exp_stat_sn):
-                    self._send(pdu)
-            elif isinstance(item, QueuedText):
-                self._send(
-                    p.TextRequest(
-                        itt=item.itt,
-                        ttt=item.cont_ttt,
-                        cmd_sn=cmd_sn,
-                        exp_stat_sn=self.exp_stat_sn,
-                        data=item.payload,
-                    )
-                )
-            else:
-                self._send(
-                    p.LogoutRequest(itt=item.itt, cmd_sn=cmd_sn, exp_stat_sn=self.exp_stat_sn)
-                )
-
-    def _send_tmf(
-        self,
-        itt: int,
-        fn: TaskManagementFunction,
-        lun_field: int,
-        *,
-        referenced: int,
-        ref_cmd_sn: int,
-    ) -> None:
-        self._tmfs[itt] = (fn, lun_field, referenced)
-        self._send(
-            p.TaskManagementRequest(
-                function=fn,
-                itt=itt,
-                lun=lun_field,
-                referenced_task_tag=referenced,
-                cmd_sn=self.cmd_sn,
-                exp_stat_sn=self.exp_stat_sn,
-                ref_cmd_sn=ref_cmd_sn,
-                immediate=True,
-            )
-        )
-
     # -- helpers -------------------------------------------------------------------------------
-
-    def _check_ffp(self, *, allow_logout: bool = False) -> None:
-        if self.phase is Phase.FULL_FEATURE:
-            return
-        if allow_logout and self.phase is Phase.LOGGING_OUT:
-            return
-        raise LocalProtocolError(f"not in the full feature phase ({self.phase.name})")
-
-    def _take_itt(self) -> int:
-        # Skip the reserved tag and any tag still in use after a wrap.
-        while True:
-            itt = self._next_itt
-            self._next_itt = (itt + 1) & SERIAL_MASK
-            busy = itt in self._tasks or itt in self._tmfs or itt in self._aborted
-            if itt != RESERVED_TAG and not busy:
-                return itt
-
-    def _complete_aborted(self, task: CommandTask) -> None:
-        self._tasks.pop(task.itt, None)
-        self._events.append(
-            CommandCompleted(task.itt, Status.TASK_ABORTED, task.parts(), b"", task.expected_length)
-        )
 
     def _protocol_error(self, reason: str) -> None:
         log.info("initiator connection: %s", reason)
@@ -749,25 +635,6 @@ class InitiatorConnection(PDUStream[Event]):
             return
         self.phase = Phase.CLOSED
         self._events.append(event)
-
-    def _fail(self, kind: PathFailureKind, reason: str) -> None:
-        if self.phase is Phase.CLOSED:
-            return
-        self.phase = Phase.CLOSED
-        self._fail_remaining(kind, reason)
-
-    def _fail_remaining(self, kind: PathFailureKind, reason: str) -> None:
-        itts = (*self._tasks, *self._tmfs, *self._texts)
-        if self._logout_itt is not None:
-            itts = (*itts, self._logout_itt)
-        self._tasks.clear()
-        self._tmfs.clear()
-        self._texts.clear()
-        self._queue.clear()
-        self._logout_itt = None
-        self._ping_deadline = None
-        if kind is not PathFailureKind.LOGGED_OUT or itts:
-            self._events.append(ConnectionFailed(kind, reason, itts))
 
 
 # What each target PDU of the full feature phase goes to, after its sequence numbers.

@@ -39,9 +39,10 @@ ends with that session's ``PathFailed`` before it is re-driven. Each device owns
 task and its paths' reinstatement and ALUA tasks, which it cancels and awaits on ``close``;
 no LUN's work waits behind another's in a common pool (KB967724).
 
-Persistent reservations go down the paths as ``mpio.reservations`` decides; one lock per
-device orders a key change against a path's reinstatement, so a path that comes back while
-the key changes is registered with the new key, never left with the old one.
+Persistent reservations go down the paths as ``mpio.reservations`` decides
+(``mpio.map_reservations``, which the device inherits); one lock per device orders a key
+change against a path's reinstatement, so a path that comes back while the key changes is
+registered with the new key, never left with the old one.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from sanstack.block.device import BlockDevice, BlockDeviceError, DeviceNotReady
+from sanstack.block.device import BlockDevice, DeviceNotReady
 from sanstack.initiator.lun_device import (
     ISCSIDevice,
     LunSession,
@@ -61,8 +62,8 @@ from sanstack.initiator.lun_device import (
     ReadSink,
 )
 from sanstack.initiator.session import ISCSISession, PathFailed
-from sanstack.mpio import reservations
 from sanstack.mpio.map_read import MapRead
+from sanstack.mpio.map_reservations import MapReservations
 from sanstack.mpio.path_slot import MultipathOptions, PathSlot, still_current
 from sanstack.mpio.paths import (
     FAILURE_EVENTS,
@@ -72,31 +73,22 @@ from sanstack.mpio.paths import (
     PathEvent,
     PathState,
 )
-from sanstack.mpio.reservations import HostRegistration, Next, Outcome, Registration
+from sanstack.mpio.reservations import Outcome
 from sanstack.mpio.selectors import Selector, make_selector
 from sanstack.mpio.shared_path import SharedPath
-from sanstack.scsi.pr_codec import (
-    PRInCdb,
-    PRInServiceAction,
-    PROutParameters,
-    PROutServiceAction,
-    PRType,
-    ReadKeysData,
-    ReadReservationData,
-)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROBE_TIMEOUT = 5.0  # a LUN's first read over a path (INQUIRY, VPD 0x83, capacity)
 OPEN_TIMEOUT = 3 * PROBE_TIMEOUT  # a path brought into a map: probe, register, ALUA
-PR_IN_ALLOCATION = 8192
 
 
-class MultipathDevice(BlockDevice):
+class MultipathDevice(MapReservations, BlockDevice):
     """A LUN reached through every given portal; see the module docstring."""
 
     def __init__(self, target_name: str, lun: int, options: MultipathOptions) -> None:
+        super().__init__()  # MapReservations: the key this host holds, its lock
         self.target_name = target_name
         self.lun = lun
         self.options = options
@@ -114,11 +106,6 @@ class MultipathDevice(BlockDevice):
         self.in_doubt = 0  # of those queued, writes waiting for their nexus (``_settle``)
         # A path failed while another could carry the I/O on (the host's metrics).
         self.failovers = 0
-        self.registration = HostRegistration()
-        # Told when another initiator removed our key (the host forgets it, a cluster node
-        # learns it was fenced).
-        self.on_key_lost: Callable[[int], None] | None = None
-        self._registering = asyncio.Lock()
         self._identified = False
 
     # -- opening and closing -----------------------------------------------------------------
@@ -569,164 +556,6 @@ class MultipathDevice(BlockDevice):
         slot.probed = device
         return device
 
-    # -- persistent reservations over every path (MSDSM, mpathpersist) ----------------------------
-
-    async def _key_still_held(self, slot: PathSlot, device: ISCSIDevice) -> bool:
-        """READ KEYS down a returning path before our key goes on it (``reservations.
-        still_held``); a key another initiator removed is forgotten. False: not known now."""
-        if not self.registration.key:
-            return True
-        cdb = PRInCdb(PRInServiceAction.READ_KEYS, PR_IN_ALLOCATION).encode()
-        try:
-            result = await device.execute(cdb, read_length=PR_IN_ALLOCATION, write=False)
-        except BlockDeviceError as exc:
-            log.info("path %s: keys not read, not reinstated: %s", slot.label, exc)
-            return False
-        keys = ReadKeysData.decode(result.data).reservation_keys
-        if not reservations.still_held(self.registration.key, keys):
-            self._key_lost()
-        return True
-
-    def _key_lost(self) -> None:
-        lost = self.registration.key
-        log.warning(
-            "%s/%d: our key 0x%x was removed by another initiator (preempted or cleared): "
-            "not registered again",
-            self.target_name,
-            self.lun,
-            lost,
-        )
-        self.registration.lost()
-        if self.on_key_lost is not None:
-            self.on_key_lost(lost)
-
-    async def hold_again(self, key: int, *, aptpl: bool = False) -> bool:
-        """A key this host registered before (a restart, a map built again): registered on
-        every path if the target still has it; False, and forgotten, if another initiator
-        removed it meanwhile (``reservations.still_held``)."""
-        self.registration.taken(key, aptpl)
-        if not reservations.still_held(key, (await self.pr_read_keys()).reservation_keys):
-            self._key_lost()
-            return False
-        await self.pr_register(key, aptpl=aptpl)
-        return True
-
-    async def pr_register(self, key: int, *, aptpl: bool = False) -> None:
-        """REGISTER ``key`` (0 unregisters) on every path with a session; the rules are
-        ``mpio.reservations``'. Raises the error of a path when no path took the key."""
-        async with self._registering:
-            first = reservations.register(self.registration.key, key)
-            await self._every_path("REGISTER", lambda d: self._register(d, first, aptpl=aptpl))
-            self.registration.taken(key, aptpl)
-
-    async def _every_path(
-        self,
-        what: str,
-        attempt: Callable[[ISCSIDevice], Awaitable[tuple[Outcome, BlockDeviceError | None]]],
-    ) -> None:
-        """``attempt`` on every path with a session at once; ``every_path_verdict`` decides."""
-        devices = {s: s.device for s in self.slots if s.device is not None}
-        if not devices:
-            raise DeviceNotReady(f"no path for {what}")
-        done = await asyncio.gather(*(attempt(d) for d in devices.values()))
-        outcomes = {s: outcome for s, (outcome, _) in zip(devices, done, strict=True)}
-        errors = {s: error for s, (_, error) in zip(devices, done, strict=True)}
-        verdict = reservations.every_path_verdict(outcomes)
-        for slot in verdict.fail:
-            error = errors[slot]
-            if isinstance(error, PathFailed):
-                self._path_failed(devices[slot], error, what)
-            elif slot.device is devices[slot]:
-                self._fail(slot, PathEvent.IO_PATH_ERROR, f"{what} refused: {error}")
-        if not verdict.done:
-            assert verdict.report is not None
-            raise errors[verdict.report] or DeviceNotReady(f"{what} failed")
-
-    async def _register(
-        self, device: ISCSIDevice, step: Registration | None, *, aptpl: bool | None = None
-    ) -> tuple[Outcome, BlockDeviceError | None]:
-        """Carry a registration down one path, step by step; its final outcome and error."""
-        outcome, error = Outcome.GOOD, None
-        while step is not None:
-            parameters = PROutParameters(
-                reservation_key=step.reservation_key,
-                service_action_reservation_key=step.service_action_key,
-                aptpl=self.registration.aptpl if aptpl is None else aptpl,
-            )
-            outcome, error = await _attempt(device.persistent_reserve_out(step.action, parameters))
-            step = reservations.next_registration(step, outcome)
-        return outcome, error
-
-    async def pr_reserve(self, pr_type: PRType) -> None:
-        await self._prout_one_path(PROutServiceAction.RESERVE, pr_type=pr_type)
-
-    async def pr_release(self, pr_type: PRType) -> None:
-        """RELEASE the reservation this host holds (a failover cluster's clean hand-over),
-        down every path: only the holder's nexus releases, and which one that is is unknown."""
-        parameters = PROutParameters(reservation_key=self.registration.key)
-        action = PROutServiceAction.RELEASE
-        await self._every_path(
-            action.name, lambda d: _attempt(d.persistent_reserve_out(action, parameters, pr_type))
-        )
-
-    async def pr_clear(self) -> None:
-        """CLEAR every registration and the reservation, this host's included."""
-        async with self._registering:
-            await self._prout_one_path(PROutServiceAction.CLEAR)
-            self.registration.cleared()
-
-    async def pr_preempt(self, victim_key: int, pr_type: PRType, *, abort: bool = False) -> None:
-        """PREEMPT (AND ABORT): fence the holder of ``victim_key`` (SPC-4 §5.13.11.2.6)."""
-        action = PROutServiceAction.PREEMPT_AND_ABORT if abort else PROutServiceAction.PREEMPT
-        await self._prout_one_path(action, pr_type=pr_type, sa_key=victim_key)
-
-    async def pr_read_keys(self) -> ReadKeysData:
-        return ReadKeysData.decode(await self._prin_one_path(PRInServiceAction.READ_KEYS))
-
-    async def pr_read_reservation(self) -> ReadReservationData:
-        data = await self._prin_one_path(PRInServiceAction.READ_RESERVATION)
-        return ReadReservationData.decode(data)
-
-    async def _prout_one_path(
-        self, action: PROutServiceAction, *, pr_type: int = 0, sa_key: int = 0
-    ) -> None:
-        parameters = PROutParameters(
-            reservation_key=self.registration.key, service_action_reservation_key=sa_key
-        )
-        await self._one_path(
-            action.name, lambda d: d.persistent_reserve_out(action, parameters, pr_type)
-        )
-
-    async def _prin_one_path(self, action: PRInServiceAction) -> bytes:
-        cdb = PRInCdb(action, PR_IN_ALLOCATION).encode()
-
-        async def prin(device: ISCSIDevice) -> bytes:
-            result = await device.execute(cdb, read_length=PR_IN_ALLOCATION, write=False)
-            return bytes(result.data)
-
-        return await self._one_path(action.name, prin)
-
-    async def _one_path(self, what: str, command: Callable[[ISCSIDevice], Awaitable[T]]) -> T:
-        """One path carries the command; ``reservations.next_after_one_path`` says what
-        follows each try (MSDSM: a path failure moves it to the next path)."""
-        group = self.chooser.choose([s.path for s in self.slots], self._loop.time())
-        best = [s for s in self.slots if s.path in group]
-        usable = [s for s in self.slots if s.path.usable]
-        for slot in reservations.one_path_order(list(self.slots), best, usable):
-            device = slot.device
-            if device is None:
-                continue
-            try:
-                return await command(device)
-            except BlockDeviceError as error:
-                match reservations.next_after_one_path(reservations.outcome_of(error)):
-                    case Next.NEXT_PATH:
-                        assert isinstance(error, PathFailed)
-                        self._path_failed(device, error, what)
-                    case _:
-                        raise
-        raise DeviceNotReady(f"no usable path for {what}")
-
     # -- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -754,12 +583,3 @@ class MultipathDevice(BlockDevice):
                 for s in self.slots
             ],
         }
-
-
-async def _attempt(command: Awaitable[None]) -> tuple[Outcome, BlockDeviceError | None]:
-    """Run one PERSISTENT RESERVE OUT; how it ended, as the policy reads it."""
-    try:
-        await command
-    except BlockDeviceError as error:
-        return reservations.outcome_of(error), error
-    return Outcome.GOOD, None
