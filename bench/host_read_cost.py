@@ -16,6 +16,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,23 @@ class _Path:
         return None
 
 
-async def measure(depth: int, rounds: int) -> float:
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What the timed rounds cost: CPU per read, and the sends each side made."""
+
+    us_per_read: float
+    target_sends: int  # writelines to the session's transport (the commands)
+    client_sends: int  # writelines to the NBD transport (the replies)
+
+
+async def measure(depth: int, rounds: int) -> Cost:
     pair = make_initiator_pair(blocks=BLOCKS)
     core = pair.initiator
     core.max_cmd_sn = 0x7FFFFFF0  # the window never closes: the answers below say so too
     session = ISCSISession(core, command_timeout=60.0)
     session.parameters = core.parameters
-    session.connection_made(_Transport())  # type: ignore[arg-type]
+    to_target = _Transport()
+    session.connection_made(to_target)  # type: ignore[arg-type]
     lun = ISCSIDevice(session, 0)
     lun.block_size, lun.num_blocks = 512, BLOCKS
     device = MultipathDevice("target", 0, MultipathOptions())
@@ -134,6 +145,7 @@ async def measure(depth: int, rounds: int) -> float:
             itt, stat_sn = itt + 1, stat_sn + 1
         requests.append(b"".join(asked))
         answers.append(b"".join(answered))
+    sent = (to_target.writes, nbd.writes)
     started = time.process_time()
     for asked_segment, answer_segment in zip(requests, answers, strict=True):
         handler.data_received(asked_segment)
@@ -142,7 +154,7 @@ async def measure(depth: int, rounds: int) -> float:
     spent = time.process_time() - started
     if slot.path.completed != depth * rounds or core.in_flight:
         raise SystemExit(f"{slot.path.completed} reads completed of {depth * rounds}")
-    return spent / (depth * rounds) * 1e6
+    return Cost(spent / (depth * rounds) * 1e6, to_target.writes - sent[0], nbd.writes - sent[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvloop  # the daemons' loop (cli/common.py)
 
-    us = uvloop.run(measure(args.depth, max(1, args.reads // args.depth)))
-    print(f"{us:.2f} us of CPU per 4 KiB read (depth {args.depth})")
+    cost = uvloop.run(measure(args.depth, max(1, args.reads // args.depth)))
+    print(f"{cost.us_per_read:.2f} us of CPU per 4 KiB read (depth {args.depth})")
     return 0
 
 

@@ -71,6 +71,15 @@ def ignore_event(_edge: object, _event: object) -> None:
     """The handler of an event the edge has no use for."""
 
 
+# A relay (the host: NBD requests in, iSCSI commands out, and the answers back) hands a
+# batch on in pieces of this many: what the first requests of a segment made goes out while
+# the rest are still read. Handed on whole, the reads of a queue depth move through client,
+# relay and target as one convoy, each process idle while another works its batch (with
+# three processes on two CPUs, 1.3 CPUs busy); in pieces of 4, 1.6 (docs/benchmarks.md,
+# "Issue 15, host side"), for a few more sends.
+RELAY_PIECE: Final = 4
+
+
 # glibc returns a freed block above its mmap threshold (and the free top of its heap above
 # its trim threshold) to the kernel at once, so the next read buffer of the same size is
 # faulted in again page by page: reading 1 MiB through the host cost about 270 page faults

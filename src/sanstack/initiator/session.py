@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from sanstack.edge.driver import TimedCoreDriver, ignore_event
+from sanstack.edge.driver import RELAY_PIECE, TimedCoreDriver, ignore_event
 from sanstack.errors import LocalProtocolError, SanstackError
 from sanstack.initiator.responses import (
     CommandResponse,
@@ -233,9 +233,15 @@ class ISCSISession(TimedCoreDriver[InitiatorConnection]):
         core = self.core
         handlers = self._event_handlers
         completed = self._on_command_completed
+        writes = self._writes
+        done = 0
         while (event := core.next_event()) is not None:
             if type(event) is CommandCompleted:
                 completed(event)
+                done += 1
+                if done == RELAY_PIECE:  # the answers so far leave now (to NBD, say)
+                    done = 0
+                    writes.flush()
             elif handlers[type(event)](self, event):
                 return
         if core.has_data_to_send:

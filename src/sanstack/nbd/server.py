@@ -40,7 +40,7 @@ from sanstack.block.device import (
     SpaceExhausted,
 )
 from sanstack.block.io_stats import IOKind, IOStats
-from sanstack.edge.driver import CoreDriver
+from sanstack.edge.driver import RELAY_PIECE, CoreDriver
 from sanstack.nbd import (
     Disconnect,
     ExportChosen,
@@ -381,12 +381,18 @@ class NBDConnectionHandler(CoreDriver[NBDServerConnection]):
         handlers = self._event_handlers
         limit = self.server.max_in_flight
         start = self._start
+        writes = self._writes
+        started = 0
         while not self._lost and core.in_flight < limit:
             event = core.next_event()
             if event is None:
                 break
             if type(event) is Request:
                 start(event)
+                started += 1
+                if started == RELAY_PIECE:  # the commands so far go to the target now
+                    started = 0
+                    writes.flush()
             elif handlers[type(event)](self, event):
                 return
         if core.has_data_to_send:
