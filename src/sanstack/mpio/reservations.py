@@ -14,7 +14,9 @@ libmpathpersist do. The rules, each a function here that ``MultipathDevice`` car
   others answer GOOD without effect (SPC-4 §5.13.11.2.2), and the host cannot tell which of
   its nexuses holds it. The same verdict applies. (A holder whose path is dead keeps the
   reservation until it returns: libmpathpersist's remedy, preempting its own key and
-  registering again, is not done here.)
+  registering again, is not done here, where nothing reads the reservation back. The
+  cluster's arbiter, which does, applies it: ``release-unheard`` in
+  ``cluster/arbitration.py``.)
 - ``HostRegistration.reinstatement``: a reinstated path, or a new one, is brought to the
   host's key with REGISTER AND IGNORE EXISTING KEY before it carries I/O (zero included,
   which drops a registration an unregister missed); it stays down if that fails.
